@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The real datasets live in ../shared/data beside the clone (CI exports the same path).
+os.environ.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))
+os.environ.setdefault("TINYGRAD_FREE_NO_DOWNLOAD", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def each_backend(request):
+    """Run a test once per kernel backend."""
+    from tinygrad_free import use_backend
+    with use_backend(request.param):
+        yield request.param

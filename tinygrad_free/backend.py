@@ -1,0 +1,57 @@
+"""Which implementation runs the hot kernels: ``numba`` (default when numba imports) or ``numpy``.
+
+Both compute the same thing; the tests hold them equal. Choose with the environment variable
+``TINYGRAD_FREE_BACKEND=numpy|numba`` or at run time::
+
+    tinygrad_free.set_backend("numpy")
+    with tinygrad_free.use_backend("numba"):
+        ...
+"""
+import contextlib
+import os
+
+BACKENDS = ("numba", "numpy")
+_current = None
+
+
+def _numba_available():
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def get_backend():
+    global _current
+    if _current is None:
+        requested = os.environ.get("TINYGRAD_FREE_BACKEND", "").strip().lower()
+        set_backend(requested or ("numba" if _numba_available() else "numpy"))
+    return _current
+
+
+def set_backend(name):
+    """Select the kernel implementation for everything that runs after this call."""
+    global _current
+    key = str(name).lower()
+    if key not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if key == "numba" and not _numba_available():
+        raise RuntimeError("backend 'numba' requested but numba is not installed (pip install numba)")
+    _current = key
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def ops():
+    """The kernel namespace of the current backend (see ``tinygrad_free.kernels``)."""
+    from . import kernels
+    return kernels.NUMBA if get_backend() == "numba" else kernels.NUMPY

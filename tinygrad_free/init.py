@@ -1,0 +1,48 @@
+"""Weight initialisers.
+
+Every initialiser is ``f(shape, rng, dtype) -> ndarray`` with ``shape = (fan_in, fan_out)``
+and a ``numpy.random.Generator`` so that a seed makes a run reproducible. Biases start at zero.
+
+==========  ==========================================================
+``random``  normal, std 0.01 (``std=`` to change)
+``xavier``  Glorot uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out))
+``he``      normal, std sqrt(2 / fan_in)
+==========  ==========================================================
+"""
+import numpy as np
+
+
+def random(shape, rng, dtype=np.float32, std=0.01):
+    return (rng.standard_normal(shape) * std).astype(dtype)
+
+
+def xavier(shape, rng, dtype=np.float32):
+    fan_in, fan_out = shape[0], shape[-1]
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def he(shape, rng, dtype=np.float32):
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])).astype(dtype)
+
+
+INITIALIZERS = {"random": random, "xavier": xavier, "glorot": xavier, "he": he, "kaiming": he}
+
+
+def get(name):
+    """Look up an initialiser by name (case-insensitive) or pass a callable through."""
+    if callable(name):
+        return name
+    key = str(name).lower()
+    if key not in INITIALIZERS:
+        raise ValueError(f"unknown init {name!r}; choose one of {sorted(INITIALIZERS)}")
+    return INITIALIZERS[key]
+
+
+def as_generator(rng):
+    """A Generator from None (fresh entropy), an int seed, or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")

@@ -1,0 +1,120 @@
+"""Element-wise activations: the functions, their gradients from the OUTPUT, and layers.
+
+Each gradient is written in terms of y = f(z), so a layer caches its output and never
+recomputes f in backward:
+
+==========  ==================  ======================
+name        f(z)                f'(z) from y
+==========  ==================  ======================
+identity    z                   1
+sigmoid     1 / (1 + e^-z)      y (1 - y)
+tanh        tanh z              1 - y^2
+relu        max(z, 0)           1 if y > 0 else 0
+==========  ==================  ======================
+"""
+import numpy as np
+
+from .. import backend
+from .module import Module
+
+# Codes shared with the kernels (numba dispatches on these ints).
+IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+CODES = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
+NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu"}
+
+
+def code(name):
+    """The activation code of ``name`` (case-insensitive; ``None`` means identity)."""
+    if name is None:
+        return IDENTITY
+    key = str(name).lower()
+    if key not in CODES:
+        raise ValueError(f"unknown activation {name!r}; choose one of identity, sigmoid, tanh, relu")
+    return CODES[key]
+
+
+class Activation(Module):
+    """An element-wise activation as a layer: caches y in forward, returns gy * f'(y)."""
+
+    code = IDENTITY
+
+    def __init__(self):
+        super().__init__()
+        self._y = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        y = x.copy() if x.dtype.kind == "f" else x.astype(np.float32)
+        backend.ops().bias_act(y, None, self.code)
+        if self.training:
+            self._y = y
+        return y
+
+    def backward(self, grad_out):
+        if self._y is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (in training mode)")
+        if grad_out.shape != self._y.shape:
+            raise ValueError(f"{type(self).__name__}.backward: expected gradient of shape {self._y.shape}, "
+                             f"got {grad_out.shape}")
+        if self.code == IDENTITY:
+            return grad_out.copy()
+        out = np.empty_like(self._y)
+        backend.ops().act_grad(self._y, grad_out, self.code, out)
+        return out
+
+    def get_config(self):
+        return {}
+
+
+class Identity(Activation):
+    code = IDENTITY
+
+
+class Sigmoid(Activation):
+    code = SIGMOID
+
+
+class Tanh(Activation):
+    code = TANH
+
+
+class ReLU(Activation):
+    code = RELU
+
+
+ACTIVATION_LAYERS = {IDENTITY: Identity, SIGMOID: Sigmoid, TANH: Tanh, RELU: ReLU}
+
+
+def get(name):
+    """An activation layer by name: ``get("ReLU") -> ReLU()``."""
+    return ACTIVATION_LAYERS[code(name)]()
+
+
+class Softmax(Module):
+    """Softmax over the last axis. Backward: gx = y * (gy - sum(gy * y)).
+
+    For classification use raw logits with ``CrossEntropyLoss``/``MSELoss``, which apply the
+    softmax themselves (fused and numerically stable); this layer is for when you need the
+    probabilities inside a network.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._y = None
+
+    def forward(self, x):
+        z = x - x.max(axis=-1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=-1, keepdims=True)
+        if self.training:
+            self._y = z
+        return z
+
+    def backward(self, grad_out):
+        if self._y is None:
+            raise RuntimeError("Softmax.backward called before forward (in training mode)")
+        y = self._y
+        return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))
+
+    def get_config(self):
+        return {}

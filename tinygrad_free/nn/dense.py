@@ -1,0 +1,96 @@
+"""Fully connected layer with an optional fused activation: y = act(x @ W + b)."""
+import numpy as np
+
+from .. import backend
+from .. import init as initializers
+from . import activation as act
+from .module import Module
+from .parameter import Parameter
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Dense: {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Dense(Module):
+    """y = act(x @ W + b), with W of shape (in_features, out_features).
+
+    Forward caches x and y; backward uses them and nothing else:
+
+    * dz = dy * act'(y)        (the activation's gradient from its own output)
+    * dW += x^T dz,  db += sum_batch dz,  dx = dz W^T
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    activation : str or None
+        identity (None), sigmoid, tanh or relu; case-insensitive. Fusing it here saves a pass
+        over the activations and a cached array compared with a separate activation layer.
+    init : str or callable
+        ``random``, ``xavier`` or ``he`` (see ``tinygrad_free.init``); the bias starts at zero.
+    bias : bool
+    dtype : numpy float dtype (float32 by default; float64 for gradient checks)
+    rng : None, int or numpy.random.Generator
+    """
+
+    def __init__(self, in_features, out_features, activation=None, init="xavier", bias=True,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.act_code = act.code(activation)
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"Dense: dtype must be a float type (float32, float64), got {dtype}")
+        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        w = initializers.get(init)((self.in_features, self.out_features), initializers.as_generator(rng), dtype)
+        self.W = Parameter(w, "W", decay=True)
+        self.b = Parameter(np.zeros(self.out_features, dtype), "b", decay=False) if bias else None
+        self._x = self._y = None
+        self._dz = None
+
+    def forward(self, x):
+        W = self.W.data
+        if getattr(x, "ndim", 0) != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"{self!r}: expected input of shape (batch, {self.in_features}), "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        if x.dtype != W.dtype:
+            raise ValueError(f"{self!r}: expected {W.dtype} input (the layer's dtype), got {x.dtype}; "
+                             f"convert the data once, e.g. x.astype(np.{W.dtype})")
+        y = x @ W
+        backend.ops().bias_act(y, None if self.b is None else self.b.data, self.act_code)
+        if self.training:
+            self._x, self._y = x, y
+        return y
+
+    def backward(self, grad_out):
+        x, y = self._x, self._y
+        if y is None:
+            raise RuntimeError(f"{self!r}: backward called before forward (in training mode)")
+        if grad_out.shape != y.shape:
+            raise ValueError(f"{self!r}: expected gradient of shape {y.shape}, got {grad_out.shape}")
+        if self.act_code == act.IDENTITY:
+            dz = grad_out
+            if self.b is not None:
+                self.b.grad += dz.sum(axis=0)
+        else:
+            # dz is private scratch, reused while the batch shape stays the same.
+            if self._dz is None or self._dz.shape != y.shape:
+                self._dz = np.empty_like(y)
+            dz = backend.ops().dense_grad(y, grad_out, self.act_code, self._dz,
+                                          None if self.b is None else self.b.grad)
+        self.W.grad += x.T @ dz
+        return dz @ self.W.data.T
+
+    def get_config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "activation": act.NAMES[self.act_code], "bias": self.b is not None,
+                "dtype": str(self.W.data.dtype)}
+
+    def extra_repr(self):
+        s = f"{self.in_features}, {self.out_features}"
+        if self.act_code != act.IDENTITY:
+            s += f", activation={act.NAMES[self.act_code]!r}"
+        return s + ("" if self.b is not None else ", bias=False")

@@ -1,0 +1,53 @@
+"""The trainable tensor: a value and the gradient that backward accumulates into it."""
+import numpy as np
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Parameters
+    ----------
+    data : ndarray
+        The value. Kept as given (no copy) so a layer and its parameter share memory.
+    name : str
+        The local name (``"W"``); a container prefixes it with the child's key when the
+        owning module is attached, so inside a model it reads ``"0.W"``.
+    decay : bool
+        Whether coupled L2 weight decay applies (weight matrices yes, biases no).
+
+    Notes
+    -----
+    ``backward`` ACCUMULATES into ``grad`` (two backward calls double it), as in PyTorch;
+    ``zero_grad()`` clears it. ``data`` and ``grad`` may be re-pointed at views of one flat
+    buffer (optimizers do this so one kernel call updates every parameter), so read them
+    through the Parameter at each use rather than keeping the array.
+    """
+
+    __slots__ = ("data", "grad", "name", "decay")
+
+    def __init__(self, data, name="", decay=True):
+        data = np.asarray(data)
+        if data.dtype.kind != "f":
+            raise ValueError(f"Parameter {name!r} must be a floating array, got dtype {data.dtype}")
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self.decay = decay
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __repr__(self):
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

@@ -1,0 +1,18 @@
+"""Optimizers behind one ``step(loss=None)`` interface, created by class or by name.
+
+    opt = optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    opt = optim.create("nadam", model.parameters(), lr=1e-3)
+
+Add one with ``@optim.register("name")`` on an ``Optimizer`` subclass (see ``optim/eve.py``).
+"""
+from .adam import Adam
+from .eve import Eve
+from .momentum import Momentum
+from .nadam import NAdam
+from .nag import NAG
+from .optimizer import Optimizer, available, create, get, register
+from .rmsprop import RMSProp
+from .sgd import SGD
+
+__all__ = ["Optimizer", "register", "create", "get", "available",
+           "SGD", "Momentum", "NAG", "RMSProp", "Adam", "NAdam", "Eve"]

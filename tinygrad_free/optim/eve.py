@@ -1,0 +1,52 @@
+"""Eve: the worked example of adding an optimizer. Nothing outside this file knows about it."""
+import numpy as np
+
+from .optimizer import Optimizer, register
+
+
+@register("eve")
+class Eve(Optimizer):
+    """Eve (Koushik & Hayashi 2016, "Improving Stochastic Gradient Descent with Feedback", Alg. 1).
+
+    Adam whose step is divided by d, a smoothed, clipped relative change of the minibatch loss f:
+
+        m, v, mh, vh as in Adam;  d_1 = 1, fh_1 = f_1;  for t > 1:
+        (lo, hi) = (k + 1, K + 1) if f_t >= fh_{t-1} else (1 / (K + 1), 1 / (k + 1))
+        c = min(max(lo, f_t / fh_{t-1}), hi);   fh_t = c fh_{t-1}
+        r = |fh_t - fh_{t-1}| / min(fh_t, fh_{t-1});   d_t = b3 d_{t-1} + (1 - b3) r
+        w <- w - lr * mh / (d_t sqrt(vh) + eps)
+
+    r always lies in [k, K], so k <= d <= K; the first step is Adam's and beta3 = 1 gives Adam.
+    ``step(loss=...)`` must receive the (positive) minibatch loss.
+    """
+
+    defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, beta3=0.999, eps=1e-8, k=0.1, K=10.0)
+    ranges = {"beta3": (0.0, 1.0, False, False), "k": (0.0, 1.0, True, False), "K": (1.0, float("inf"), False, True)}
+
+    def init_state(self, w):
+        return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
+
+    def prepare(self, loss):
+        if loss is None:
+            raise ValueError("Eve needs the minibatch loss: call opt.step(loss=loss)")
+        f = float(loss)
+        if not np.isfinite(f) or f <= 0:
+            raise ValueError(f"Eve needs a finite, positive loss (it divides by it), got {loss!r}")
+        if self.t == 1:
+            self.shared.update(f_hat=f, d=1.0)
+            return
+        f_prev = self.shared["f_hat"]
+        lo, hi = (self.k + 1, self.K + 1) if f >= f_prev else (1 / (self.K + 1), 1 / (self.k + 1))
+        f_hat = min(max(lo, f / f_prev), hi) * f_prev
+        r = abs(f_hat - f_prev) / min(f_hat, f_prev)
+        self.shared.update(f_hat=f_hat, d=self.beta3 * self.shared["d"] + (1 - self.beta3) * r)
+
+    def update(self, w, g, state):
+        m, v, b1, b2 = state["m"], state["v"], self.beta1, self.beta2
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        mh = m / (1 - b1 ** self.t)
+        vh = v / (1 - b2 ** self.t)
+        w -= self.lr * mh / (self.shared["d"] * np.sqrt(vh) + self.eps)

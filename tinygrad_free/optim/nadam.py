@@ -1,0 +1,44 @@
+import numpy as np
+
+from .. import backend
+from .optimizer import Optimizer, register
+
+
+@register("nadam")
+class NAdam(Optimizer):
+    """Nesterov-accelerated Adam.
+
+    m, v, mh, vh as in Adam. By default Dozat (2016), as taught in the course:
+
+        w <- w - lr / (sqrt(vh) + eps) * (b1 * mh + (1 - b1) * g / (1 - b1^t))
+
+    With ``momentum_decay=psi > 0``, torch.optim.NAdam's momentum schedule instead
+    (psi = 0.004 matches torch exactly): mu_t = b1 (1 - 0.5 * 0.96^(t psi)), P_t = prod_{i<=t} mu_i,
+
+        w <- w - lr / (sqrt(vh) + eps) * ((1 - mu_t) / (1 - P_t) * g + mu_{t+1} / (1 - P_t mu_{t+1}) * m)
+
+    Both are w <- w - lr * (cm m + cg g) / (sqrt(vh) + eps); only cm and cg differ.
+    """
+
+    defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=0.0)
+
+    def init_state(self, w):
+        return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
+
+    def prepare(self, loss):
+        if self.momentum_decay:     # P_t is a running product, so it is state (saved in state_dict)
+            self.shared["mu_product"] = self.shared.get("mu_product", 1.0) * self._mu(self.t)
+
+    def _mu(self, t):
+        return self.beta1 * (1 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def update(self, w, g, state):
+        b1, t = self.beta1, self.t
+        if self.momentum_decay:
+            mu, mu_next, prod = self._mu(t), self._mu(t + 1), self.shared["mu_product"]
+            cg, cm = (1 - mu) / (1 - prod), mu_next / (1 - prod * mu_next)
+        else:
+            bc1 = 1 - b1 ** t
+            cg, cm = (1 - b1) / bc1, b1 / bc1
+        backend.ops().nadam(w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, self.beta2, self.eps,
+                            1 - self.beta2 ** t, cm, cg)

@@ -1,0 +1,250 @@
+"""The optimizer base class and the registry that creates optimizers by name.
+
+A subclass declares ``defaults`` and writes two methods, as Keras's ``build``/``update_step``:
+
+* ``init_state(w) -> dict`` of arrays (zeros) for a parameter, and
+* ``update(w, g, state)``: one in-place update, ``g`` already carrying weight decay.
+
+The base class owns everything else: the parameter list and their unique dotted names, the
+step count ``t`` (from 1 inside ``update``), the learning rate, coupled L2 weight decay,
+``zero_grad``, ``state_dict``/``load_state_dict``, ``get_config`` and validation.
+
+Packing: an ``elementwise`` optimizer (every built-in one) copies all parameters of one dtype
+into a single flat buffer, weight matrices first, and re-points each ``Parameter.data``/``.grad``
+at its slice. One ``update`` call then updates the whole model, and weight decay is one slice.
+"""
+import math
+
+import numpy as np
+
+from .. import backend
+
+_REGISTRY = {}
+
+
+def register(name, *aliases):
+    """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)``."""
+    def wrap(cls):
+        cls.name = name
+        for key in (name, *aliases):
+            _REGISTRY[key.lower()] = cls
+        return cls
+    return wrap
+
+
+def available():
+    """Registered names (aliases included)."""
+    return sorted(_REGISTRY)
+
+
+def get(name):
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {available()}")
+    return _REGISTRY[key]
+
+
+def create(name, params, **hyperparameters):
+    """``create("nadam", model.parameters(), lr=1e-3)``: an optimizer by registered name."""
+    return get(name)(params, **hyperparameters)
+
+
+# Ranges of the hyperparameters every optimizer may have: (low, high, low open?, high open?).
+RANGES = {
+    "lr": (0.0, math.inf, True, True),
+    "weight_decay": (0.0, math.inf, False, True),
+    "momentum": (0.0, 1.0, False, True),
+    "beta": (0.0, 1.0, False, True),
+    "beta1": (0.0, 1.0, False, True),
+    "beta2": (0.0, 1.0, False, True),
+    "eps": (0.0, math.inf, False, True),
+    "momentum_decay": (0.0, math.inf, False, True),
+}
+
+
+def _check(name, value, low, high, low_open, high_open):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(value) or value < low or value > high \
+            or (low_open and value == low) or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+class _Unit:
+    """What one ``update`` call sees: a weight array, its gradient, its state, and which
+    parameters (name, offset, shape) it holds. The first ``n_decay`` elements get weight decay."""
+
+    __slots__ = ("w", "g", "state", "n_decay", "members", "decayed", "tmp")
+
+    def __init__(self, w, g, n_decay, members):
+        self.w, self.g, self.n_decay, self.members = w, g, n_decay, members
+        self.state = {}
+        self.decayed = None     # scratch for g + wd * w, made on first use
+        self.tmp = None         # scratch for the NumPy kernels
+
+
+class Optimizer:
+    """Base class of all optimizers; see the module docstring for the contract."""
+
+    name = None
+    defaults = {}
+    elementwise = True
+    ranges = {}
+
+    def __init__(self, params, **hyperparameters):
+        allowed = {"lr", "weight_decay", *self.defaults}
+        unknown = sorted(set(hyperparameters) - allowed)
+        if unknown:
+            raise ValueError(f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; "
+                             f"allowed: {sorted(allowed)}")
+        config = {"weight_decay": 0.0, **self.defaults, **hyperparameters}
+        self._hyper = sorted(config)
+        ranges = {**RANGES, **self.ranges}
+        for key in self._hyper:
+            value = config[key]
+            if key in ranges:
+                value = _check(key, value, *ranges[key])
+            object.__setattr__(self, key, value)
+        self.validate()
+        self.t = 0
+        self.shared = {}
+        self._named = self._collect(params)
+        self._units = self._pack() if self.elementwise else self._per_parameter()
+        for unit in self._units:
+            unit.state = self.init_state(unit.w)
+
+    def __setattr__(self, key, value):
+        if key == "lr":
+            value = _check("lr", value, *RANGES["lr"])
+        object.__setattr__(self, key, value)
+
+    # --- what a subclass writes -----------------------------------------------------------------
+    def validate(self):
+        """Check relations between hyperparameters (single ranges are checked already)."""
+
+    def init_state(self, w):
+        return {}
+
+    def update(self, w, g, state):
+        raise NotImplementedError(f"{type(self).__name__} must implement update(w, g, state)")
+
+    def prepare(self, loss):
+        """Called once per step before the updates, with the loss passed to ``step``."""
+
+    # --- the step ---------------------------------------------------------------------------------
+    def step(self, loss=None):
+        """Apply one update to every parameter from its accumulated ``grad``."""
+        self.t += 1
+        self.prepare(loss)
+        wd = self.weight_decay
+        for unit in self._units:
+            g = unit.g
+            if wd and unit.n_decay:
+                if unit.decayed is None:
+                    unit.decayed = np.empty_like(g)
+                g = backend.ops().weight_decay(g, unit.w, wd, unit.n_decay, unit.decayed)
+            self.update(unit.w, g, unit.state)
+
+    def scratch(self, w):
+        """A reusable (2, *w.shape) buffer for NumPy updates of ``w`` (one of this optimizer's arrays)."""
+        for unit in self._units:
+            if unit.w is w:
+                if unit.tmp is None:
+                    unit.tmp = np.empty((2,) + w.shape, w.dtype)
+                return unit.tmp
+        return np.empty((2,) + w.shape, w.dtype)
+
+    def zero_grad(self):
+        for unit in self._units:
+            unit.g.fill(0)
+
+    # --- parameters -----------------------------------------------------------------------------
+    @staticmethod
+    def _collect(params):
+        from ..nn.module import Module
+        from ..nn.parameter import Parameter
+        if isinstance(params, Module):
+            params = params.named_parameters()
+        named = []
+        for item in params:
+            name, p = item if isinstance(item, tuple) else (item.name, item)
+            if not isinstance(p, Parameter):
+                raise TypeError(f"optimizers take Parameters (model.parameters()), got {type(p).__name__}")
+            named.append((name, p))
+        if not named:
+            raise ValueError("optimizer got an empty parameter list")
+        names = [n for n, _ in named]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes or not all(names):
+            raise ValueError(f"parameter names must be unique and non-empty (got duplicates {dupes}); "
+                             "pass model.parameters() of one model, or model.named_parameters()")
+        return named
+
+    def _pack(self):
+        units = []
+        for dtype in dict.fromkeys(p.data.dtype for _, p in self._named):
+            group = [(n, p) for n, p in self._named if p.data.dtype == dtype]
+            group.sort(key=lambda item: not item[1].decay)       # stable: decayed first
+            total = sum(p.size for _, p in group)
+            w, g = np.empty(total, dtype), np.empty(total, dtype)
+            members, offset = [], 0
+            for name, p in group:
+                n = p.size
+                w[offset:offset + n] = p.data.ravel()
+                g[offset:offset + n] = p.grad.ravel()
+                p.data = w[offset:offset + n].reshape(p.shape)
+                p.grad = g[offset:offset + n].reshape(p.shape)
+                members.append((name, offset, p.shape))
+                offset += n
+            n_decay = sum(p.size for _, p in group if p.decay)
+            units.append(_Unit(w, g, n_decay, members))
+        return units
+
+    def _per_parameter(self):
+        return [_Unit(p.data, p.grad, p.size if p.decay else 0, [(n, 0, p.shape)]) for n, p in self._named]
+
+    # --- state --------------------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, **{k: getattr(self, k) for k in self._hyper}}
+
+    def state_dict(self):
+        """Step count, hyperparameters, optimizer-wide state and per-parameter state (copies),
+        the last keyed by each parameter's dotted name."""
+        per_param = {name: None for name, _ in self._named}     # model order, not packing order
+        for unit in self._units:
+            for name, offset, shape in unit.members:
+                per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
+        return {"t": self.t, "config": self.get_config(),
+                "shared": {k: np.copy(v) for k, v in self.shared.items()}, "state": per_param}
+
+    def load_state_dict(self, state):
+        """Restore a ``state_dict()``: same parameter names and shapes required."""
+        theirs = state["state"]
+        ours = {name for unit in self._units for name, _, _ in unit.members}
+        if set(theirs) != ours:
+            raise KeyError(f"optimizer state mismatch: missing {sorted(ours - set(theirs))}, "
+                           f"unexpected {sorted(set(theirs) - ours)}")
+        for unit in self._units:
+            for name, offset, shape in unit.members:
+                for k, v in unit.state.items():
+                    target = self._slice(unit, v, offset, shape)
+                    value = np.asarray(theirs[name][k])
+                    if value.shape != target.shape:
+                        raise ValueError(f"state {name}.{k}: expected shape {target.shape}, got {value.shape}")
+                    target[...] = value
+        for k, v in state["config"].items():
+            if k != "name":
+                setattr(self, k, v)
+        self.shared = {k: (v.item() if np.ndim(v) == 0 else np.copy(v)) for k, v in state["shared"].items()}
+        self.t = int(state["t"])
+
+    @staticmethod
+    def _slice(unit, array, offset, shape):
+        if array.shape == unit.w.shape and len(unit.members) > 1:
+            return array[offset:offset + int(np.prod(shape))].reshape(shape)
+        return array.reshape(shape) if array.size == int(np.prod(shape)) else array
+
+    def __repr__(self):
+        hp = ", ".join(f"{k}={getattr(self, k):g}" for k in self._hyper)
+        return f"{type(self).__name__}({hp}, params={len(self._named)}, t={self.t})"
