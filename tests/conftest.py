@@ -1,10 +1,12 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # models/ and scripts/ live beside the package, not inside it
 
 # The real datasets live in ../shared/data beside the clone (CI exports the same path).
 os.environ.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Train a feedforward network on Fashion-MNIST or MNIST with the assignment's flags.
+
+The defaults are the best configuration found on the validation set
+(models/fashion_mnist_best.yaml), so ``python scripts/train.py`` trains the best model.
+``--config NAME_OR_PATH`` starts from another configuration; flags given explicitly win.
+The last line printed is ``test_accuracy: <fraction>``.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from models import build_mlp, load_config  # noqa: E402
+from tinygrad_free import nn, optim  # noqa: E402
+from tinygrad_free.callbacks import ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
+from tinygrad_free.data import load_split  # noqa: E402
+from tinygrad_free.train import Trainer  # noqa: E402
+
+DEFAULT_CONFIG = "fashion_mnist_best"
+LOSSES = ("mean_squared_error", "cross_entropy")
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+INITS = ("random", "xavier", "he")
+# The optimizer's hyperparameters, by the flag that sets them.
+HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def unit_interval(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def lower_choice(choices):
+    def parse(text):
+        key = text.lower()
+        if key not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
+        return key
+    return parse
+
+
+def optimizer_name(text):
+    key = text.lower()
+    if key not in optim.available():
+        raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(optim.available())})")
+    return key
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--config", default=DEFAULT_CONFIG, help="configuration name in models/ or a YAML path (default: %(default)s)")
+    a("-wp", "--wandb_project", default="tinygrad_free", help="wandb project")
+    a("-we", "--wandb_entity", default=None, help="wandb entity (user or team)")
+    a("-d", "--dataset", type=lower_choice(("mnist", "fashion_mnist")), help="mnist or fashion_mnist")
+    a("-e", "--epochs", type=positive_int)
+    a("-b", "--batch_size", type=positive_int)
+    a("-l", "--loss", type=lower_choice(LOSSES), help="mean_squared_error or cross_entropy")
+    a("-o", "--optimizer", type=optimizer_name, help=f"one of {', '.join(optim.available())}")
+    a("-lr", "--learning_rate", type=positive_float)
+    a("-m", "--momentum", type=unit_interval, help="momentum of momentum and nag")
+    a("-beta", "--beta", type=unit_interval, help="beta of rmsprop")
+    a("-beta1", "--beta1", type=unit_interval, help="beta1 of adam and nadam")
+    a("-beta2", "--beta2", type=unit_interval, help="beta2 of adam and nadam")
+    a("-eps", "--epsilon", type=non_negative_float, help="epsilon of rmsprop, adam, nadam")
+    a("-w_d", "--weight_decay", type=non_negative_float)
+    a("-w_i", "--weight_init", type=lower_choice(INITS), help="random, Xavier or he (any case)")
+    a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers")
+    a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer")
+    a("-a", "--activation", type=lower_choice(ACTIVATIONS), help="identity, sigmoid, tanh or ReLU (any case)")
+    a("--seed", type=int, help="seeds the initial weights, the validation split and the batch order")
+    a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
+    a("--save", default=None, metavar="PATH", help="save the best model (by validation accuracy) to PATH (.npz)")
+    a("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
+      help="default: online with credentials, else offline")
+    a("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)  # train on a subset (tests)
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    try:
+        config = load_config(pre.config)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    unknown = sorted(set(config) - {a.dest for a in parser._actions})
+    if unknown:
+        parser.error(f"config {pre.config}: unknown option(s) {unknown}")
+    parser.set_defaults(**config)
+    args = parser.parse_args(argv)
+    missing = [k for k in ("dataset", "epochs", "batch_size", "loss", "optimizer", "learning_rate",
+                           "weight_init", "num_layers", "hidden_size", "activation") if getattr(args, k) is None]
+    if missing:
+        parser.error(f"config {args.config} does not set {missing}; pass them as flags")
+    return args
+
+
+def run_name(args):
+    """The config in a run name, e.g. hl_3_bs_16_ac_tanh_opt_nadam_lr_1e-3."""
+    lr = f"{args.learning_rate:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    name = (f"hl_{args.num_layers}_sz_{args.hidden_size}_bs_{args.batch_size}_ac_{args.activation}"
+            f"_opt_{args.optimizer}_lr_{lr}_wd_{args.weight_decay:g}_init_{args.weight_init}_ep_{args.epochs}")
+    return name + ("_mse" if args.loss == "mean_squared_error" else "")
+
+
+def optimizer_kwargs(args):
+    allowed = optim.get(args.optimizer).defaults
+    kw = {"lr": args.learning_rate, "weight_decay": args.weight_decay or 0.0}
+    for flag, key in HYPER.items():
+        value = getattr(args, flag)
+        if value is not None and key in allowed:
+            kw[key] = value
+    return kw
+
+
+def start_wandb(args):
+    """A wandb run, or None. Never waits for a login prompt."""
+    mode = args.wandb_mode
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+    except ImportError:
+        print("wandb not installed: not logging (pip install wandb)")
+        return None
+    if mode is None:
+        logged_in = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc")) \
+            and "api.wandb.ai" in open(os.path.expanduser("~/.netrc")).read()
+        mode = "online" if logged_in else "offline"
+        if mode == "offline":
+            print("wandb: no credentials found, logging offline; upload later with `wandb sync wandb/offline-run-*`")
+    config = {k: v for k, v in vars(args).items() if k not in ("wandb_project", "wandb_entity", "wandb_mode")}
+    return wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name(args),
+                      config=config, mode=mode, settings=wandb.Settings(silent=True))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else 0
+    data = load_split(args.dataset, data_dir=args.data_dir, seed=seed)
+    x_train, y_train = data.x_train, data.y_train
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    model = build_mlp(x_train.shape[1], args.num_layers, args.hidden_size, args.activation, args.weight_init,
+                      num_classes=len(data.class_names), rng=seed)
+    opt = optim.create(args.optimizer, model.parameters(), **optimizer_kwargs(args))
+    print(f"{run_name(args)} on {args.dataset}: {len(x_train)} train / {len(data.x_val)} validation images")
+    print(model)
+    run = start_wandb(args)
+    callbacks = [PrintLogger()]
+    if run is not None:
+        callbacks.append(WandbLogger(run))
+    checkpoint = ModelCheckpoint(args.save) if args.save else None
+    if checkpoint:
+        callbacks.append(checkpoint)
+    trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks)
+    history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                          validation_data=(data.x_val, data.y_val), seed=seed)
+    if checkpoint and checkpoint.best_epoch is not None:
+        model = nn.load(args.save)
+        trainer.model = model
+        print(f"best model (epoch {checkpoint.best_epoch}, val_accuracy {checkpoint.best:.4f}) saved to {args.save}")
+    if history.status == "diverged":
+        if run is not None:
+            run.finish(exit_code=1)
+        print(f"diverged: {history.message}")
+        print("test_accuracy: nan")
+        return 1
+    _, test_acc = trainer.evaluate(data.x_test, data.y_test)
+    if run is not None:
+        run.summary["test_accuracy"] = test_acc
+        run.finish()
+    print(f"test_accuracy: {test_acc:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The training loop on real Fashion-MNIST images, metrics, callbacks and divergence."""
+import numpy as np
+import pytest
+
+from models import build_mlp
+from tinygrad_free import nn, optim
+from tinygrad_free.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from tinygrad_free.data import load_split
+from tinygrad_free.metrics import accuracy, confusion_matrix, per_class_accuracy
+from tinygrad_free.train import Trainer, fit
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_split("fashion_mnist")
+
+
+def small_run(fashion, seed=0, epochs=2, n=3000, optimizer="nadam", lr=1e-3, callbacks=(), **build):
+    model = build_mlp(784, build.pop("num_layers", 2), build.pop("hidden_size", 64), build.pop("activation", "relu"),
+                      "xavier", rng=seed, **build)
+    opt = optim.create(optimizer, model.parameters(), lr=lr)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=list(callbacks), progress=False)
+    history = trainer.fit(fashion.x_train[:n], fashion.y_train[:n], epochs=epochs, batch_size=32,
+                          validation_data=(fashion.x_val[:1000], fashion.y_val[:1000]), seed=seed)
+    return trainer, history
+
+
+def test_short_real_training_run_clearly_beats_chance(fashion):
+    trainer, history = small_run(fashion, epochs=3)
+    assert history.status == "completed"
+    assert history.last("val_accuracy") > 0.75          # chance is 0.10
+    assert history.history["train_loss"][-1] < history.history["train_loss"][0]
+    _, test_acc = trainer.evaluate(fashion.x_test, fashion.y_test)
+    assert test_acc > 0.75
+    assert set(history.history) >= {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+
+
+def test_same_seed_same_data_same_config_gives_identical_history_and_weights(fashion):
+    a, ha = small_run(fashion, epochs=1, n=1000)
+    b, hb = small_run(fashion, epochs=1, n=1000)
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert ha.history[key] == hb.history[key]
+    for (_, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    c, hc = small_run(fashion, seed=1, epochs=1, n=1000)
+    assert hc.history["train_loss"] != ha.history["train_loss"]
+
+
+def test_diverging_run_stops_at_once_with_status_diverged(fashion):
+    seen = []
+
+    class Count(Callback):
+        def on_epoch_end(self, trainer, logs):
+            seen.append(logs["epoch"])
+
+    _, history = small_run(fashion, epochs=5, n=2000, optimizer="sgd", lr=1e4, activation="identity",
+                           callbacks=[Count()])
+    assert history.status == "diverged"
+    assert "NaN" in history.message
+    assert len(seen) < 5
+
+
+def test_early_stopping_stops_the_run(fashion):
+    stopper = EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)
+    _, history = small_run(fashion, epochs=5, n=500, callbacks=[stopper])
+    assert history.status == "stopped" and len(history.history["epoch"]) == 2
+    assert "early stopping" in history.message
+
+
+def test_checkpoint_keeps_the_best_model_by_validation_accuracy(fashion, tmp_path):
+    path = tmp_path / "best.npz"
+    ckpt = ModelCheckpoint(path)
+    trainer, history = small_run(fashion, epochs=3, n=1000, callbacks=[ckpt])
+    best = int(np.argmax(history.history["val_accuracy"]))
+    assert ckpt.best_epoch == best + 1 and ckpt.best == max(history.history["val_accuracy"])
+    loaded = nn.load(path)
+    _, acc = Trainer(loaded, nn.CrossEntropyLoss(), optim.SGD(loaded.parameters())).evaluate(
+        fashion.x_val[:1000], fashion.y_val[:1000])
+    assert acc == pytest.approx(ckpt.best)
+
+
+def test_fit_prints_one_line_per_epoch(fashion, capsys):
+    model = build_mlp(784, 1, 16, "tanh", "xavier", rng=0)
+    fit(model, nn.MSELoss(), optim.Adam(model.parameters()), fashion.x_train[:256], fashion.y_train[:256],
+        epochs=2, batch_size=64, validation_data=(fashion.x_val[:100], fashion.y_val[:100]), progress=False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and "val_acc" in lines[0]
+
+
+def test_bad_epochs_and_batch_sizes_are_rejected(fashion):
+    model = build_mlp(784, 1, 8, "tanh", "xavier", rng=0)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters()))
+    with pytest.raises(ValueError, match="epochs"):
+        trainer.fit(fashion.x_train[:10], fashion.y_train[:10], epochs=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        trainer.fit(fashion.x_train[:10], fashion.y_train[:10], batch_size=0)
+
+
+def test_metrics_accuracy_confusion_and_per_class():
+    y = np.array([0, 0, 1, 2, 2, 2])
+    p = np.array([0, 1, 1, 2, 0, 2])
+    assert accuracy(y, p) == pytest.approx(4 / 6)
+    assert accuracy(y, np.eye(3)[p]) == accuracy(y, p)
+    cm = confusion_matrix(y, p, 3)
+    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_allclose(per_class_accuracy(cm), [0.5, 1.0, 2 / 3])
+    with pytest.raises(ValueError, match="0..2"):
+        confusion_matrix(y, p + 1, 3)
+
+
+def test_build_mlp_accepts_a_list_of_widths():
+    model = build_mlp(784, None, [64, 32], "relu", "he", rng=0)
+    assert [m.out_features for m in model] == [64, 32, 10]
+    with pytest.raises(ValueError, match="num_layers"):
+        build_mlp(784, 3, [64, 32])

@@ -1,0 +1,177 @@
+"""The training loop: epochs of forward -> loss -> backward -> optimizer.step(), with
+per-epoch evaluation, callbacks, and a clean stop when the run diverges."""
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend
+from .callbacks import PrintLogger
+from .data import BatchIterator
+from .metrics import accuracy
+from .nn.loss import NonFiniteError
+
+
+@dataclass
+class History:
+    """What ``fit`` returns: per-epoch metrics and how the run ended.
+
+    ``status`` is ``"completed"``, ``"diverged"`` (NaN/inf loss) or ``"stopped"`` (a callback).
+    """
+
+    history: dict = field(default_factory=dict)
+    status: str = "completed"
+    message: str = ""
+    compile_seconds: float = 0.0
+
+    def append(self, logs):
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def last(self, key, default=float("nan")):
+        values = self.history.get(key)
+        return values[-1] if values else default
+
+    def best(self, key="val_accuracy"):
+        values = self.history.get(key) or [float("nan")]
+        return max(values)
+
+
+def _want_progress(progress):
+    if progress is not None:
+        return progress
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+class Trainer:
+    """Runs training of ``model`` with ``loss_fn`` and ``optimizer``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    loss_fn : nn.Loss
+    optimizer : optim.Optimizer
+    callbacks : list of Callback
+        Called per epoch; ``PrintLogger()`` prints one line per epoch.
+    progress : bool or None
+        tqdm progress bar over steps; None shows it only when stderr is a terminal outside CI.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None):
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.stop_training = False
+        self.stop_reason = ""
+        self.compile_seconds = 0.0
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, seed=0, eval_batch_size=1024):
+        """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
+
+        The training loss/accuracy of an epoch are averaged over its batches as they are seen
+        (as Keras reports them); validation metrics are a full pass in eval mode after the epoch.
+        The same seed, data, model and optimizer give an identical history and weights.
+        """
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed, reuse_buffers=True)
+        history = History()
+        self.stop_training, self.stop_reason = False, ""
+        self.compile_seconds = history.compile_seconds = self._warmup()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        bar = None
+        if _want_progress(self.progress):
+            from tqdm.auto import tqdm
+            bar = tqdm(total=epochs * len(batches), unit="step", leave=False, dynamic_ncols=True)
+        # A diverging run overflows before the loss sees NaN; the loss check reports it once,
+        # so numpy's per-operation warnings would only be noise.
+        errstate = np.errstate(over="ignore", invalid="ignore")
+        errstate.__enter__()
+        try:
+            for epoch in range(1, epochs + 1):
+                start = time.perf_counter()
+                try:
+                    train_loss, train_acc = self._train_epoch(batches, bar)
+                    train_seconds = time.perf_counter() - start
+                    logs = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
+                    if validation_data is not None:
+                        val_loss, val_acc = self.evaluate(*validation_data, batch_size=eval_batch_size)
+                        logs.update(val_loss=val_loss, val_accuracy=val_acc)
+                except NonFiniteError as e:
+                    history.status = "diverged"
+                    history.message = f"epoch {epoch}: loss became NaN/inf ({e})"
+                    break
+                logs.update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
+                history.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, logs)
+                if self.stop_training:
+                    history.status, history.message = "stopped", self.stop_reason
+                    break
+        finally:
+            errstate.__exit__(None, None, None)
+            if bar is not None:
+                bar.close()
+            self.model.train()
+        for cb in self.callbacks:
+            cb.on_train_end(self, history)
+        return history
+
+    def _train_epoch(self, batches, bar):
+        model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
+        model.train()
+        total_loss, correct, seen, steps = 0.0, 0, 0, 0
+        for xb, yb in batches:
+            logits = model.forward(xb)
+            loss = loss_fn.forward(logits, yb)
+            model.backward(loss_fn.backward())
+            opt.step(loss=loss)
+            opt.zero_grad()
+            n = len(yb)
+            total_loss += loss * n
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            seen += n
+            steps += 1
+            if bar is not None and steps % 50 == 0:
+                bar.update(50)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+        if bar is not None:
+            bar.update(steps % 50)
+        return total_loss / seen, correct / seen
+
+    def predict(self, x, batch_size=1024):
+        """Logits for ``x``, computed in eval mode in chunks."""
+        self.model.eval()
+        try:
+            return np.concatenate([self.model.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        finally:
+            self.model.train()
+
+    def evaluate(self, x, y, batch_size=1024):
+        """(mean loss, accuracy) over ``x, y`` in eval mode."""
+        if len(x) == 0:
+            return float("nan"), float("nan")
+        logits = self.predict(x, batch_size)
+        return self.loss_fn.forward(logits, y), accuracy(y, logits)
+
+    def _warmup(self):
+        """Compile (or load from numba's cache) the kernels before the clock starts."""
+        if backend.get_backend() != "numba":
+            return 0.0
+        from . import kernels
+        warm = getattr(kernels, "warmup", None)
+        return float(warm()) if warm else 0.0
+
+
+def fit(model, loss_fn, optimizer, x, y, epochs=1, batch_size=32, validation_data=None, seed=0,
+        callbacks=None, progress=None):
+    """Functional form of :meth:`Trainer.fit`; prints one line per epoch unless callbacks are given."""
+    callbacks = [PrintLogger()] if callbacks is None else callbacks
+    return Trainer(model, loss_fn, optimizer, callbacks, progress).fit(
+        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, seed=seed)
+
+
+__all__ = ["Trainer", "History", "fit"]
