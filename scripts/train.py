@@ -103,6 +103,8 @@ def build_parser():
     a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers")
     a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer")
     a("-a", "--activation", type=lower_choice(ACTIVATIONS), help="identity, sigmoid, tanh or ReLU (any case)")
+    a("--lr_schedule", type=lower_choice(("constant", "cosine", "linear")),
+      help="learning-rate schedule over the whole run (default from the config)")
     a("--seed", type=int, help="seeds the initial weights, the validation split and the batch order")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
     a("--save", default=None, metavar="PATH", help="save the best model (by validation accuracy) to PATH (.npz)")
@@ -136,6 +138,8 @@ def run_name(args):
     lr = f"{args.learning_rate:.0e}".replace("e-0", "e-").replace("e+0", "e")
     name = (f"hl_{args.num_layers}_sz_{args.hidden_size}_bs_{args.batch_size}_ac_{args.activation}"
             f"_opt_{args.optimizer}_lr_{lr}_wd_{args.weight_decay:g}_init_{args.weight_init}_ep_{args.epochs}")
+    if args.lr_schedule and args.lr_schedule != "constant":
+        name += f"_{args.lr_schedule}"
     return name + ("_mse" if args.loss == "mean_squared_error" else "")
 
 
@@ -191,7 +195,8 @@ def main(argv=None):
         callbacks.append(checkpoint)
     trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks)
     history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_data=(data.x_val, data.y_val), seed=seed)
+                          validation_data=(data.x_val, data.y_val), seed=seed,
+                          lr_schedule=args.lr_schedule or "constant")
     if checkpoint and checkpoint.best_epoch is not None:
         model = nn.load(args.save)
         trainer.model = model

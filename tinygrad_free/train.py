@@ -12,6 +12,7 @@ from .callbacks import PrintLogger
 from .data import BatchIterator
 from .metrics import accuracy
 from .nn.loss import NonFiniteError
+from .optim import schedule
 
 
 @dataclass
@@ -67,16 +68,20 @@ class Trainer:
         self.stop_reason = ""
         self.compile_seconds = 0.0
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, seed=0, eval_batch_size=1024):
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, seed=0, eval_batch_size=1024,
+            lr_schedule="constant"):
         """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
 
         The training loss/accuracy of an epoch are averaged over its batches as they are seen
         (as Keras reports them); validation metrics are a full pass in eval mode after the epoch.
         The same seed, data, model and optimizer give an identical history and weights.
+        ``lr_schedule`` (see ``optim.schedule``) scales the optimizer's lr at every step.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed, reuse_buffers=True)
+        self._schedule = None if lr_schedule in (None, "constant") else schedule.get(lr_schedule)
+        self._base_lr, self._step, self._total_steps = self.optimizer.lr, 0, epochs * len(batches)
         history = History()
         self.stop_training, self.stop_reason = False, ""
         self.compile_seconds = history.compile_seconds = self._warmup()
@@ -125,6 +130,9 @@ class Trainer:
         model.train()
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
+            if self._schedule is not None:
+                opt.lr = self._base_lr * self._schedule(self._step / self._total_steps)
+                self._step += 1
             logits = model.forward(xb)
             loss = loss_fn.forward(logits, yb)
             model.backward(loss_fn.backward())

@@ -1,0 +1,86 @@
+"""scripts/train.py: the assignment's flags, its defaults, bad values, and an end-to-end run."""
+import subprocess
+import sys
+
+import pytest
+
+from models import load_config
+from scripts import train as train_script
+
+SCRIPT = train_script.__file__
+
+
+def parse(*argv):
+    return train_script.parse_args(list(argv))
+
+
+def test_defaults_are_the_best_configuration_file():
+    args, best = parse(), load_config("fashion_mnist_best")
+    for key, value in best.items():
+        assert getattr(args, key) == (value.lower() if isinstance(value, str) else value), key
+
+
+@pytest.mark.parametrize("flag, values", [
+    ("-d", ["mnist", "fashion_mnist"]),
+    ("-l", ["mean_squared_error", "cross_entropy"]),
+    ("-o", ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "nesterov", "eve"]),
+    ("-w_i", ["random", "Xavier", "xavier", "he"]),
+    ("-a", ["identity", "sigmoid", "tanh", "ReLU", "relu"]),
+])
+def test_every_choice_parses_case_insensitively(flag, values):
+    for value in values:
+        assert getattr(parse(flag, value), {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init",
+                                             "-a": "activation"}[flag]) == value.lower()
+
+
+def test_short_and_long_forms_set_the_same_options():
+    short = parse("-wp", "p", "-we", "e", "-e", "3", "-b", "16", "-lr", "0.01", "-m", "0.5", "-beta", "0.8",
+                  "-beta1", "0.7", "-beta2", "0.99", "-eps", "1e-6", "-w_d", "0.0005", "-nhl", "4", "-sz", "64")
+    long = parse("--wandb_project", "p", "--wandb_entity", "e", "--epochs", "3", "--batch_size", "16",
+                 "--learning_rate", "0.01", "--momentum", "0.5", "--beta", "0.8", "--beta1", "0.7", "--beta2", "0.99",
+                 "--epsilon", "1e-6", "--weight_decay", "0.0005", "--num_layers", "4", "--hidden_size", "64")
+    assert vars(short) == vars(long)
+    assert (short.epochs, short.batch_size, short.num_layers, short.hidden_size) == (3, 16, 4, 64)
+
+
+@pytest.mark.parametrize("argv", [
+    ["-o", "adagrad"], ["-a", "swish"], ["-l", "hinge"], ["-d", "cifar10"], ["-w_i", "orthogonal"],
+    ["-b", "0"], ["-e", "-1"], ["-sz", "-5"], ["-nhl", "-1"], ["-lr", "0"], ["-lr", "-0.1"],
+    ["-w_d", "-1"], ["-beta1", "1.5"], ["--wandb_mode", "sometimes"], ["--config", "no_such_config"],
+])
+def test_bad_flags_exit_with_argparse_code_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(*argv)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_run_name_tells_the_config():
+    name = train_script.run_name(parse("-nhl", "3", "-b", "16", "-a", "tanh", "-o", "nadam", "-lr", "1e-3"))
+    assert name.startswith("hl_3_sz_") and "_bs_16_ac_tanh_opt_nadam_lr_1e-3" in name
+
+
+def test_optimizer_gets_only_its_own_hyperparameters():
+    kw = train_script.optimizer_kwargs(parse("-o", "rmsprop", "-beta", "0.8", "-beta1", "0.5", "-m", "0.3"))
+    assert kw["beta"] == 0.8 and "beta1" not in kw and "momentum" not in kw
+
+
+def test_end_to_end_one_epoch_on_a_subset_prints_test_accuracy_last(tmp_path):
+    out = subprocess.run(
+        [sys.executable, SCRIPT, "-e", "1", "-nhl", "1", "-sz", "32", "--limit", "3000", "--wandb_mode", "disabled",
+         "--save", str(tmp_path / "best.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert any(line.startswith("epoch   1") for line in lines)
+    assert lines[-1].startswith("test_accuracy: ")
+    assert 0.6 < float(lines[-1].split()[-1]) <= 1.0
+    assert (tmp_path / "best.npz").exists()
+
+
+def test_diverging_configuration_reports_diverged(tmp_path):
+    out = subprocess.run(
+        [sys.executable, SCRIPT, "-e", "2", "-nhl", "1", "-sz", "16", "-o", "sgd", "-lr", "10000", "-a", "identity",
+         "--limit", "1000", "--wandb_mode", "disabled"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "diverged" in out.stdout and out.stdout.strip().splitlines()[-1] == "test_accuracy: nan"
