@@ -1,4 +1,6 @@
 """The training loop on real Fashion-MNIST images, metrics, callbacks and divergence."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,28 @@ def test_build_mlp_accepts_a_list_of_widths():
     assert [m.out_features for m in model] == [64, 32, 10]
     with pytest.raises(ValueError, match="num_layers"):
         build_mlp(784, 3, [64, 32])
+
+
+def test_cosine_schedule_decays_the_lr_every_step_from_the_base_rate(fashion):
+    model = build_mlp(784, 1, 8, "tanh", "xavier", rng=0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, trainer, logs):
+            seen.append(opt.lr)
+
+    Trainer(model, nn.CrossEntropyLoss(), opt, [Spy()], progress=False).fit(
+        fashion.x_train[:100], fashion.y_train[:100], epochs=2, batch_size=10, lr_schedule="cosine")
+    # 20 steps; the last epoch ends having used step 19 of 20.
+    assert seen[0] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 9 / 20)))
+    assert seen[1] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 19 / 20)))
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        Trainer(model, nn.CrossEntropyLoss(), opt).fit(fashion.x_train[:10], fashion.y_train[:10], lr_schedule="step")
+
+
+def test_readme_api_tour_runs_as_written():
+    import runpy
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "api_tour.py"), run_name="__main__")
+    assert e.value.code == 0

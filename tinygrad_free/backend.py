@@ -12,6 +12,7 @@ import os
 
 BACKENDS = ("numba", "numpy")
 _current = None
+_ops = None
 
 
 def _numba_available():
@@ -23,7 +24,6 @@ def _numba_available():
 
 
 def get_backend():
-    global _current
     if _current is None:
         requested = os.environ.get("TINYGRAD_FREE_BACKEND", "").strip().lower()
         set_backend(requested or ("numba" if _numba_available() else "numpy"))
@@ -32,13 +32,15 @@ def get_backend():
 
 def set_backend(name):
     """Select the kernel implementation for everything that runs after this call."""
-    global _current
+    global _current, _ops
     key = str(name).lower()
     if key not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
     if key == "numba" and not _numba_available():
         raise RuntimeError("backend 'numba' requested but numba is not installed (pip install numba)")
+    from . import kernels
     _current = key
+    _ops = kernels.NUMBA if key == "numba" else kernels.NUMPY
 
 
 @contextlib.contextmanager
@@ -52,6 +54,10 @@ def use_backend(name):
 
 
 def ops():
-    """The kernel namespace of the current backend (see ``tinygrad_free.kernels``)."""
-    from . import kernels
-    return kernels.NUMBA if get_backend() == "numba" else kernels.NUMPY
+    """The kernel namespace of the current backend (see ``tinygrad_free.kernels``).
+
+    Called on every kernel launch, so it is one global lookup once a backend is chosen.
+    """
+    if _ops is None:
+        get_backend()
+    return _ops
