@@ -279,3 +279,16 @@ def test_backward_with_wrong_gradient_shape_raises(rng):
     layer(rng.random((4, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"expected gradient of shape \(4, 2\)"):
         layer.backward(np.ones((4, 3), np.float32))
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_grads(rng):
+    model = nn.Sequential(nn.Dense(4, 3, activation="tanh", dtype=F64, rng=0), nn.Dense(3, 2, dtype=F64, rng=1))
+    x, gy = rng.standard_normal((5, 4)), rng.standard_normal((5, 2))
+    model(x)
+    assert model.backward(gy).shape == (5, 4)
+    full = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    assert model.backward(gy, input_grad=False) is None
+    for p, g in zip(model.parameters(), full):
+        np.testing.assert_array_equal(p.grad, g)

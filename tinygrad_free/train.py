@@ -3,6 +3,7 @@ per-epoch evaluation, callbacks, and a clean stop when the run diverges."""
 import os
 import sys
 import time
+from functools import partial
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,9 @@ from . import backend
 from .callbacks import PrintLogger
 from .data import BatchIterator
 from .metrics import accuracy
+from .nn.dense import Dense
 from .nn.loss import NonFiniteError
+from .nn.sequential import Sequential
 from .optim import schedule
 
 
@@ -128,6 +131,9 @@ class Trainer:
     def _train_epoch(self, batches, bar):
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         model.train()
+        # The input is data: let layers that can skip its gradient do so.
+        backward = partial(model.backward, input_grad=False) if isinstance(model, (Sequential, Dense)) \
+            else model.backward
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
@@ -135,7 +141,7 @@ class Trainer:
                 self._step += 1
             logits = model.forward(xb)
             loss = loss_fn.forward(logits, yb)
-            model.backward(loss_fn.backward())
+            backward(loss_fn.backward())
             opt.step(loss=loss)
             opt.zero_grad()
             n = len(yb)

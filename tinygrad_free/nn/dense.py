@@ -66,7 +66,9 @@ class Dense(Module):
             self._x, self._y = x, y
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
+        layer, whose input is data: that GEMM is a sixth of a step's work for nothing)."""
         x, y = self._x, self._y
         if y is None:
             raise RuntimeError(f"{self!r}: backward called before forward (in training mode)")
@@ -83,7 +85,7 @@ class Dense(Module):
             dz = backend.ops().dense_grad(y, grad_out, self.act_code, self._dz,
                                           None if self.b is None else self.b.grad)
         accumulate_tn(x, dz, self.W.grad)          # W.grad += x.T @ dz inside BLAS, no temporary
-        return dz @ self.W.data.T
+        return dz @ self.W.data.T if input_grad else None
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

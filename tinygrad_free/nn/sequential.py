@@ -1,4 +1,5 @@
 """Sequential: a forward loop over modules and a reversed backward loop."""
+from .dense import Dense
 from .module import Module, from_spec
 
 
@@ -40,10 +41,21 @@ class Sequential(Module):
                 raise ValueError(f"layer {i}: {e}") from e
         return x
 
-    def backward(self, grad_out):
-        for layer in reversed(self._modules.values()):
+    def backward(self, grad_out, input_grad=True):
+        """Run every layer's backward in reverse; returns dL/dx.
+
+        ``input_grad=False`` (what a trainer passes: its input is data) lets the first layer
+        skip computing dL/dx when it knows how (``Dense``, ``Sequential``), and returns None.
+        """
+        layers = list(self._modules.values())
+        for layer in reversed(layers[1:]):
             grad_out = layer.backward(grad_out)
-        return grad_out
+        if not layers:
+            return grad_out
+        if not input_grad and isinstance(layers[0], (Dense, Sequential)):
+            return layers[0].backward(grad_out, input_grad=False)
+        grad_in = layers[0].backward(grad_out)
+        return grad_in if input_grad else None
 
     def get_config(self):
         return {"layers": [m.to_spec() for m in self._modules.values()]}
