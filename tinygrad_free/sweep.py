@@ -137,7 +137,7 @@ def _number(key, value, kind=float):
 def _choice(key, value, table):
     name = str(value).strip().lower()
     if name not in table:
-        names = sorted(set(table.values()) if isinstance(table, dict) else table)
+        names = list(dict.fromkeys(table.values() if isinstance(table, dict) else table))
         raise ValueError(f"{key}: unknown value {value!r}; choose one of {', '.join(names)} (any case)")
     return table[name] if isinstance(table, dict) else name
 
@@ -909,7 +909,8 @@ def _lock_path(storage_url, study_name):
     if storage_url.startswith("sqlite:///"):
         path = storage_url[len("sqlite:///"):]
         if path and path != ":memory:":
-            return os.path.abspath(path) + f".{study_name}.lock"
+            folder, base = os.path.split(os.path.abspath(path))
+            return os.path.join(folder, f".{base}.{study_name}.lock")
     import hashlib
     digest = hashlib.sha1(f"{storage_url}|{study_name}".encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"tinygrad_free-sweep-{digest}.lock")
@@ -928,6 +929,7 @@ class _FileLock:
 
     def acquire(self):
         if self.fd is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if fcntl is not None:
                 fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -1244,6 +1246,45 @@ def run_workers(target, jobs, workers):
     return out
 
 
+def _train_task(task):
+    _ensure_root()
+    config, limit, data_dir = task
+    try:
+        return run_trial(config, limit=limit, data_dir=data_dir)
+    except Exception as e:  # one bad configuration should not sink the batch  # noqa: BLE001
+        return {"status": "failed", "message": f"{type(e).__name__}: {e}", "config": config}
+
+
+def map_trials(configs, *, workers=1, limit=None, data_dir=None, verbose=True):
+    """Train each configuration (:func:`run_trial`) and return the results in order.
+
+    With ``workers > 1`` the runs are spread over that many spawned processes, each with one
+    BLAS thread; a configuration that raises comes back with ``status: failed``.
+    """
+    tasks = [(dict(c), limit, data_dir) for c in configs]
+    results = []
+
+    def show(i, r):
+        if verbose:
+            acc = r.get("val_accuracy")
+            print(f"  [{i + 1}/{len(tasks)}] {r.get('status')} val_acc "
+                  f"{'-' if acc is None else f'{acc:.4f}'} {run_name(tasks[i][0], ('seed',))}", flush=True)
+
+    if workers <= 1 or len(tasks) <= 1:
+        for i, t in enumerate(tasks):
+            results.append(_train_task(t))
+            show(i, results[-1])
+        return results
+    import multiprocessing as mp
+    with _child_env():
+        pool = mp.get_context("spawn").Pool(min(workers, len(tasks)))
+    with pool:
+        for i, r in enumerate(pool.imap(_train_task, tasks)):
+            results.append(r)
+            show(i, r)
+    return results
+
+
 @dataclass
 class SweepSummary:
     """What :func:`run_local_sweep` returns."""
@@ -1449,4 +1490,4 @@ __all__ = ["DEFAULTS", "METHODS", "DISTRIBUTIONS", "Param", "SweepSpec", "SweepS
            "normalize_config", "run_name", "run_trial", "get_data", "append_jsonl", "read_results",
            "atomic_write_text", "open_storage", "fail_dead_trials", "run_local_sweep", "run_wandb_sweep",
            "wandb_logged_in", "default_wandb_mode", "default_storage", "default_results", "best_record",
-           "run_workers"]
+           "run_workers", "map_trials"]

@@ -96,37 +96,38 @@ class Trainer:
             bar = tqdm(total=epochs * len(batches), unit="step", leave=False, dynamic_ncols=True)
         # A diverging run overflows before the loss sees NaN; the loss check reports it once,
         # so numpy's per-operation warnings would only be noise.
-        errstate = np.errstate(over="ignore", invalid="ignore")
-        errstate.__enter__()
         try:
-            for epoch in range(1, epochs + 1):
-                start = time.perf_counter()
-                try:
-                    train_loss, train_acc = self._train_epoch(batches, bar)
-                    train_seconds = time.perf_counter() - start
-                    logs = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
-                    if validation_data is not None:
-                        val_loss, val_acc = self.evaluate(*validation_data, batch_size=eval_batch_size)
-                        logs.update(val_loss=val_loss, val_accuracy=val_acc)
-                except NonFiniteError as e:
-                    history.status = "diverged"
-                    history.message = f"epoch {epoch}: loss became NaN/inf ({e})"
-                    break
-                logs.update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
-                history.append(logs)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, logs)
-                if self.stop_training:
-                    history.status, history.message = "stopped", self.stop_reason
-                    break
+            with np.errstate(over="ignore", invalid="ignore"):
+                self._run_epochs(history, batches, epochs, validation_data, eval_batch_size, bar)
         finally:
-            errstate.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
             self.model.train()
         for cb in self.callbacks:
             cb.on_train_end(self, history)
         return history
+
+    def _run_epochs(self, history, batches, epochs, validation_data, eval_batch_size, bar):
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            try:
+                train_loss, train_acc = self._train_epoch(batches, bar)
+                train_seconds = time.perf_counter() - start
+                logs = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
+                if validation_data is not None:
+                    val_loss, val_acc = self.evaluate(*validation_data, batch_size=eval_batch_size)
+                    logs.update(val_loss=val_loss, val_accuracy=val_acc)
+            except NonFiniteError as e:
+                history.status = "diverged"
+                history.message = f"epoch {epoch}: loss became NaN/inf ({e})"
+                return
+            logs.update(seconds=time.perf_counter() - start, train_seconds=train_seconds)
+            history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, logs)
+            if self.stop_training:
+                history.status, history.message = "stopped", self.stop_reason
+                return
 
     def _train_epoch(self, batches, bar):
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer

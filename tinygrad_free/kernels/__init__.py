@@ -2,10 +2,16 @@
 
 ``NUMPY`` and ``NUMBA`` are namespaces with the same function names; ``backend.ops()``
 returns the one selected. Matrix products are not here: they stay in BLAS (numpy ``@``).
+
+The numba kernels compile on first use (and are cached on disk, so later processes only
+load them); ``warmup()`` compiles them all up front and returns how long that took.
 """
+import time
 from types import SimpleNamespace
 
-from . import dense, loss, optim
+import numpy as np
+
+from . import approx, dense, loss, optim
 
 NUMPY = SimpleNamespace(
     bias_act=dense.bias_act_numpy,
@@ -21,5 +27,56 @@ NUMPY = SimpleNamespace(
     weight_decay=optim.weight_decay_numpy,
 )
 
-# Until a numba twin exists for a kernel, the numba backend runs the NumPy one.
-NUMBA = SimpleNamespace(**vars(NUMPY))
+NUMBA = SimpleNamespace(
+    bias_act=dense.bias_act_numba,
+    act_grad=dense.act_grad_numba,
+    dense_grad=dense.dense_grad_numba,
+    softmax_cross_entropy=loss.softmax_cross_entropy_numba,
+    softmax_squared_error=loss.softmax_squared_error_numba,
+    sgd=optim.sgd_numba,
+    momentum=optim.momentum_numba,
+    rmsprop=optim.rmsprop_numba,
+    adam=optim.adam_numba,
+    nadam=optim.nadam_numba,
+    weight_decay=optim.weight_decay_numba,
+)
+
+KERNELS = tuple(vars(NUMPY))
+
+
+def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
+    """Compile (or load from numba's on-disk cache) every numba kernel; returns the seconds taken.
+
+    Covers the argument types the library passes: C-contiguous 2-D activations with a 1-D
+    bias/bias-gradient or None, integer labels of ``label_dtypes``, flat 1-D optimizer buffers
+    with a (2, n) scratch, Python floats/ints/bools as hyperparameters. Other types (another
+    label dtype, non-contiguous arrays, ...) compile on their first call.
+    """
+    start = time.perf_counter()
+    ops = NUMBA
+    for dtype in dtypes:
+        dtype = np.dtype(dtype)
+        z = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4)
+        b = np.zeros(4, dtype)
+        for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
+            for bias in (b, None):
+                y = ops.bias_act(z.copy(), bias, code)
+                ops.dense_grad(y, z, code, np.empty_like(y), None if bias is None else b.copy())
+            ops.act_grad(y, z, code, np.empty_like(y))
+        for label_dtype in label_dtypes:
+            labels = np.array([0, 3, 1], dtype=label_dtype)
+            ops.softmax_cross_entropy(z, labels, np.empty_like(z))
+            ops.softmax_squared_error(z, labels, np.empty_like(z))
+        w, g, m, v = (np.full(5, 0.5, dtype) for _ in range(4))
+        tmp = np.empty((2, 5), dtype)
+        ops.weight_decay(g, w, 1e-4, 3, np.empty_like(g))
+        ops.sgd(w, g, tmp, 0.1)
+        for nesterov in (False, True):
+            ops.momentum(w, g, m, tmp, 0.1, 0.9, nesterov)
+        ops.rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
+        ops.adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+        ops.nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
+    return time.perf_counter() - start
+
+
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "warmup", "approx", "dense", "loss", "optim"]

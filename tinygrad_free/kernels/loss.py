@@ -44,3 +44,89 @@ def softmax_squared_error_numpy(z, labels, grad):
     grad -= dot[:, None]
     grad *= p
     return loss
+
+
+# --------------------------------------------------------------------------------------------
+# numba twins: one jitted call per loss (it returns a float, which is cheap to box, so there
+# is no Python wrapper). Per row: a max pass, one exp pass that stores e = exp(z - max) into
+# ``grad``, then the gradient pass. Row sums, the loss and the softmax-Jacobian dot product
+# are accumulated in float64; the gradient is rounded to grad's dtype once, at the end.
+# Labels are any integer dtype; negative labels wrap as in NumPy indexing, others raise.
+# --------------------------------------------------------------------------------------------
+from numba import njit  # noqa: E402
+
+from ._nb import NJIT  # noqa: E402
+
+
+@njit(**NJIT)
+def _row_exp(z, b, grad):
+    """grad[b] <- exp(z[b] - max z[b]); returns (max, sum of the exps in float64)."""
+    k_n = z.shape[1]
+    m = z[b, 0]
+    for k in range(1, k_n):
+        if z[b, k] > m:
+            m = z[b, k]
+    s = 0.0
+    for k in range(k_n):
+        e = np.exp(z[b, k] - m)
+        grad[b, k] = e
+        s += e
+    return m, s
+
+
+@njit(**NJIT)
+def _label(labels, b, k_n):
+    y = labels[b]
+    if y < 0:
+        y += k_n
+    if y < 0 or y >= k_n:
+        raise IndexError("label out of range of the logits' classes")
+    return y
+
+
+@njit(**NJIT)
+def softmax_cross_entropy_numba(z, labels, grad):
+    """Mean cross-entropy of softmax(z) and dL/dz into ``grad``. numba twin of the NumPy kernel."""
+    n_b, k_n = z.shape
+    if labels.shape[0] != n_b or grad.shape != z.shape:
+        raise ValueError("softmax_cross_entropy: labels must be (B,) and grad the logits' shape")
+    if n_b == 0:
+        return np.nan
+    inv_b = 1.0 / n_b
+    total = 0.0
+    for b in range(n_b):
+        y = _label(labels, b, k_n)
+        m, s = _row_exp(z, b, grad)
+        total += np.log(s) - (np.float64(z[b, y]) - np.float64(m))
+        scale = inv_b / s
+        for k in range(k_n):                      # (p - onehot) / B, rounded once
+            v = grad[b, k] * scale
+            grad[b, k] = v - inv_b if k == y else v
+    return total * inv_b
+
+
+@njit(**NJIT)
+def softmax_squared_error_numba(z, labels, grad):
+    """Mean squared error of softmax(z) vs one-hot and dL/dz into ``grad``. numba twin."""
+    n_b, k_n = z.shape
+    if labels.shape[0] != n_b or grad.shape != z.shape:
+        raise ValueError("softmax_squared_error: labels must be (B,) and grad the logits' shape")
+    if n_b == 0:
+        return np.nan
+    two_over_b = 2.0 / n_b
+    total = 0.0
+    for b in range(n_b):
+        y = _label(labels, b, k_n)
+        m, s = _row_exp(z, b, grad)
+        inv_s = 1.0 / s
+        dot = 0.0                                  # sum_k q_k p_k
+        for k in range(k_n):
+            p = grad[b, k] * inv_s
+            d = p - 1.0 if k == y else p
+            total += d * d
+            dot += two_over_b * d * p
+        for k in range(k_n):
+            p = grad[b, k] * inv_s
+            q = two_over_b * (p - 1.0 if k == y else p)
+            grad[b, k] = p * (q - dot)
+    return total / n_b

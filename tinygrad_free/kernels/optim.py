@@ -86,3 +86,143 @@ def weight_decay_numpy(g, w, wd, n_decay, out):
     out[:n_decay] += g[:n_decay]
     out[n_decay:] = g[n_decay:]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# numba twins: one fused pass over the flat buffer per call, no scratch (``tmp`` is accepted
+# and ignored). They are the jitted functions themselves (they return None, so a Python
+# wrapper would only add a call). The hyperparameters are cast to the arrays' dtype and the
+# operations follow the NumPy kernels' order, so float32 results match them bit for bit
+# (NumPy rounds a Python-float operand to float32 too, and no fast-math is used) -- except
+# that adam/nadam multiply v by 1/bc2 instead of dividing (one division per element fewer:
+# these two are division/sqrt-bound, and this makes them ~30% faster; <= 1 ulp difference).
+# Arrays may be 1-D of any stride, or C-contiguous of any shape (updated through a raveled
+# view); read-only arguments of other layouts are copied first.
+# --------------------------------------------------------------------------------------------
+from numba import njit  # noqa: E402
+
+from ._nb import NJIT, flat, flat_in  # noqa: E402
+
+
+@njit(**NJIT)
+def _check_sizes(w, g, n):
+    if w.shape[0] != n or g.shape[0] != n:
+        raise ValueError("optimizer kernel: all arrays must have the same number of elements")
+
+
+@njit(**NJIT)
+def sgd_numba(w, g, tmp, lr):
+    """w <- w - lr * g. numba twin of ``sgd_numpy``."""
+    w1, g1 = flat(w), flat_in(g)
+    n = w1.shape[0]
+    _check_sizes(w1, g1, n)
+    lr_ = w1.dtype.type(lr)
+    for i in range(n):
+        w1[i] -= g1[i] * lr_
+
+
+@njit(**NJIT)
+def momentum_numba(w, g, u, tmp, lr, beta, nesterov):
+    """u <- beta u + g; w <- w - lr u (or lr (g + beta u) if nesterov). numba twin."""
+    w1, g1, u1 = flat(w), flat_in(g), flat(u)
+    n = w1.shape[0]
+    _check_sizes(u1, g1, n)
+    dt = w1.dtype.type
+    lr_, beta_ = dt(lr), dt(beta)
+    if nesterov:
+        for i in range(n):
+            gi = g1[i]
+            ui = u1[i] * beta_ + gi
+            u1[i] = ui
+            w1[i] -= (ui * beta_ + gi) * lr_
+    else:
+        for i in range(n):
+            ui = u1[i] * beta_ + g1[i]
+            u1[i] = ui
+            w1[i] -= ui * lr_
+
+
+@njit(**NJIT)
+def rmsprop_numba(w, g, v, tmp, lr, beta, eps):
+    """v <- beta v + (1 - beta) g^2; w <- w - lr g / (sqrt(v) + eps). numba twin."""
+    w1, g1, v1 = flat(w), flat_in(g), flat(v)
+    n = w1.shape[0]
+    _check_sizes(v1, g1, n)
+    dt = w1.dtype.type
+    lr_, beta_, omb, eps_ = dt(lr), dt(beta), dt(1 - beta), dt(eps)
+    for i in range(n):
+        gi = g1[i]
+        vi = v1[i] * beta_ + gi * gi * omb
+        v1[i] = vi
+        w1[i] -= gi / (np.sqrt(vi) + eps_) * lr_
+
+
+@njit(**NJIT)
+def adam_numba(w, g, m, v, tmp, lr, b1, b2, eps, bc1, bc2):
+    """w <- w - lr * (m / bc1) / (sqrt(v / bc2) + eps), m and v updated first. numba twin."""
+    w1, g1, m1, v1 = flat(w), flat_in(g), flat(m), flat(v)
+    n = w1.shape[0]
+    _check_sizes(m1, g1, n)
+    _check_sizes(v1, g1, n)
+    dt = w1.dtype.type
+    b1_, omb1, b2_, omb2 = dt(b1), dt(1 - b1), dt(b2), dt(1 - b2)
+    eps_, inv_bc2, step = dt(eps), dt(1 / bc2), dt(lr / bc1)
+    for i in range(n):
+        gi = g1[i]
+        mi = m1[i] * b1_ + gi * omb1
+        vi = v1[i] * b2_ + gi * gi * omb2
+        m1[i] = mi
+        v1[i] = vi
+        w1[i] -= mi / (np.sqrt(vi * inv_bc2) + eps_) * step
+
+
+@njit(**NJIT)
+def nadam_numba(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
+    """w <- w - lr * (cm m + cg g) / (sqrt(v / bc2) + eps), m and v updated first. numba twin."""
+    w1, g1, m1, v1 = flat(w), flat_in(g), flat(m), flat(v)
+    n = w1.shape[0]
+    _check_sizes(m1, g1, n)
+    _check_sizes(v1, g1, n)
+    dt = w1.dtype.type
+    b1_, omb1, b2_, omb2 = dt(b1), dt(1 - b1), dt(b2), dt(1 - b2)
+    eps_, inv_bc2, lr_ = dt(eps), dt(1 / bc2), dt(lr)
+    if cm != 0:                        # cm * (m + (cg / cm) g), the NumPy kernel's rounding
+        cm_, ratio = dt(cm), dt(cg / cm)
+        for i in range(n):
+            gi = g1[i]
+            mi = m1[i] * b1_ + gi * omb1
+            vi = v1[i] * b2_ + gi * gi * omb2
+            m1[i] = mi
+            v1[i] = vi
+            w1[i] -= (gi * ratio + mi) * cm_ / (np.sqrt(vi * inv_bc2) + eps_) * lr_
+    else:
+        cg_ = dt(cg)
+        for i in range(n):
+            gi = g1[i]
+            mi = m1[i] * b1_ + gi * omb1
+            vi = v1[i] * b2_ + gi * gi * omb2
+            m1[i] = mi
+            v1[i] = vi
+            w1[i] -= gi * cg_ / (np.sqrt(vi * inv_bc2) + eps_) * lr_
+
+
+@njit(**NJIT)
+def _weight_decay(g, w, wd, n_decay, out):
+    g1, w1, o1 = flat_in(g), flat_in(w), flat(out)
+    n = o1.shape[0]
+    _check_sizes(g1, w1, n)
+    k = n_decay                         # slice semantics of w[:n_decay]
+    if k < 0:
+        k = max(n + k, 0)
+    k = min(k, n)
+    wd_ = o1.dtype.type(wd)
+    for i in range(k):
+        o1[i] = w1[i] * wd_ + g1[i]
+    for i in range(k, n):
+        o1[i] = g1[i]
+
+
+def weight_decay_numba(g, w, wd, n_decay, out):
+    """out <- g, plus wd * w on the first n_decay elements. numba twin of ``weight_decay_numpy``."""
+    _weight_decay(g, w, wd, n_decay, out)
+    return out

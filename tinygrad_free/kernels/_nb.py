@@ -1,0 +1,111 @@
+"""numba plumbing shared by the numba kernels: compile options and compile-time array views.
+
+The kernels are written for 2-D (dense, loss) or 1-D (optimizer) arrays. These overloads
+pick, per argument type and at compile time (no per-call cost), how to see an argument
+that way:
+
+* ``as2d(a)``   writable 2-D view: 2-D of any layout as is, 1-D as one row, a C-contiguous
+  array of any other rank as (prod(shape[:-1]), shape[-1]). Anything else cannot be viewed
+  without a copy, which would lose the in-place write, so it is a typing error.
+* ``as2d_in(a)`` the same for arrays that are only read: non-contiguous ones are copied.
+* ``flat(a)`` / ``flat_in(a)``: the 1-D equivalents (a C-contiguous array of any rank is
+  raveled; a 1-D array of any stride is used as is).
+
+Arrays written by a kernel and arrays read by it are matched element for element by these
+views, which is exact for the layouts accepted (C order on every side, or 1-D/2-D indexing).
+"""
+import numpy as np
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import overload
+
+# Every kernel: cached on disk, and IEEE semantics for x/0 (inf/NaN, no ZeroDivisionError,
+# which also keeps divisions vectorisable). No fast-math (see approx.py for the one exception).
+NJIT = dict(cache=True, error_model="numpy")
+
+
+def as2d(a):
+    raise NotImplementedError("numba-only helper")
+
+
+def as2d_in(a):
+    raise NotImplementedError("numba-only helper")
+
+
+def flat(a):
+    raise NotImplementedError("numba-only helper")
+
+
+def flat_in(a):
+    raise NotImplementedError("numba-only helper")
+
+
+def _rows_cols_view(a):
+    if a.ndim == 0:
+        return lambda a: a.reshape(1, 1)
+
+    def impl(a):
+        rows = 1
+        for k in range(a.ndim - 1):
+            rows *= a.shape[k]
+        return a.reshape(rows, a.shape[a.ndim - 1])
+    return impl
+
+
+def _check_array(a, fn):
+    if not isinstance(a, types.Array):
+        raise TypingError(f"{fn}: expected a numpy array, got {a}")
+
+
+@overload(as2d)
+def _as2d(a):
+    _check_array(a, "as2d")
+    if a.ndim == 2:
+        return lambda a: a
+    if a.ndim == 1:
+        return lambda a: a[None, :]
+    if a.layout == "C":
+        return _rows_cols_view(a)
+    raise TypingError(f"the numba kernels write in place into 2-D arrays, 1-D arrays or C-contiguous "
+                      f"arrays; got {a} (use np.ascontiguousarray, or the numpy backend)")
+
+
+@overload(as2d_in)
+def _as2d_in(a):
+    _check_array(a, "as2d_in")
+    if a.ndim == 2:
+        return lambda a: a
+    if a.ndim == 1:
+        return lambda a: a[None, :]
+    if a.layout == "C":
+        return _rows_cols_view(a)
+
+    def impl(a):                               # a non-contiguous array of rank >= 3: read a copy
+        c = np.ascontiguousarray(a)
+        rows = 1
+        for k in range(c.ndim - 1):
+            rows *= c.shape[k]
+        return c.reshape(rows, c.shape[c.ndim - 1])
+    return impl
+
+
+@overload(flat)
+def _flat(a):
+    _check_array(a, "flat")
+    if a.ndim == 1:
+        return lambda a: a
+    if a.layout == "C":
+        return lambda a: a.reshape(a.size)
+    raise TypingError(f"the numba optimizer kernels update 1-D or C-contiguous arrays in place; got {a} "
+                      "(use np.ascontiguousarray, or the numpy backend)")
+
+
+@overload(flat_in)
+def _flat_in(a):
+    _check_array(a, "flat_in")
+    if a.ndim == 1:
+        return lambda a: a
+    if a.layout == "C":
+        return lambda a: a.reshape(a.size)
+    return lambda a: np.ascontiguousarray(a).reshape(a.size)
+

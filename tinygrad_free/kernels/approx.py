@@ -1,0 +1,196 @@
+"""Activation math for the numba kernels: a vectorisable float32 tanh, and dtype dispatch.
+
+llvmlite has no SVML, so ``np.tanh`` inside a numba loop is a scalar libm call (~10 ns per
+element, and it blocks vectorisation), while NumPy's own float32 tanh is SIMD (~0.3 ns).
+For float32 we therefore evaluate tanh as a rational function, the way Eigen's and XLA's
+``ptanh_float`` do::
+
+    x <- clamp(x, -CLAMP, CLAMP)            (NaN passes through: both comparisons are false)
+    s = x * x
+    tanh(x) ~= x * P(s) / Q(s)              P of degree 6 in s (x^13), Q of degree 3 (x^6)
+
+The coefficients are our own (see ``fit_tanh_coefficients``): a minimax fit of
+``tanh(x) / x`` in relative error on [0, 9] with P(0) = Q(0) = 1, so tiny and subnormal
+inputs come back exactly (x * 1 / 1) and the result is odd. The fit's own error is 7e-9
+(0.12 ulp); float32 rounding in the evaluation dominates: over every float32 in
+[2^-20, 12] the result is within 5.2 ulp of the correctly rounded tanh (mean 0.42 ulp;
+NumPy's SIMD tanh: 1.4 ulp max), i.e. relative error <= 3.1e-7. At the clamp the
+ratio rounds to exactly 1.0, so tanh(+-x) = +-1 exactly for |x| >= 9 (tanh(9) = 1 - 3e-8,
+which float32 cannot tell from 1), and +-inf -> +-1, NaN -> NaN.
+
+The only fast-math flag used is ``contract`` on the polynomial (lets LLVM use FMA there;
+it changes rounding, not NaN/inf behaviour). The loops that call these functions are
+compiled without fast-math, so everything else rounds exactly as NumPy does.
+
+float64 keeps the exact ``np.tanh`` (a 13/6 rational is not float64-accurate); the choice
+is made at compile time by the numba type of the argument (``tanh``/``sigmoid`` below are
+numba overloads), so there is no per-call cost.
+
+Sigmoid is 0.5 + 0.5 tanh(z / 2) in the input's dtype, the same formula and rounding
+steps as the NumPy kernel (it never overflows, and inherits tanh's behaviour at +-inf/NaN).
+"""
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+# Fitted by fit_tanh_coefficients(clamp=9.0) and rounded to float32.
+CLAMP = np.float32(9.0)
+P0 = np.float32(1.0)
+P1 = np.float32(0.13085918128490448)
+P2 = np.float32(0.0031060532201081514)
+P3 = np.float32(1.1175288818776608e-05)
+P4 = np.float32(-2.0304579351204666e-08)
+P5 = np.float32(5.313054163291753e-11)
+P6 = np.float32(-8.571144011551568e-14)
+Q0 = np.float32(1.0)
+Q1 = np.float32(0.4641924798488617)
+Q2 = np.float32(0.024503624066710472)
+Q3 = np.float32(0.0002549142809584737)
+
+_HALF32 = np.float32(0.5)
+_NEG_CLAMP = np.float32(-CLAMP)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def tanh_f32(x):
+    """Rational float32 tanh (scalar; inlined and vectorised inside the kernels' loops)."""
+    x = CLAMP if x > CLAMP else x          # written as selects so NaN stays NaN
+    x = _NEG_CLAMP if x < _NEG_CLAMP else x
+    s = x * x
+    p = (((((P6 * s + P5) * s + P4) * s + P3) * s + P2) * s + P1) * s + P0
+    q = ((Q3 * s + Q2) * s + Q1) * s + Q0
+    return (x * p) / q
+
+
+def tanh(x):
+    """tanh of a numba float scalar: the rational form for float32, np.tanh otherwise.
+
+    Only callable from numba-compiled code (it is a compile-time overload)."""
+    raise NotImplementedError("approx.tanh is for numba code; use approx.tanh_array from Python")
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x) as 0.5 + 0.5 tanh(x / 2), in x's precision. numba-only (see ``tanh``)."""
+    raise NotImplementedError("approx.sigmoid is for numba code; use approx.sigmoid_array from Python")
+
+
+@overload(tanh)
+def _tanh_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: tanh_f32(x)
+    if isinstance(x, (types.Float, types.Integer)):
+        return lambda x: np.tanh(x)
+    return None
+
+
+@overload(sigmoid)
+def _sigmoid_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        def sigmoid_f32(x):
+            return tanh_f32(x * _HALF32) * _HALF32 + _HALF32
+        return sigmoid_f32
+    if isinstance(x, (types.Float, types.Integer)):
+        def sigmoid_f64(x):
+            return np.tanh(x * 0.5) * 0.5 + 0.5
+        return sigmoid_f64
+    return None
+
+
+def has_fast_tanh(a):
+    """True (a compile-time constant) when ``a``'s dtype gets the rational tanh. numba-only."""
+    raise NotImplementedError("approx.has_fast_tanh is for numba code")
+
+
+@overload(has_fast_tanh)
+def _has_fast_tanh_overload(a):
+    fast = isinstance(a, types.Array) and isinstance(a.dtype, types.Float) and a.dtype.bitwidth == 32
+    return lambda a: fast
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_flat(x, out):
+    for i in range(x.size):
+        out[i] = tanh(x[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _sigmoid_flat(x, out):
+    for i in range(x.size):
+        out[i] = sigmoid(x[i])
+
+
+def tanh_array(x):
+    """The kernels' tanh on an array (a new array; float32 uses the rational form)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _tanh_flat(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def sigmoid_array(x):
+    """The kernels' sigmoid on an array (a new array)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _sigmoid_flat(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def fit_tanh_coefficients(clamp=9.0, deg_p=6, deg_q=3, n=4000):
+    """Re-derive P and Q: minimax relative-error fit of g(s) = tanh(sqrt s) / sqrt s on [0, clamp^2].
+
+    For a trial error d, "is there a P, Q with |P - g Q| <= d g Q at every sample, Q >= 1,
+    P(0) = Q(0)?" is a linear feasibility problem; bisecting on d gives the minimax fit
+    (the problem is quasi-convex). P and Q are solved for in a Chebyshev basis of
+    t = 2 s / clamp^2 - 1 for conditioning, then converted to monomials in s and scaled to
+    Q(0) = 1. Needs scipy; takes about a minute. Returns (p, q, max_rel_err) in float64.
+    """
+    from numpy.polynomial import chebyshev as cheb
+    from numpy.polynomial import polynomial as poly
+    from scipy.optimize import linprog
+
+    c = float(clamp)
+    quarter = np.linspace(0, np.pi / 2, n)
+    x = np.unique(np.concatenate([c * np.sin(quarter), np.linspace(0, c, n), c * (1 - np.cos(quarter))]))
+    s = x * x
+    g = np.ones_like(x)
+    g[x > 0] = np.tanh(x[x > 0]) / x[x > 0]
+    t = 2 * s / (c * c) - 1
+    Tp, Tq = cheb.chebvander(t, deg_p), cheb.chebvander(t, deg_q)
+    nv = deg_p + deg_q + 2
+    at0 = np.array([-1.0])
+    a_eq = np.concatenate([cheb.chebvander(at0, deg_p)[0], -cheb.chebvander(at0, deg_q)[0]])[None]
+    opts = dict(primal_feasibility_tolerance=1e-10, dual_feasibility_tolerance=1e-10)
+
+    def feasible(d):
+        a_ub = np.vstack([np.hstack([Tp / g[:, None], -(1 + d) * Tq]),
+                          np.hstack([-Tp / g[:, None], (1 - d) * Tq]),
+                          np.hstack([np.zeros_like(Tp), -Tq])])
+        b_ub = np.concatenate([np.zeros(2 * len(s)), -np.ones(len(s))])
+        res = linprog(np.zeros(nv), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[0.0],
+                      bounds=[(-1e4, 1e4)] * nv, method="highs", options=opts)
+        return res.x if res.status == 0 else None
+
+    lo, hi = 1e-11, 1e-6
+    best = feasible(hi)
+    if best is None:
+        raise RuntimeError("no feasible fit at relative error 1e-6; raise the degrees")
+    while hi / lo > 1.02:
+        mid = np.sqrt(lo * hi)
+        sol = feasible(mid)
+        if sol is not None:
+            hi, best = mid, sol
+        else:
+            lo = mid
+
+    def to_monomial_in_s(coef):
+        out, acc, lin = np.zeros(len(coef)), np.array([1.0]), np.array([-1.0, 2 / (c * c)])
+        for ck in cheb.cheb2poly(coef):
+            out[:len(acc)] += ck * acc
+            acc = poly.polymul(acc, lin)
+        return out
+
+    p, q = to_monomial_in_s(best[:deg_p + 1]), to_monomial_in_s(best[deg_p + 1:])
+    p, q = p / q[0], q / q[0]
+    xf = np.linspace(1e-6, c, 200_001)
+    err = float(np.max(np.abs(xf * poly.polyval(xf * xf, p) / poly.polyval(xf * xf, q) / np.tanh(xf) - 1)))
+    return p, q, err
