@@ -268,9 +268,10 @@ def optuna_importance(rows, seed=0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.create_study(direction="maximize")
-        study.add_trials([optuna.trial.create_trial(params={p: (float(r[0][p]) if isinstance(dists[p], FloatDistribution)
-                                                                 else r[0][p]) for p in params},
-                                                    distributions=dists, value=r[1]) for r in rows])
+        def values(params_):
+            return {p: float(params_[p]) if isinstance(dists[p], FloatDistribution) else params_[p] for p in params}
+        study.add_trials([optuna.trial.create_trial(params=values(r[0]), distributions=dists, value=r[1])
+                          for r in rows])
         try:
             return name, dict(get_param_importances(study, evaluator=evaluator))
         except Exception:  # too few distinct points for the evaluator  # noqa: BLE001
@@ -764,14 +765,14 @@ def loss_conclusion(runs):
     early = [(lab, first[lab]["cross_entropy"][0] - first[lab]["mean_squared_error"][0]) for lab, _, _ in pairs]
     early_text = ", ".join(f"{100 * d:+.1f}" for _, d in early)
     n = len(pairs)
+    every = "the one configuration" if n == 1 else f"all {n} configurations"
     if len(ce_wins) == n:
-        verdict = (f"Cross-entropy ends with a clearly higher validation accuracy than squared error in all {n} "
-                   f"configuration(s)")
+        verdict = f"Cross-entropy ends with a clearly higher validation accuracy than squared error in {every}"
     elif len(se_wins) == n:
-        verdict = f"Squared error ends with a clearly higher validation accuracy in all {n} configuration(s)"
+        verdict = f"Squared error ends with a clearly higher validation accuracy than cross-entropy in {every}"
     elif not ce_wins and not se_wins:
-        verdict = ("The final validation accuracies of the two losses are within the seed-to-seed spread in every "
-                   "configuration, so these runs do not separate them")
+        verdict = (f"The final validation accuracies of the two losses are within the seed-to-seed spread in {every}, "
+                   "so these runs do not separate them")
     else:
         verdict = (f"Cross-entropy is clearly better in {len(ce_wins)} and squared error in {len(se_wins)} "
                    f"of {n} configuration(s)")

@@ -1054,11 +1054,13 @@ class _LocalTrial:
 
     def objective(self, trial):
         import optuna
-        # The trial exists in the database now, so other workers can count it.
-        self.lock.release()
         self.current, self.result = trial.number, None
+        # Claim the trial before letting other workers look: a re-queued trial carries the user
+        # attributes of the dead process it came from, and fail_dead_trials would fail it again.
         trial.set_user_attr("machine", self.machine)
         trial.set_user_attr("pid", os.getpid())
+        # The trial exists in the database now, so other workers can count it.
+        self.lock.release()
         job, spec = self.job, self.spec
         started = time.time()
         params = suggest_params(trial, spec)
@@ -1072,8 +1074,7 @@ class _LocalTrial:
                 callbacks.append(pruner)
             run = start_wandb_run(job["wandb_mode"], project=job["wandb_project"], entity=job["wandb_entity"],
                                   group=job["study_name"], job_type="sweep", name=name,
-                                  config={**config, "trial": trial.number, "study": job["study_name"]},
-                                  reinit="finish_previous")
+                                  config={**config, "trial": trial.number, "study": job["study_name"]})
             if run is not None:
                 from .callbacks import WandbLogger
                 callbacks.append(WandbLogger(run))
@@ -1122,11 +1123,11 @@ class _LocalTrial:
         append_jsonl(self.job["results"], record)
         if self.job["verbose"]:
             finished, _ = _counts(study)
-            acc = record.get("val_accuracy")
-            test = record.get("test_accuracy")
+            acc, test = (record.get(k) for k in ("val_accuracy", "test_accuracy"))
+            acc, test = ("-" if v is None else f"{v:.4f}" for v in (acc, test))
             tail = f"  {record.get('message')}" if record["status"] in ("failed", "diverged", "pruned") else ""
             print(f"[w{self.worker}] trial {frozen.number:>3} {record['status']:<9} "
-                  f"val_acc {acc if acc is None else f'{acc:.4f}'}  test_acc {test if test is None else f'{test:.4f}'}  "
+                  f"val_acc {acc}  test_acc {test}  "
                   f"{record.get('seconds') or 0:.1f}s  {record['run_name']}  ({finished}/{self.job['n_trials']} done)"
                   + tail, flush=True)
         if self.consecutive_failures >= 3:
@@ -1178,6 +1179,13 @@ def _local_worker(job, worker=0):
                 continue
             try:
                 study.optimize(runner.objective, n_trials=1, catch=(Exception,), callbacks=[runner.record])
+            except ValueError as e:
+                # Another worker declared this trial dead (heartbeat lost, e.g. a suspended machine)
+                # and re-queued it; its result cannot be stored any more, the re-run will be.
+                if "Cannot tell" not in str(e):
+                    raise
+                print(f"[w{worker}] trial {runner.current} was failed by another worker meanwhile: {e}",
+                      file=sys.stderr, flush=True)
             except KeyboardInterrupt:
                 # Optuna marked the interrupted trial FAIL; queue its parameters again so a resumed
                 # sweep re-runs it instead of sampling a new configuration.
