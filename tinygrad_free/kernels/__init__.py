@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import approx, dense, loss, optim
+from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
     bias_act=dense.bias_act_numpy,
@@ -27,6 +28,7 @@ NUMPY = SimpleNamespace(
     weight_decay=optim.weight_decay_numpy,
 )
 
+# Without numba installed these are stubs that raise (backend.set_backend refuses "numba" then).
 NUMBA = SimpleNamespace(
     bias_act=dense.bias_act_numba,
     act_grad=dense.act_grad_numba,
@@ -52,6 +54,8 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     with a (2, n) scratch, Python floats/ints/bools as hyperparameters. Other types (another
     label dtype, non-contiguous arrays, ...) compile on their first call.
     """
+    if not HAVE_NUMBA:
+        raise RuntimeError("kernels.warmup: numba is not installed")
     start = time.perf_counter()
     ops = NUMBA
     for dtype in dtypes:
@@ -79,4 +83,4 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "warmup", "approx", "dense", "loss", "optim"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "dense", "loss", "optim"]

@@ -14,10 +14,34 @@ that way:
 Arrays written by a kernel and arrays read by it are matched element for element by these
 views, which is exact for the layouts accepted (C order on every side, or 1-D/2-D indexing).
 """
+import functools
+
 import numpy as np
-from numba import types
-from numba.core.errors import TypingError
-from numba.extending import overload
+
+try:
+    from numba import njit, types
+    from numba.core.errors import TypingError
+    from numba.extending import overload
+    HAVE_NUMBA = True
+except ImportError:            # numba is optional: the NumPy kernels and backend work without it
+    HAVE_NUMBA = False
+    types = None
+    TypingError = TypeError
+
+    def njit(*args, **kwargs):
+        """Stand-in for numba.njit: the decorated kernel raises when called."""
+        def decorate(fn):
+            @functools.wraps(fn)
+            def unavailable(*a, **k):
+                raise RuntimeError(f"{fn.__name__}: numba is not installed, so the numba kernels are "
+                                   "unavailable (pip install numba, or use the numpy backend)")
+            return unavailable
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return decorate(args[0])
+        return decorate
+
+    def overload(*args, **kwargs):
+        return lambda fn: fn
 
 # Every kernel: cached on disk, and IEEE semantics for x/0 (inf/NaN, no ZeroDivisionError,
 # which also keeps divisions vectorisable). No fast-math (see approx.py for the one exception).

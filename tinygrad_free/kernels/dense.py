@@ -56,12 +56,11 @@ def dense_grad_numpy(y, gy, code, dz, db):
 # The activation branch is taken once per call (``code`` is an argument), and each branch
 # is its own loop so every loop vectorises. ``b is None`` / ``acc is None`` branches are
 # pruned at compile time (numba specialises on the None type), so "no bias" costs nothing.
-# float32 tanh/sigmoid use the rational form of ``approx``; float64 uses np.tanh.
+# float32 tanh/sigmoid use the rational form of ``approx`` inside the fused loop; for float64
+# the loop adds the bias and NumPy's exact SIMD np.tanh finishes (see bias_act_numba).
 # --------------------------------------------------------------------------------------------
-from numba import njit  # noqa: E402
-
 from . import approx  # noqa: E402
-from ._nb import NJIT, as2d, as2d_in, flat_in  # noqa: E402
+from ._nb import NJIT, njit, as2d, as2d_in, flat_in  # noqa: E402
 
 
 @njit(**NJIT)

@@ -53,9 +53,7 @@ def softmax_squared_error_numpy(z, labels, grad):
 # are accumulated in float64; the gradient is rounded to grad's dtype once, at the end.
 # Labels are any integer dtype; negative labels wrap as in NumPy indexing, others raise.
 # --------------------------------------------------------------------------------------------
-from numba import njit  # noqa: E402
-
-from ._nb import NJIT  # noqa: E402
+from ._nb import NJIT, njit  # noqa: E402
 
 
 @njit(**NJIT)
