@@ -3,7 +3,6 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
-from ..kernels.blas import accumulate_tn
 from . import activation as act
 from .module import Module
 from .parameter import Parameter
@@ -84,7 +83,7 @@ class Dense(Module):
                 self._dz = np.empty_like(y)
             dz = backend.ops().dense_grad(y, grad_out, self.act_code, self._dz,
                                           None if self.b is None else self.b.grad)
-        accumulate_tn(x, dz, self.W.grad)          # W.grad += x.T @ dz inside BLAS, no temporary
+        self.W.accumulate_matmul(x, dz)
         return dz @ self.W.data.T if input_grad else None
 
     def get_config(self):

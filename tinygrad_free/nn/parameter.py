@@ -23,16 +23,42 @@ class Parameter:
     through the Parameter at each use rather than keeping the array.
     """
 
-    __slots__ = ("data", "grad", "name", "decay")
+    __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay")
 
     def __init__(self, data, name="", decay=True):
         data = np.asarray(data)
         if data.dtype.kind != "f":
             raise ValueError(f"Parameter {name!r} must be a floating array, got dtype {data.dtype}")
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
+        self._grad_is_zero = False
         self.name = name
         self.decay = decay
+
+    @property
+    def grad(self):
+        if self._grad_is_zero:          # a zero_grad() is pending: make it real before anyone reads
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._grad_is_zero = False
+
+    def zero_grad(self):
+        """Clear the gradient. Lazy: the next ``accumulate_matmul`` overwrites instead of adding,
+        which saves a pass over the largest arrays every step; any other read sees zeros."""
+        self._grad_is_zero = True
+
+    def accumulate_matmul(self, a, b):
+        """grad += a.T @ b: written by the GEMM itself right after a zero_grad()."""
+        if self._grad_is_zero:
+            np.matmul(a.T, b, out=self._grad)
+            self._grad_is_zero = False
+        else:
+            self._grad += a.T @ b
 
     @property
     def shape(self):
@@ -45,9 +71,6 @@ class Parameter:
     @property
     def size(self):
         return self.data.size
-
-    def zero_grad(self):
-        self.grad.fill(0)
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

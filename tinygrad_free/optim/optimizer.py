@@ -136,6 +136,8 @@ class Optimizer:
     def step(self, loss=None):
         """Apply one update to every parameter from its accumulated ``grad``."""
         self.t += 1
+        for _, p in self._named:
+            p.grad  # noqa: B018  (materialises a pending lazy zero_grad in the flat buffer)
         self.prepare(loss)
         wd = self.weight_decay
         for unit in self._units:
@@ -156,8 +158,8 @@ class Optimizer:
         return np.empty((2,) + w.shape, w.dtype)
 
     def zero_grad(self):
-        for unit in self._units:
-            unit.g.fill(0)
+        for _, p in self._named:
+            p.zero_grad()
 
     # --- parameters -----------------------------------------------------------------------------
     @staticmethod
