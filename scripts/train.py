@@ -14,7 +14,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 
 from models import build_mlp, load_config  # noqa: E402
 from tinygrad_free import nn, optim  # noqa: E402

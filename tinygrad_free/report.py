@@ -10,11 +10,9 @@ Sweep figures read the records of a results JSONL written by :mod:`tinygrad_free
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections import defaultdict
 from itertools import combinations
@@ -22,7 +20,8 @@ from itertools import combinations
 import numpy as np
 
 from .metrics import confusion_matrix, per_class_accuracy
-from .sweep import atomic_write_text, best_record, read_results
+from .fileio import atomic_open, atomic_write_text
+from .sweep import best_record, read_results
 
 #: Accuracy below which a 10-class run learned (almost) nothing.
 NEAR_CHANCE = 0.2
@@ -48,17 +47,8 @@ def _figure(figsize):
 def save_figure(fig, path, dpi=110):
     """Render ``fig`` to ``path`` (PNG) atomically, log it to wandb if a run is active; returns the path."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=dpi)
     log_to_wandb({os.path.splitext(os.path.basename(path))[0]: path})
     return path
 

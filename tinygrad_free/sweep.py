@@ -50,6 +50,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .callbacks import Callback
+from .fileio import atomic_write_text
 
 try:  # POSIX advisory locks; without them the single O_APPEND write is still atomic on local disks
     import fcntl
@@ -795,24 +796,6 @@ def read_results(path):
             except json.JSONDecodeError:
                 warnings.warn(f"{path}:{i}: skipping a line that is not valid JSON (torn write?)", stacklevel=2)
     return records
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------------------

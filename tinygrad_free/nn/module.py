@@ -1,12 +1,11 @@
 """Module: the unit of a network. A subclass writes ``forward`` and ``backward``; this base
 class finds its parameters and children, names them, and saves and loads their values."""
 import json
-import os
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
 
+from ..fileio import atomic_open
 from .parameter import Parameter
 
 # Every Module subclass, by class name, so nn.load can rebuild an architecture from JSON.
@@ -162,21 +161,9 @@ class Module:
 
 
 def atomic_savez(path, arrays):
-    """``np.savez`` to a temporary file in the target folder, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``np.savez`` written atomically (see ``fileio.atomic_open``)."""
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def from_spec(spec):

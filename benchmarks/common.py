@@ -1,0 +1,199 @@
+"""Helpers shared by bench_train.py and bench_optimizers.py: paths, the data location, the
+environment of a benchmark subprocess (threads, OpenBLAS variables, CPU affinity), what the
+machine and the libraries are, and small timing/format utilities.
+
+Nothing here imports a deep-learning framework: the parent process of a benchmark stays
+clean, and every framework is imported only inside the subprocess that measures it.
+"""
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+LAYERS = (784, 128, 128, 128, 10)           # the reference network
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")   # what --openblas-env unset removes
+VERSION_PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "torch", "jax", "jaxlib", "keras", "threadpoolctl",
+                    "matplotlib")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def ensure_data_env():
+    """Point TINYGRAD_FREE_DATA at ``<repo>/../shared/data`` when it is unset; returns its value."""
+    if not os.environ.get("TINYGRAD_FREE_DATA"):
+        default = ROOT.parent / "shared" / "data"
+        if default.is_dir():
+            os.environ["TINYGRAD_FREE_DATA"] = str(default)
+    return os.environ.get("TINYGRAD_FREE_DATA")
+
+
+# --- subprocess environment ---------------------------------------------------------------------------
+def openblas_vars(env=None):
+    """The OpenBLAS variables ``--openblas-env unset`` removes, as they are in ``env`` (None if unset)."""
+    env = os.environ if env is None else env
+    return {k: env.get(k) for k in OPENBLAS_VARS}
+
+
+def worker_env(threads, openblas="as_set", base=None):
+    """Environment of a benchmark subprocess with ``threads`` threads for every library.
+
+    ``openblas="as_set"`` keeps OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as they are; ``"unset"``
+    removes them, so OpenBLAS picks its kernel from the CPU it detects.
+    """
+    env = dict(os.environ if base is None else base)
+    for k in THREAD_VARS:
+        env[k] = str(threads)
+    # XLA's CPU backend: Eigen's multi-threading on or off. (Recent XLA runtimes size their
+    # intra-op pool from the CPUs the process may run on, so bench_train also restricts the
+    # affinity; see cpu_set.)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_cpu_multi_thread_eigen")]
+    flags.append(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    env["KERAS_BACKEND"] = "jax"
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if openblas == "unset":
+        for k in OPENBLAS_VARS:
+            env.pop(k, None)
+    elif openblas != "as_set":
+        raise ValueError(f"openblas must be 'as_set' or 'unset', got {openblas!r}")
+    return env
+
+
+def cpu_set(threads):
+    """The first ``threads`` CPUs this process may run on (None when that is all of them)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    if not allowed or threads >= len(allowed):
+        return None
+    return allowed[:threads]
+
+
+def run_python(args, env, cpus=None, timeout=None):
+    """Run ``python args...`` with ``env`` (and restricted to ``cpus``); returns CompletedProcess."""
+    preexec = None
+    if cpus is not None:
+        def preexec():
+            os.sched_setaffinity(0, cpus)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=preexec)
+
+
+# --- what the machine and the libraries are -------------------------------------------------------
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(packages=VERSION_PACKAGES):
+    """Installed versions from the package metadata (without importing anything)."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def machine_info():
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "cpus_allowed": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "platform": platform.platform(), "machine": platform.machine(),
+            "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": versions()}
+
+
+def blas_info():
+    """threadpoolctl's view of the loaded thread pools (call after importing the libraries).
+
+    ``numpy_openblas`` is numpy's own OpenBLAS: its ``architecture`` is the core type (kernel
+    set) it actually uses, and ``num_threads`` its thread count.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {"error": "threadpoolctl not installed"}
+    pools = threadpool_info()
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer",
+            "filepath")
+    pools = [{k: p.get(k) for k in keep if k in p} for p in pools]
+    numpy_blas = next((p for p in pools if p.get("user_api") == "blas" and "numpy" in (p.get("filepath") or "")),
+                      next((p for p in pools if p.get("user_api") == "blas"), None))
+    return {"numpy_openblas": numpy_blas, "pools": pools}
+
+
+# --- timing and formatting ------------------------------------------------------------------------------
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def loop_seconds(fn, number):
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return time.perf_counter() - t0
+
+
+def calibrate(fn, min_time):
+    """Calls per repeat so that one repeat lasts at least ``min_time`` seconds (as timeit.autorange)."""
+    number = 1
+    while loop_seconds(fn, number) < min_time:
+        number *= 2
+    return number
+
+
+def time_alternating(fns, repeats, min_time):
+    """Median seconds per call of each zero-argument callable, the callables timed in turns."""
+    numbers = [calibrate(fn, min_time) for fn in fns]
+    samples = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            samples[k].append(loop_seconds(fn, numbers[k]) / numbers[k])
+    return [statistics.median(s) for s in samples], samples
+
+
+def fmt(value, spec=".3f", missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+def write_json(path, obj):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
