@@ -1,6 +1,7 @@
 """scripts/train.py: the assignment's flags, its defaults, bad values, and an end-to-end run."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,10 @@ def test_diverging_configuration_reports_diverged(tmp_path):
          "--limit", "1000", "--wandb_mode", "disabled"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert "diverged" in out.stdout and out.stdout.strip().splitlines()[-1] == "test_accuracy: nan"
+
+
+@pytest.mark.parametrize("config", sorted(p.stem for p in (Path(SCRIPT).parents[1] / "models").glob("*.yaml")))
+def test_every_shipped_config_parses_completely(config):
+    args = parse("--config", config)
+    assert args.dataset in ("mnist", "fashion_mnist") and args.epochs <= 10
+    assert args.num_layers <= 5 and args.hidden_size <= 128      # the assignment's space

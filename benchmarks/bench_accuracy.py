@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""How well the shipped configurations train: runs ``scripts/train.py --config NAME`` for the
+Fashion-MNIST default and the three MNIST configurations, over several seeds, and records the
+per-epoch validation accuracy, the test accuracy and the epoch times.
+
+    python3 benchmarks/bench_accuracy.py                 # all configs, seeds 0 1 2
+    python3 benchmarks/bench_accuracy.py --seeds 0 --configs fashion_mnist_best
+
+Writes benchmarks/results/accuracy.json and accuracy.md.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tinygrad_free.fileio import atomic_write_text  # noqa: E402
+
+CONFIGS = ["fashion_mnist_best", "mnist_nadam_relu5", "mnist_adam_relu4", "mnist_nadam_tanh3"]
+EPOCH = re.compile(r"^epoch\s+(\d+).*val_acc ([0-9.]+)\s+([0-9.]+)s$")
+
+
+def run(config, seed):
+    env = dict(os.environ)
+    env.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", config,
+                          "--seed", str(seed), "--wandb_mode", "disabled"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    epochs = [EPOCH.match(line).groups() for line in out.splitlines() if EPOCH.match(line)]
+    return {"config": config, "seed": seed,
+            "val_accuracy": [float(v) for _, v, _ in epochs],
+            "epoch_seconds": [float(s) for _, _, s in epochs],
+            "test_accuracy": float(out.strip().splitlines()[-1].split()[-1])}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    runs = []
+    for config in args.configs:
+        for seed in args.seeds:
+            r = run(config, seed)
+            print(f"{config} seed {seed}: val {r['val_accuracy'][-1]:.4f} test {r['test_accuracy']:.4f} "
+                  f"median epoch {statistics.median(r['epoch_seconds']):.2f}s", flush=True)
+            runs.append(r)
+    rows = ["| config | seeds | final val acc (each seed) | test acc (each seed) | mean test | median s/epoch |",
+            "|---|---|---|---|---|---|"]
+    for config in args.configs:
+        rs = [r for r in runs if r["config"] == config]
+        rows.append(f"| {config} | {' '.join(str(r['seed']) for r in rs)} "
+                    f"| {' '.join(f'{r['val_accuracy'][-1]:.4f}' for r in rs)} "
+                    f"| {' '.join(f'{r['test_accuracy']:.4f}' for r in rs)} "
+                    f"| {statistics.mean(r['test_accuracy'] for r in rs):.4f} "
+                    f"| {statistics.median(s for r in rs for s in r['epoch_seconds'][1:] or r['epoch_seconds']):.2f} |")
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_text(os.path.join(args.out, "accuracy.json"), json.dumps(runs, indent=1))
+    atomic_write_text(os.path.join(args.out, "accuracy.md"), "\n".join(rows) + "\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
