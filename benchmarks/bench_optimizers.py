@@ -201,7 +201,7 @@ def main(argv=None):
     out_dir = Path(args.out)
     C.write_json(out_dir / f"{name}.json", result)
     md = markdown(result)
-    (out_dir / f"{name}.md").write_text(md)
+    C.write_text(out_dir / f"{name}.md", md)
     png = plot(result, out_dir / f"{name}.png")
     print("\n" + md)
     print(f"wrote {out_dir / (name + '.json')}, {out_dir / (name + '.md')}" + (f", {png}" if png else ""))
@@ -289,7 +289,7 @@ def plot(result, path):
     fig.suptitle("Optimizers on the 784-128-128-128-10 tanh MLP" +
                  (" (quick smoke run)" if result["meta"]["quick"] else ""), fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    C.save_figure(fig, path)
     plt.close(fig)
     return path
 

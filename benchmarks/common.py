@@ -82,12 +82,10 @@ def cpu_set(threads):
 
 def run_python(args, env, cpus=None, timeout=None):
     """Run ``python args...`` with ``env`` (and restricted to ``cpus``); returns CompletedProcess."""
-    preexec = None
-    if cpus is not None:
-        def preexec():
-            os.sched_setaffinity(0, cpus)
+    def pin():
+        os.sched_setaffinity(0, cpus)
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec)
+                          preexec_fn=pin if cpus is not None else None)
 
 
 # --- what the machine and the libraries are -------------------------------------------------------
@@ -179,10 +177,29 @@ def fmt(value, spec=".3f", missing="-"):
     return missing if value is None else format(value, spec)
 
 
-def write_json(path, obj):
+def write_text(path, text, atomic=True):
+    """Write a results file; ``atomic`` (the default) goes through tinygrad_free.fileio, so a
+    crash never leaves half a file (workers pass False: their files are private scratch, and
+    importing tinygrad_free there would load more than the worker measures)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
+    if atomic:
+        from tinygrad_free.fileio import atomic_write_text
+        atomic_write_text(path, text)
+    else:
+        path.write_text(text)
+
+
+def write_json(path, obj, atomic=True):
+    write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", atomic)
+
+
+def save_figure(fig, path):
+    """``fig.savefig`` as PNG, written atomically."""
+    from tinygrad_free.fileio import atomic_open
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    return path
 
 
 def _json_default(o):
