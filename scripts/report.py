@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from tinygrad_free import report as R  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
+from tinygrad_free import tracking  # noqa: E402
 
 
 def positive_int(text):
@@ -315,8 +316,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    mode = args.wandb_mode or ("online" if S.wandb_logged_in() else "disabled")
-    run = S.start_wandb_run(mode, project=args.wandb_project, entity=args.wandb_entity, job_type="report",
+    mode = args.wandb_mode or ("online" if tracking.wandb_logged_in() else "disabled")
+    run = tracking.start_wandb_run(mode, project=args.wandb_project, entity=args.wandb_entity, job_type="report",
                             name=f"report-{args.command}")
     try:
         path = (cmd_all if args.command == "all" else COMMANDS[args.command])(args)

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinygrad_free import sweep  # noqa: E402
+from tinygrad_free import sweep, tracking  # noqa: E402
 
 
 def positive_int(text):
@@ -81,7 +81,7 @@ def main(argv=None):
         spec = sweep.load_sweep(args.sweep_file, overrides=dict(args.overrides), method=args.method)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    backend = args.backend or ("wandb" if sweep.wandb_logged_in() else "local")
+    backend = args.backend or ("wandb" if tracking.wandb_logged_in() else "local")
     if backend == "wandb":
         if args.storage or args.study_name:
             parser.error("--storage/--study_name apply to --backend local only")
@@ -93,7 +93,7 @@ def main(argv=None):
         return 0
     if args.sweep_id or args.count:
         parser.error("--sweep_id/--count apply to --backend wandb only; use --n_trials and --storage")
-    mode = args.wandb_mode or sweep.default_wandb_mode()
+    mode = args.wandb_mode or tracking.default_wandb_mode()
     try:
         summary = sweep.run_local_sweep(spec, n_trials=args.n_trials, workers=args.workers, storage=args.storage,
                                         study_name=args.study_name, results=args.results, limit=args.limit,

@@ -14,11 +14,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# One BLAS thread unless the user says otherwise: at these matrix sizes two threads gain little
+# (benchmarks/results/train.md), make results depend on the thread count, and collapse when
+# another process is busy on the second core. Must happen before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 
 from models import build_mlp, load_config  # noqa: E402
 from tinygrad_free import nn, optim  # noqa: E402
 from tinygrad_free.callbacks import ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
 from tinygrad_free.data import load_split  # noqa: E402
+from tinygrad_free.tracking import resolve_mode, start_wandb_run  # noqa: E402
 from tinygrad_free.train import Trainer  # noqa: E402
 
 DEFAULT_CONFIG = "fashion_mnist_best"
@@ -153,24 +160,14 @@ def optimizer_kwargs(args):
 
 
 def start_wandb(args):
-    """A wandb run, or None. Never waits for a login prompt."""
-    mode = args.wandb_mode
-    if mode == "disabled":
-        return None
-    try:
-        import wandb
-    except ImportError:
-        print("wandb not installed: not logging (pip install wandb)")
-        return None
-    if mode is None:
-        logged_in = bool(os.environ.get("WANDB_API_KEY")) or os.path.exists(os.path.expanduser("~/.netrc")) \
-            and "api.wandb.ai" in open(os.path.expanduser("~/.netrc")).read()
-        mode = "online" if logged_in else "offline"
-        if mode == "offline":
-            print("wandb: no credentials found, logging offline; upload later with `wandb sync wandb/offline-run-*`")
+    """A wandb run, or None. Never waits for a login prompt (see tinygrad_free.tracking)."""
+    mode = resolve_mode(args.wandb_mode)
     config = {k: v for k, v in vars(args).items() if k not in ("wandb_project", "wandb_entity", "wandb_mode")}
-    return wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name(args),
-                      config=config, mode=mode, settings=wandb.Settings(silent=True))
+    run = start_wandb_run(mode, project=args.wandb_project, entity=args.wandb_entity, name=run_name(args),
+                          config=config)
+    if run is None and mode != "disabled":
+        print("wandb not installed: not logging (pip install wandb)")
+    return run
 
 
 def main(argv=None):

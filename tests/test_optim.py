@@ -328,3 +328,20 @@ def test_optimizer_packing_keeps_parameters_and_layers_in_sync(rng):
     assert not np.array_equal(model[0].W.data, before)
     opt.zero_grad()
     assert not model[0].W.grad.any()
+
+
+def test_eve_update_divides_the_adam_step_by_d(each_backend):
+    rng = np.random.default_rng(4)
+    p = nn.Parameter(rng.standard_normal((3, 4)), "W")
+    opt = optim.Eve([p], lr=0.01, beta3=0.5)
+    w, m, v = p.data.copy(), 0.0, 0.0
+    for t, loss in enumerate([2.0, 5.0, 1.0, 1.5], start=1):
+        g = rng.standard_normal((3, 4))
+        p.grad[...] = g
+        opt.step(loss=loss)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        mh, vh = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        w = w - 0.01 * mh / (opt.shared["d"] * np.sqrt(vh) + 1e-8)
+        np.testing.assert_allclose(p.data, w, rtol=1e-12)
+    assert opt.shared["d"] != 1.0

@@ -16,6 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState  # noqa: E402
 
 from tinygrad_free import sweep as S  # noqa: E402
+from tinygrad_free import tracking  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -467,11 +468,11 @@ def _small_split():
 def test_default_backend_and_wandb_mode(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert not S.wandb_logged_in()
+    assert not tracking.wandb_logged_in()
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password x\n")
-    assert S.wandb_logged_in()
+    assert tracking.wandb_logged_in()
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert S.default_wandb_mode() == "disabled"
+    assert tracking.default_wandb_mode() == "disabled"
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

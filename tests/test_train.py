@@ -140,3 +140,28 @@ def test_readme_api_tour_runs_as_written():
     with pytest.raises(SystemExit) as e:
         runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "api_tour.py"), run_name="__main__")
     assert e.value.code == 0
+
+
+def test_a_full_training_step_is_the_same_on_both_backends(fashion):
+    from tinygrad_free import use_backend
+    results = {}
+    for name in ("numpy", "numba"):
+        with use_backend(name):
+            for act, opt_name, loss_cls in (("tanh", "nadam", nn.CrossEntropyLoss), ("sigmoid", "adam", nn.MSELoss),
+                                            ("relu", "momentum", nn.CrossEntropyLoss)):
+                model = build_mlp(784, 2, 32, act, "xavier", rng=0)
+                opt = optim.create(opt_name, model.parameters(), weight_decay=5e-4)
+                loss_fn = loss_cls()
+                losses = []
+                for i in range(3):
+                    xb, yb = fashion.x_train[i * 16:(i + 1) * 16], fashion.y_train[i * 16:(i + 1) * 16]
+                    losses.append(loss_fn(model(xb), yb))
+                    model.backward(loss_fn.backward(), input_grad=False)
+                    opt.step(loss=losses[-1])
+                    opt.zero_grad()
+                results[name, act] = (losses, [p.data.copy() for p in model.parameters()])
+    for act in ("tanh", "sigmoid", "relu"):
+        (la, wa), (lb, wb) = results["numpy", act], results["numba", act]
+        np.testing.assert_allclose(la, lb, rtol=1e-5)
+        for a, b in zip(wa, wb):            # float32 rounding (the rational tanh is within a few ulp)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -92,3 +92,14 @@ def test_every_shipped_config_parses_completely(config):
     args = parse("--config", config)
     assert args.dataset in ("mnist", "fashion_mnist") and args.epochs <= 10
     assert args.num_layers <= 5 and args.hidden_size <= 128      # the assignment's space
+
+
+def test_wandb_online_without_credentials_falls_back_to_offline(monkeypatch, tmp_path, capsys):
+    from tinygrad_free import tracking
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert tracking.resolve_mode("online") == "offline"
+    assert tracking.resolve_mode(None) == "offline"
+    assert "wandb sync" in capsys.readouterr().out
+    assert tracking.resolve_mode("disabled") == "disabled"

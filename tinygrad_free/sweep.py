@@ -51,6 +51,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .fileio import atomic_write_text
+from .tracking import start_wandb_run
 
 try:  # POSIX advisory locks; without them the single O_APPEND write is still atomic on local disks
     import fcntl
@@ -803,37 +804,6 @@ def read_results(path):
 # --------------------------------------------------------------------------------------------
 
 
-def wandb_logged_in():
-    """True when wandb has credentials (``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in ~/.netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = os.path.expanduser("~/.netrc")
-    try:
-        with open(netrc) as f:
-            return "api.wandb.ai" in f.read()
-    except OSError:
-        return False
-
-
-def default_wandb_mode():
-    """``online`` with credentials, else ``offline`` (``WANDB_MODE`` wins when set)."""
-    env = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env in ("online", "offline", "disabled"):
-        return env
-    return "online" if wandb_logged_in() else "offline"
-
-
-def start_wandb_run(mode, **kwargs):
-    """``wandb.init(mode=mode, ...)``, or None when disabled or wandb is missing; never prompts."""
-    if mode == "disabled":
-        return None
-    try:
-        import wandb
-    except ImportError:
-        return None
-    return wandb.init(mode=mode, settings=wandb.Settings(silent=True), **kwargs)
-
-
 # --------------------------------------------------------------------------------------------
 # Local backend (Optuna)
 # --------------------------------------------------------------------------------------------
@@ -1480,5 +1450,5 @@ __all__ = ["DEFAULTS", "METHODS", "DISTRIBUTIONS", "Param", "SweepSpec", "SweepS
            "parse_sweep", "load_sweep", "make_sampler", "make_pruner", "suggest_params", "check_value",
            "normalize_config", "run_name", "run_trial", "get_data", "append_jsonl", "read_results",
            "atomic_write_text", "open_storage", "fail_dead_trials", "run_local_sweep", "run_wandb_sweep",
-           "wandb_logged_in", "default_wandb_mode", "default_storage", "default_results", "best_record",
+           "default_storage", "default_results", "best_record",
            "run_workers", "map_trials"]
