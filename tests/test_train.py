@@ -165,3 +165,18 @@ def test_a_full_training_step_is_the_same_on_both_backends(fashion):
         np.testing.assert_allclose(la, lb, rtol=1e-5)
         for a, b in zip(wa, wb):            # float32 rounding (the rational tanh is within a few ulp)
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_training_flushes_subnormals_to_zero_and_restores_the_mode_after(fashion):
+    from tinygrad_free.fpenv import flush_denormals
+    seen = []
+
+    class Probe(Callback):
+        def on_epoch_end(self, trainer, logs):
+            seen.append(float(np.float32(1e-38) * np.float32(0.01)))
+
+    with flush_denormals() as supported:
+        pass
+    small_run(fashion, epochs=1, n=200, callbacks=[Probe()])
+    assert seen == [0.0 if supported else pytest.approx(1e-40)]
+    assert float(np.float32(1e-38) * np.float32(0.01)) != 0.0
