@@ -26,24 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tinygrad_free.cli import positive_int  # noqa: E402
+from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
 
 WITHIN = 0.005  # "within 0.5 points" of the best validation accuracy
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def assignment(text):
-    import yaml
-    key, sep, value = text.partition("=")
-    if not sep or key not in S.DEFAULTS:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of {', '.join(S.DEFAULTS)}, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def best_so_far(records, metric="val_accuracy"):

@@ -23,19 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from tinygrad_free.cli import positive_int  # noqa: E402
 from tinygrad_free import report as R  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
 from tinygrad_free import tracking  # noqa: E402
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _rel(path, out):

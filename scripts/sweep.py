@@ -21,28 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tinygrad_free.cli import positive_int  # noqa: E402
+from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep, tracking  # noqa: E402
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def assignment(text):
-    """``key=value`` (value parsed as YAML, so numbers and lists work)."""
-    import yaml
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    if key not in sweep.DEFAULTS:
-        raise argparse.ArgumentTypeError(f"unknown option {key!r}; choose one of {', '.join(sweep.DEFAULTS)}")
-    return key, yaml.safe_load(value)
 
 
 def build_parser():

@@ -23,6 +23,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from models import build_mlp, load_config  # noqa: E402
 from tinygrad_free import nn, optim  # noqa: E402
+from tinygrad_free.cli import (lower_choice, non_negative_float, non_negative_int,  # noqa: E402
+                               positive_float, positive_int, unit_interval)
 from tinygrad_free.callbacks import ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
 from tinygrad_free.data import load_split  # noqa: E402
 from tinygrad_free.tracking import resolve_mode, start_wandb_run  # noqa: E402
@@ -34,50 +36,6 @@ ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 INITS = ("random", "xavier", "he")
 # The optimizer's hyperparameters, by the flag that sets them.
 HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
-
-
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return value
-
-
-def unit_interval(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def lower_choice(choices):
-    def parse(text):
-        key = text.lower()
-        if key not in choices:
-            raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
-        return key
-    return parse
 
 
 def optimizer_name(text):

@@ -625,6 +625,20 @@ def _check_early_terminate(et):
     return dict(et)
 
 
+def parse_assignment(text):
+    """``KEY=VALUE`` from the command line (``--set epochs=1``); VALUE is read as YAML, so numbers
+    and lists work. For argparse: a bad one raises ``ArgumentTypeError`` naming the allowed keys."""
+    import argparse
+
+    import yaml
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key not in DEFAULTS:
+        raise argparse.ArgumentTypeError(f"unknown option {key!r}; choose one of {', '.join(DEFAULTS)}")
+    return key, yaml.safe_load(value)
+
+
 def parse_sweep(raw, name=None, overrides=None, method=None):
     """Translate a wandb sweep configuration into a :class:`SweepSpec`.
 
