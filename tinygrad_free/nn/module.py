@@ -35,8 +35,12 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, key, value):
-        if "_params" not in self.__dict__:
+        d = self.__dict__
+        if "_params" not in d:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
+        if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
+            object.__setattr__(self, key, value)     # the per-step caches (x, y) take this path
+            return
         self._params.pop(key, None)
         self._modules.pop(key, None)
         if isinstance(value, Parameter):
