@@ -251,12 +251,8 @@ def markdown(result):
 
 
 def plot(result, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = C.pyplot()
+    if plt is None:
         return None
     has_curves = bool(result["curves"])
     fig, axes = plt.subplots(1, 2 if has_curves else 1, figsize=(12 if has_curves else 6, 4.5), squeeze=False)

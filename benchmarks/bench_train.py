@@ -612,12 +612,8 @@ def markdown(result):
 
 
 def plot(result, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
+    plt = C.pyplot()
+    if plt is None:
         return None
     settings = result["settings"]
     batches = result["meta"]["batches"]

@@ -194,6 +194,18 @@ def write_json(path, obj, atomic=True):
     write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", atomic)
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or None (with one line saying so) when missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return None
+    return plt
+
+
 def save_figure(fig, path):
     """``fig.savefig`` as PNG, written atomically."""
     from tinygrad_free.fileio import atomic_open

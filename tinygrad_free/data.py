@@ -825,12 +825,16 @@ def iterate_minibatches(x, y, batch_size: int, shuffle: bool = True, seed: int =
         Fresh copies (safe to keep).
     """
     batch_size = _check_batch_args(x, y, batch_size)
-    n = len(x)
+    for idx in _batch_indices(len(x), batch_size, shuffle, seed, epoch, drop_last):
+        yield x[idx], y[idx]
+
+
+def _batch_indices(n, batch_size, shuffle, seed, epoch, drop_last):
+    """The index array of each batch of one epoch."""
     order = _epoch_order(n, shuffle, seed, epoch)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
-        yield x[idx], y[idx]
+        yield order[start:start + batch_size]
 
 
 class BatchIterator:
@@ -897,10 +901,7 @@ class BatchIterator:
         if self._xbuf is None:
             self._xbuf = np.empty((bs,) + x.shape[1:], dtype=x.dtype)
             self._ybuf = np.empty((bs,) + y.shape[1:], dtype=y.dtype)
-        order = _epoch_order(len(x), self.shuffle, self.seed, epoch)
-        stop = len(order) - len(order) % bs if self.drop_last else len(order)
-        for start in range(0, stop, bs):
-            idx = order[start:start + bs]
+        for idx in _batch_indices(len(x), bs, self.shuffle, self.seed, epoch, self.drop_last):
             m = len(idx)
             # mode="clip" skips numpy's bounds-check buffering; the indices
             # come from a permutation of range(N), so they are valid.

@@ -182,8 +182,7 @@ class Trainer:
         if backend.get_backend() != "numba":
             return 0.0
         from . import kernels
-        warm = getattr(kernels, "warmup", None)
-        return float(warm()) if warm else 0.0
+        return float(kernels.warmup())
 
 
 def fit(model, loss_fn, optimizer, x, y, epochs=1, batch_size=32, validation_data=None, seed=0,

@@ -139,6 +139,11 @@ class Module:
             f"{type(self).__name__} has no get_config(); implement it to use save()/nn.load, "
             "or save state_dict() yourself")
 
+    @classmethod
+    def from_config(cls, config):
+        """The inverse of ``get_config``: a new module built from its constructor arguments."""
+        return cls(**config)
+
     def to_spec(self):
         return {"class": type(self).__name__, "config": self.get_config()}
 
@@ -188,10 +193,3 @@ def load(path):
         state = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
     model.load_state_dict(state)
     return model
-
-
-def _from_config(cls, config):
-    return cls(**config)
-
-
-Module.from_config = classmethod(_from_config)
