@@ -7,6 +7,7 @@ The defaults are the best configuration found on the validation set
 The last line printed is ``test_accuracy: <fraction>``.
 """
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from models import build_mlp, load_config  # noqa: E402
 from tinygrad_free import nn, optim  # noqa: E402
+from tinygrad_free.augment import RandomShift  # noqa: E402
 from tinygrad_free.cli import (lower_choice, non_negative_float, non_negative_int,  # noqa: E402
                                positive_float, positive_int, unit_interval)
 from tinygrad_free.callbacks import ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
@@ -69,6 +71,8 @@ def build_parser():
     a("-a", "--activation", type=lower_choice(ACTIVATIONS), help="identity, sigmoid, tanh or ReLU (any case)")
     a("--lr_schedule", type=lower_choice(("constant", "cosine", "linear")),
       help="learning-rate schedule over the whole run (default from the config)")
+    a("--shift", type=non_negative_int, default=0, metavar="PIXELS",
+      help="augment: shift each training image by up to PIXELS in x and y, zero fill (default from the config; 0: off)")
     a("--seed", type=int, help="seeds the initial weights, the validation split and the batch order")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
     a("--save", default=None, metavar="PATH", help="save the best model (by validation accuracy) to PATH (.npz)")
@@ -104,6 +108,8 @@ def run_name(args):
             f"_opt_{args.optimizer}_lr_{lr}_wd_{args.weight_decay:g}_init_{args.weight_init}_ep_{args.epochs}")
     if args.lr_schedule and args.lr_schedule != "constant":
         name += f"_{args.lr_schedule}"
+    if args.shift:
+        name += f"_shift{args.shift}"
     return name + ("_mse" if args.loss == "mean_squared_error" else "")
 
 
@@ -148,9 +154,11 @@ def main(argv=None):
     if checkpoint:
         callbacks.append(checkpoint)
     trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks)
+    side = math.isqrt(x_train.shape[1])
+    augment = RandomShift(args.shift, (side, side)) if args.shift else None
     history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=(data.x_val, data.y_val), seed=seed,
-                          lr_schedule=args.lr_schedule or "constant")
+                          lr_schedule=args.lr_schedule or "constant", augment=augment)
     if checkpoint and checkpoint.best_epoch is not None:
         model = nn.load(args.save)
         trainer.model = model

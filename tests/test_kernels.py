@@ -292,13 +292,15 @@ def test_loss_numba_matches_float64_reference_and_numpy(rng, kind, dtype, batch,
     labels = rng.integers(0, 10, batch)
     L_ref, g_ref = loss_reference(z, labels, kind)
     grad = np.full_like(z, np.nan)
-    L = getattr(loss, f"{kind}_numba")(z, labels, grad)
+    L, correct = getattr(loss, f"{kind}_numba")(z, labels, grad)
     assert type(L) is float and np.isfinite(L) and np.isfinite(grad).all()
+    assert correct == np.count_nonzero(z.argmax(axis=1) == labels)
     eps = np.finfo(dtype).eps
     assert abs(L - L_ref) <= 8 * eps * max(abs(L_ref), 1.0)
     np.testing.assert_allclose(grad, g_ref, rtol=8 * eps, atol=4 * eps / batch)
     g_np = np.empty_like(z)
-    L_np = getattr(loss, f"{kind}_numpy")(z, labels, g_np)
+    L_np, correct_np = getattr(loss, f"{kind}_numpy")(z, labels, g_np)
+    assert correct_np == correct
     assert abs(L - L_np) <= 8 * eps * max(abs(L_ref), 1.0)
     np.testing.assert_allclose(grad, g_np, rtol=8 * eps, atol=4 * eps / batch)
 
@@ -310,7 +312,7 @@ def test_loss_extreme_logits_do_not_overflow(kind):
         for labels in ([0, 9, 3, 5], [1, 0, 3, 5]):
             labels = np.array(labels)
             grad = np.empty_like(z)
-            L = getattr(loss, f"{kind}_numba")(z, labels, grad)
+            L, _ = getattr(loss, f"{kind}_numba")(z, labels, grad)
             L_ref, g_ref = loss_reference(z, labels, kind)
             assert np.isfinite(L) and np.isfinite(grad).all()
             assert abs(L - L_ref) <= 1e-6 * max(abs(L_ref), 1.0)
@@ -318,16 +320,36 @@ def test_loss_extreme_logits_do_not_overflow(kind):
 
 
 @pytest.mark.parametrize("kind", LOSSES)
-def test_loss_accepts_any_integer_labels_and_checks_the_range(rng, kind):
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+def test_loss_accepts_any_integer_labels_and_checks_the_range(rng, kind, impl):
     z = data(rng, (5, 10), np.float32)
     labels = np.array([3, 0, 9, 1, 4])
-    fn = getattr(loss, f"{kind}_numba")
+    fn = getattr(loss, f"{kind}_{impl}")
     expected = fn(z, labels, np.empty_like(z))
     for dtype in (np.uint8, np.int32):
         assert fn(z, labels.astype(dtype), np.empty_like(z)) == expected
-    assert fn(z, labels - 10, np.empty_like(z)) == expected     # negative labels wrap, as in NumPy indexing
-    with pytest.raises(IndexError):
-        fn(z, np.array([3, 0, 10, 1, 4]), np.empty_like(z))
+    for bad in ([3, 0, 10, 1, 4], [3, 0, -1, 1, 4]):
+        with pytest.raises(IndexError):
+            fn(z, np.array(bad), np.empty_like(z))
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_loss_kernels_return_nan_for_non_finite_logits(rng, kind, impl, bad):
+    z = data(rng, (4, 10), np.float32)
+    z[2, 7] = bad
+    L, correct = getattr(loss, f"{kind}_{impl}")(z, np.array([7, 0, 7, 1]), np.empty_like(z))
+    assert np.isnan(L) and correct == 0
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+def test_loss_kernels_count_ties_at_the_first_maximum_as_argmax_does(kind, impl):
+    z = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, 1.0, 0.5]], np.float32)
+    for labels, expected in (([1, 0, 1], 3), ([2, 1, 2], 0)):
+        _, correct = getattr(loss, f"{kind}_{impl}")(z, np.array(labels), np.empty_like(z))
+        assert correct == expected
 
 
 def test_cross_entropy_gradient_rows_sum_to_zero(rng):

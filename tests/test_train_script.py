@@ -61,6 +61,15 @@ def test_run_name_tells_the_config():
     assert name.startswith("hl_3_sz_") and "_bs_16_ac_tanh_opt_nadam_lr_1e-3" in name
 
 
+def test_shift_flag_sets_the_augmentation_and_names_the_run():
+    assert parse().shift == 0 and parse("--shift", "2").shift == 2
+    assert train_script.run_name(parse("--shift", "1")).endswith("_shift1")
+    assert "shift" not in train_script.run_name(parse("--shift", "0"))
+    for bad in ("-1", "1.5"):
+        with pytest.raises(SystemExit):
+            parse("--shift", bad)
+
+
 def test_optimizer_gets_only_its_own_hyperparameters():
     kw = train_script.optimizer_kwargs(parse("-o", "rmsprop", "-beta", "0.8", "-beta1", "0.5", "-m", "0.3"))
     assert kw["beta"] == 0.8 and "beta1" not in kw and "momentum" not in kw

@@ -861,6 +861,11 @@ class BatchIterator:
         :func:`numpy.take` instead of allocating new arrays. Faster, but the
         arrays yielded are **overwritten by the next batch**: use them before
         advancing and copy anything you want to keep.
+    transform : callable, optional
+        Applied to every batch of samples as ``transform(xb, rng)`` (for
+        example :class:`tinygrad_free.augment.RandomShift`); ``rng`` is a
+        generator seeded from ``(seed, epoch)``, so augmented epochs are
+        reproducible too. The labels pass through unchanged.
 
     Attributes
     ----------
@@ -875,11 +880,14 @@ class BatchIterator:
     """
 
     def __init__(self, x, y, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, *, reuse_buffers: bool = False):
+                 drop_last: bool = False, *, reuse_buffers: bool = False, transform=None):
         self.batch_size = _check_batch_args(x, y, batch_size)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a callable (xb, rng) -> xb, got {type(transform).__name__}")
         self.x, self.y = x, y
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.reuse_buffers = reuse_buffers
+        self.transform = transform
         self.epoch = 0
         self._xbuf = self._ybuf = None
 
@@ -893,6 +901,15 @@ class BatchIterator:
 
     def iter_epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield the batches of a given epoch without advancing :attr:`epoch`."""
+        if self.transform is not None:
+            # A stream of its own (the third key), so augmenting leaves the batch order as it was.
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            for xb, yb in self._gather(epoch):
+                yield self.transform(xb, rng), yb
+        else:
+            yield from self._gather(epoch)
+
+    def _gather(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if not self.reuse_buffers:
             yield from iterate_minibatches(self.x, self.y, self.batch_size, self.shuffle,
                                            self.seed, epoch, self.drop_last)

@@ -77,17 +77,19 @@ class Trainer:
         self.compile_seconds = 0.0
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, seed=0, eval_batch_size=1024,
-            lr_schedule="constant"):
+            lr_schedule="constant", augment=None):
         """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
 
         The training loss/accuracy of an epoch are averaged over its batches as they are seen
         (as Keras reports them); validation metrics are a full pass in eval mode after the epoch.
         The same seed, data, model and optimizer give an identical history and weights.
         ``lr_schedule`` (see ``optim.schedule``) scales the optimizer's lr at every step.
+        ``augment`` transforms every training batch (see ``tinygrad_free.augment``), never the
+        validation data.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed, reuse_buffers=True)
+        batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed, reuse_buffers=True, transform=augment)
         self._schedule = None if lr_schedule in (None, "constant") else schedule.get(lr_schedule)
         self._base_lr, self._step, self._total_steps = self.optimizer.lr, 0, epochs * len(batches)
         history = History()
@@ -140,6 +142,9 @@ class Trainer:
         # The input is data: let layers that can skip its gradient do so.
         backward = partial(model.backward, input_grad=False) if isinstance(model, (Sequential, Dense)) \
             else model.backward
+        # Our losses count the batch's correct predictions in their kernel; any other loss
+        # gets the argmax here.
+        counts = hasattr(loss_fn, "correct")
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
@@ -152,7 +157,7 @@ class Trainer:
             opt.zero_grad()
             n = len(yb)
             total_loss += loss * n
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            correct += loss_fn.correct if counts else int(np.count_nonzero(logits.argmax(axis=1) == yb))
             seen += n
             steps += 1
             if bar is not None and steps % 50 == 0:
@@ -186,11 +191,12 @@ class Trainer:
 
 
 def fit(model, loss_fn, optimizer, x, y, epochs=1, batch_size=32, validation_data=None, seed=0,
-        callbacks=None, progress=None):
+        callbacks=None, progress=None, lr_schedule="constant", augment=None):
     """Functional form of :meth:`Trainer.fit`; prints one line per epoch unless callbacks are given."""
     callbacks = [PrintLogger()] if callbacks is None else callbacks
     return Trainer(model, loss_fn, optimizer, callbacks, progress).fit(
-        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, seed=seed)
+        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, seed=seed,
+        lr_schedule=lr_schedule, augment=augment)
 
 
 __all__ = ["Trainer", "History", "fit"]

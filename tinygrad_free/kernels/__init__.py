@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, dense, loss, optim
+from . import approx, dense, loss, optim, shift
 from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
@@ -26,6 +26,7 @@ NUMPY = SimpleNamespace(
     adam=optim.adam_numpy,
     nadam=optim.nadam_numpy,
     weight_decay=optim.weight_decay_numpy,
+    shift_images=shift.shift_images_numpy,
 )
 
 # Without numba installed these are stubs that raise (backend.set_backend refuses "numba" then).
@@ -41,6 +42,7 @@ NUMBA = SimpleNamespace(
     adam=optim.adam_numba,
     nadam=optim.nadam_numba,
     weight_decay=optim.weight_decay_numba,
+    shift_images=shift.shift_images_numba,
 )
 
 KERNELS = tuple(vars(NUMPY))
@@ -80,7 +82,9 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         ops.rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
         ops.adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
         ops.nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
+        images = np.ones((2, 3, 3), dtype)
+        ops.shift_images(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "dense", "loss", "optim"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "dense", "loss", "optim", "shift"]

@@ -1,5 +1,11 @@
-"""Fused softmax + loss kernels. Each returns the mean loss over the batch and writes
-dL/dlogits into ``grad``, so the loss layer's backward is a lookup, not a recomputation.
+"""Fused softmax + loss kernels. Each returns ``(loss, correct)`` -- the mean loss over the
+batch and how many rows have their largest logit (the first, on ties, as ``np.argmax``) at the
+label -- and writes dL/dlogits into ``grad``, so the loss layer's backward is a lookup, not a
+recomputation, and a trainer's accuracy costs no pass of its own.
+
+Both check their input as they go, so the caller needs no extra pass over it either: labels
+outside ``0..classes-1`` raise IndexError, and non-finite logits (a diverged model) give a NaN
+loss (``grad`` is then unspecified).
 
 Cross-entropy:  L = -(1/B) sum_b log softmax(z_b)[y_b],      dL/dz = (p - onehot(y)) / B
 Squared error:  L =  (1/B) sum_b sum_k (p_bk - onehot_bk)^2,  with q = 2 (p - onehot) / B,
@@ -16,7 +22,19 @@ def _softmax_into(z, p):
     return p
 
 
+def _check_numpy(z, labels):
+    """(finite?, correct) of the NumPy kernels; raises on labels out of range."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= z.shape[1]):
+        raise IndexError("label out of range of the logits' classes")
+    if not np.isfinite(z).all():
+        return False, 0
+    return True, int(np.count_nonzero(z.argmax(axis=1) == labels))
+
+
 def softmax_cross_entropy_numpy(z, labels, grad):
+    finite, correct = _check_numpy(z, labels)
+    if not finite:
+        return np.nan, 0
     B = z.shape[0]
     rows = np.arange(B)
     zmax = z.max(axis=1)
@@ -28,10 +46,13 @@ def softmax_cross_entropy_numpy(z, labels, grad):
     grad /= s[:, None]
     grad[rows, labels] -= 1
     grad *= 1.0 / B
-    return loss
+    return loss, correct
 
 
 def softmax_squared_error_numpy(z, labels, grad):
+    finite, correct = _check_numpy(z, labels)
+    if not finite:
+        return np.nan, 0
     B = z.shape[0]
     rows = np.arange(B)
     p = np.empty_like(z)
@@ -43,40 +64,46 @@ def softmax_squared_error_numpy(z, labels, grad):
     dot = np.einsum("ij,ij->i", grad, p)
     grad -= dot[:, None]
     grad *= p
-    return loss
+    return loss, correct
 
 
 # --------------------------------------------------------------------------------------------
-# numba twins: one jitted call per loss (it returns a float, which is cheap to box, so there
-# is no Python wrapper). Per row: a max pass, one exp pass that stores e = exp(z - max) into
-# ``grad``, then the gradient pass. Row sums, the loss and the softmax-Jacobian dot product
-# are accumulated in float64; the gradient is rounded to grad's dtype once, at the end.
-# Labels are any integer dtype; negative labels wrap as in NumPy indexing, others raise.
+# numba twins: one jitted call per loss (it returns a (float, int) pair, which is cheap to box,
+# so there is no Python wrapper). Per row: a max pass (which also finds the argmax and notes any
+# non-finite logit), one exp pass that stores e = exp(z - max) into ``grad``, then the gradient
+# pass. Row sums, the loss and the softmax-Jacobian dot product are accumulated in float64;
+# the gradient is rounded to grad's dtype once, at the end. Labels are any integer dtype.
 # --------------------------------------------------------------------------------------------
 from ._nb import NJIT, njit  # noqa: E402
 
 
 @njit(**NJIT)
-def _row_exp(z, b, grad):
-    """grad[b] <- exp(z[b] - max z[b]); returns (max, sum of the exps in float64)."""
+def _row_max(z, b):
+    """(max, first argmax, all finite?) of row b."""
+    m, arg, finite = z[b, 0], 0, np.isfinite(z[b, 0])
+    for k in range(1, z.shape[1]):
+        zk = z[b, k]
+        finite &= np.isfinite(zk)
+        if zk > m:
+            m, arg = zk, k
+    return m, arg, finite
+
+
+@njit(**NJIT)
+def _row_exp(z, b, m, grad):
+    """grad[b] <- exp(z[b] - m); returns the sum of the exps in float64."""
     k_n = z.shape[1]
-    m = z[b, 0]
-    for k in range(1, k_n):
-        if z[b, k] > m:
-            m = z[b, k]
     s = 0.0
     for k in range(k_n):
         e = np.exp(z[b, k] - m)
         grad[b, k] = e
         s += e
-    return m, s
+    return s
 
 
 @njit(**NJIT)
 def _label(labels, b, k_n):
     y = labels[b]
-    if y < 0:
-        y += k_n
     if y < 0 or y >= k_n:
         raise IndexError("label out of range of the logits' classes")
     return y
@@ -89,18 +116,22 @@ def softmax_cross_entropy_numba(z, labels, grad):
     if labels.shape[0] != n_b or grad.shape != z.shape:
         raise ValueError("softmax_cross_entropy: labels must be (B,) and grad the logits' shape")
     if n_b == 0:
-        return np.nan
+        return np.nan, 0
     inv_b = 1.0 / n_b
-    total = 0.0
+    total, correct = 0.0, 0
     for b in range(n_b):
         y = _label(labels, b, k_n)
-        m, s = _row_exp(z, b, grad)
+        m, arg, finite = _row_max(z, b)
+        if not finite:
+            return np.nan, 0
+        correct += arg == y
+        s = _row_exp(z, b, m, grad)
         total += np.log(s) - (np.float64(z[b, y]) - np.float64(m))
         scale = inv_b / s
         for k in range(k_n):                      # (p - onehot) / B, rounded once
             v = grad[b, k] * scale
             grad[b, k] = v - inv_b if k == y else v
-    return total * inv_b
+    return total * inv_b, correct
 
 
 @njit(**NJIT)
@@ -110,12 +141,16 @@ def softmax_squared_error_numba(z, labels, grad):
     if labels.shape[0] != n_b or grad.shape != z.shape:
         raise ValueError("softmax_squared_error: labels must be (B,) and grad the logits' shape")
     if n_b == 0:
-        return np.nan
+        return np.nan, 0
     two_over_b = 2.0 / n_b
-    total = 0.0
+    total, correct = 0.0, 0
     for b in range(n_b):
         y = _label(labels, b, k_n)
-        m, s = _row_exp(z, b, grad)
+        m, arg, finite = _row_max(z, b)
+        if not finite:
+            return np.nan, 0
+        correct += arg == y
+        s = _row_exp(z, b, m, grad)
         inv_s = 1.0 / s
         dot = 0.0                                  # sum_k q_k p_k
         for k in range(k_n):
@@ -127,4 +162,4 @@ def softmax_squared_error_numba(z, labels, grad):
             p = grad[b, k] * inv_s
             q = two_over_b * (p - 1.0 if k == y else p)
             grad[b, k] = p * (q - dot)
-    return total / n_b
+    return total / n_b, correct

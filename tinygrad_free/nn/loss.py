@@ -13,12 +13,21 @@ class NonFiniteError(ValueError):
 
 
 class Loss:
-    """Base of the losses: validates inputs, runs the fused kernel, caches the gradient."""
+    """Base of the losses: validates inputs, runs the fused kernel, caches the gradient.
+
+    Attributes
+    ----------
+    correct : int
+        After ``forward``: the rows of the batch whose largest logit (the first, on ties) is at
+        the label, i.e. the batch's accuracy times its size. The kernel counts them while it
+        finds each row's maximum, so a trainer's accuracy needs no pass of its own.
+    """
 
     kernel = None  # name of the fused kernel in backend.ops()
 
     def __init__(self):
         self._grad = None
+        self.correct = 0
 
     def __call__(self, logits, y):
         return self.forward(logits, y)
@@ -29,13 +38,19 @@ class Loss:
             raise ValueError(f"{type(self).__name__}: logits must have shape (batch, classes), got {z.shape}")
         if z.dtype.kind != "f":
             raise ValueError(f"{type(self).__name__}: logits must be float32 or float64, got {z.dtype}")
-        if not np.isfinite(z).all():
-            raise NonFiniteError(f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
-                                 "lower the learning rate or check the input scaling)")
         labels = self._labels(y, z.shape)
         if self._grad is None or self._grad.shape != z.shape or self._grad.dtype != z.dtype:
             self._grad = np.empty_like(z)
-        return getattr(backend.ops(), self.kernel)(z, labels, self._grad)
+        # The kernel checks the label range and the logits' finiteness in its own pass over them.
+        try:
+            loss, self.correct = getattr(backend.ops(), self.kernel)(z, labels, self._grad)
+        except IndexError:
+            raise ValueError(f"labels out of range: expected 0..{z.shape[1] - 1}, "
+                             f"got min {labels.min()}, max {labels.max()}") from None
+        if loss != loss and z.shape[0]:
+            raise NonFiniteError(f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
+                                 "lower the learning rate or check the input scaling)")
+        return loss
 
     def backward(self, grad=1.0):
         """dL/dlogits of the last forward, times ``grad``. A fresh array each call."""
@@ -61,8 +76,6 @@ class Loss:
                              f"got shape {y.shape}")
         if y.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-        if B and (y.min() < 0 or y.max() >= C):
-            raise ValueError(f"labels out of range: expected 0..{C - 1}, got min {y.min()}, max {y.max()}")
         return y
 
 

@@ -1,0 +1,62 @@
+"""Training-time data augmentation: batch transforms that a ``BatchIterator`` (and so
+``Trainer.fit(augment=...)``) applies to every training batch, never to evaluation data.
+
+A transform is any callable ``transform(xb, rng) -> xb'`` taking a batch and a
+``numpy.random.Generator``; the iterator seeds that generator from ``(seed, epoch)``, so an
+augmented run is as reproducible as a plain one.
+"""
+import numpy as np
+
+from . import backend
+
+
+class RandomShift:
+    """Translate every image by a random whole number of pixels, filling with zeros.
+
+    Each image of the batch moves by ``(dy, dx)``, both drawn uniformly from
+    ``-max_shift..max_shift``: ``x'[r, c] = x[r - dy, c - dx]``, 0 where that pixel lies
+    outside the image. As Keras's ``RandomTranslation`` with ``fill_mode="constant"`` and whole
+    pixels (no interpolation), or torchvision's ``RandomAffine(translate=...)``.
+
+    On MNIST a one-pixel shift lifts the assignment's MLPs from ~98.3% to ~98.7% test accuracy
+    in the same 10 epochs (README, Results): the network no longer fits the exact stroke
+    positions of the training images.
+
+    Parameters
+    ----------
+    max_shift : int
+        Largest shift in pixels along each axis (0 returns the batch unchanged).
+    image_shape : (height, width)
+        How a flat row of the batch is laid out (row-major); the default is MNIST's 28x28.
+
+    The result lives in a buffer this object reuses: it is overwritten by the next call.
+    """
+
+    def __init__(self, max_shift=1, image_shape=(28, 28)):
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+            raise ValueError(f"RandomShift: max_shift must be a non-negative integer, got {max_shift!r}")
+        shape = tuple(image_shape)
+        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+            raise ValueError(f"RandomShift: image_shape must be (height, width) of positive ints, got {image_shape!r}")
+        self.max_shift, self.image_shape = int(max_shift), shape
+        self._out = None
+
+    def __call__(self, x, rng):
+        if self.max_shift == 0:
+            return x
+        H, W = self.image_shape
+        if x.ndim < 2 or x[0].size != H * W:
+            raise ValueError(f"RandomShift: expected images of {H}x{W} = {H * W} values each, "
+                             f"got a batch of shape {x.shape}")
+        B = len(x)
+        if self._out is None or self._out.shape != x.shape or self._out.dtype != x.dtype:
+            self._out = np.empty_like(x)
+        shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=(B, 2))
+        backend.ops().shift_images(np.ascontiguousarray(x).reshape(B, H, W), shifts, self._out.reshape(B, H, W))
+        return self._out
+
+    def __repr__(self):
+        return f"RandomShift(max_shift={self.max_shift}, image_shape={self.image_shape})"
+
+
+__all__ = ["RandomShift"]
