@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """How well the shipped configurations train: runs ``scripts/train.py --config NAME`` for the
 Fashion-MNIST default and the three MNIST configurations, over several seeds, and records the
-per-epoch validation accuracy, the test accuracy and the epoch times.
+per-epoch validation accuracy, the test accuracy and the epoch times. A config name may carry
+extra train.py flags after a colon, comma-separated: ``mnist_adam_relu4:--shift=0`` is that
+configuration without its augmentation (the default list has those too: the plain transfer of
+the Fashion-MNIST findings).
 
     python3 benchmarks/bench_accuracy.py                 # all configs, seeds 0 1 2
     python3 benchmarks/bench_accuracy.py --seeds 0 --configs fashion_mnist_best
@@ -22,15 +25,17 @@ sys.path.insert(0, str(ROOT))
 
 from tinygrad_free.fileio import atomic_write_text  # noqa: E402
 
-CONFIGS = ["fashion_mnist_best", "mnist_nadam_relu5", "mnist_adam_relu4", "mnist_nadam_tanh3"]
+MNIST = ["mnist_nadam_relu5", "mnist_adam_relu4", "mnist_nadam_tanh3"]
+CONFIGS = ["fashion_mnist_best", *MNIST, *(f"{c}:--shift=0" for c in MNIST)]
 EPOCH = re.compile(r"^epoch\s+(\d+).*val_acc ([0-9.]+)\s+([0-9.]+)s$")
 
 
 def run(config, seed):
     env = dict(os.environ)
     env.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", config,
-                          "--seed", str(seed), "--wandb_mode", "disabled"],
+    name, _, extra = config.partition(":")
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", name,
+                          "--seed", str(seed), "--wandb_mode", "disabled", *filter(None, extra.split(","))],
                          capture_output=True, text=True, env=env, check=True).stdout
     epochs = [EPOCH.match(line).groups() for line in out.splitlines() if EPOCH.match(line)]
     return {"config": config, "seed": seed,

@@ -180,3 +180,42 @@ def test_training_flushes_subnormals_to_zero_and_restores_the_mode_after(fashion
     small_run(fashion, epochs=1, n=200, callbacks=[Probe()])
     assert seen == [0.0 if supported else pytest.approx(1e-40)]
     assert float(np.float32(1e-38) * np.float32(0.01)) != 0.0
+
+
+def _blas_threads_seen(blas_threads, batch_size, width=32):
+    """BLAS threads during a training epoch and after fit, with the process set to two."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
+    model = build_mlp(784, 1, width, "relu", rng=0)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), progress=False,
+                      blas_threads=blas_threads)
+    seen, train_epoch = [], trainer._train_epoch
+    trainer._train_epoch = lambda *a: seen.append(_blas_threads()) or train_epoch(*a)
+    with threadpool_limits(limits=2, user_api="blas"):
+        trainer.fit(x, y, epochs=1, batch_size=batch_size)
+        after = _blas_threads()
+    return seen[0], after
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_small_steps_train_with_one_blas_thread_and_restore_it_after():
+    assert _blas_threads_seen("auto", batch_size=16) == (1, 2)       # 16 x 784x32 multiply-adds: small
+
+
+def test_large_steps_and_explicit_settings_keep_the_blas_threads_asked_for():
+    big = -(-Trainer.SMALL_GEMM // (784 * 128))                        # the first batch size that is not small
+    assert _blas_threads_seen("auto", batch_size=big, width=128) == (2, 2)
+    assert _blas_threads_seen(None, batch_size=16) == (2, 2)
+    assert _blas_threads_seen(1, batch_size=64, width=128) == (1, 2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "two", 1.5])
+def test_bad_blas_threads_are_rejected(bad):
+    model = build_mlp(4, 1, 4, "relu", rng=0)
+    with pytest.raises(ValueError, match="blas_threads"):
+        Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), blas_threads=bad)

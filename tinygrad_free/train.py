@@ -1,5 +1,6 @@
 """The training loop: epochs of forward -> loss -> backward -> optimizer.step(), with
 per-epoch evaluation, callbacks, and a clean stop when the run diverges."""
+import contextlib
 import os
 import sys
 import time
@@ -65,11 +66,24 @@ class Trainer:
     flush_denormals : bool
         Treat subnormal floats as zero during ``fit`` (see ``tinygrad_free.fpenv``): a network
         whose weights decay to nothing otherwise trains 10-100x slower. As XLA does on CPU.
+    blas_threads : "auto", int or None
+        BLAS threads for the training steps (evaluation keeps the process's setting). ``"auto"``
+        uses one when a step's largest matrix product is small (batch x weight-matrix size below
+        ``SMALL_GEMM``): there a second thread costs more in hand-offs than it computes (batch 16
+        on the reference network: 280 us per step with one thread, 340 with two), and results
+        no longer depend on the core count. None leaves BLAS alone.
     """
 
-    def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None, flush_denormals=True):
+    SMALL_GEMM = 4_000_000      # multiply-adds; 784x128 weights: batch 32 and below (bench_train.py)
+
+    def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None, flush_denormals=True,
+                 blas_threads="auto"):
+        if not (blas_threads in (None, "auto") or (isinstance(blas_threads, int) and not isinstance(blas_threads, bool)
+                                                   and blas_threads > 0)):
+            raise ValueError(f"blas_threads must be 'auto', a positive int or None, got {blas_threads!r}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.flush_denormals = flush_denormals
+        self.blas_threads = blas_threads
         self.callbacks = list(callbacks)
         self.progress = progress
         self.stop_training = False
@@ -103,6 +117,7 @@ class Trainer:
             bar = tqdm(total=epochs * len(batches), unit="step", leave=False, dynamic_ncols=True)
         # A diverging run overflows before the loss sees NaN; the loss check reports it once,
         # so numpy's per-operation warnings would only be noise.
+        self._train_threads = self._blas_threads_for(batch_size)
         try:
             with np.errstate(over="ignore", invalid="ignore"), flush_denormals(self.flush_denormals):
                 self._run_epochs(history, batches, epochs, validation_data, eval_batch_size, bar)
@@ -118,7 +133,8 @@ class Trainer:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             try:
-                train_loss, train_acc = self._train_epoch(batches, bar)
+                with self._train_threads():
+                    train_loss, train_acc = self._train_epoch(batches, bar)
                 train_seconds = time.perf_counter() - start
                 logs = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc}
                 if validation_data is not None:
@@ -181,6 +197,18 @@ class Trainer:
             return float("nan"), float("nan")
         logits = self.predict(x, batch_size)
         return self.loss_fn.forward(logits, y), accuracy(y, logits)
+
+    def _blas_threads_for(self, batch_size):
+        """A factory of context managers that set the BLAS threads of the training steps
+        (threadpoolctl's are single-use, so each epoch makes its own)."""
+        threads = self.blas_threads
+        if threads == "auto":
+            largest = max((p.size for p in self.model.parameters() if p.data.ndim == 2), default=0)
+            threads = 1 if batch_size * largest < self.SMALL_GEMM else None
+        if threads is None:
+            return contextlib.nullcontext
+        from threadpoolctl import threadpool_limits
+        return partial(threadpool_limits, limits=threads, user_api="blas")
 
     def _warmup(self):
         """Compile (or load from numba's cache) the kernels before the clock starts."""
