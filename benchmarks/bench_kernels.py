@@ -2,8 +2,8 @@
 
 Shapes are those of the reference network 784-128-128-128-10 at batch 16/64/256, in float32
 and float64: bias + activation and the activation/bias gradients on (B, 128) hidden layers
-and the (B, 10) output, the fused losses on (B, 10) logits, and the optimizer kernels on the
-network's packed parameter buffer. Each timing is the median over many repeats of the
+and the (B, 10) output, the fused losses on (B, 10) logits, the augmentation's image shift on
+(B, 28, 28), and the optimizer kernels on the network's packed parameter buffer. Each timing is the median over many repeats of the
 per-call time of a timeit-style loop (the two backends are timed alternately so that noise
 on a shared machine hits both alike). Also reported: the per-call cost at the smallest
 shapes (dispatch overhead), the kernel time of one training step, and the numba compile
@@ -112,6 +112,9 @@ def make_cases(batch, dtype, rng):
     for kernel in ("softmax_cross_entropy", "softmax_squared_error"):
         out.append((kernel, "", (batch, classes),
                     {name: (getattr(ops, kernel), (logits, labels, np.empty_like(logits))) for name, ops in BACKENDS}))
+    images, shifts = arr(batch, 28, 28), rng.integers(-1, 2, size=(batch, 2))      # augment.RandomShift(1)
+    out.append(("shift_images", "max 1 px", (batch, 28, 28),
+                {name: (ops.shift_images, (images, shifts, np.empty_like(images))) for name, ops in BACKENDS}))
     return out
 
 
@@ -161,6 +164,8 @@ def overhead_cases(dtype):
         "adam": lambda ops: (ops.adam, (w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.5, 0.5)),
         "nadam": lambda ops: (ops.nadam, (w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.5, 1.0, 0.5)),
         "weight_decay": lambda ops: (ops.weight_decay, (g, w, 1e-4, 1, np.empty_like(g))),
+        "shift_images": lambda ops: (ops.shift_images, (z.reshape(1, 1, 1), np.zeros((1, 2), np.int64),
+                                                        np.empty((1, 1, 1), dtype))),
     }
     return [(kernel, "", (1,), {be: make(ops) for be, ops in BACKENDS}) for kernel, make in specs.items()]
 

@@ -233,15 +233,28 @@ def test_wrong_input_dtype_is_rejected_with_the_fix():
     (np.ones(3), np.array([0]), "batch, classes"),
     (np.ones((2, 3)), np.array([[0.5, 0.5, 0], [1, 0, 0]]), "one-hot"),
 ])
-def test_bad_loss_inputs_raise_clear_errors(z, y, match):
+def test_bad_loss_inputs_raise_clear_errors(z, y, match, each_backend):
     for cls in (nn.CrossEntropyLoss, nn.MSELoss):
         with pytest.raises(ValueError, match=match):
             cls()(z, y)
 
 
-def test_non_finite_logits_raise_the_divergence_error():
-    with pytest.raises(nn.NonFiniteError):
-        nn.CrossEntropyLoss()(np.array([[np.inf, 0.0]]), np.array([0]))
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_logits_raise_the_divergence_error(bad, each_backend):
+    for cls in (nn.CrossEntropyLoss, nn.MSELoss):
+        with pytest.raises(nn.NonFiniteError):      # even -inf, which a log-sum-exp would survive
+            cls()(np.array([[0.5, 0.0], [bad, 0.0]], np.float32), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("cls", [nn.CrossEntropyLoss, nn.MSELoss])
+def test_loss_counts_the_rows_whose_argmax_is_the_label(rng, cls, each_backend):
+    z = rng.standard_normal((50, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 50)
+    loss_fn = cls()
+    loss_fn(z, y)
+    assert loss_fn.correct == np.count_nonzero(z.argmax(axis=1) == y) > 0
+    loss_fn(z, np.eye(10, dtype=np.float32)[z.argmax(axis=1)])          # one-hot targets too
+    assert loss_fn.correct == 50
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -78,8 +78,8 @@ class Trainer:
 
     def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None, flush_denormals=True,
                  blas_threads="auto"):
-        if not (blas_threads in (None, "auto") or (isinstance(blas_threads, int) and not isinstance(blas_threads, bool)
-                                                   and blas_threads > 0)):
+        positive_int = isinstance(blas_threads, int) and not isinstance(blas_threads, bool) and blas_threads > 0
+        if not (positive_int or blas_threads in (None, "auto")):
             raise ValueError(f"blas_threads must be 'auto', a positive int or None, got {blas_threads!r}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.flush_denormals = flush_denormals
@@ -115,9 +115,9 @@ class Trainer:
         if _want_progress(self.progress):
             from tqdm.auto import tqdm
             bar = tqdm(total=epochs * len(batches), unit="step", leave=False, dynamic_ncols=True)
+        self._train_threads = self._blas_threads_for(batch_size)
         # A diverging run overflows before the loss sees NaN; the loss check reports it once,
         # so numpy's per-operation warnings would only be noise.
-        self._train_threads = self._blas_threads_for(batch_size)
         try:
             with np.errstate(over="ignore", invalid="ignore"), flush_denormals(self.flush_denormals):
                 self._run_epochs(history, batches, epochs, validation_data, eval_batch_size, bar)

@@ -3,6 +3,8 @@
 ``loss = loss_fn(logits, y)`` returns a Python float and caches dL/dlogits;
 ``loss_fn.backward()`` returns it (scaled by ``grad``, 1.0 by default).
 """
+import math
+
 import numpy as np
 
 from .. import backend
@@ -47,7 +49,7 @@ class Loss:
         except IndexError:
             raise ValueError(f"labels out of range: expected 0..{z.shape[1] - 1}, "
                              f"got min {labels.min()}, max {labels.max()}") from None
-        if loss != loss and z.shape[0]:
+        if z.shape[0] and math.isnan(loss):
             raise NonFiniteError(f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
                                  "lower the learning rate or check the input scaling)")
         return loss
