@@ -295,6 +295,16 @@ def test_run_trial_summary():
     json.dumps(res, allow_nan=False)
 
 
+def test_shift_is_a_sweepable_option_that_augments_the_training_images():
+    base = {"epochs": 1, "num_layers": 1, "hidden_size": 16}
+    plain, shifted = S.run_trial(base, limit=300), S.run_trial({**base, "shift": 1}, limit=300)
+    again = S.run_trial({**base, "shift": 1}, limit=300)
+    assert again["history"]["train_loss"] == shifted["history"]["train_loss"] != plain["history"]["train_loss"]
+    assert S.run_name({**base, "shift": 1}).endswith("_shift1")
+    with pytest.raises(ValueError, match="shift must be a non-negative integer"):
+        S.normalize_config({"shift": -1})
+
+
 # ---------------------------------------------------------------------------------------------
 # Local backend
 # ---------------------------------------------------------------------------------------------

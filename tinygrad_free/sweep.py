@@ -93,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "hidden_size": 128,
     "activation": "tanh",
     "lr_schedule": "constant",
+    "shift": 0,
     "seed": 0,
 }
 
@@ -105,7 +106,7 @@ DATASETS = {"fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", 
 
 # Options scripts/train.py's run name already shows; others a sweep varies are appended.
 _NAMED_IN_RUN_NAME = ("num_layers", "hidden_size", "batch_size", "activation", "optimizer", "learning_rate",
-                      "weight_decay", "weight_init", "epochs", "loss", "lr_schedule")
+                      "weight_decay", "weight_init", "epochs", "loss", "lr_schedule", "shift")
 _SHORT = {"momentum": "mom", "beta": "beta", "beta1": "b1", "beta2": "b2", "epsilon": "eps", "seed": "seed",
           "dataset": "ds"}
 
@@ -191,10 +192,10 @@ def check_value(key, value):
         if value <= 0:
             raise ValueError(f"{key} must be a positive integer, got {value}")
         return value
-    if key == "num_layers":
+    if key in ("num_layers", "shift"):
         value = _number(key, value, int)
         if value < 0:
-            raise ValueError(f"num_layers must be a non-negative integer, got {value}")
+            raise ValueError(f"{key} must be a non-negative integer, got {value}")
         return value
     if key == "seed":
         return _number(key, value, int)
@@ -343,6 +344,7 @@ def run_trial(config, data=None, *, limit=None, data_dir=None, callbacks=(), eva
     _ensure_root()
     from models import build_mlp
     from . import nn, optim
+    from .augment import RandomShift
     from .train import Trainer
 
     cfg = normalize_config(config)
@@ -357,10 +359,11 @@ def run_trial(config, data=None, *, limit=None, data_dir=None, callbacks=(), eva
                       num_classes=len(data.class_names), rng=cfg["seed"])
     opt = optim.create(cfg["optimizer"], model.parameters(), **train_cli().optimizer_kwargs(_as_args(cfg)))
     trainer = Trainer(model, nn.get_loss(cfg["loss"]), opt, list(callbacks), progress=False)
-    # Passed only when used, so a Trainer without schedules still runs every other sweep.
-    schedule = {"lr_schedule": cfg["lr_schedule"]} if cfg["lr_schedule"] != "constant" else {}
+    side = math.isqrt(x_train.shape[1])
+    augment = RandomShift(cfg["shift"], (side, side)) if cfg["shift"] else None
     history = trainer.fit(x_train, y_train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                          validation_data=(data.x_val, data.y_val), seed=cfg["seed"], **schedule)
+                          validation_data=(data.x_val, data.y_val), seed=cfg["seed"],
+                          lr_schedule=cfg["lr_schedule"], augment=augment)
     status = history.status
     if status == "stopped" and any(getattr(cb, "pruned_at", None) for cb in callbacks):
         status = "pruned"
