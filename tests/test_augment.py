@@ -90,6 +90,15 @@ def test_batch_iterator_transform_changes_images_not_labels_or_order(rng):
             assert xa.shape == xp.shape and not np.array_equal(xa, xp)
 
 
+def test_batch_iterator_without_reuse_buffers_yields_transformed_batches_safe_to_keep(rng):
+    x, y = rng.random((30, 16)).astype(np.float32), np.arange(30)
+    kept = list(BatchIterator(x, y, 10, seed=1, transform=RandomShift(1, (4, 4))))
+    reused = [xb.copy() for xb, _ in BatchIterator(x, y, 10, seed=1, reuse_buffers=True,
+                                                   transform=RandomShift(1, (4, 4)))]
+    for (xb, _), expected in zip(kept, reused):
+        np.testing.assert_array_equal(xb, expected)
+
+
 def test_batch_iterator_transform_gets_a_generator_seeded_by_seed_and_epoch(rng):
     draws = []
     record = lambda xb, g: draws.append(g.integers(1 << 30)) or xb      # noqa: E731

@@ -905,7 +905,10 @@ class BatchIterator:
             # A stream of its own (the third key), so augmenting leaves the batch order as it was.
             rng = np.random.default_rng([self.seed, epoch, 1])
             for xb, yb in self._gather(epoch):
-                yield self.transform(xb, rng), yb
+                xt = self.transform(xb, rng)
+                # Without reuse_buffers every batch is the caller's to keep, and a transform
+                # may return a buffer of its own that the next batch overwrites.
+                yield (xt if self.reuse_buffers or xt is xb else xt.copy()), yb
         else:
             yield from self._gather(epoch)
 
