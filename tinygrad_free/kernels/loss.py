@@ -73,6 +73,8 @@ def softmax_squared_error_numpy(z, labels, grad):
 # non-finite logit), one exp pass that stores e = exp(z - max) into ``grad``, then the gradient
 # pass. Row sums, the loss and the softmax-Jacobian dot product are accumulated in float64;
 # the gradient is rounded to grad's dtype once, at the end. Labels are any integer dtype.
+# The two kernels open each row with the same four lines on purpose: a shared per-row helper
+# returning them as a tuple measured 30-45% slower (0.98 -> 1.31 us at batch 16).
 # --------------------------------------------------------------------------------------------
 from ._nb import NJIT, njit  # noqa: E402
 
