@@ -15,7 +15,7 @@ from numba.core.errors import TypingError
 from numba.core.registry import CPUDispatcher
 
 from tinygrad_free import kernels
-from tinygrad_free.kernels import approx, dense, loss, optim
+from tinygrad_free.kernels import approx, blas, dense, loss, optim
 
 IDENTITY, SIGMOID, TANH, RELU = dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU
 CODES = [IDENTITY, SIGMOID, TANH, RELU]
@@ -51,7 +51,7 @@ def test_numba_namespace_has_a_numba_twin_of_every_kernel():
 def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
     from tinygrad_free import nn, optim as opt, use_backend
     assert kernels.warmup() >= 0.0
-    dispatchers = [obj for mod in (approx, dense, loss, optim) for obj in vars(mod).values()
+    dispatchers = [obj for mod in (approx, blas, dense, loss, optim) for obj in vars(mod).values()
                    if isinstance(obj, CPUDispatcher)]
     before = {d: len(d.signatures) for d in dispatchers}
     with use_backend("numba"):

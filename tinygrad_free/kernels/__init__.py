@@ -1,7 +1,8 @@
 """Hot-path kernels, each with a plain NumPy version and a numba version of the same math.
 
 ``NUMPY`` and ``NUMBA`` are namespaces with the same function names; ``backend.ops()``
-returns the one selected. Matrix products are not here: they stay in BLAS (numpy ``@``).
+returns the one selected. Matrix products stay in BLAS: numpy's ``@`` in the NumPy kernels, and
+in the numba ones the same (or MKL's) GEMM called from inside the jitted code (see ``blas``).
 
 The numba kernels compile on first use (and are cached on disk, so later processes only
 load them); ``warmup()`` compiles them all up front and returns how long that took.
@@ -11,13 +12,15 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, dense, loss, optim, shift
+from . import approx, blas, dense, loss, optim, shift
 from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
     bias_act=dense.bias_act_numpy,
     act_grad=dense.act_grad_numpy,
     dense_grad=dense.dense_grad_numpy,
+    dense_forward=dense.dense_forward_numpy,
+    dense_backward=dense.dense_backward_numpy,
     softmax_cross_entropy=loss.softmax_cross_entropy_numpy,
     softmax_squared_error=loss.softmax_squared_error_numpy,
     sgd=optim.sgd_numpy,
@@ -34,6 +37,8 @@ NUMBA = SimpleNamespace(
     bias_act=dense.bias_act_numba,
     act_grad=dense.act_grad_numba,
     dense_grad=dense.dense_grad_numba,
+    dense_forward=dense.dense_forward_numba,
+    dense_backward=dense.dense_backward_numba,
     softmax_cross_entropy=loss.softmax_cross_entropy_numba,
     softmax_squared_error=loss.softmax_squared_error_numba,
     sgd=optim.sgd_numba,
@@ -68,6 +73,11 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
             for bias in (b, None):
                 y = ops.bias_act(z.copy(), bias, code)
                 ops.dense_grad(y, z, code, np.empty_like(y), None if bias is None else b.copy())
+                w = np.ones((4, 4), dtype)
+                ops.dense_forward(z, w, bias, code, np.empty_like(z))
+                for dx in (np.empty_like(z), None):
+                    ops.dense_backward(z, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0,
+                                       None if bias is None else b.copy(), dx)
             ops.act_grad(y, z, code, np.empty_like(y))
         for label_dtype in label_dtypes:
             labels = np.array([0, 3, 1], dtype=label_dtype)
@@ -87,4 +97,4 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "dense", "loss", "optim", "shift"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "dense", "loss", "optim", "shift"]

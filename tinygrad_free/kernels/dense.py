@@ -1,6 +1,7 @@
-"""Dense-layer kernels: bias + activation forward, activation-gradient + bias-gradient backward.
+"""Dense-layer kernels: bias + activation forward, activation-gradient + bias-gradient backward,
+and the whole layer (its matrix products included) forward and backward.
 
-Both work in place on arrays the layer owns. The activation's derivative comes from the
+All work in place on arrays the layer owns. The activation's derivative comes from the
 layer's cached output y (see ``nn.activation``), never from recomputing the forward pass.
 """
 import numpy as np
@@ -50,6 +51,35 @@ def dense_grad_numpy(y, gy, code, dz, db):
     return dz
 
 
+def dense_forward_numpy(x, W, b, code, y):
+    """y <- act(x @ W + b), y of shape (batch, out) owned by the caller. ``b`` may be None."""
+    np.matmul(x, W, out=y)
+    return bias_act_numpy(y, b, code)
+
+
+def dense_backward_numpy(x, W, y, gy, code, dz, dW, beta, db, dx):
+    """The layer's backward from its cached input x and output y:
+
+    dz <- gy * f'(y);  db += sum_batch dz;  dW <- x^T dz + beta * dW;  dx <- dz W^T.
+
+    beta is 0 or 1 (overwrite after zero_grad, or accumulate); db and dx may be None (no bias;
+    no input gradient wanted). Returns dx.
+    """
+    dense_grad_numpy(y, gy, code, dz, db)
+    return backward_products_numpy(x, W, dz, dW, beta, dx)
+
+
+def backward_products_numpy(x, W, dz, dW, beta, dx):
+    """dW <- x^T dz + beta * dW; dx <- dz W^T (dx may be None). Returns dx."""
+    if beta == 0:
+        np.matmul(x.T, dz, out=dW)
+    else:
+        dW += x.T @ dz
+    if dx is not None:
+        np.matmul(dz, W.T, out=dx)
+    return dx
+
+
 # --------------------------------------------------------------------------------------------
 # numba twins. Each public ``*_numba`` is a thin Python function around one jitted call: a
 # jitted function returning an array pays ~200 ns to box it, a Python ``return z`` ~40 ns.
@@ -59,7 +89,7 @@ def dense_grad_numpy(y, gy, code, dz, db):
 # float32 tanh/sigmoid use the rational form of ``approx`` inside the fused loop; for float64
 # the loop adds the bias and NumPy's exact SIMD np.tanh finishes (see bias_act_numba).
 # --------------------------------------------------------------------------------------------
-from . import approx  # noqa: E402
+from . import approx, blas  # noqa: E402
 from ._nb import NJIT, njit, as2d, as2d_in, flat_in  # noqa: E402
 
 
@@ -265,3 +295,44 @@ def dense_grad_numba(y, gy, code, dz, db):
     """dz <- gy * f'(y); db += column sums of dz, in one pass. numba twin of ``dense_grad_numpy``."""
     _dense_grad(y, gy, code, dz, db)
     return dz
+
+
+# The whole layer in one jitted call, the products through ``blas.gemm`` (MKL or numpy's own
+# OpenBLAS, called from numba): no Python between the product and the activation, or between
+# the backward pass's activation gradient and its two products.
+@njit(**NJIT)
+def _dense_forward(x, W, b, code, y):
+    blas.gemm(x, W, y, 0.0)
+    if b is not None and b.shape[0] != y.shape[1]:
+        raise ValueError("dense_forward: b must have W.shape[1] elements")
+    return _bias_act_2d(y, b, code)
+
+
+@njit(**NJIT)
+def _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx):
+    _dense_grad(y, gy, code, dz, db)
+    blas.gemm(x.T, dz, dW, beta)
+    if dx is not None:
+        blas.gemm(dz, W.T, dx, 0.0)
+
+
+def dense_forward_numba(x, W, b, code, y):
+    """y <- act(x @ W + b). numba twin of ``dense_forward_numpy``: one jitted call (product
+    included) when ``blas`` found a GEMM numba can call, else numpy's ``@`` then ``bias_act``."""
+    if not blas.AVAILABLE:
+        np.matmul(x, W, out=y)
+        return bias_act_numba(y, b, code)
+    if _dense_forward(x, W, b, code, y):     # float64 tanh/sigmoid: finish with numpy's exact tanh
+        np.tanh(y, out=y)
+        if code == SIGMOID:
+            _half_plus_half(y)
+    return y
+
+
+def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
+    """numba twin of ``dense_backward_numpy`` (one jitted call when ``blas`` is available)."""
+    if not blas.AVAILABLE:
+        _dense_grad(y, gy, code, dz, db)
+        return backward_products_numpy(x, W, dz, dW, beta, dx)
+    _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx)
+    return dx

@@ -59,8 +59,8 @@ class Dense(Module):
         if x.dtype != W.dtype:
             raise ValueError(f"{self!r}: expected {W.dtype} input (the layer's dtype), got {x.dtype}; "
                              f"convert the data once, e.g. x.astype(np.{W.dtype})")
-        y = x @ W
-        backend.ops().bias_act(y, None if self.b is None else self.b.data, self.act_code)
+        y = np.empty((x.shape[0], self.out_features), W.dtype)
+        backend.ops().dense_forward(x, W, None if self.b is None else self.b.data, self.act_code, y)
         if self.training:
             self._x, self._y = x, y
         return y
@@ -73,18 +73,13 @@ class Dense(Module):
             raise RuntimeError(f"{self!r}: backward called before forward (in training mode)")
         if grad_out.shape != y.shape:
             raise ValueError(f"{self!r}: expected gradient of shape {y.shape}, got {grad_out.shape}")
-        if self.act_code == act.IDENTITY:
-            dz = grad_out
-            if self.b is not None:
-                self.b.grad += dz.sum(axis=0)
-        else:
-            # dz is private scratch, reused while the batch shape stays the same.
-            if self._dz is None or self._dz.shape != y.shape:
-                self._dz = np.empty_like(y)
-            dz = backend.ops().dense_grad(y, grad_out, self.act_code, self._dz,
-                                          None if self.b is None else self.b.grad)
-        self.W.accumulate_matmul(x, dz)
-        return dz @ self.W.data.T if input_grad else None
+        # dz is private scratch, reused while the batch shape stays the same.
+        if self._dz is None or self._dz.shape != y.shape:
+            self._dz = np.empty_like(y)
+        dW, beta = self.W.gemm_target()
+        dx = np.empty(x.shape, x.dtype) if input_grad else None
+        return backend.ops().dense_backward(x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
+                                            None if self.b is None else self.b.grad, dx)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -48,17 +48,19 @@ class Parameter:
         self._grad_is_zero = False
 
     def zero_grad(self):
-        """Clear the gradient. Lazy: the next ``accumulate_matmul`` overwrites instead of adding,
+        """Clear the gradient. Lazy: the next ``gemm_target`` user overwrites instead of adding,
         which saves a pass over the largest arrays every step; any other read sees zeros."""
         self._grad_is_zero = True
 
-    def accumulate_matmul(self, a, b):
-        """grad += a.T @ b: written by the GEMM itself right after a zero_grad()."""
-        if self._grad_is_zero:
-            np.matmul(a.T, b, out=self._grad)
-            self._grad_is_zero = False
-        else:
-            self._grad += a.T @ b
+    def gemm_target(self):
+        """(grad, beta) for a matrix product that writes ``grad <- update + beta * grad``.
+
+        beta is 0 right after ``zero_grad()`` (the product overwrites, even stale NaN) and 1
+        otherwise (it accumulates); either way the gradient counts as written afterwards.
+        """
+        beta = 0.0 if self._grad_is_zero else 1.0
+        self._grad_is_zero = False
+        return self._grad, beta
 
     @property
     def shape(self):

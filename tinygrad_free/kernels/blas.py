@@ -1,0 +1,182 @@
+"""BLAS matrix products called from inside numba kernels.
+
+A dense layer's product, bias and activation (and its three backward products) then run as
+one jitted call each, with no Python between them; and the library picks the fastest GEMM
+this machine has rather than only numpy's:
+
+* ``mkl``: Intel MKL's ``cblas_?gemm_64``, from the ``mkl`` wheel (``pip install
+  tinygrad_free[mkl]``). On the project's CPUs its float32 GEMM is 1.5-2x numpy's OpenBLAS at
+  the reference network's shapes (OpenBLAS is held to its AVX2 kernel there by
+  ``OPENBLAS_CORETYPE``; MKL dispatches on the CPU itself). It is also what PyTorch uses.
+* ``openblas``: the OpenBLAS that numpy ships (``scipy_cblas_?gemm64_``): always present with a
+  numpy wheel, so the fused kernels work without MKL.
+* ``none``: no usable symbol (e.g. a numpy linked to another BLAS); the numba backend then
+  calls numpy's ``@`` from Python around its kernels, as the NumPy backend does.
+
+``TINYGRAD_FREE_BLAS=auto|mkl|openblas|none`` chooses (``auto``, the default: mkl when
+installed, else openblas). The choice is made once per process, at import: the kernels call a
+fixed symbol name (``tinygrad_free_sgemm``/``_dgemm``) that is bound here to the provider's
+function, so numba's on-disk cache stays valid whichever provider a later process binds.
+
+Both providers are ILP64 CBLAS (64-bit integer dimensions). MKL's threads follow
+threadpoolctl like OpenBLAS's (``Trainer(blas_threads=...)``, ``threadpool_limits``).
+"""
+import ctypes
+import glob
+import os
+import sys
+
+import numpy as np
+
+from ._nb import HAVE_NUMBA, NJIT, njit
+
+PROVIDERS = ("auto", "mkl", "openblas", "none")
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+_SYMBOLS = {"sgemm": "tinygrad_free_sgemm", "dgemm": "tinygrad_free_dgemm"}
+
+
+def _mkl_library():
+    """libmkl_rt from the mkl wheel (installed into <prefix>/lib), or None."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        for path in sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")), key=len):
+            try:
+                lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            if hasattr(lib, "cblas_sgemm_64") and hasattr(lib, "cblas_dgemm_64"):
+                return path, lib, ("cblas_sgemm_64", "cblas_dgemm_64")
+    return None
+
+
+def _numpy_openblas():
+    """The ILP64 OpenBLAS bundled with numpy (numpy.libs/libscipy_openblas64_*.so), or None."""
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    for path in sorted(glob.glob(os.path.join(root, "numpy.libs", "libscipy_openblas64_*.so*"))
+                       + glob.glob(os.path.join(root, "numpy", ".dylibs", "libscipy_openblas64_*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for names in (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_")):
+            if all(hasattr(lib, n) for n in names):
+                return path, lib, names
+    return None
+
+
+def _select(requested):
+    requested = (requested or "auto").strip().lower()
+    if requested not in PROVIDERS:
+        raise ValueError(f"TINYGRAD_FREE_BLAS={requested!r} is not one of {list(PROVIDERS)}")
+    if requested == "none" or not HAVE_NUMBA:
+        return "none", None, None, None
+    finders = {"mkl": [_mkl_library], "openblas": [_numpy_openblas],
+               "auto": [_mkl_library, _numpy_openblas]}[requested]
+    for find in finders:
+        found = find()
+        if found is not None:
+            path, lib, names = found
+            return ("mkl" if find is _mkl_library else "openblas"), path, lib, names
+    if requested != "auto":
+        raise RuntimeError(f"TINYGRAD_FREE_BLAS={requested}: no {requested} library found "
+                           + ("(pip install mkl)" if requested == "mkl" else "in numpy's bundled libraries"))
+    return "none", None, None, None
+
+
+PROVIDER, LIBRARY, _lib, _names = _select(os.environ.get("TINYGRAD_FREE_BLAS"))
+AVAILABLE = PROVIDER != "none"
+
+if AVAILABLE:
+    import llvmlite.binding as llvm
+    from numba import types
+
+    for alias, name in zip(_SYMBOLS.values(), _names):
+        llvm.add_symbol(alias, ctypes.cast(getattr(_lib, name), ctypes.c_void_p).value)
+    _i32, _i64, _ptr = types.int32, types.int64, types.uintp
+
+    def _cblas(name, real):
+        # void cblas_?gemm(layout, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        # the enums are C ints, the dimensions 64-bit (ILP64), the arrays raw addresses.
+        return types.ExternalFunction(name, types.void(_i32, _i32, _i32, _i64, _i64, _i64, real, _ptr, _i64,
+                                                       _ptr, _i64, real, _ptr, _i64))
+
+    _sgemm = _cblas(_SYMBOLS["sgemm"], types.float32)
+    _dgemm = _cblas(_SYMBOLS["dgemm"], types.float64)
+
+
+def describe():
+    """One line for logs and benchmark reports: which GEMM the numba kernels call."""
+    return PROVIDER if LIBRARY is None else f"{PROVIDER} ({os.path.basename(LIBRARY)})"
+
+
+@njit(**NJIT)
+def _layout(a):
+    """(transpose flag, leading dimension) under which BLAS reads ``a`` in place, or (0, 0)
+    when neither of its strides is unit (the caller copies it then)."""
+    rows, cols = a.shape
+    item = a.itemsize
+    s0, s1 = a.strides
+    # A dimension of length 1 may carry any stride; describe the array by the other one.
+    if (s1 == item or cols == 1) and (rows == 1 or (s0 % item == 0 and s0 // item >= cols)):
+        return NO_TRANS, max(cols, 1) if rows == 1 else s0 // item
+    if (s0 == item or rows == 1) and (cols == 1 or (s1 % item == 0 and s1 // item >= rows)):
+        return TRANS, max(rows, 1) if cols == 1 else s1 // item
+    return 0, 0
+
+
+def _xgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    raise NotImplementedError("numba-only helper")
+
+
+if AVAILABLE:
+    from numba.core.errors import TypingError
+    from numba.extending import overload
+
+    @overload(_xgemm)
+    def _xgemm_typed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        # Picks sgemm or dgemm when the kernel is typed: no dtype test at run time.
+        if not (a.dtype == b.dtype == c.dtype) or c.dtype not in (types.float32, types.float64):
+            raise TypingError(f"gemm: a, b and c must all be float32 or all float64, got "
+                              f"{a.dtype}, {b.dtype}, {c.dtype}")
+        fn, real = (_sgemm, np.float32) if c.dtype == types.float32 else (_dgemm, np.float64)
+
+        def impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+            fn(ROW_MAJOR, ta, tb, m, n, k, real(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
+               real(beta), c.ctypes.data, ldc)
+        return impl
+
+
+@njit(**NJIT)
+def _gemm_call(a, b, c, beta):
+    # BLAS reads an array with unit row stride as the row-major transpose of its memory, so
+    # "transpose" here reads ``a`` itself in place.
+    ta, lda = _layout(a)
+    tb, ldb = _layout(b)
+    m, k = a.shape
+    _xgemm(ta, tb, m, c.shape[1], k, a, lda, b, ldb, beta, c, c.strides[0] // c.itemsize)
+
+
+@njit(**NJIT)
+def gemm(a, b, c, beta):
+    """c <- a @ b + beta * c, in place (beta 0: c's old values are ignored, even NaN).
+
+    ``a`` and ``b`` may be any 2-D views (transposes read in place; arrays with no unit stride
+    are copied first); ``c`` must be a row-major 2-D array with unit column stride, all of one
+    float dtype. Numba-only: call it from jitted code.
+    """
+    m, k = a.shape
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != b.shape[1]:
+        raise ValueError("gemm: shapes do not match (a: (m, k), b: (k, n), c: (m, n))")
+    if m == 0 or c.shape[1] == 0:
+        return
+    if c.shape[1] > 1 and c.strides[1] != c.itemsize:
+        raise ValueError("gemm: c must have unit column stride")
+    if k == 0:
+        for i in range(m):
+            for j in range(c.shape[1]):
+                c[i, j] = c[i, j] * beta if beta != 0 else 0
+        return
+    if _layout(a)[0] == 0:
+        a = np.ascontiguousarray(a)
+    if _layout(b)[0] == 0:
+        b = np.ascontiguousarray(b)
+    _gemm_call(a, b, c, beta)
