@@ -2,7 +2,7 @@
 
 Shapes are those of the reference network 784-128-128-128-10 at batch 16/64/256, in float32
 and float64: bias + activation and the activation/bias gradients on (B, 128) hidden layers
-and the (B, 10) output, the fused losses on (B, 10) logits, the augmentation's image shift on
+and the (B, 10) output, each whole layer forward and backward (GEMMs included), the fused losses on (B, 10) logits, the augmentation's image shift on
 (B, 28, 28), and the optimizer kernels on the network's packed parameter buffer. Each timing is the median over many repeats of the
 per-call time of a timeit-style loop (the two backends are timed alternately so that noise
 on a shared machine hits both alike). Also reported: the per-call cost at the smallest
@@ -108,6 +108,20 @@ def make_cases(batch, dtype, rng):
                      for name, ops in BACKENDS}))
         out.append(("act_grad", ACT_NAMES[code], (batch, hidden),
                     {name: (ops.act_grad, (y, gy, code, np.empty_like(y))) for name, ops in BACKENDS}))
+    # The whole layer, products included (numba: one jitted call through kernels.blas), at the
+    # reference network's three layer shapes; the first layer's backward wants no input gradient.
+    for n_in, n_out, code in ((LAYERS[0], hidden, dense.TANH), (hidden, hidden, dense.TANH),
+                              (hidden, classes, dense.IDENTITY)):
+        x, W, b = arr(batch, n_in), arr(n_in, n_out, scale=n_in ** -0.5), arr(n_out)
+        variant = f"{n_in}x{n_out} {ACT_NAMES[code]}"
+        out.append(("dense_forward", variant, (batch, n_in),
+                    {name: (ops.dense_forward, (x, W, b, code, np.empty((batch, n_out), dtype)))
+                     for name, ops in BACKENDS}))
+        y, gy = dense.dense_forward_numpy(x, W, b, code, np.empty((batch, n_out), dtype)), arr(batch, n_out)
+        dx = None if n_in == LAYERS[0] else np.empty_like(x)
+        out.append(("dense_backward", variant, (batch, n_in),
+                    {name: (ops.dense_backward, (x, W, y, gy, code, np.empty_like(y), np.empty_like(W), 0.0,
+                                                 np.zeros(n_out, dtype), dx)) for name, ops in BACKENDS}))
     logits, labels = arr(batch, classes, scale=3.0), rng.integers(0, classes, batch).astype(np.uint8)
     for kernel in ("softmax_cross_entropy", "softmax_squared_error"):
         out.append((kernel, "", (batch, classes),
@@ -156,6 +170,9 @@ def overhead_cases(dtype):
         "bias_act": lambda ops: (ops.bias_act, (z, b, dense.TANH)),
         "act_grad": lambda ops: (ops.act_grad, (y, gy, dense.TANH, t.reshape(1, 1))),
         "dense_grad": lambda ops: (ops.dense_grad, (y, gy, dense.TANH, np.empty_like(y), b.copy())),
+        "dense_forward": lambda ops: (ops.dense_forward, (z, z, b, dense.TANH, np.empty_like(z))),
+        "dense_backward": lambda ops: (ops.dense_backward, (z, z, y, gy, dense.TANH, np.empty_like(y),
+                                                            np.empty_like(z), 0.0, b.copy(), np.empty_like(z))),
         "softmax_cross_entropy": lambda ops: (ops.softmax_cross_entropy, (lg, lb, np.empty_like(lg))),
         "softmax_squared_error": lambda ops: (ops.softmax_squared_error, (lg, lb, np.empty_like(lg))),
         "sgd": lambda ops: (ops.sgd, (w, g, tmp, 1e-3)),
@@ -259,15 +276,25 @@ def main(argv=None):
                      (1, pick("batch", "softmax_cross_entropy", "", batch, dtype)),
                      (1, pick("optimizer", "weight_decay", f"n_decay={n_params()[1]}", None, dtype)),
                      (1, pick("optimizer", "adam", "", None, dtype))]
-            t_np = sum(k * r["numpy_us"] for k, r in parts)
-            t_nb = sum(k * r["numba_us"] for k, r in parts)
-            steps.append({"batch": batch, "dtype": str(dtype), "calls": sum(k for k, _ in parts),
-                          "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb})
+            first, hidden_, last = (f"{a}x{b} {t}" for a, b, t in ((LAYERS[0], LAYERS[1], "tanh"),
+                                                                   (LAYERS[1], LAYERS[1], "tanh"),
+                                                                   (LAYERS[-2], LAYERS[-1], "identity")))
+            whole = [(1, pick("batch", kind, first, batch, dtype)) for kind in ("dense_forward", "dense_backward")] \
+                + [(n_hidden - 1, pick("batch", kind, hidden_, batch, dtype)) for kind in ("dense_forward",
+                                                                                          "dense_backward")] \
+                + [(1, pick("batch", kind, last, batch, dtype)) for kind in ("dense_forward", "dense_backward")] \
+                + parts[3:]
+            for label, ks in (("activations, losses, optimizer", parts), ("whole layers incl. GEMMs", whole)):
+                t_np = sum(k * r["numpy_us"] for k, r in ks)
+                t_nb = sum(k * r["numba_us"] for k, r in ks)
+                steps.append({"batch": batch, "dtype": str(dtype), "kernels": label, "calls": sum(k for k, _ in ks),
+                              "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb})
 
     import numba
     meta = {"quick": quick, "repeats": repeats, "min_time_s": min_time, "batches": batches,
             "layers": list(LAYERS), "n_params": n_params()[0], "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "machine": platform.machine(),
+            "numpy": np.__version__, "numba": numba.__version__, "gemm": kernels.blas.describe(),
+            "machine": platform.machine(),
             "processor": platform.processor() or platform.uname().processor, "cpu_count": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out_dir = Path(args.out)
@@ -295,12 +322,16 @@ def markdown(result):
         lines.append(f"- from the on-disk cache (fresh process): {comp['cached_warmup_s']:.2f} s")
     lines += [f"- in this process: {comp['warmup_in_process_s']:.2f} s", "",
               "## Kernel time of one training step", "",
-              "3 x bias_act(tanh) + bias_act(identity) + 3 x dense_grad(tanh) + softmax_cross_entropy "
-              "+ weight_decay + adam (the GEMMs, identical for both backends, are not included).", "",
-              "| batch | dtype | calls | numpy us | numba us | speedup |", "|---:|---|---:|---:|---:|---:|"]
+              "*activations, losses, optimizer*: 3 x bias_act(tanh) + bias_act(identity) + 3 x dense_grad(tanh) "
+              "+ softmax_cross_entropy + weight_decay + adam, without the GEMMs. *whole layers incl. GEMMs*: "
+              "dense_forward + dense_backward of each of the 4 layers (numpy's `@` against the numba "
+              f"kernels' GEMM, {meta.get('gemm', 'see kernels.blas')}) + softmax_cross_entropy + weight_decay "
+              "+ adam.", "",
+              "| batch | dtype | kernels | calls | numpy us | numba us | speedup |",
+              "|---:|---|---|---:|---:|---:|---:|"]
     for s in result["train_step_kernels"]:
-        lines.append(f"| {s['batch']} | {s['dtype']} | {s['calls']} | {s['numpy_us']:.1f} | {s['numba_us']:.1f} "
-                     f"| {s['speedup']:.2f}x |")
+        lines.append(f"| {s['batch']} | {s['dtype']} | {s.get('kernels', '')} | {s['calls']} | {s['numpy_us']:.1f} "
+                     f"| {s['numba_us']:.1f} | {s['speedup']:.2f}x |")
     lines += ["", "## All kernels", "", "| kernel | shape | dtype | numpy us | numba us | speedup |",
               "|---|---|---|---:|---:|---:|"]
     for r in result["results"]:

@@ -196,10 +196,12 @@ def worker_keras(spec, x, y):
             "jax_devices": [str(d) for d in jax.devices()], "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
-def gemm_cases(batch, rng):
+def gemm_cases(batch, rng, matmul=None):
     """The matrix products of one training step of the reference network, as zero-argument calls
-    writing into preallocated outputs (as the framework does): (name, flops, fn)."""
+    writing into preallocated outputs (as the framework does): (name, flops, fn). ``matmul(a, b,
+    out)`` defaults to numpy's."""
     import numpy as np
+    matmul = matmul or np.matmul
     sizes = C.LAYERS
     f32 = np.float32
     xs = [rng.standard_normal((batch, a)).astype(f32) for a in sizes[:-1]]       # each layer's input
@@ -211,15 +213,15 @@ def gemm_cases(batch, rng):
     cases = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         cases.append((f"fwd {batch}x{a} @ {a}x{b}", 2 * batch * a * b,
-                      lambda i=i: np.matmul(xs[i], ws[i], out=zs[i])))
+                      lambda i=i: matmul(xs[i], ws[i], out=zs[i])))
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         cases.append((f"dW {a}x{batch} @ {batch}x{b}", 2 * batch * a * b,
-                      lambda i=i: np.matmul(xs[i].T, dzs[i], out=dws[i])))
+                      lambda i=i: matmul(xs[i].T, dzs[i], out=dws[i])))
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         if i == 0:
             continue                                    # the input layer's dx is never computed
         cases.append((f"dx {batch}x{b} @ {b}x{a}", 2 * batch * a * b,
-                      lambda i=i: np.matmul(dzs[i], ws[i].T, out=dxs[i])))
+                      lambda i=i: matmul(dzs[i], ws[i].T, out=dxs[i])))
     return cases
 
 
@@ -241,9 +243,24 @@ def worker_floor(spec, x, y):
     step_s, step_median_s = sum(best[:-1]), sum(medians[:-1])
     gemms = [{"gemm": name, "flops": fl, "us_best": b * 1e6, "us_median": m * 1e6, "gflops_best": fl / b / 1e9}
              for (name, fl, _), b, m in zip(cases, best[:-1], medians[:-1])]
-    return {"epoch_wall_s": [step_s * steps], "step_s": step_s, "step_median_s": step_median_s,
-            "epoch_median_based_s": step_median_s * steps, "step_in_sequence_s": best[-1],
-            "step_in_sequence_median_s": medians[-1], "steps_per_epoch": steps, "gemms": gemms}
+    out = {"epoch_wall_s": [step_s * steps], "step_s": step_s, "step_median_s": step_median_s,
+           "epoch_median_based_s": step_median_s * steps, "step_in_sequence_s": best[-1],
+           "step_in_sequence_median_s": medians[-1], "steps_per_epoch": steps, "gemms": gemms}
+    # The same products through the GEMM the numba kernels call (kernels.blas), one jitted call each.
+    from tinygrad_free.kernels import blas
+    if blas.AVAILABLE:
+        from numba import njit
+
+        @njit
+        def jitted(a, b, c):
+            blas.gemm(a, b, c, 0.0)
+        kcases = gemm_cases(spec["batch"], np.random.default_rng(spec["seed"]),
+                            matmul=lambda a, b, out: jitted(a, b, out))
+        for _, _, fn in kcases:
+            fn()                                       # compile outside the timing
+        _, ksamples = C.time_alternating([fn for _, _, fn in kcases], repeats=spec["floor_repeats"], min_time=0.02)
+        out.update(kernels_gemm=blas.describe(), kernels_step_s=sum(min(s) for s in ksamples))
+    return out
 
 
 WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "torch": worker_torch, "keras": worker_keras,
@@ -389,6 +406,9 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
                 entry["step_in_sequence_us"] = rs[k]["step_in_sequence_s"] * 1e6
                 entry["steps_per_epoch"] = rs[0]["steps_per_epoch"]
                 entry["gemms"] = rs[k]["gemms"]
+                if all("kernels_step_s" in r for r in rs):
+                    entry["kernels_gemm"] = rs[0]["kernels_gemm"]
+                    entry["kernels_step_us"] = min(r["kernels_step_s"] for r in rs) * 1e6
             summary.setdefault(impl, {})[str(batch)] = entry
 
     def med(impl, batch):
@@ -589,6 +609,9 @@ def markdown(result):
                              f"fraction of the floor reached: numba "
                              f"{C.fmt(s['gemm_floor'][str(b)]['fraction_reached_numba'], '.2f')}, numpy "
                              f"{C.fmt(s['gemm_floor'][str(b)]['fraction_reached_numpy'], '.2f')}")
+                if "kernels_step_us" in fl:
+                    notes.append(f"the same GEMMs through the numba kernels' GEMM ({fl['kernels_gemm']}) at batch "
+                                 f"{b}: {fl['kernels_step_us']:.0f} us per step (best repeats, fastest round)")
         util = []
         for impl in [k for k in IMPLS if k in summ]:
             u = [summ[impl][str(b)]["cpu_util_median"] for b in batches if str(b) in summ[impl]]

@@ -22,6 +22,9 @@ class Dense(Module):
     * dz = dy * act'(y)        (the activation's gradient from its own output)
     * dW += x^T dz,  db += sum_batch dz,  dx = dz W^T
 
+    Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
+    backend that call runs the matrix products too, so no Python runs between them.
+
     Parameters
     ----------
     in_features, out_features : int
