@@ -2,12 +2,14 @@
 
 Shapes are those of the reference network 784-128-128-128-10 at batch 16/64/256, in float32
 and float64: bias + activation and the activation/bias gradients on (B, 128) hidden layers
-and the (B, 10) output, each whole layer forward and backward (GEMMs included), the fused losses on (B, 10) logits, the augmentation's image shift on
-(B, 28, 28), and the optimizer kernels on the network's packed parameter buffer. Each timing is the median over many repeats of the
-per-call time of a timeit-style loop (the two backends are timed alternately so that noise
-on a shared machine hits both alike). Also reported: the per-call cost at the smallest
-shapes (dispatch overhead), the kernel time of one training step, and the numba compile
-time (``kernels.warmup()``; cold = empty numba cache, in a fresh process).
+and the (B, 10) output, each whole layer forward and backward (GEMMs included), the fused
+losses on (B, 10) logits, the augmentation's image shift on (B, 28, 28), and the optimizer
+kernels on the network's packed parameter buffer. Each timing is the median over many
+repeats of the per-call time of a timeit-style loop (the two backends are timed alternately
+so that noise on a shared machine hits both alike), with one BLAS thread. Also reported:
+the per-call cost at the smallest shapes (dispatch overhead), the kernel time of one
+training step, and the numba compile time (``kernels.warmup()``; cold = empty numba cache,
+in a fresh process).
 
     python benchmarks/bench_kernels.py            # full run
     python benchmarks/bench_kernels.py --quick    # fewer repeats, batch 16/64 only
@@ -222,6 +224,11 @@ def cold_compile_seconds():
 # --- main --------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    # One BLAS thread: the kernels are compared on one core, and with the numba kernels calling
+    # MKL while NumPy calls its OpenBLAS, two 2-thread pools spinning on two cores make each
+    # other's GEMMs up to 40x slower (measured here: 1.7 ms for a 36 us product).
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
     quick = args.quick
     batches = args.batches or ([16, 64] if quick else [16, 64, 256])
     repeats = args.repeats or (11 if quick else 41)

@@ -70,8 +70,9 @@ class Trainer:
         BLAS threads for the training steps (evaluation keeps the process's setting). ``"auto"``
         uses one when a step's largest matrix product is small (batch x weight-matrix size below
         ``SMALL_GEMM``): there a second thread costs more in hand-offs than it computes (batch 16
-        on the reference network: 280 us per step with one thread, 340 with two), and results
-        no longer depend on the core count. None leaves BLAS alone.
+        on the reference network: about 205 us per step with one MKL thread, 250-260 with two;
+        with OpenBLAS 280 and 340), and results no longer depend on the core count. None leaves
+        BLAS alone.
     """
 
     SMALL_GEMM = 4_000_000      # multiply-adds; 784x128 weights: batch 32 and below (bench_train.py)
