@@ -17,7 +17,6 @@ in a fresh process).
 Writes benchmarks/results/kernels.json and benchmarks/results/kernels.md.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,7 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common as C  # noqa: E402
 from tinygrad_free import kernels  # noqa: E402
 from tinygrad_free.kernels import dense  # noqa: E402
 
@@ -304,13 +305,9 @@ def main(argv=None):
             "machine": platform.machine(),
             "processor": platform.processor() or platform.uname().processor, "cpu_count": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = {"meta": meta, "compile": compile_info, "dispatch_floor": floor, "train_step_kernels": steps,
               "results": rows}
-    (out_dir / "kernels.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out_dir / "kernels.md").write_text(markdown(result))
-    print(f"wrote {out_dir / 'kernels.json'} and {out_dir / 'kernels.md'}")
+    C.write_report(args.out, "kernels", result, markdown)
     return result
 
 

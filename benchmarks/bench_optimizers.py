@@ -198,13 +198,7 @@ def main(argv=None):
             "0.01, nag 0.01 (momentum 0.9)", "compile_s": compile_s, "data_dir": data_dir,
             "numpy_openblas": blas.get("numpy_openblas"), "openblas_vars": C.openblas_vars(), **C.machine_info()}
     result = {"meta": meta, "step_times": steps, "curves": train}
-    out_dir = Path(args.out)
-    C.write_json(out_dir / f"{name}.json", result)
-    md = markdown(result)
-    C.write_text(out_dir / f"{name}.md", md)
-    png = plot(result, out_dir / f"{name}.png")
-    print("\n" + md)
-    print(f"wrote {out_dir / (name + '.json')}, {out_dir / (name + '.md')}" + (f", {png}" if png else ""))
+    C.write_report(args.out, name, result, markdown, plot)
     return 0
 
 

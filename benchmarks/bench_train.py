@@ -534,14 +534,8 @@ def main(argv=None):
             setting.update(summarize(runs, impls, batches, warmup_epochs, n_train))
             results.append(setting)
 
-    out_dir = Path(args.out)
     result = {"meta": meta, "settings": results}
-    C.write_json(out_dir / f"{name}.json", result)
-    md = markdown(result)
-    C.write_text(out_dir / f"{name}.md", md)
-    png = plot(result, out_dir / f"{name}.png")
-    print("\n" + md)
-    print(f"wrote {out_dir / (name + '.json')}, {out_dir / (name + '.md')}" + (f", {png}" if png else ""))
+    C.write_report(args.out, name, result, markdown, plot)
     return 0
 
 

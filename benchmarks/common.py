@@ -194,6 +194,19 @@ def write_json(path, obj, atomic=True):
     write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n", atomic)
 
 
+def write_report(out_dir, name, result, markdown, plot=None):
+    """``name``.json, ``name``.md (and ``name``.png when ``plot`` draws one), each written
+    atomically; prints the Markdown and where the files went. Returns the Markdown."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / f"{name}.json", result)
+    md = markdown(result)
+    write_text(out_dir / f"{name}.md", md)
+    png = plot(result, out_dir / f"{name}.png") if plot else None
+    print("\n" + md)
+    print(f"wrote {out_dir / (name + '.json')}, {out_dir / (name + '.md')}" + (f", {png}" if png else ""))
+    return md
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend, or None (with one line saying so) when missing."""
     try:

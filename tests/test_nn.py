@@ -118,6 +118,20 @@ def test_backward_accumulates_into_grad_and_zero_grad_clears_it(rng):
     assert all(not p.grad.any() for p in layer.parameters())
 
 
+def test_a_backward_that_fails_leaves_a_cleared_gradient_cleared(rng, each_backend):
+    layer = nn.Dense(4, 3, activation="tanh", rng=0, dtype=F64)
+    x, gy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    layer(x)
+    layer.backward(gy)
+    layer.zero_grad()
+    with pytest.raises(Exception):
+        layer.backward(np.full((5, 3), "x"))              # right shape, not numbers
+    assert not layer.W.grad.any() and not layer.b.grad.any()
+    layer.backward(gy)                                    # and the next one starts from zero
+    want = x.T @ ((1 - layer._y ** 2) * gy)
+    np.testing.assert_allclose(layer.W.grad, want, rtol=1e-12)
+
+
 def test_custom_module_needs_only_forward_and_backward(rng):
     class Scale(nn.Module):
         def __init__(self):

@@ -146,16 +146,6 @@ if AVAILABLE:
 
 
 @njit(**NJIT)
-def _gemm_call(a, b, c, beta):
-    # BLAS reads an array with unit row stride as the row-major transpose of its memory, so
-    # "transpose" here reads ``a`` itself in place.
-    ta, lda = _layout(a)
-    tb, ldb = _layout(b)
-    m, k = a.shape
-    _xgemm(ta, tb, m, c.shape[1], k, a, lda, b, ldb, beta, c, c.strides[0] // c.itemsize)
-
-
-@njit(**NJIT)
 def gemm(a, b, c, beta):
     """c <- a @ b + beta * c, in place (beta 0: c's old values are ignored, even NaN).
 
@@ -164,19 +154,26 @@ def gemm(a, b, c, beta):
     float dtype. Numba-only: call it from jitted code.
     """
     m, k = a.shape
-    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != b.shape[1]:
+    n = c.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or b.shape[1] != n:
         raise ValueError("gemm: shapes do not match (a: (m, k), b: (k, n), c: (m, n))")
-    if m == 0 or c.shape[1] == 0:
+    if m == 0 or n == 0:
         return
-    if c.shape[1] > 1 and c.strides[1] != c.itemsize:
+    if n > 1 and c.strides[1] != c.itemsize:
         raise ValueError("gemm: c must have unit column stride")
     if k == 0:
         for i in range(m):
-            for j in range(c.shape[1]):
+            for j in range(n):
                 c[i, j] = c[i, j] * beta if beta != 0 else 0
         return
-    if _layout(a)[0] == 0:
+    # BLAS reads an array with unit row stride as the row-major transpose of its memory, so
+    # "transpose" here reads the operand itself in place.
+    ta, lda = _layout(a)
+    if ta == 0:
         a = np.ascontiguousarray(a)
-    if _layout(b)[0] == 0:
+        ta, lda = NO_TRANS, k
+    tb, ldb = _layout(b)
+    if tb == 0:
         b = np.ascontiguousarray(b)
-    _gemm_call(a, b, c, beta)
+        tb, ldb = NO_TRANS, n
+    _xgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, c.strides[0] // c.itemsize)

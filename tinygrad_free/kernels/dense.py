@@ -302,9 +302,9 @@ def dense_grad_numba(y, gy, code, dz, db):
 # the backward pass's activation gradient and its two products.
 @njit(**NJIT)
 def _dense_forward(x, W, b, code, y):
-    blas.gemm(x, W, y, 0.0)
     if b is not None and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
+    blas.gemm(x, W, y, 0.0)
     return _bias_act_2d(y, b, code)
 
 

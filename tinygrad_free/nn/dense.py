@@ -81,8 +81,10 @@ class Dense(Module):
             self._dz = np.empty_like(y)
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, x.dtype) if input_grad else None
-        return backend.ops().dense_backward(x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
-                                            None if self.b is None else self.b.grad, dx)
+        backend.ops().dense_backward(x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
+                                     None if self.b is None else self.b.grad, dx)
+        self.W.grad_written()
+        return dx
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -56,11 +56,14 @@ class Parameter:
         """(grad, beta) for a matrix product that writes ``grad <- update + beta * grad``.
 
         beta is 0 right after ``zero_grad()`` (the product overwrites, even stale NaN) and 1
-        otherwise (it accumulates); either way the gradient counts as written afterwards.
+        otherwise (it accumulates). Call ``grad_written()`` once the product has run, so a
+        kernel that raised first leaves a pending zero_grad pending.
         """
-        beta = 0.0 if self._grad_is_zero else 1.0
+        return self._grad, (0.0 if self._grad_is_zero else 1.0)
+
+    def grad_written(self):
+        """The array from ``gemm_target`` now holds the gradient."""
         self._grad_is_zero = False
-        return self._grad, beta
 
     @property
     def shape(self):
