@@ -15,7 +15,7 @@ from numba.core.errors import TypingError
 from numba.core.registry import CPUDispatcher
 
 from tinygrad_free import kernels
-from tinygrad_free.kernels import approx, blas, dense, loss, optim
+from tinygrad_free.kernels import approx, blas, dense, loss, optim, parallel
 
 IDENTITY, SIGMOID, TANH, RELU = dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU
 CODES = [IDENTITY, SIGMOID, TANH, RELU]
@@ -51,12 +51,14 @@ def test_numba_namespace_has_a_numba_twin_of_every_kernel():
 def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
     from tinygrad_free import nn, optim as opt, use_backend
     assert kernels.warmup() >= 0.0
-    dispatchers = [obj for mod in (approx, blas, dense, loss, optim) for obj in vars(mod).values()
+    dispatchers = [obj for mod in (approx, blas, dense, loss, optim, parallel) for obj in vars(mod).values()
                    if isinstance(obj, CPUDispatcher)]
     before = {d: len(d.signatures) for d in dispatchers}
-    with use_backend("numba"):
-        for dtype, act in [(np.float32, "tanh"), (np.float32, "sigmoid"), (np.float64, "relu")]:
-            model = nn.Sequential(nn.Dense(6, 5, activation=act, dtype=dtype, rng=0), nn.Dense(5, 4, dtype=dtype, rng=1))
+    with use_backend("numba"), parallel.num_threads(2):
+        for dtype, act, width in [(np.float32, "tanh", 5), (np.float32, "sigmoid", 5), (np.float64, "relu", 5),
+                                  (np.float32, "tanh", 6000), (np.float64, "relu", 6000)]:   # parallel updates
+            model = nn.Sequential(nn.Dense(6, width, activation=act, dtype=dtype, rng=0),
+                                  nn.Dense(width, 4, dtype=dtype, rng=1))
             params = model.parameters()
             for name, o in [("adam", opt.Adam(params, weight_decay=1e-3)), ("nadam", opt.NAdam(params)),
                             ("nag", opt.NAG(params)), ("rmsprop", opt.RMSProp(params)), ("sgd", opt.SGD(params))]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models import build_mlp
-from tinygrad_free import nn, optim
+from tinygrad_free import backend, kernels, nn, optim
 from tinygrad_free.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from tinygrad_free.data import load_split
 from tinygrad_free.metrics import accuracy, confusion_matrix, per_class_accuracy
@@ -182,40 +182,61 @@ def test_training_flushes_subnormals_to_zero_and_restores_the_mode_after(fashion
     assert float(np.float32(1e-38) * np.float32(0.01)) != 0.0
 
 
-def _blas_threads_seen(blas_threads, batch_size, width=32):
-    """BLAS threads during a training epoch and after fit, with the process set to two."""
+def _threads_seen(threads, batch_size, width=32, backend_name="numba", blas=2):
+    """(BLAS, numba) threads during a training epoch and after fit, with the process set to
+    ``blas`` BLAS threads and two numba threads."""
     from threadpoolctl import threadpool_limits
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 784)).astype(np.float32), rng.integers(0, 10, 64)
     model = build_mlp(784, 1, width, "relu", rng=0)
     trainer = Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), progress=False,
-                      blas_threads=blas_threads)
+                      threads=threads)
     seen, train_epoch = [], trainer._train_epoch
-    trainer._train_epoch = lambda *a: seen.append(_blas_threads()) or train_epoch(*a)
-    with threadpool_limits(limits=2, user_api="blas"):
+    trainer._train_epoch = lambda *a: seen.append(_threads()) or train_epoch(*a)
+    with threadpool_limits(limits=blas, user_api="blas"), kernels.parallel.num_threads(2), \
+            backend.use_backend(backend_name):
         trainer.fit(x, y, epochs=1, batch_size=batch_size)
-        after = _blas_threads()
+        after = _threads()
     return seen[0], after
 
 
-def _blas_threads():
+def _threads():
+    import numba
     from threadpoolctl import threadpool_info
-    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), numba.get_num_threads()
 
 
-def test_small_steps_train_with_one_blas_thread_and_restore_it_after():
-    assert _blas_threads_seen("auto", batch_size=16) == (1, 2)       # 16 x 784x32 multiply-adds: small
+needs_two_threads = pytest.mark.skipif(
+    not kernels.HAVE_NUMBA or __import__("numba").config.NUMBA_NUM_THREADS < 2 or not kernels.parallel.layer_ok(),
+    reason="needs numba with two threads and its OpenMP or TBB layer")
 
 
-def test_large_steps_and_explicit_settings_keep_the_blas_threads_asked_for():
-    big = -(-Trainer.SMALL_GEMM // (784 * 128))                        # the first batch size that is not small
-    assert _blas_threads_seen("auto", batch_size=big, width=128) == (2, 2)
-    assert _blas_threads_seen(None, batch_size=16) == (2, 2)
-    assert _blas_threads_seen(1, batch_size=64, width=128) == (1, 2)
+@needs_two_threads
+def test_small_steps_with_a_serial_update_train_on_one_thread_and_restore_it_after():
+    # 16 x 784x32 multiply-adds, and 25,450 parameters: too few for the parallel update
+    assert _threads_seen("auto", batch_size=16) == ((1, 1), (2, 2))
+    # the NumPy backend has no parallel update, whatever the size
+    assert _threads_seen("auto", batch_size=16, width=128, backend_name="numpy") == ((1, 1), (2, 2))
+
+
+@needs_two_threads
+def test_a_parallel_update_keeps_both_threads_even_for_small_steps():
+    assert 784 * 128 >= kernels.parallel.MIN_PARALLEL
+    assert _threads_seen("auto", batch_size=16, width=128) == ((2, 2), (2, 2))
+    # one BLAS thread (OMP_NUM_THREADS=1, say): the update follows it rather than run beside it
+    assert _threads_seen("auto", batch_size=64, width=128, blas=1) == ((1, 1), (1, 2))
+
+
+@needs_two_threads
+def test_large_steps_and_explicit_settings_keep_the_threads_asked_for():
+    big = -(-Trainer.SMALL_GEMM // (784 * 32))                          # the first batch size that is not small
+    assert _threads_seen("auto", batch_size=big) == ((2, 2), (2, 2))
+    assert _threads_seen(None, batch_size=16) == ((2, 2), (2, 2))
+    assert _threads_seen(1, batch_size=64, width=128) == ((1, 1), (2, 2))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "two", 1.5])
-def test_bad_blas_threads_are_rejected(bad):
+def test_bad_thread_counts_are_rejected(bad):
     model = build_mlp(4, 1, 4, "relu", rng=0)
-    with pytest.raises(ValueError, match="blas_threads"):
-        Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), blas_threads=bad)
+    with pytest.raises(ValueError, match="threads"):
+        Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), threads=bad)

@@ -13,6 +13,7 @@ from . import backend
 from .callbacks import PrintLogger
 from .data import BatchIterator
 from .fpenv import flush_denormals
+from .kernels import parallel as kernels_parallel
 from .metrics import accuracy
 from .nn.dense import Dense
 from .nn.loss import NonFiniteError
@@ -66,25 +67,30 @@ class Trainer:
     flush_denormals : bool
         Treat subnormal floats as zero during ``fit`` (see ``tinygrad_free.fpenv``): a network
         whose weights decay to nothing otherwise trains 10-100x slower. As XLA does on CPU.
-    blas_threads : "auto", int or None
-        BLAS threads for the training steps (evaluation keeps the process's setting). ``"auto"``
-        uses one when a step's largest matrix product is small (batch x weight-matrix size below
-        ``SMALL_GEMM``): there a second thread costs more in hand-offs than it computes (batch 16
-        on the reference network: about 205 us per step with one MKL thread, 250-260 with two;
-        with OpenBLAS 280 and 340), and results no longer depend on the core count. None leaves
-        BLAS alone.
+    threads : "auto", int or None
+        Threads for the training steps (evaluation keeps the process's settings): an int sets
+        both BLAS's (threadpoolctl) and numba's (the optimizer update's parallel twin, see
+        ``kernels.parallel``); None leaves both alone. ``"auto"`` leaves them alone when the
+        optimizer update will run in parallel (numba backend, at least
+        ``kernels.parallel.MIN_PARALLEL`` parameters, more than one numba thread): two threads
+        then gave 17-20% shorter epochs than one at batch 16, 32 and 64 on the reference network.
+        (If BLAS has fewer threads than numba, numba's are lowered to match.)
+        Otherwise it uses one thread when a step's largest matrix product is small (batch x
+        weight-matrix size below ``SMALL_GEMM``): with a serial update a second BLAS thread costs
+        more in hand-offs than it computes there (batch 16: about 205 us per step with one MKL
+        thread, 250-260 with two).
     """
 
     SMALL_GEMM = 4_000_000      # multiply-adds; 784x128 weights: batch 32 and below (bench_train.py)
 
     def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None, flush_denormals=True,
-                 blas_threads="auto"):
-        positive_int = isinstance(blas_threads, int) and not isinstance(blas_threads, bool) and blas_threads > 0
-        if not (positive_int or blas_threads in (None, "auto")):
-            raise ValueError(f"blas_threads must be 'auto', a positive int or None, got {blas_threads!r}")
+                 threads="auto"):
+        positive_int = isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
+        if not (positive_int or threads in (None, "auto")):
+            raise ValueError(f"threads must be 'auto', a positive int or None, got {threads!r}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.flush_denormals = flush_denormals
-        self.blas_threads = blas_threads
+        self.threads = threads
         self.callbacks = list(callbacks)
         self.progress = progress
         self.stop_training = False
@@ -116,7 +122,7 @@ class Trainer:
         if _want_progress(self.progress):
             from tqdm.auto import tqdm
             bar = tqdm(total=epochs * len(batches), unit="step", leave=False, dynamic_ncols=True)
-        self._train_threads = self._blas_threads_for(batch_size)
+        self._train_threads = self._threads_for(batch_size)
         # A diverging run overflows before the loss sees NaN; the loss check reports it once,
         # so numpy's per-operation warnings would only be noise.
         try:
@@ -199,17 +205,25 @@ class Trainer:
         logits = self.predict(x, batch_size)
         return self.loss_fn.forward(logits, y), accuracy(y, logits)
 
-    def _blas_threads_for(self, batch_size):
-        """A factory of context managers that set the BLAS threads of the training steps
+    def _threads_for(self, batch_size):
+        """A factory of context managers that set the threads of the training steps
         (threadpoolctl's are single-use, so each epoch makes its own)."""
-        threads = self.blas_threads
+        threads = self.threads
         if threads == "auto":
-            largest = max((p.size for p in self.model.parameters() if p.data.ndim == 2), default=0)
-            threads = 1 if batch_size * largest < self.SMALL_GEMM else None
+            params = list(self.model.parameters())
+            parallel_update = backend.get_backend() == "numba" and \
+                kernels_parallel.use_parallel(sum(p.size for p in params))
+            largest = max((p.size for p in params if p.data.ndim == 2), default=0)
+            if parallel_update:
+                # One count for the whole step: a parallel update beside one BLAS thread (e.g.
+                # OMP_NUM_THREADS=1) was 10% slower than all-serial at batch 16.
+                blas = _blas_threads()
+                threads = None if blas is None or blas >= kernels_parallel.numba.get_num_threads() else blas
+            else:
+                threads = None if batch_size * largest >= self.SMALL_GEMM else 1
         if threads is None:
             return contextlib.nullcontext
-        from threadpoolctl import threadpool_limits
-        return partial(threadpool_limits, limits=threads, user_api="blas")
+        return partial(_limit_threads, threads)
 
     def _warmup(self):
         """Compile (or load from numba's cache) the kernels before the clock starts."""
@@ -217,6 +231,20 @@ class Trainer:
             return 0.0
         from . import kernels
         return float(kernels.warmup())
+
+
+def _blas_threads():
+    """The BLAS thread count in effect (the largest over the loaded BLAS libraries), or None."""
+    from threadpoolctl import threadpool_info
+    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(counts, default=None)
+
+
+@contextlib.contextmanager
+def _limit_threads(n):
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=n, user_api="blas"), kernels_parallel.num_threads(n):
+        yield
 
 
 def fit(model, loss_fn, optimizer, x, y, epochs=1, batch_size=32, validation_data=None, seed=0,

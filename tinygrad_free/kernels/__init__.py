@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, dense, loss, optim, shift
+from . import approx, blas, dense, loss, optim, parallel, shift
 from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
@@ -41,11 +41,11 @@ NUMBA = SimpleNamespace(
     dense_backward=dense.dense_backward_numba,
     softmax_cross_entropy=loss.softmax_cross_entropy_numba,
     softmax_squared_error=loss.softmax_squared_error_numba,
-    sgd=optim.sgd_numba,
-    momentum=optim.momentum_numba,
-    rmsprop=optim.rmsprop_numba,
-    adam=optim.adam_numba,
-    nadam=optim.nadam_numba,
+    sgd=optim.sgd_threaded,
+    momentum=optim.momentum_threaded,
+    rmsprop=optim.rmsprop_threaded,
+    adam=optim.adam_threaded,
+    nadam=optim.nadam_threaded,
     weight_decay=optim.weight_decay_numba,
     shift_images=shift.shift_images_numba,
 )
@@ -92,9 +92,16 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         ops.rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
         ops.adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
         ops.nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
+        # The parallel twins (taken for large buffers when numba has several threads).
+        optim.sgd_parallel(w, g, tmp, 0.1)
+        for nesterov in (False, True):
+            optim.momentum_parallel(w, g, m, tmp, 0.1, 0.9, nesterov)
+        optim.rmsprop_parallel(w, g, v, tmp, 1e-3, 0.9, 1e-8)
+        optim.adam_parallel(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+        optim.nadam_parallel(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
         images = np.ones((2, 3, 3), dtype)
         ops.shift_images(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "dense", "loss", "optim", "shift"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "dense", "loss", "optim", "parallel", "shift"]

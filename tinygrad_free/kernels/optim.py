@@ -224,3 +224,70 @@ def weight_decay_numba(g, w, wd, n_decay, out):
     """out <- g, plus wd * w on the first n_decay elements. numba twin of ``weight_decay_numpy``."""
     _weight_decay(g, w, wd, n_decay, out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel twins: the serial kernel above on each chunk of the flat buffer, in a prange; the same
+# result bit for bit (see kernels.parallel, which also decides when they run).
+# --------------------------------------------------------------------------------------------
+from .parallel import NJIT_PARALLEL, chunk, n_chunks, prange, threaded  # noqa: E402
+
+
+@njit(**NJIT_PARALLEL)
+def sgd_parallel(w, g, tmp, lr):
+    w1, g1 = flat(w), flat_in(g)
+    n = w1.shape[0]
+    _check_sizes(w1, g1, n)
+    for c in prange(n_chunks(n)):
+        lo, hi = chunk(n, c)
+        sgd_numba(w1[lo:hi], g1[lo:hi], tmp, lr)
+
+
+@njit(**NJIT_PARALLEL)
+def momentum_parallel(w, g, u, tmp, lr, beta, nesterov):
+    w1, g1, u1 = flat(w), flat_in(g), flat(u)
+    n = w1.shape[0]
+    _check_sizes(u1, g1, n)
+    for c in prange(n_chunks(n)):
+        lo, hi = chunk(n, c)
+        momentum_numba(w1[lo:hi], g1[lo:hi], u1[lo:hi], tmp, lr, beta, nesterov)
+
+
+@njit(**NJIT_PARALLEL)
+def rmsprop_parallel(w, g, v, tmp, lr, beta, eps):
+    w1, g1, v1 = flat(w), flat_in(g), flat(v)
+    n = w1.shape[0]
+    _check_sizes(v1, g1, n)
+    for c in prange(n_chunks(n)):
+        lo, hi = chunk(n, c)
+        rmsprop_numba(w1[lo:hi], g1[lo:hi], v1[lo:hi], tmp, lr, beta, eps)
+
+
+@njit(**NJIT_PARALLEL)
+def adam_parallel(w, g, m, v, tmp, lr, b1, b2, eps, bc1, bc2):
+    w1, g1, m1, v1 = flat(w), flat_in(g), flat(m), flat(v)
+    n = w1.shape[0]
+    _check_sizes(m1, g1, n)
+    _check_sizes(v1, g1, n)
+    for c in prange(n_chunks(n)):
+        lo, hi = chunk(n, c)
+        adam_numba(w1[lo:hi], g1[lo:hi], m1[lo:hi], v1[lo:hi], tmp, lr, b1, b2, eps, bc1, bc2)
+
+
+@njit(**NJIT_PARALLEL)
+def nadam_parallel(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
+    w1, g1, m1, v1 = flat(w), flat_in(g), flat(m), flat(v)
+    n = w1.shape[0]
+    _check_sizes(m1, g1, n)
+    _check_sizes(v1, g1, n)
+    for c in prange(n_chunks(n)):
+        lo, hi = chunk(n, c)
+        nadam_numba(w1[lo:hi], g1[lo:hi], m1[lo:hi], v1[lo:hi], tmp, lr, b1, b2, eps, bc2, cm, cg)
+
+
+#: What the numba backend calls: the parallel twin when kernels.parallel says so, else serial.
+sgd_threaded = threaded(sgd_numba, sgd_parallel)
+momentum_threaded = threaded(momentum_numba, momentum_parallel)
+rmsprop_threaded = threaded(rmsprop_numba, rmsprop_parallel)
+adam_threaded = threaded(adam_numba, adam_parallel)
+nadam_threaded = threaded(nadam_numba, nadam_parallel)
