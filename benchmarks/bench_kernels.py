@@ -6,7 +6,8 @@ and the (B, 10) output, each whole layer forward and backward (GEMMs included), 
 losses on (B, 10) logits, the augmentation's image shift on (B, 28, 28), and the optimizer
 kernels on the network's packed parameter buffer. Each timing is the median over many
 repeats of the per-call time of a timeit-style loop (the two backends are timed alternately
-so that noise on a shared machine hits both alike), with one BLAS thread. Also reported:
+so that noise on a shared machine hits both alike), with one BLAS and one numba thread; then
+the optimizer kernels' parallel twins on all of numba's threads against the serial ones. Also reported:
 the per-call cost at the smallest shapes (dispatch overhead), the kernel time of one
 training step, and the numba compile time (``kernels.warmup()``; cold = empty numba cache,
 in a fresh process).
@@ -230,6 +231,11 @@ def main(argv=None):
     # other's GEMMs up to 40x slower (measured here: 1.7 ms for a 36 us product).
     from threadpoolctl import threadpool_limits
     threadpool_limits(1)
+    # ... and one numba thread, so the optimizer rows are the serial kernels; their parallel
+    # twins get a section of their own.
+    import numba
+    numba_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
     quick = args.quick
     batches = args.batches or ([16, 64] if quick else [16, 64, 256])
     repeats = args.repeats or (11 if quick else 41)
@@ -259,6 +265,26 @@ def main(argv=None):
         for batch in batches:
             run("batch", batch, dtype, make_cases(batch, dtype, rng))
         run("optimizer", None, dtype, make_optimizer_cases(dtype, rng))
+
+    # The optimizer kernels' parallel twins (kernels.parallel) against the serial kernels, on the
+    # float32 buffer; what Trainer(threads="auto") runs when numba and BLAS have two threads.
+    parallel_rows = []
+    if numba_threads > 1 and kernels.parallel.layer_ok():
+        for kernel, variant, shape, impls in make_optimizer_cases(np.dtype(np.float32), rng):
+            fn, fargs = impls["numba"]
+            if not hasattr(fn, "parallel"):
+                continue
+            with kernels.parallel.num_threads(numba_threads):
+                t_1, t_n = time_pair([(fn.serial, fargs), (fn.parallel, fargs)], repeats, min_time)
+            parallel_rows.append({"kernel": kernel, "variant": variant, "shape": list(shape), "dtype": "float32",
+                                  "threads": numba_threads, "serial_us": t_1, "parallel_us": t_n,
+                                  "speedup": t_1 / t_n})
+            print(f"parallel  {kernel:22s} {variant:12s} {str(shape):12s} 1 thread {t_1:9.2f} us  "
+                  f"{numba_threads} threads {t_n:9.2f} us  x{t_1 / t_n:6.2f}", flush=True)
+        layer = numba.threading_layer()
+    else:
+        layer = None
+        print("parallel: skipped (numba has one thread, or only its workqueue layer)", flush=True)
 
     floor = []
     for label, fn, fargs in dispatch_floor():
@@ -298,15 +324,14 @@ def main(argv=None):
                 steps.append({"batch": batch, "dtype": str(dtype), "kernels": label, "calls": sum(k for k, _ in ks),
                               "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb})
 
-    import numba
-    meta = {"quick": quick, "repeats": repeats, "min_time_s": min_time, "batches": batches,
+    meta = {"quick": quick, "numba_threading_layer": layer, "repeats": repeats, "min_time_s": min_time, "batches": batches,
             "layers": list(LAYERS), "n_params": n_params()[0], "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "gemm": kernels.blas.describe(),
             "machine": platform.machine(),
             "processor": platform.processor() or platform.uname().processor, "cpu_count": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = {"meta": meta, "compile": compile_info, "dispatch_floor": floor, "train_step_kernels": steps,
-              "results": rows}
+              "results": rows, "parallel": parallel_rows}
     C.write_report(args.out, "kernels", result, markdown)
     return result
 
@@ -345,6 +370,16 @@ def markdown(result):
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"| {name} | {shape} | {r['dtype']} | {r['numpy_us']:.2f} | {r['numba_us']:.2f} "
                      f"| {r['speedup']:.2f}x |")
+    if result.get("parallel"):
+        lines += ["", f"## Optimizer updates on several threads (`kernels.parallel`, numba "
+                      f"{meta.get('numba_threading_layer')} layer)", "",
+                  "The serial numba kernel against its parallel twin on the float32 parameter buffer "
+                  "(the same result bit for bit).", "",
+                  "| kernel | shape | 1 thread us | threads | parallel us | speedup |", "|---|---|---:|---:|---:|---:|"]
+        for r in result["parallel"]:
+            name = r["kernel"] + (f" ({r['variant']})" if r["variant"] else "")
+            lines.append(f"| {name} | {'x'.join(map(str, r['shape']))} | {r['serial_us']:.2f} | {r['threads']} "
+                         f"| {r['parallel_us']:.2f} | {r['speedup']:.2f}x |")
     lines += ["", "## Per-call overhead (smallest shapes: 1x1 activations, 1x2 logits, 1-element buffers)", "",
               "| kernel | dtype | numpy us | numba us | speedup |", "|---|---|---:|---:|---:|"]
     for r in result["results"]:

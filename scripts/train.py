@@ -15,9 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# One BLAS thread unless the user says otherwise: at these matrix sizes two threads gain little
-# (benchmarks/results/train.md), make results depend on the thread count, and collapse when
-# another process is busy on the second core. Must happen before numpy is imported.
+# One BLAS thread unless the user says otherwise (the Trainer then keeps numba's kernels on one
+# thread too): two threads make an epoch 15-20% shorter (benchmarks/results/train.md), but make
+# results depend on the thread count, and collapse (10x slower steps) when another process is
+# busy on the second core. Must happen before numpy is imported.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 

@@ -135,3 +135,28 @@ def _tbb_available():
         return True
     except ImportError:
         return False
+
+
+FORK = """
+import multiprocessing as mp, numpy as np
+from tinygrad_free.kernels import optim, parallel
+
+def update(_):
+    w, g = np.ones(100_000, np.float32), np.full(100_000, 2, np.float32)
+    optim.adam_threaded(w, g, np.zeros_like(w), np.zeros_like(w), None, 0.5, 0.9, 0.999, 1e-8, 0.1, 0.001)
+    return float(w[0]), parallel.use_parallel(w.size)
+
+if __name__ == "__main__":
+    print(*update(0))                                   # the parent starts its threads
+    with mp.get_context("fork").Pool(1) as pool:
+        print(*pool.map(update, [0])[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or numba.config.NUMBA_NUM_THREADS < 2, reason="needs fork, two threads")
+def test_a_child_forked_after_a_parallel_update_updates_serially_instead_of_dying():
+    out = _in_subprocess(FORK)
+    parent_w, parent_parallel, child_w, child_parallel = out
+    assert parent_w == child_w and abs(float(child_w) - 0.5) < 1e-6   # 1 - 0.5 * mh / sqrt(vh), mh 2, vh 4
+    if parent_parallel == "True" and _in_subprocess(CHECK)[1] == "omp":
+        assert child_parallel == "False"

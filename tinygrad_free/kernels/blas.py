@@ -19,7 +19,7 @@ fixed symbol name (``tinygrad_free_sgemm``/``_dgemm``) that is bound here to the
 function, so numba's on-disk cache stays valid whichever provider a later process binds.
 
 Both providers are ILP64 CBLAS (64-bit integer dimensions). MKL's threads follow
-threadpoolctl like OpenBLAS's (``Trainer(blas_threads=...)``, ``threadpool_limits``).
+threadpoolctl like OpenBLAS's (``Trainer(threads=...)``, ``threadpool_limits``).
 """
 import ctypes
 import glob

@@ -15,7 +15,8 @@ region here, more than the work, so with it the serial kernels run.
 Which threading layer: numba tries TBB first by default. Unless the user chose
 (``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``), importing this module puts
 OpenMP first: with MKL's OpenMP GEMM threads in the same step, Adam on numba's OpenMP layer took
-46-52 us against 77-82 on TBB (batch 64, two threads; ``benchmarks/bench_kernels.py``).
+46-52 us against 77-82 on TBB (measured inside the training loop, batch 64, two threads). A
+process forked after it used OpenMP cannot use it again, so a forked child updates serially.
 
 Why the chunk is a slice: the serial kernel, given a slice, loops over ``range(slice.size)``
 and vectorises. Given bounds to loop over instead (``range(lo, hi)`` on the whole array), numba
@@ -100,7 +101,20 @@ def _start_threads():
 
 def use_parallel(size):
     """Whether a kernel over ``size`` elements should take its parallel twin now."""
-    return size >= MIN_PARALLEL and numba.get_num_threads() > 1 and layer_ok()
+    return HAVE_NUMBA and size >= MIN_PARALLEL and numba.get_num_threads() > 1 and layer_ok()
+
+
+def _after_fork_in_child():
+    # GNU OpenMP cannot start a parallel region in a child forked after the parent used it
+    # (numba terminates the child with "fork() called from a process already using GNU
+    # OpenMP"); such a child (a multiprocessing "fork" worker, say) updates serially.
+    global _layer_ok
+    if _layer_ok and numba.threading_layer() == "omp":
+        _layer_ok = False
+
+
+if HAVE_NUMBA and hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def threaded(serial, parallel):
