@@ -32,7 +32,7 @@ OPTIMIZERS = ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "eve")
 LR_OVERRIDES = {"sgd": 0.05, "momentum": 0.01, "nag": 0.01}
 # which fused kernel an optimizer's update runs (None: a NumPy update written in Python)
 KERNEL_OF = {"sgd": "sgd", "momentum": "momentum", "nag": "momentum", "rmsprop": "rmsprop", "adam": "adam",
-             "nadam": "nadam", "eve": None}
+             "nadam": "nadam", "eve": "adam"}   # Eve: Adam's kernel with lr/d, eps/d (optim/eve.py)
 BACKENDS = ("numba", "numpy")
 
 

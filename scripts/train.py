@@ -15,10 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# One BLAS thread unless the user says otherwise (the Trainer then keeps numba's kernels on one
-# thread too): two threads make an epoch 15-20% shorter (benchmarks/results/train.md), but make
-# results depend on the thread count, and collapse (10x slower steps) when another process is
-# busy on the second core. Must happen before numpy is imported.
+# One thread unless the user says otherwise (--threads N, which the Trainer applies to BLAS and
+# numba alike, or OMP_NUM_THREADS and the like): two make an epoch 6-15% shorter
+# (benchmarks/results/train.md), but make results depend on the thread count and collapse (10x
+# slower steps) when another process is busy on the second core. Must happen before numpy is
+# imported.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -75,6 +76,8 @@ def build_parser():
     a("--shift", type=non_negative_int, default=0, metavar="PIXELS",
       help="augment: shift each training image by up to PIXELS in x and y, zero fill (default from the config; 0: off)")
     a("--seed", type=int, help="seeds the initial weights, the validation split and the batch order")
+    a("--threads", type=positive_int, default=None, metavar="N",
+      help="threads of BLAS and of the numba kernels (default: 1, or what OMP_NUM_THREADS etc. set)")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
     a("--save", default=None, metavar="PATH", help="save the best model (by validation accuracy) to PATH (.npz)")
     a("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
@@ -154,7 +157,7 @@ def main(argv=None):
     checkpoint = ModelCheckpoint(args.save) if args.save else None
     if checkpoint:
         callbacks.append(checkpoint)
-    trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks)
+    trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks, threads=args.threads or "auto")
     side = math.isqrt(x_train.shape[1])
     augment = RandomShift(args.shift, (side, side)) if args.shift else None
     history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,

@@ -48,6 +48,7 @@ def test_short_and_long_forms_set_the_same_options():
     ["-o", "adagrad"], ["-a", "swish"], ["-l", "hinge"], ["-d", "cifar10"], ["-w_i", "orthogonal"],
     ["-b", "0"], ["-e", "-1"], ["-sz", "-5"], ["-nhl", "-1"], ["-lr", "0"], ["-lr", "-0.1"],
     ["-w_d", "-1"], ["-beta1", "1.5"], ["--wandb_mode", "sometimes"], ["--config", "no_such_config"],
+    ["--threads", "0"], ["--threads", "two"],
 ])
 def test_bad_flags_exit_with_argparse_code_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -73,6 +74,21 @@ def test_shift_flag_sets_the_augmentation_and_names_the_run():
 def test_optimizer_gets_only_its_own_hyperparameters():
     kw = train_script.optimizer_kwargs(parse("-o", "rmsprop", "-beta", "0.8", "-beta1", "0.5", "-m", "0.3"))
     assert kw["beta"] == 0.8 and "beta1" not in kw and "momentum" not in kw
+
+
+@pytest.mark.parametrize("argv, expected", [([], "auto"), (["--threads", "2"], 2), (["--threads=1"], 1)])
+def test_threads_flag_sets_the_trainers_threads_and_auto_without_it(argv, expected, monkeypatch):
+    from tinygrad_free.train import Trainer
+    seen = []
+
+    class Spy(Trainer):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train_script, "Trainer", Spy)
+    code = train_script.main(["-e", "1", "-nhl", "1", "-sz", "8", "--limit", "500", "--wandb_mode", "disabled", *argv])
+    assert code == 0 and seen == [expected]
 
 
 def test_end_to_end_one_epoch_on_a_subset_prints_test_accuracy_last(tmp_path):
