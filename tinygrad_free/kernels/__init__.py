@@ -86,19 +86,18 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         w, g, m, v = (np.full(5, 0.5, dtype) for _ in range(4))
         tmp = np.empty((2, 5), dtype)
         ops.weight_decay(g, w, 1e-4, 3, np.empty_like(g))
-        ops.sgd(w, g, tmp, 0.1)
-        for nesterov in (False, True):
-            ops.momentum(w, g, m, tmp, 0.1, 0.9, nesterov)
-        ops.rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
-        ops.adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
-        ops.nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
-        # The parallel twins (taken for large buffers when numba has several threads).
-        optim.sgd_parallel(w, g, tmp, 0.1)
-        for nesterov in (False, True):
-            optim.momentum_parallel(w, g, m, tmp, 0.1, 0.9, nesterov)
-        optim.rmsprop_parallel(w, g, v, tmp, 1e-3, 0.9, 1e-8)
-        optim.adam_parallel(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
-        optim.nadam_parallel(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
+        # The serial kernels, then their parallel twins (taken for large buffers when numba has
+        # several threads; too small here to be chosen by ops, so called directly).
+        for sgd, momentum, rmsprop, adam, nadam in (
+                (ops.sgd, ops.momentum, ops.rmsprop, ops.adam, ops.nadam),
+                (optim.sgd_parallel, optim.momentum_parallel, optim.rmsprop_parallel, optim.adam_parallel,
+                 optim.nadam_parallel)):
+            sgd(w, g, tmp, 0.1)
+            for nesterov in (False, True):
+                momentum(w, g, m, tmp, 0.1, 0.9, nesterov)
+            rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
+            adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+            nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
         images = np.ones((2, 3, 3), dtype)
         ops.shift_images(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
     return time.perf_counter() - start
