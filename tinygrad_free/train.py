@@ -73,7 +73,8 @@ class Trainer:
         ``kernels.parallel``); None leaves both alone. ``"auto"`` leaves them alone when the
         optimizer update will run in parallel (numba backend, at least
         ``kernels.parallel.MIN_PARALLEL`` parameters, more than one numba thread): two threads
-        then gave 17-20% shorter epochs than one at batch 16, 32 and 64 on the reference network.
+        then gave 6-20% shorter epochs than one at batch 16, 32 and 64 on the reference network
+        (``benchmarks/results/train.md``).
         (If BLAS has fewer threads than numba, numba's are lowered to match.)
         Otherwise it uses one thread when a step's largest matrix product is small (batch x
         weight-matrix size below ``SMALL_GEMM``): with a serial update a second BLAS thread costs
