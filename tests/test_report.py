@@ -298,6 +298,24 @@ def test_cli_sweep_section(tmp_path, results_file, capsys):
     assert "optimizer=sgd hurts" in capsys.readouterr().out
 
 
+def test_cli_sweep_section_of_a_loss_sweep_ranks_low_first_and_names_no_machine_path(tmp_path, records, capsys):
+    import report as cli
+    results = tmp_path / "loss.jsonl"
+    for r in loss_sweep(records):
+        S.append_jsonl(results, r)
+    out = tmp_path / "rep"
+    assert cli.main(["sweep", "--out", str(out), "--results", str(results), "--wandb_mode", "disabled",
+                     "--no_optuna_importance"]) == 0
+    md = (out / "report.md").read_text()
+    assert "runs from `loss.jsonl`" in md and str(tmp_path) not in md
+    lowest = min((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
+    assert f"| 1 | {lowest['run_name']} | {lowest['val_loss']:.4g} |" in md
+    assert "mean val_loss" in md and "val_accuracy" not in md
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--out", str(out), "--results", str(results), "--goal", "lowest"])
+    assert "invalid choice: 'lowest' (choose from 'maximize', 'minimize')" in capsys.readouterr().err
+
+
 def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
     """samples, confusion, losses and mnist end to end: 1 epoch, 200 images, 16 units."""
     import report as cli
@@ -337,6 +355,9 @@ def test_cli_errors(tmp_path, capsys):
     import report as cli
     with pytest.raises(SystemExit, match="no results file"):
         cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "none.jsonl")])
+    # the benchmark's raw sweep results are not in git: the error names the command that makes them
+    with pytest.raises(SystemExit, match=r"`python3 benchmarks/bench_sweep.py --tag assignment` regenerates"):
+        cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "bench_sweep-assignment-random.jsonl")])
     with pytest.raises(SystemExit, match="scripts/train.py --save"):
         cli.main(["confusion", "--out", str(tmp_path), "--model", str(tmp_path / "none.npz"),
                   "--wandb_mode", "disabled"])
