@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as C  # noqa: E402
 
 from tinygrad_free.cli import positive_int  # noqa: E402
 from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
@@ -69,7 +72,7 @@ def run_arm(method, args, tag, storage):
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
     secs = sorted(r["seconds"] for r in records if r.get("seconds"))
     return {
-        "study": name, "results": results, "wall_seconds": round(summary.seconds, 1),
+        "study": name, "results": C.repo_relative(results), "wall_seconds": round(summary.seconds, 1),
         "n_finished": summary.n_finished, "statuses": statuses,
         "median_trial_seconds": round(secs[len(secs) // 2], 2) if secs else None,
         "best_val_accuracy": best and best["val_accuracy"], "best_test_accuracy": best and best.get("test_accuracy"),

@@ -488,11 +488,11 @@ def main(argv=None):
     n_train = len(x)
 
     settings = [(ob, same, t) for ob, same in openblas_settings(args.openblas_env) for t in args.threads]
-    meta = {"command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
+    meta = {"command": C.command_line(argv),
             "quick": quick, "rounds": rounds, "timed_epochs_per_run": args.epochs,
             "warmup_epochs_per_run": warmup_epochs, "batches": batches, "threads": args.threads,
             "openblas_env_mode": args.openblas_env, "affinity": args.affinity, "n_train": n_train,
-            "data_dir": data_dir, "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
+            "data_dir": C.repo_relative(data_dir), "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
                                                                            "softmax cross-entropy",
             "implementations": {k: IMPLS[k] for k in impls}, "skipped": sorted(set(args.impls) - set(impls)),
             "openblas_vars_in_parent_env": C.openblas_vars(), "seed": args.seed, **C.machine_info()}

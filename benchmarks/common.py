@@ -29,6 +29,37 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def repo_relative(path):
+    """``path`` as a results file records it: relative to the repository (``benchmarks/...``,
+    ``../shared/data`` for a folder beside the clone), never the machine's absolute folders.
+
+    A path neither inside the repository nor beside it is recorded by its last component, marked
+    ``<outside the repository>/NAME``; None stays None.
+    """
+    if path is None:
+        return None
+    p = Path(os.path.abspath(path))
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        try:
+            return prefix + p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return f"<outside the repository>/{p.name}"
+
+
+def command_line(argv=None):
+    """The benchmark's command as its results record it: the script's name and its arguments,
+    an absolute path among them (``--out /.../results``) made relative by :func:`repo_relative`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join([Path(sys.argv[0]).name] + [repo_relative(a) if os.path.isabs(a) else a for a in args])
+
+
+def library_name(filepath):
+    """The file name of a loaded shared library (``libscipy_openblas64_-32a4b2a6.so``), without
+    the folder it was loaded from (the Python installation's, which says nothing portable)."""
+    return os.path.basename(filepath) if filepath else None
+
+
 def ensure_data_env():
     """Point TINYGRAD_FREE_DATA at ``<repo>/../shared/data`` when it is unset; returns its value."""
     if not os.environ.get("TINYGRAD_FREE_DATA"):
@@ -127,18 +158,24 @@ def blas_info():
     """threadpoolctl's view of the loaded thread pools (call after importing the libraries).
 
     ``numpy_openblas`` is numpy's own OpenBLAS: its ``architecture`` is the core type (kernel
-    set) it actually uses, and ``num_threads`` its thread count.
+    set) it actually uses, and ``num_threads`` its thread count. Each pool names its library by
+    file name (``library``) and version; the folder it was loaded from is not recorded.
     """
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {"error": "threadpoolctl not installed"}
-    pools = threadpool_info()
-    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer",
-            "filepath")
-    pools = [{k: p.get(k) for k in keep if k in p} for p in pools]
-    numpy_blas = next((p for p in pools if p.get("user_api") == "blas" and "numpy" in (p.get("filepath") or "")),
-                      next((p for p in pools if p.get("user_api") == "blas"), None))
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer")
+    pools, numpy_blas = [], None
+    for info in threadpool_info():
+        pool = {k: info.get(k) for k in keep if k in info}
+        pool["library"] = library_name(info.get("filepath"))
+        pools.append(pool)
+        # numpy's own copy is the one loaded from numpy's wheel (numpy.libs/ or numpy/.libs/)
+        if numpy_blas is None and pool.get("user_api") == "blas" and "numpy" in (info.get("filepath") or ""):
+            numpy_blas = pool
+    if numpy_blas is None:
+        numpy_blas = next((p for p in pools if p.get("user_api") == "blas"), None)
     return {"numpy_openblas": numpy_blas, "pools": pools}
 
 
