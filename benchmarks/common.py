@@ -244,6 +244,30 @@ def write_report(out_dir, name, result, markdown, plot=None):
     return md
 
 
+def replot(out_dir, name, markdown, plot=None, command="the benchmark"):
+    """Rebuild ``name``.md (and ``name``.png when ``plot`` draws one) from the ``name``.json an
+    earlier run left in ``out_dir``, without measuring anything. Returns 0.
+
+    Raises
+    ------
+    SystemExit
+        When that JSON is missing (raw results are not kept in git); the message names
+        ``command``, which measures them again.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"error: no {path} to redraw from: raw results are not kept in git; "
+                         f"`{command}` measures them again (and writes {name}.md and the figure too)")
+    result = json.loads(path.read_text())
+    md = markdown(result)
+    write_text(out_dir / f"{name}.md", md)
+    png = plot(result, out_dir / f"{name}.png") if plot else None
+    print(md)
+    print(f"redrew {out_dir / (name + '.md')}" + (f", {png}" if png else "") + f" from {path}")
+    return 0
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend, or None (with one line saying so) when missing."""
     try:

@@ -57,7 +57,7 @@ def machine_prefixes():
 
 
 def _pattern(prefixes):
-    # a prefix as a whole path component: /root matches /root/x and "/root", not /rootfs
+    # a prefix as a whole path component: /opt/py matches /opt/py/x and "/opt/py", not /opt/py2
     return re.compile("|".join(rf"(?<![\w.-]){re.escape(p)}(?![\w.-])" for p in prefixes))
 
 
@@ -136,3 +136,33 @@ def test_benchmark_blas_info_names_libraries_not_their_folders(common):
     for pool in info["pools"]:
         assert "filepath" not in pool and pool["library"] and os.sep not in pool["library"], pool
     assert info["numpy_openblas"]["user_api"] == "blas"
+
+
+def test_a_missing_raw_dump_is_an_error_naming_the_command_that_measures_it(common, tmp_path):
+    with pytest.raises(SystemExit, match=r"no .*train\.json to redraw from: raw results are not kept in git; "
+                                         r"`python3 benchmarks/bench_train.py` measures them again"):
+        common.replot(tmp_path, "train", lambda r: "", command="python3 benchmarks/bench_train.py")
+
+
+def test_replot_redraws_the_page_from_the_json(common, tmp_path):
+    (tmp_path / "t.json").write_text('{"n": 3}')
+    assert common.replot(tmp_path, "t", lambda r: f"# {r['n']} runs\n") == 0
+    assert (tmp_path / "t.md").read_text() == "# 3 runs\n"
+
+
+def test_the_tracked_sweep_benchmark_page_is_what_its_json_gives(tmp_path):
+    """bench_sweep.md and its figure come from bench_sweep.json alone (the per-trial JSONL is not in git)."""
+    pytest.importorskip("matplotlib")
+    import shutil
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_sweep
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    results = ROOT / "benchmarks" / "results"
+    shutil.copy(results / "bench_sweep.json", tmp_path)
+    assert bench_sweep.main(["--replot", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "bench_sweep.md").read_text() == (results / "bench_sweep.md").read_text()
+    assert (tmp_path / "random_vs_tpe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no .*bench_sweep.json to redraw from; `python3 benchmarks/bench_sweep.py`"):
+        bench_sweep.main(["--replot", "--out", str(tmp_path / "empty")])
