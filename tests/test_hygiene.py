@@ -166,3 +166,21 @@ def test_the_tracked_sweep_benchmark_page_is_what_its_json_gives(tmp_path):
     assert (tmp_path / "random_vs_tpe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no .*bench_sweep.json to redraw from; `python3 benchmarks/bench_sweep.py`"):
         bench_sweep.main(["--replot", "--out", str(tmp_path / "empty")])
+
+
+def test_every_link_and_image_of_a_tracked_markdown_file_is_tracked():
+    """What the README and the result pages show is in git (the raw dumps beside them are not)."""
+    tracked = set(filter(None, _git("ls-files", "-z").split("\0")))
+    missing = []
+    for name in sorted(t for t in tracked if t.endswith(".md")):
+        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue                      # a web address or an anchor
+            folder = os.path.dirname(name)
+            if os.path.basename(folder) == "sections":   # report fragments, pasted into ../report.md
+                folder = os.path.dirname(folder)
+            path = os.path.normpath(os.path.join(folder, target.split("#")[0]))
+            if path not in tracked and not any(t.startswith(path + "/") for t in tracked):
+                missing.append(f"{name}: ({target})")
+    assert not missing, "Markdown links to files git does not track:\n" + "\n".join(missing)
