@@ -1,6 +1,9 @@
-"""Helpers shared by bench_train.py and bench_optimizers.py: paths, the data location, the
-environment of a benchmark subprocess (threads, OpenBLAS variables, CPU affinity), what the
-machine and the libraries are, and small timing/format utilities.
+"""Helpers shared by the benchmarks: paths, the data location, the environment of a benchmark
+subprocess (threads, OpenBLAS variables, CPU affinity), what the machine and the libraries are,
+writing and redrawing the results, and small timing/format utilities.
+
+Results record paths relative to the repository (:func:`repo_relative`) and libraries by name
+and version, never a machine's folders: they are committed (tests/test_hygiene.py checks).
 
 Nothing here imports a deep-learning framework: the parent process of a benchmark stays
 clean, and every framework is imported only inside the subprocess that measures it.
