@@ -48,6 +48,8 @@ time reaches (floor / ours).
     python benchmarks/bench_train.py --quick         # smoke test: 5,000 images, 1 round, batch 64
 
 Writes benchmarks/results/train.json, train.md and train.png (``--quick``: train_quick.*).
+train.json, the raw per-run dump, is not kept in git; ``--replot`` redraws train.md and
+train.png from a local one without measuring anything.
 """
 import argparse
 import json
@@ -317,6 +319,8 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=3600, help="seconds one subprocess may take")
     p.add_argument("--out", default=str(C.RESULTS), help="output directory")
     p.add_argument("--name", default=None, help="output file stem (default train, quick: train_quick)")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the .md and .png from the .json of an earlier run (not kept in git), measuring nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is None:
@@ -468,6 +472,9 @@ def main(argv=None):
     batches = args.batches or ([64] if quick else [16, 64])
     limit = args.limit or (5000 if quick else None)
     name = args.name or ("train_quick" if quick else "train")
+    if args.replot:
+        return C.replot(args.out, name, markdown, plot,
+                        command="python3 benchmarks/bench_train.py" + (" --quick" if quick else ""))
     warmup_epochs = 1
     data_dir = C.ensure_data_env()
 
@@ -488,11 +495,11 @@ def main(argv=None):
     n_train = len(x)
 
     settings = [(ob, same, t) for ob, same in openblas_settings(args.openblas_env) for t in args.threads]
-    meta = {"command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
+    meta = {"command": C.command_line(argv),
             "quick": quick, "rounds": rounds, "timed_epochs_per_run": args.epochs,
             "warmup_epochs_per_run": warmup_epochs, "batches": batches, "threads": args.threads,
             "openblas_env_mode": args.openblas_env, "affinity": args.affinity, "n_train": n_train,
-            "data_dir": data_dir, "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
+            "data_dir": C.repo_relative(data_dir), "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
                                                                            "softmax cross-entropy",
             "implementations": {k: IMPLS[k] for k in impls}, "skipped": sorted(set(args.impls) - set(impls)),
             "openblas_vars_in_parent_env": C.openblas_vars(), "seed": args.seed, **C.machine_info()}
@@ -562,7 +569,10 @@ def markdown(result):
              f"{meta['cpu_model']}, {meta['cpu_count']} CPUs; Python {v['python']}, NumPy {v['numpy']}, "
              f"numba {v['numba']}, PyTorch {v.get('torch')}, JAX {v.get('jax')}, Keras {v.get('keras')}; "
              f"{meta['date']}; load average at start {', '.join(f'{x:.2f}' for x in meta['loadavg_at_start'] or [])}.",
-             "", f"Command: `python benchmarks/{meta['command']}`", ""]
+             "", f"Command: `python benchmarks/{meta['command']}`", "",
+             "The raw per-run results (the `.json` of the same name beside this file) are not kept in git: the "
+             "command above measures them again, and `--replot` added to it redraws this page and the `.png` "
+             "from a local copy.", ""]
     if meta["skipped"]:
         lines += [f"Skipped (not installed): {', '.join(IMPLS[k] for k in meta['skipped'])}.", ""]
     batches = meta["batches"]

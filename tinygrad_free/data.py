@@ -86,7 +86,7 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
 _DISPLAY_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
 
 # Folder names under TINYGRAD_FREE_DATA / data_dir. The first one is the
-# canonical name (the one the keras cache and /work/shared/data use); the
+# canonical name (the one the keras cache and ../shared/data use); the
 # underscore spelling is accepted because it is the Python-side name.
 _SUBDIRS = {
     "fashion_mnist": ("fashion-mnist", "fashion_mnist"),
@@ -116,7 +116,7 @@ KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 #:
 #: The Fashion-MNIST hashes are those of the original Zalando files, which
 #: keras mirrors byte for byte (same sizes: 26421880, 29515, 4422102, 5148).
-#: Debian's copies (also in /work/shared/data/fashion-mnist) have different
+#: Debian's copies (also in ../shared/data/fashion-mnist) have different
 #: hashes only because their gzip header lacks the original file name and
 #: time stamp; their deflate streams are identical (re-adding the header
 #: reproduces these hashes exactly), so hashing the Debian copies would
