@@ -191,9 +191,15 @@ def main(argv=None):
     trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks, threads=args.threads or "auto")
     side = math.isqrt(x_train.shape[1])
     augment = RandomShift(args.shift, (side, side)) if args.shift else None
-    history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_data=(data.x_val, data.y_val), seed=seed,
-                          lr_schedule=args.lr_schedule or "constant", augment=augment)
+    try:
+        history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              validation_data=(data.x_val, data.y_val), seed=seed,
+                              lr_schedule=args.lr_schedule or "constant", augment=augment)
+    except (OSError, ValueError) as e:
+        # Found when training begins, before any step: --save/--backup on a disk too full for the
+        # model, a --backup file from a run with other options.
+        print(f"train.py: error: {e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
+        return 2
     if checkpoint and checkpoint.best_epoch is not None:
         model = nn.load(args.save)
         trainer.model = model

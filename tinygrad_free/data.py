@@ -806,12 +806,12 @@ def as_samples(x, y, what="the training data", dtype=np.float32, names=("x", "y"
         except (ValueError, TypeError) as e:
             raise ValueError(f"{what}: {yn} could not be converted to an array ({e}); "
                              "pass integer labels of shape (samples,)") from None
+    if x.ndim and len(x) == 0:
+        raise ValueError(f"{what} is empty ({xn} has shape {x.shape}): training needs at least one sample")
     if x.ndim < 2:
         hint = f"; for a single feature use {xn}.reshape(-1, 1)" if x.ndim == 1 else ""
         raise ValueError(f"{what}: {xn} must have one row per sample, shape (samples, features), "
                          f"got shape {x.shape}{hint}")
-    if len(x) == 0:
-        raise ValueError(f"{what} is empty ({xn} has shape {x.shape}): training needs at least one sample")
     if y.ndim not in (1, 2):
         raise ValueError(f"{what}: {yn} must be integer labels of shape (samples,) or one-hot of shape "
                          f"(samples, classes), got shape {y.shape}")
