@@ -16,7 +16,7 @@ import pytest
 
 from models import build_mlp
 from tinygrad_free import nn, optim
-from tinygrad_free.callbacks import BackupAndRestore, ModelCheckpoint, check_writable
+from tinygrad_free.callbacks import BackupAndRestore, Callback, ModelCheckpoint, check_writable
 from tinygrad_free.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,3 +250,27 @@ def test_a_full_disk_is_refused_when_training_begins_not_at_the_first_save(tmp_p
         assert out.returncode == 2, out.stderr
         assert "train.py: error: cannot save to" in out.stderr and "bytes free" in out.stderr
         assert "epoch   1" not in out.stdout
+
+
+def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
+    """The best-model checkpoint listed before the backup still sees the restored history."""
+    def run(folder, epochs, interrupt_after=None):
+        class Interrupt(Callback):
+            def on_epoch_end(self, trainer, logs):
+                if logs["epoch"] == interrupt_after:
+                    raise KeyboardInterrupt
+
+        best = ModelCheckpoint(folder / "best.npz", monitor="val_loss")
+        trainer, x, y = small_trainer([best, BackupAndRestore(folder / "state.npz"), Interrupt()])
+        trainer.fit(x, y, epochs=epochs, batch_size=16, validation_data=(x[:20], y[:20]))
+        return best
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = run(tmp_path / "a", 6)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", 6, interrupt_after=5)      # the best epoch is 5; 6 is worse
+    resumed = run(tmp_path / "b", 6)
+    assert (resumed.best, resumed.best_epoch) == (whole.best, whole.best_epoch)
+    for p, q in zip(nn.load(tmp_path / "a" / "best.npz").parameters(), nn.load(tmp_path / "b" / "best.npz").parameters()):
+        np.testing.assert_array_equal(p.data, q.data)

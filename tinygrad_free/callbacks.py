@@ -16,6 +16,10 @@ from .fileio import atomic_open
 
 
 class Callback:
+    # True for a callback that loads a saved run into the trainer (BackupAndRestore): the
+    # trainer calls its on_train_begin before the others', which then see the restored history.
+    restores_training = False
+
     def on_train_begin(self, trainer):
         pass
 
@@ -110,6 +114,9 @@ class ModelCheckpoint(Callback):
     """Save the model (atomically, via ``Module.save``) whenever ``monitor`` reaches a new best.
 
     Whether ``path`` can be written is checked when training begins, not at the first save.
+    In a run resumed by :class:`BackupAndRestore` the best so far is taken from the restored
+    history (its model is already at ``path``), so a worse epoch after the resume does not
+    replace it.
     """
 
     def __init__(self, path, monitor="val_accuracy", mode=None):
@@ -120,12 +127,21 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, trainer):
         check_writable(self.path, need_bytes=_model_bytes(trainer.model))
+        earlier = trainer.history.history
+        if earlier.get(self.monitor) and os.path.exists(self.path):
+            self.best = self.best_epoch = None
+            for epoch, value in zip(earlier.get("epoch", ()), earlier.get(self.monitor, ())):
+                if not math.isnan(value) and self._improves(value):
+                    self.best, self.best_epoch = value, epoch
+
+    def _improves(self, value):
+        return self.best is None or (value < self.best if self.mode == "min" else value > self.best)
 
     def on_epoch_end(self, trainer, logs):
         value = logs[self.monitor]
         if math.isnan(value):
             return
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+        if self._improves(value):
             self.best, self.best_epoch = value, logs["epoch"]
             trainer.model.save(self.path)
 
@@ -149,6 +165,7 @@ class BackupAndRestore(Callback):
     """
 
     FORMAT = "tinygrad_free.training_state/1"
+    restores_training = True
 
     def __init__(self, path, delete_on_end=True):
         self.path, self.delete_on_end = os.fspath(path), delete_on_end

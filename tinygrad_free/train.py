@@ -143,7 +143,8 @@ class Trainer:
         self.initial_epoch = int(initial_epoch)
         base_lr = self.optimizer.lr
         try:
-            for cb in self.callbacks:
+            # A restoring callback first: the others (a best-model checkpoint) see what it restored.
+            for cb in sorted(self.callbacks, key=lambda cb: not getattr(cb, "restores_training", False)):
                 cb.on_train_begin(self)
             first = self.initial_epoch
             if not 0 <= first <= epochs:
