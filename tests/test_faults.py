@@ -272,5 +272,6 @@ def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
         run(tmp_path / "b", 6, interrupt_after=5)      # the best epoch is 5; 6 is worse
     resumed = run(tmp_path / "b", 6)
     assert (resumed.best, resumed.best_epoch) == (whole.best, whole.best_epoch)
-    for p, q in zip(nn.load(tmp_path / "a" / "best.npz").parameters(), nn.load(tmp_path / "b" / "best.npz").parameters()):
+    a, b = nn.load(tmp_path / "a" / "best.npz"), nn.load(tmp_path / "b" / "best.npz")
+    for p, q in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(p.data, q.data)
