@@ -275,3 +275,14 @@ def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
     a, b = nn.load(tmp_path / "a" / "best.npz"), nn.load(tmp_path / "b" / "best.npz")
     for p, q in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_the_epoch_log_says_a_run_resumed(tmp_path, capsys):
+    from tinygrad_free.callbacks import PrintLogger
+    path = tmp_path / "state.npz"
+    trainer, x, y = small_trainer([BackupAndRestore(path, delete_on_end=False)])
+    trainer.fit(x, y, epochs=1, batch_size=16)
+    trainer, _, _ = small_trainer([PrintLogger(), BackupAndRestore(path)])
+    trainer.fit(x, y, epochs=2, batch_size=16)
+    lines = capsys.readouterr().out.splitlines()
+    assert "resuming after epoch 1" in lines and sum(line.startswith("epoch ") for line in lines) == 1

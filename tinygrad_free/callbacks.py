@@ -40,6 +40,8 @@ class PrintLogger(Callback):
         if trainer.compile_seconds:
             print(f"kernels compiled/loaded in {trainer.compile_seconds:.2f}s (not counted in epoch times)",
                   file=self.file or sys.stdout, flush=True)
+        if getattr(trainer, "initial_epoch", 0):
+            print(f"resuming after epoch {trainer.initial_epoch}", file=self.file or sys.stdout, flush=True)
 
     def on_epoch_end(self, trainer, logs):
         parts = [f"epoch {logs['epoch']:>3}", f"train_loss {logs['train_loss']:.4f}",
