@@ -114,10 +114,12 @@ class Trainer:
         epochs ``initial_epoch + 1 .. epochs``, with the batch order and learning rate those
         epochs have in an uninterrupted run (``callbacks.BackupAndRestore`` sets it on resume).
 
-        Before anything runs (and before kernels compile) the arguments and data are checked:
-        lists are converted to arrays once (as Keras does), and empty data, mismatched lengths,
-        a malformed ``validation_data``, labels outside the model's classes, and NaN/inf in
-        either data set raise ``ValueError`` naming what was wrong.
+        Before the first step the arguments and data are checked: lists are converted to arrays
+        once (as Keras does), and empty data, mismatched lengths, a malformed
+        ``validation_data`` and NaN/inf in either data set (a min and a max over each, about
+        40 ms for Fashion-MNIST) raise ``ValueError`` naming what was wrong before the kernels
+        compile; then one sample of each set goes through the model and the loss, and labels
+        outside the model's outputs are refused, so a bad validation set costs no epoch.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
