@@ -8,11 +8,15 @@ so the same file drives both backends:
 * ``local``: :func:`run_local_sweep` translates the file into an Optuna study (``random`` ->
   ``RandomSampler``, ``grid`` -> ``GridSampler``, ``bayes`` -> ``TPESampler``, ``early_terminate``
   -> ``HyperbandPruner`` or ``MedianPruner``) kept in a database (SQLite by default), so several
-  processes or machines can share a study and a killed sweep resumes where it stopped.
+  processes or machines can share a study and a killed sweep resumes where it stopped. Machines
+  share one through PostgreSQL (``postgresql://`` storage, the ``postgres`` extra's driver); a
+  killed worker's trial is re-run (:func:`recover_dead_trials`).
 
 Every finished trial is appended as one JSON line to a results file next to the study: the
 configuration, the per-epoch history, the final metrics and how the run ended (``completed``,
 ``diverged``, ``pruned`` or ``failed``). :mod:`tinygrad_free.report` draws its figures from it.
+The study keeps the same record with each trial, so :func:`export_results` writes the lines of
+all machines' trials to one file.
 
 Supported parameter specifications (``parameters: {name: spec}``):
 
@@ -854,17 +858,97 @@ def _retry_callback():
         return cls(max_retry=_MAX_RETRY)
 
 
+#: What a machine installs to reach a PostgreSQL study (setup.cfg's ``postgres`` extra: psycopg 3).
+POSTGRES_INSTALL = "pip install 'tinygrad_free[postgres]'"
+# SQLAlchemy dialects for PostgreSQL with the module each imports, in the order tried for a plain
+# ``postgresql://`` URL after SQLAlchemy's own default (psycopg2 up to SQLAlchemy 2.0, psycopg from 2.1).
+_POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+_POSTGRES_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary"}
+
+
+def display_url(url):
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    if "://" not in url or url.startswith("sqlite"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses; show the scheme only  # noqa: BLE001
+        return url.split("://", 1)[0] + "://..."
+
+
+def _dialect_dbapi_ok(drivername):
+    """True when SQLAlchemy has the dialect ``drivername`` and its DBAPI module imports."""
+    from sqlalchemy.engine import make_url
+    try:
+        dialect = make_url(f"{drivername}://").get_dialect()
+        importer = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2.x / 1.4
+        importer()
+    except ImportError:
+        return False
+    except Exception as e:  # sqlalchemy.exc.NoSuchModuleError: this SQLAlchemy lacks the dialect
+        if type(e).__name__ == "NoSuchModuleError":
+            return False
+        raise
+    return True
+
+
+def resolve_storage_url(url):
+    """The URL SQLAlchemy opens for the storage ``url``, checking its database driver first.
+
+    SQLite URLs come back unchanged. ``postgresql://user@host/db`` names no driver, and
+    SQLAlchemy's default for it changed from psycopg2 (up to 2.0) to psycopg 3 (2.1), so the URL is
+    pointed at whichever driver imports: SQLAlchemy's default first, then ``psycopg``, then
+    ``psycopg2``; ``postgres://`` (Heroku's spelling) is read as ``postgresql://``. A URL naming
+    its driver (``postgresql+psycopg2://``) is used as typed.
+
+    Raises
+    ------
+    ImportError
+        When no PostgreSQL driver imports, naming the URL (password hidden) and the extra that
+        installs one, before any study is touched (Optuna would otherwise stop in a traceback).
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "postgres":
+        scheme, url = "postgresql", "postgresql" + url[len("postgres"):]
+    if scheme.split("+", 1)[0] != "postgresql":
+        return url
+    if scheme == "postgresql":
+        from sqlalchemy.engine import make_url
+        default = make_url(url).get_dialect().driver
+        candidates = [default] + [d for d in _POSTGRES_DRIVERS if d != default]
+    else:
+        candidates = [scheme.split("+", 1)[1]]
+    for driver in candidates:
+        if _dialect_dbapi_ok(f"postgresql+{driver}"):
+            return url if scheme != "postgresql" or driver == candidates[0] else \
+                f"postgresql+{driver}" + url[len(scheme):]
+    if scheme != "postgresql":
+        package = _POSTGRES_PACKAGES.get(candidates[0], candidates[0])
+        raise ImportError(f"storage {display_url(url)} names the PostgreSQL driver {candidates[0]!r}, which is "
+                          f"not installed: pip install '{package}', or write postgresql:// and "
+                          f"{POSTGRES_INSTALL}")
+    raise ImportError(f"storage {display_url(url)} needs a PostgreSQL driver ({' or '.join(candidates)}), "
+                      f"and none is installed: {POSTGRES_INSTALL}")
+
+
 def open_storage(url):
     """An Optuna storage for ``url`` with heartbeats, so trials of a dead process are retried.
 
-    SQLite gets a long busy timeout because several worker processes write to one file.
+    SQLite gets a long busy timeout because several worker processes write to one file;
+    PostgreSQL URLs go through :func:`resolve_storage_url` (driver choice, clear missing-driver error)
+    and get ``pool_pre_ping``, so a connection the server dropped while a long trial trained
+    is replaced instead of failing the trial's ``tell``.
     """
     import optuna
+    url = resolve_storage_url(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    if url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True}
     params = {"heartbeat_interval": _HEARTBEAT_INTERVAL, "grace_period": _GRACE}
     import inspect
     names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
@@ -963,6 +1047,38 @@ def fail_dead_trials(study):
     return n
 
 
+def recover_dead_trials(study):
+    """Fail and re-queue the RUNNING trials of dead workers, on this machine or any other.
+
+    A worker killed mid-trial (SIGKILL, power loss, a lost machine) leaves its trial RUNNING in
+    the shared database, where it would count towards ``n_trials`` forever. Every worker calls
+    this before it counts the study's trials, and it uses two signals:
+
+    * same machine: the trial's ``machine``/``pid`` user attributes name a process that no longer
+      exists, so it is failed at once (:func:`fail_dead_trials`) -- a killed sweep restarted on
+      its machine re-runs the trial without waiting;
+    * any machine: the trial's heartbeat (written every ``_HEARTBEAT_INTERVAL`` s by Optuna's
+      ``RDBStorage`` heartbeat thread) is older than ``_GRACE`` s, so
+      ``optuna.storages.fail_stale_trials`` fails it -- this covers a machine that died, whose
+      pids the others cannot check.
+
+    Either way the storage's :class:`optuna.storages.RetryFailedTrialCallback` (at most
+    ``_MAX_RETRY`` retries) enqueues the same parameters as a WAITING trial, which the next worker
+    to start a trial picks up, so the study still reaches exactly ``n_trials`` finished trials with
+    the configurations the sampler chose. The failed trial keeps its FAIL state and writes no
+    results line (its process died before it could), so each finished trial is recorded once.
+
+    Returns
+    -------
+    int
+        How many trials this call failed on the pid check (heartbeat failures are not counted).
+    """
+    import optuna
+    n = fail_dead_trials(study)
+    optuna.storages.fail_stale_trials(study)
+    return n
+
+
 def _counts(study):
     from optuna.trial import TrialState
     trials = study.get_trials(deepcopy=False)
@@ -1012,6 +1128,108 @@ def _status_value(spec, status, value):
     return float(value)
 
 
+#: The trial user attribute holding a finished trial's whole result (see :func:`results_record`).
+RESULT_ATTR = "result"
+
+
+def results_record(study_name, frozen, result, metric, machine=None, pid=None):
+    """The results-file line of the finished trial ``frozen``.
+
+    The worker that ran the trial appends it to its machine's results file; :func:`export_results`
+    rebuilds the same line from the study, so both give one shape to :mod:`tinygrad_free.report`.
+
+    Parameters
+    ----------
+    study_name : str
+    frozen : optuna.trial.FrozenTrial
+        The trial after Optuna stored its final state.
+    result : dict or None
+        What :func:`run_trial` returned plus ``run_name``, ``params``, ``started_at``,
+        ``finished_at``, ``value``, ``limit`` and ``worker`` (the trial's ``result`` user
+        attribute). None for a trial stored without one (a study from before the attribute),
+        whose line is rebuilt from its parameters, value and other user attributes.
+    metric : str
+        The sweep's metric.
+    machine, pid : optional
+        The worker's; default: the trial's ``machine`` and ``pid`` user attributes.
+
+    Returns
+    -------
+    dict
+        ``study``, ``trial``, ``backend``, ``run_name``, ``status`` (``failed`` for a FAIL trial,
+        ``pruned`` for a PRUNED one, else the run's own), ``metric``, ``value`` (Optuna's), then
+        the result's entries, then ``limit``, ``machine``, ``pid`` and ``worker``.
+    """
+    from optuna.trial import TrialState
+    result = dict(result or {})
+    attrs = frozen.user_attrs
+    if not result.get("status") and frozen.state == TrialState.COMPLETE:  # no stored result
+        result.setdefault(metric, frozen.value)
+        for key in ("test_accuracy", "val_accuracy_best", "seconds"):
+            result.setdefault(key, attrs.get(key))
+    status = result.pop("status", None) or attrs.get("status") or "completed"
+    if frozen.state == TrialState.FAIL:
+        status = "failed"
+    elif frozen.state == TrialState.PRUNED:
+        status = "pruned"
+    stored_value = result.pop("value", None)
+    value = frozen.value if frozen.value is not None else stored_value
+    result.setdefault("params", frozen.params)
+    run_name = result.pop("run_name", None) or attrs.get("run_name")
+    limit, worker = result.pop("limit", None), result.pop("worker", None)
+    return {"study": study_name, "trial": frozen.number, "backend": "local", "run_name": run_name,
+            "status": status, "metric": metric, "value": value, **result, "limit": limit,
+            "machine": machine if machine is not None else attrs.get("machine"),
+            "pid": pid if pid is not None else attrs.get("pid"), "worker": worker}
+
+
+def export_results(storage, study_name, path, metric="val_accuracy"):
+    """Write every finished trial of a study to a results JSONL file, whichever machine ran it.
+
+    Each machine's workers append to their own machine's results file; the study in the shared
+    database holds every trial's whole result (its ``result`` user attribute), so this gathers a
+    sweep run on many machines into one file for :mod:`tinygrad_free.report`. The lines are
+    those :func:`results_record` gives the workers, in trial order; ``path`` is replaced
+    atomically.
+
+    Exported: COMPLETE and PRUNED trials, and FAIL trials whose run raised (status ``failed``).
+    Left out: RUNNING and WAITING trials, and FAIL trials without a result -- those of a worker
+    that was killed, whose parameters were re-queued and re-run as another trial.
+
+    Returns
+    -------
+    dict
+        ``records`` (lines written), ``skipped`` (trials left out) and ``machines`` (lines per
+        machine).
+
+    Raises
+    ------
+    ValueError
+        When the storage holds no study ``study_name`` (the message lists those it holds).
+    """
+    import optuna
+    from optuna.trial import TrialState
+    if storage.startswith("sqlite:///") and not os.path.exists(storage[len("sqlite:///"):]):
+        raise ValueError(f"no study database at {storage}; give the --storage URL the sweep ran with")
+    store = open_storage(storage)
+    names = [s.study_name for s in store.get_all_studies()]
+    if study_name not in names:
+        raise ValueError(f"storage {display_url(storage)} holds no study {study_name!r}; "
+                         f"its studies: {', '.join(sorted(names)) or 'none'}")
+    study = optuna.load_study(study_name=study_name, storage=store)
+    records, skipped, machines = [], 0, {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        stored = t.user_attrs.get(RESULT_ATTR)
+        if not (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and stored)):
+            skipped += 1
+            continue
+        record = _clean(results_record(study_name, t, stored, metric))
+        records.append(json.dumps(record, allow_nan=False) + "\n")
+        machines[record["machine"]] = machines.get(record["machine"], 0) + 1
+    atomic_write_text(path, "".join(records))
+    return {"records": len(records), "skipped": skipped, "machines": machines}
+
+
 class _LocalTrial:
     """The objective and the per-trial bookkeeping of one worker."""
 
@@ -1029,6 +1247,7 @@ class _LocalTrial:
         # attributes of the dead process it came from, and fail_dead_trials would fail it again.
         trial.set_user_attr("machine", self.machine)
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr(RESULT_ATTR, None)
         # The trial exists in the database now, so other workers can count it.
         self.lock.release()
         job, spec = self.job, self.spec
@@ -1054,6 +1273,8 @@ class _LocalTrial:
             self.result = {"status": "failed", "message": f"{type(e).__name__}: {e}", "config": config,
                            "error": traceback.format_exc(limit=5), "run_name": name, "started_at": started,
                            "finished_at": time.time(), "params": params}
+            with contextlib.suppress(Exception):  # the trial's own error is the one to report
+                trial.set_user_attr(RESULT_ATTR, self.stored_result())
             if run is not None:
                 run.finish(exit_code=1)
             raise
@@ -1063,6 +1284,7 @@ class _LocalTrial:
         self.result = result
         for key in ("run_name", "status", "test_accuracy", "val_accuracy_best", "seconds"):
             trial.set_user_attr(key, result.get(key))
+        trial.set_user_attr(RESULT_ATTR, self.stored_result())
         if run is not None:
             run.summary.update({"status": result["status"], "test_accuracy": result["test_accuracy"],
                                 "val_accuracy_best": result["val_accuracy_best"], "seconds": result["seconds"]})
@@ -1071,25 +1293,24 @@ class _LocalTrial:
             raise optuna.TrialPruned(result["message"])
         return result["value"]
 
+    def stored_result(self):
+        """The trial's result as kept in the study (user attribute ``result``), JSON-safe.
+
+        With it, :func:`export_results` rebuilds this worker's results line on any machine.
+        """
+        return _clean({**(self.result or {}), "limit": self.job["limit"], "worker": self.worker})
+
     def record(self, study, frozen):
         """Study callback (runs after Optuna stored the trial's state): append the results line."""
         from optuna.trial import TrialState
-        result = dict(self.result or {}) if frozen.number == self.current else {}
         if frozen.state == TrialState.FAIL:
-            result["status"] = "failed"
             self.consecutive_failures += 1
         else:
             self.consecutive_failures = 0
-        if frozen.state == TrialState.PRUNED:
-            result["status"] = "pruned"
-        status = result.pop("status", "failed")
-        value = frozen.value if frozen.value is not None else result.pop("value", None)
-        result.pop("value", None)
-        result.setdefault("params", frozen.params)
-        record = {"study": study.study_name, "trial": frozen.number, "backend": "local",
-                  "run_name": result.pop("run_name", None), "status": status, "metric": self.spec.metric,
-                  "value": value, **result, "limit": self.job["limit"], "machine": self.machine,
-                  "pid": os.getpid(), "worker": self.worker}
+        result = self.stored_result() if frozen.number == self.current else \
+            {"limit": self.job["limit"], "worker": self.worker}
+        record = results_record(study.study_name, frozen, result, self.spec.metric, machine=self.machine,
+                                pid=os.getpid())
         append_jsonl(self.job["results"], record)
         if self.job["verbose"]:
             finished, _ = _counts(study)
@@ -1137,8 +1358,7 @@ def _local_worker(job, worker=0):
     while True:
         lock.acquire()
         try:
-            fail_dead_trials(study)
-            optuna.storages.fail_stale_trials(study)
+            recover_dead_trials(study)
             finished, running = _counts(study)
             if finished >= job["n_trials"] or runner.consecutive_failures >= 3:
                 break
@@ -1298,7 +1518,8 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     workers : int, default 1
         Trials run at once, each in its own process with one BLAS thread (1 = in this process).
     storage : str, optional
-        Optuna storage URL; default ``sqlite:///<sweep folder>/<study_name>.db``.
+        Optuna storage URL; default ``sqlite:///<sweep folder>/<study_name>.db``. Machines
+        sharing one sweep give the same ``postgresql://user:password@host/db`` URL.
     study_name : str, optional
         Default: the sweep's name.
     results : str, optional
@@ -1316,6 +1537,12 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     Returns
     -------
     SweepSummary
+
+    Raises
+    ------
+    ImportError
+        Before anything runs, when ``storage`` is a PostgreSQL URL and no driver is installed
+        (see :func:`resolve_storage_url`).
     """
     study_name = study_name or spec.name
     if n_trials is None:
@@ -1329,6 +1556,7 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     if int(n_trials) < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     storage = storage or default_storage(sweep_path, study_name)
+    resolve_storage_url(storage)  # a missing database driver stops here, with the extra to install
     results = results or default_results(storage, study_name, sweep_path)
     job = {"raw": spec.raw, "study_name": study_name, "storage": storage, "results": results,
            "n_trials": int(n_trials), "limit": limit, "data_dir": data_dir, "seed": seed,
@@ -1336,7 +1564,8 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
            "verbose": verbose, "poll": poll}
     if verbose:
         print(f"sweep {study_name!r}: {spec.method} over {', '.join(spec.varied) or 'nothing'}; "
-              f"{n_trials} trials, {workers} worker(s)\n  study:   {storage}\n  results: {results}", flush=True)
+              f"{n_trials} trials, {workers} worker(s)\n  study:   {display_url(storage)}\n  results: {results}",
+              flush=True)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock = _FileLock(_lock_path(storage, study_name))
@@ -1466,6 +1695,7 @@ def run_wandb_sweep(spec, *, sweep_id=None, count=None, n_trials=None, workers=1
 __all__ = ["DEFAULTS", "METHODS", "DISTRIBUTIONS", "Param", "SweepSpec", "SweepSummary", "PruningCallback",
            "parse_sweep", "load_sweep", "make_sampler", "make_pruner", "suggest_params", "check_value",
            "normalize_config", "run_name", "run_trial", "get_data", "append_jsonl", "read_results",
-           "atomic_write_text", "open_storage", "fail_dead_trials", "run_local_sweep", "run_wandb_sweep",
+           "atomic_write_text", "open_storage", "resolve_storage_url", "display_url", "fail_dead_trials",
+           "recover_dead_trials", "results_record", "export_results", "run_local_sweep", "run_wandb_sweep",
            "default_storage", "default_results", "best_record",
            "run_workers", "map_trials"]
