@@ -46,6 +46,7 @@ import tempfile
 import time
 import traceback
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -956,7 +957,28 @@ def open_storage(url):
     params[key] = _retry_callback()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat options are marked experimental in some versions
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        if url.startswith("sqlite"):
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        return _rdb_storage_racing_others(url, engine_kwargs, params)
+
+
+def _rdb_storage_racing_others(url, engine_kwargs, params, attempts=5):
+    """``RDBStorage(url)``, retried while other machines create the same tables.
+
+    Optuna creates its tables and its version row when a storage opens, without ``IF NOT EXISTS``;
+    on an empty server database, machines joining at once collide there (PostgreSQL: duplicate
+    table or key). The loser retries and finds the winner's tables. SQLite processes take a file
+    lock instead (``_FileLock``), which the machines of a server database cannot share.
+    """
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _lock_path(storage_url, study_name):
@@ -1087,12 +1109,22 @@ def _counts(study):
     return finished, running
 
 
-def _sampler_seed(seed, worker, n_existing):
+def _sampler_seed(seed, worker, n_existing, process=None):
     # Different per worker and per resume, so parallel or restarted workers do not replay the
-    # same random stream (which would re-run configurations already in the study).
+    # same random stream (which would re-run configurations already in the study). Machines that
+    # join a server study at once see the same worker index and study size, so there the
+    # process ("machine:pid") is mixed in too.
     if seed is None:
         return None
-    return int(np.random.SeedSequence([int(seed), int(worker), int(n_existing)]).generate_state(1)[0])
+    entropy = [int(seed), int(worker), int(n_existing)]
+    if process is not None:
+        entropy.append(zlib.crc32(str(process).encode()))
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _process_salt(storage_url):
+    """What tells this process's sampler apart from other machines' (None for SQLite, one machine)."""
+    return None if storage_url.startswith("sqlite") else f"{_machine_id()}:{os.getpid()}"
 
 
 def _set_single_thread_env():
@@ -1350,7 +1382,8 @@ def _local_worker(job, worker=0):
                                     direction=spec.goal, pruner=make_pruner(spec),
                                     sampler=make_sampler(spec, None))
         n_existing = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(spec, _sampler_seed(job["seed"], worker, n_existing))
+        study.sampler = make_sampler(spec, _sampler_seed(job["seed"], worker, n_existing,
+                                                         _process_salt(job["storage"])))
     finally:
         lock.release()
     runner = _LocalTrial(job, spec, lock, worker)
@@ -1528,7 +1561,9 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
         Train each trial on this many training images.
     data_dir : str, optional
     seed : int or None, default 0
-        Seeds the samplers (mixed with the worker index and the study's size).
+        Seeds the samplers (mixed with the worker index and the study's size, and for a server
+        storage such as PostgreSQL with the machine and process, so that machines joining at
+        once do not sample the same configurations).
     wandb_mode : {"online", "offline", "disabled"}
         Each trial is a wandb run in group ``study_name``.
     verbose : bool
