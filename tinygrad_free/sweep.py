@@ -881,16 +881,13 @@ def display_url(url):
 def _dialect_dbapi_ok(drivername):
     """True when SQLAlchemy has the dialect ``drivername`` and its DBAPI module imports."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
     try:
         dialect = make_url(f"{drivername}://").get_dialect()
         importer = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2.x / 1.4
         importer()
-    except ImportError:
+    except (ImportError, NoSuchModuleError):  # no driver module / no such dialect in this SQLAlchemy
         return False
-    except Exception as e:  # sqlalchemy.exc.NoSuchModuleError: this SQLAlchemy lacks the dialect
-        if type(e).__name__ == "NoSuchModuleError":
-            return False
-        raise
     return True
 
 
