@@ -162,19 +162,20 @@ def study_trials(storage, name="shared"):
         return []
 
 
-def wait_for_running_trial(storage, pid, n_params, timeout=240):
-    """The number of the trial process ``pid`` is training: claimed (user attribute ``pid``) and
-    with all ``n_params`` parameters sampled; the first trial then loads the data for seconds."""
+def wait_for_running_trial(storage, pids, n_params, timeout=240):
+    """A trial one of the processes ``pids`` is training, as ``(number, pid)``: claimed (user
+    attribute ``pid``) with all ``n_params`` parameters sampled; a process's first trial then
+    loads the data for seconds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         trials = study_trials(storage)
         for t in trials:
-            if t.state == TrialState.RUNNING and t.user_attrs.get("pid") == pid and len(t.params) == n_params:
-                return t.number
+            if t.state == TrialState.RUNNING and t.user_attrs.get("pid") in pids and len(t.params) == n_params:
+                return t.number, t.user_attrs["pid"]
         if sum(t.state == TrialState.COMPLETE for t in trials) >= N_TRIALS:
             break
         time.sleep(0.05)
-    raise AssertionError(f"process {pid} started no trial of the study before it was done or {timeout}s passed")
+    raise AssertionError(f"processes {pids} trained no trial before the study was done or {timeout}s passed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,20 +189,22 @@ def test_two_sweeps_share_a_postgres_study_and_a_killed_worker_is_rerun(postgres
     sweep_file = tmp_path / "shared.yaml"
     sweep_file.write_text(SWEEP)
     # Separate results files, as on two machines; the export gathers them from the study.
-    results_a, results_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    logs = {k: open(tmp_path / f"{k}.log", "w") for k in ("a", "b", "b2")}
+    results = {"a": tmp_path / "a.jsonl", "b": tmp_path / "b.jsonl"}
+    logs = {k: open(tmp_path / f"{k}.log", "w") for k in ("a", "b", "restarted")}
     storage = S.open_storage(postgres_url)   # to watch the study, as the processes fill it
     procs = []
     try:
-        a = sweep_process(sweep_file, postgres_url, results_a, logs["a"])
-        b = sweep_process(sweep_file, postgres_url, results_b, logs["b"])
-        procs += [a, b]
-        killed = wait_for_running_trial(storage, b.pid, len(S.load_sweep(sweep_file).varied))
-        os.kill(b.pid, signal.SIGKILL)
-        assert b.wait(timeout=30) == -signal.SIGKILL
-        b2 = sweep_process(sweep_file, postgres_url, results_b, logs["b2"])   # the same command again
-        procs.append(b2)
-        for p in (a, b2):
+        procs = [sweep_process(sweep_file, postgres_url, results[k], logs[k]) for k in ("a", "b")]
+        # Kill whichever process is first seen training a trial.
+        killed, victim_pid = wait_for_running_trial(storage, {p.pid for p in procs},
+                                                    len(S.load_sweep(sweep_file).varied))
+        victim = next(k for k, p in zip("ab", procs) if p.pid == victim_pid)
+        os.kill(victim_pid, signal.SIGKILL)
+        assert procs["ab".index(victim)].wait(timeout=30) == -signal.SIGKILL
+        # The same command again, on the same "machine".
+        procs.append(sweep_process(sweep_file, postgres_url, results[victim], logs["restarted"]))
+        survivors = [p for p in procs if p.pid != victim_pid]
+        for p in survivors:
             p.wait(timeout=300)
     finally:
         for p in procs:
@@ -211,28 +214,29 @@ def test_two_sweeps_share_a_postgres_study_and_a_killed_worker_is_rerun(postgres
         for f in logs.values():
             f.close()
     output = {k: (tmp_path / f"{k}.log").read_text() for k in logs}
-    assert a.returncode == 0 and b2.returncode == 0, output
+    assert [p.returncode for p in survivors] == [0, 0], output
 
     trials = {t.number: t for t in study_trials(storage)}
     states = [t.state for t in trials.values()]
     assert states.count(TrialState.COMPLETE) == N_TRIALS, output
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states
     # The killed worker's trial was failed and its parameters re-run as another trial.
-    assert trials[killed].state == TrialState.FAIL and trials[killed].user_attrs["pid"] == b.pid
+    assert trials[killed].state == TrialState.FAIL and trials[killed].user_attrs["pid"] == victim_pid
     rerun = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
-    assert rerun[0].params == trials[killed].params and rerun[0].user_attrs["pid"] in (a.pid, b2.pid)
+    assert rerun[0].params == trials[killed].params
+    assert rerun[0].user_attrs["pid"] in {p.pid for p in survivors}
     assert states.count(TrialState.FAIL) == 1
 
     # Every finished trial is recorded exactly once, by the process that ran it.
-    recorded = lines(results_a) + lines(results_b)
+    recorded = lines(results["a"]) + lines(results["b"])
     complete = sorted(n for n, t in trials.items() if t.state == TrialState.COMPLETE)
     assert sorted(r["trial"] for r in recorded) == complete
     for r in recorded:
         assert r["status"] == "completed" and r["pid"] == trials[r["trial"]].user_attrs["pid"]
         assert r["value"] == r["val_accuracy"] == trials[r["trial"]].value
         assert len(r["history"]["val_accuracy"]) == 1 and r["limit"] == 300
-    assert b.pid not in {r["pid"] for r in recorded}
+    assert killed not in {r["trial"] for r in recorded}
 
     # --export writes the same lines, from the study alone.
     exported = tmp_path / "all.jsonl"
