@@ -9,7 +9,6 @@ Without the server binaries the server tests are skipped, with the reason in pyt
 import glob
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -79,6 +78,7 @@ class PostgresServer:
         self.as_user = []
         self.started = False
         if os.geteuid() == 0:  # the server will not run as root
+            import pwd
             user = pwd.getpwnam("postgres")
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
@@ -123,6 +123,7 @@ def postgres_url():
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH "
                     "or in /usr/lib/postgresql/*/bin")
     if os.geteuid() == 0:
+        import pwd
         try:
             pwd.getpwnam("postgres")
         except KeyError:
