@@ -2,12 +2,11 @@
 """Train a feedforward network on Fashion-MNIST or MNIST with the assignment's flags.
 
 The defaults are the best configuration found on the validation set
-(models/fashion_mnist_best.yaml), so ``python scripts/train.py`` trains the best model.
+(tinygrad_free/recipes/fashion_mnist_best.yaml), so ``python scripts/train.py`` trains the best model.
 ``--config NAME_OR_PATH`` starts from another configuration; flags given explicitly win.
 The last line printed is ``test_accuracy: <fraction>``.
 """
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -24,17 +23,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 
-from models import build_mlp, load_config  # noqa: E402
+from tinygrad_free import config as C  # noqa: E402
 from tinygrad_free import init, nn, optim  # noqa: E402
 from tinygrad_free.optim import schedule  # noqa: E402
-from tinygrad_free.augment import RandomShift  # noqa: E402
-from tinygrad_free.cli import (add_plugin_option, load_plugins, lower_choice, non_negative_float,  # noqa: E402
-                               non_negative_int, positive_float, positive_int, table_choice, unit_interval,
-                               writable_file)
-from tinygrad_free.callbacks import BackupAndRestore, ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
-from tinygrad_free.data import load_split  # noqa: E402
-from tinygrad_free.tracking import resolve_mode, start_wandb_run  # noqa: E402
-from tinygrad_free.train import Trainer  # noqa: E402
+from tinygrad_free.cli import (add_plugin_option, load_plugins, non_negative_float, non_negative_int,  # noqa: E402
+                               positive_float, positive_int, table_choice, unit_interval, writable_file)
+from tinygrad_free.config import optimizer_kwargs, run_name  # noqa: E402,F401  (the script's API)
+from tinygrad_free.recipes import load_config  # noqa: E402
+from tinygrad_free.train_cli import run  # noqa: E402
 
 DEFAULT_CONFIG = "fashion_mnist_best"
 # The names the library accepts, from its own tables (aliases such as mse, linear, glorot too).
@@ -42,8 +38,7 @@ LOSSES = nn.loss.LOSSES
 ACTIVATIONS = nn.activation.CODES
 INITS = init.INITIALIZERS
 SCHEDULES = schedule.SCHEDULES
-# The optimizer's hyperparameters, by the flag that sets them.
-HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
+HYPER = C.HYPER
 
 
 def optimizer_name(text):
@@ -56,10 +51,10 @@ def optimizer_name(text):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--config", default=DEFAULT_CONFIG, help="configuration name in models/ or a YAML path (default: %(default)s)")
+    a("--config", default=DEFAULT_CONFIG, help="recipe name in tinygrad_free/recipes/ or a YAML path (default: %(default)s)")
     a("-wp", "--wandb_project", default="tinygrad_free", help="wandb project")
     a("-we", "--wandb_entity", default=None, help="wandb entity (user or team)")
-    a("-d", "--dataset", type=lower_choice(("mnist", "fashion_mnist")), help="mnist or fashion_mnist")
+    a("-d", "--dataset", type=table_choice(C.DATASETS), help="mnist or fashion_mnist")
     a("-e", "--epochs", type=positive_int)
     a("-b", "--batch_size", type=positive_int)
     a("-l", "--loss", type=table_choice(LOSSES), help=f"one of {', '.join(LOSSES)} (any case)")
@@ -111,8 +106,7 @@ def parse_args(argv=None):
         parser.error(f"config {pre.config}: unknown option(s) {unknown}")
     parser.set_defaults(**config)
     args = parser.parse_args(argv)
-    missing = [k for k in ("dataset", "epochs", "batch_size", "loss", "optimizer", "learning_rate",
-                           "weight_init", "num_layers", "hidden_size", "activation") if getattr(args, k) is None]
+    missing = [k for k in C.REQUIRED if getattr(args, k) is None]
     if missing:
         parser.error(f"config {args.config} does not set {missing}; pass them as flags")
     warn_unused_hyperparameters(parser, build_parser().parse_args(argv), args.optimizer)
@@ -134,88 +128,8 @@ def warn_unused_hyperparameters(parser, explicit, optimizer):
               f"it is used by {', '.join(users) or 'no registered optimizer'}", file=sys.stderr)
 
 
-def run_name(args):
-    """The config in a run name, e.g. hl_3_bs_16_ac_tanh_opt_nadam_lr_1e-3."""
-    lr = f"{args.learning_rate:.0e}".replace("e-0", "e-").replace("e+0", "e")
-    name = (f"hl_{args.num_layers}_sz_{args.hidden_size}_bs_{args.batch_size}_ac_{args.activation}"
-            f"_opt_{args.optimizer}_lr_{lr}_wd_{args.weight_decay:g}_init_{args.weight_init}_ep_{args.epochs}")
-    if args.lr_schedule and args.lr_schedule != "constant":
-        name += f"_{args.lr_schedule}"
-    if args.shift:
-        name += f"_shift{args.shift}"
-    return name + ("_mse" if LOSSES[args.loss] is nn.MSELoss else "")
-
-
-def optimizer_kwargs(args):
-    allowed = optim.get(args.optimizer).defaults
-    kw = {"lr": args.learning_rate, "weight_decay": args.weight_decay or 0.0}
-    for flag, key in HYPER.items():
-        value = getattr(args, flag)
-        if value is not None and key in allowed:
-            kw[key] = value
-    return kw
-
-
-def start_wandb(args):
-    """A wandb run, or None. Never waits for a login prompt (see tinygrad_free.tracking)."""
-    mode = resolve_mode(args.wandb_mode)
-    config = {k: v for k, v in vars(args).items() if k not in ("wandb_project", "wandb_entity", "wandb_mode")}
-    run = start_wandb_run(mode, project=args.wandb_project, entity=args.wandb_entity, name=run_name(args),
-                          config=config)
-    if run is None and mode != "disabled":
-        print("wandb not installed: not logging (pip install wandb)")
-    return run
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    seed = args.seed if args.seed is not None else 0
-    data = load_split(args.dataset, data_dir=args.data_dir, seed=seed)
-    x_train, y_train = data.x_train, data.y_train
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-    model = build_mlp(x_train.shape[1], args.num_layers, args.hidden_size, args.activation, args.weight_init,
-                      num_classes=len(data.class_names), rng=seed)
-    opt = optim.create(args.optimizer, model.parameters(), **optimizer_kwargs(args))
-    print(f"{run_name(args)} on {args.dataset}: {len(x_train)} train / {len(data.x_val)} validation images")
-    print(model)
-    run = start_wandb(args)
-    callbacks = [PrintLogger()]
-    if run is not None:
-        callbacks.append(WandbLogger(run))
-    checkpoint = ModelCheckpoint(args.save) if args.save else None
-    if checkpoint:
-        callbacks.append(checkpoint)
-    if args.backup:
-        callbacks.append(BackupAndRestore(args.backup))
-    trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks, threads=args.threads or "auto")
-    side = math.isqrt(x_train.shape[1])
-    augment = RandomShift(args.shift, (side, side)) if args.shift else None
-    try:
-        history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                              validation_data=(data.x_val, data.y_val), seed=seed,
-                              lr_schedule=args.lr_schedule or "constant", augment=augment)
-    except (OSError, ValueError) as e:
-        # Found when training begins, before any step: --save/--backup on a disk too full for the
-        # model, a --backup file from a run with other options.
-        print(f"train.py: error: {e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
-        return 2
-    if checkpoint and checkpoint.best_epoch is not None:
-        model = nn.load(args.save)
-        trainer.model = model
-        print(f"best model (epoch {checkpoint.best_epoch}, val_accuracy {checkpoint.best:.4f}) saved to {args.save}")
-    if history.status == "diverged":
-        if run is not None:
-            run.finish(exit_code=1)
-        print(f"diverged: {history.message}")
-        print("test_accuracy: nan")
-        return 1
-    _, test_acc = trainer.evaluate(data.x_test, data.y_test)
-    if run is not None:
-        run.summary["test_accuracy"] = test_acc
-        run.finish()
-    print(f"test_accuracy: {test_acc:.4f}")
-    return 0
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

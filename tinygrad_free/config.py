@@ -1,0 +1,348 @@
+"""Training configurations: the option schema, the names it accepts, run names, and the one
+function that turns a configuration into a model, an optimizer and a training run.
+
+``scripts/train.py`` and every sweep trial (:mod:`tinygrad_free.sweep`) go through here, so a
+run means the same thing whichever started it.
+
+A configuration is a mapping of the options in :data:`DEFAULTS` (``dataset``, ``epochs``,
+``optimizer``, ``num_layers``, ...). The names it takes (losses, activations, initialisers,
+learning-rate schedules, optimizers) come from the library's own registries
+(``nn.loss.LOSSES``, ``nn.activation.CODES``, ``init.INITIALIZERS``, ``optim.schedule.SCHEDULES``,
+``optim.available()``), aliases included (``mse``, ``linear``, ``glorot``, ``kaiming``,
+``nesterov``), each resolved to the canonical name run names use.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from . import init, nn, optim
+from .augment import RandomShift
+from .optim import schedule
+from .recipes import build_mlp
+from .train import Trainer
+
+#: Values a sweep trial uses for every option its sweep does not set. Kept here rather than taken
+#: from the recipe fashion_mnist_best.yaml so that a sweep means the same thing after the best
+#: recipe changes. Its keys are the options a configuration may set.
+DEFAULTS: dict[str, Any] = {
+    "dataset": "fashion_mnist",
+    "epochs": 5,
+    "batch_size": 32,
+    "loss": "cross_entropy",
+    "optimizer": "nadam",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "beta": 0.9,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "epsilon": 1e-8,
+    "weight_decay": 0.0,
+    "weight_init": "xavier",
+    "num_layers": 3,
+    "hidden_size": 128,
+    "activation": "tanh",
+    "lr_schedule": "constant",
+    "shift": 0,
+    "seed": 0,
+}
+
+#: Options a training run cannot do without (scripts/train.py refuses a config that leaves one unset).
+REQUIRED = ("dataset", "epochs", "batch_size", "loss", "optimizer", "learning_rate", "weight_init", "num_layers",
+            "hidden_size", "activation")
+
+#: The optimizer's hyperparameters, by the option that sets them.
+HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
+
+#: Dataset names, with the spellings accepted for them.
+DATASETS = {"fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "mnist": "mnist"}
+
+
+def canonical_names(table):
+    """``{lower-case name: canonical name}`` of a name table of the library.
+
+    ``table`` maps names (aliases included) to one object per entry (``nn.loss.LOSSES``,
+    ``init.INITIALIZERS``, ...); the canonical name of an entry is the first name the table
+    lists for it, so ``MSE`` gives ``mean_squared_error`` and ``glorot`` gives ``xavier``.
+    """
+    canonical = {}
+    for key, value in table.items():
+        canonical.setdefault(key.lower(), next(k for k, v in table.items() if v is value or v == value))
+    return canonical
+
+
+def aliases():
+    """The one alias table: ``{option: {accepted lower-case name: canonical name}}``.
+
+    Built on each call from the registries, so an optimizer a plugin registered is included.
+    """
+    return {
+        "loss": canonical_names(nn.loss.LOSSES),
+        "activation": canonical_names(nn.activation.CODES),
+        "weight_init": canonical_names(init.INITIALIZERS),
+        "lr_schedule": canonical_names(schedule.SCHEDULES),
+        "optimizer": {name: name for name in optim.available()},
+        "dataset": dict(DATASETS),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _number(key, value, kind=float):
+    """``value`` as a number; YAML 1.1 reads ``1e-3`` (no dot) as a string, so strings are parsed."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if kind is int:
+        if float(value) != int(value):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be finite, got {value!r}")
+    return value
+
+
+def _choice(key, value, table):
+    name = str(value).strip().lower()
+    if name not in table:
+        names = list(dict.fromkeys(table.values()))
+        raise ValueError(f"{key}: unknown value {value!r}; choose one of {', '.join(names)} (any case)")
+    return table[name]
+
+
+def check_value(key, value):
+    """Validate and canonicalise one option of a configuration.
+
+    Parameters
+    ----------
+    key : str
+        One of :data:`DEFAULTS`.
+    value : object
+        Its value as written in YAML (strings of numbers are accepted, names in any case).
+
+    Returns
+    -------
+    object
+        The canonical value: the canonical names of :func:`aliases` (``ReLU`` -> ``relu``,
+        ``glorot`` -> ``xavier``, ``mse`` -> ``mean_squared_error``), ints for counts, floats
+        for rates.
+
+    Raises
+    ------
+    ValueError
+        Naming the option, the bad value and what is allowed.
+    """
+    if key not in DEFAULTS:
+        raise ValueError(f"unknown option {key!r}; a trial configuration may set: {', '.join(DEFAULTS)}")
+    if key in ("activation", "weight_init", "loss", "dataset", "optimizer", "lr_schedule"):
+        return _choice(key, value, aliases()[key])
+    if key == "hidden_size" and isinstance(value, (list, tuple)):
+        widths = [_number(key, v, int) for v in value]
+        if not widths or min(widths) <= 0:
+            raise ValueError(f"hidden_size: widths must be positive integers, got {value!r}")
+        return widths
+    if key in ("epochs", "batch_size", "hidden_size"):
+        value = _number(key, value, int)
+        if value <= 0:
+            raise ValueError(f"{key} must be a positive integer, got {value}")
+        return value
+    if key in ("num_layers", "shift"):
+        value = _number(key, value, int)
+        if value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value}")
+        return value
+    if key == "seed":
+        return _number(key, value, int)
+    value = _number(key, value)
+    if key == "learning_rate" and not value > 0:
+        raise ValueError(f"learning_rate must be positive, got {value}")
+    if key in ("weight_decay", "epsilon") and value < 0:
+        raise ValueError(f"{key} must be non-negative, got {value}")
+    if key in ("momentum", "beta", "beta1", "beta2") and not 0 <= value < 1:
+        raise ValueError(f"{key} must be in [0, 1), got {value}")
+    return value
+
+
+def normalize_config(config):
+    """A complete, validated configuration: :data:`DEFAULTS` updated with ``config``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option (the message lists the known ones) or a bad value.
+    """
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; a trial configuration may set: {', '.join(DEFAULTS)}")
+    merged = {**DEFAULTS, **config}
+    return {k: check_value(k, v) for k, v in merged.items()}
+
+
+def _options(config):
+    """A plain dict of a configuration given as a mapping or an argparse namespace."""
+    return dict(config) if isinstance(config, Mapping) else dict(vars(config))
+
+
+# --------------------------------------------------------------------------------------------
+# Run names
+# --------------------------------------------------------------------------------------------
+
+# Options run_name already shows; others a sweep varies are appended by trial_run_name.
+_NAMED_IN_RUN_NAME = ("num_layers", "hidden_size", "batch_size", "activation", "optimizer", "learning_rate",
+                      "weight_decay", "weight_init", "epochs", "loss", "lr_schedule", "shift")
+_SHORT = {"momentum": "mom", "beta": "beta", "beta1": "b1", "beta2": "b2", "epsilon": "eps", "seed": "seed",
+          "dataset": "ds"}
+
+
+def _format_value(value):
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return str(value)
+
+
+def run_name(config):
+    """The configuration in a run name, e.g. ``hl_3_sz_128_bs_16_ac_tanh_opt_nadam_lr_1e-3_wd_0_init_xavier_ep_5``.
+
+    ``config`` is a mapping or a namespace holding canonical names (as scripts/train.py's parser
+    and :func:`normalize_config` give them); a ``cosine``/``linear`` schedule, a shift and the
+    squared-error loss are appended (``_cosine``, ``_shift1``, ``_mse``).
+    """
+    c = _options(config)
+    lr = f"{c['learning_rate']:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    name = (f"hl_{c['num_layers']}_sz_{c['hidden_size']}_bs_{c['batch_size']}_ac_{c['activation']}"
+            f"_opt_{c['optimizer']}_lr_{lr}_wd_{c['weight_decay']:g}_init_{c['weight_init']}_ep_{c['epochs']}")
+    if c.get("lr_schedule") and c["lr_schedule"] != "constant":
+        name += f"_{c['lr_schedule']}"
+    if c.get("shift"):
+        name += f"_shift{c['shift']}"
+    return name + ("_mse" if nn.loss.LOSSES[str(c["loss"]).lower()] is nn.MSELoss else "")
+
+
+def trial_run_name(config, varied=()):
+    """:func:`run_name` of the completed configuration (:func:`normalize_config`), plus the options in
+    ``varied`` that it does not show (``momentum``, ``seed``, ...), appended as ``_mom_0.9``."""
+    config = normalize_config(config)
+    shown = dict(config)
+    if isinstance(shown["hidden_size"], list):
+        shown["hidden_size"] = _format_value(shown["hidden_size"])
+    name = run_name(shown)
+    for key in varied:
+        if key not in _NAMED_IN_RUN_NAME and key in _SHORT:
+            name += f"_{_SHORT[key]}_{_format_value(config[key])}"
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# From a configuration to a training run
+# --------------------------------------------------------------------------------------------
+
+
+def optimizer_kwargs(config):
+    """The keyword arguments of ``optim.create`` for ``config``: the learning rate, the weight
+    decay (None: 0) and those hyperparameters of :data:`HYPER` that are set (not None) and that
+    the chosen optimizer has (``momentum`` reaches momentum and nag only)."""
+    c = _options(config)
+    allowed = optim.get(c["optimizer"]).defaults
+    kw = {"lr": c["learning_rate"], "weight_decay": c.get("weight_decay") or 0.0}
+    for option, key in HYPER.items():
+        value = c.get(option)
+        if value is not None and key in allowed:
+            kw[key] = value
+    return kw
+
+
+def build_model(config, input_size, num_classes):
+    """The network of ``config``: :func:`tinygrad_free.recipes.build_mlp` seeded by its ``seed``
+    (None: 0); ``hidden_size`` may be a list of widths, then ``num_layers`` is not used."""
+    c = _options(config)
+    widths = c["hidden_size"]
+    seed = c.get("seed") if c.get("seed") is not None else 0
+    return build_mlp(input_size, None if isinstance(widths, list) else c["num_layers"], widths, c["activation"],
+                     c["weight_init"], num_classes=num_classes, rng=seed)
+
+
+@dataclass
+class TrainingRun:
+    """A configuration made concrete, ready for :meth:`fit`.
+
+    Attributes
+    ----------
+    config : dict
+    data : tinygrad_free.data.Split
+        Validation and test sets come from here.
+    x_train, y_train : ndarray
+        The training set (the first ``limit`` images when a limit was given).
+    model, optimizer, trainer
+    augment : RandomShift or None
+    """
+
+    config: dict
+    data: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    model: Any
+    optimizer: Any
+    trainer: Trainer
+    augment: Optional[RandomShift]
+
+    def fit(self):
+        """Train for the configured epochs with the configured schedule; returns the History."""
+        c, seed = self.config, self.config.get("seed") if self.config.get("seed") is not None else 0
+        return self.trainer.fit(self.x_train, self.y_train, epochs=c["epochs"], batch_size=c["batch_size"],
+                                validation_data=(self.data.x_val, self.data.y_val), seed=seed,
+                                lr_schedule=c.get("lr_schedule") or "constant", augment=self.augment)
+
+
+def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progress=None):
+    """Turn a configuration into a model, an optimizer and a trainer on ``data``.
+
+    Parameters
+    ----------
+    config : mapping or namespace
+        A complete configuration with canonical names (:func:`normalize_config`, or
+        scripts/train.py's parsed options, where None means "not set": the optimizer's own
+        default, seed 0, no weight decay, a constant rate, no shift).
+    data : tinygrad_free.data.Split
+    limit : int, optional
+        Train on the first ``limit`` training images only (validation and test stay whole).
+    callbacks : sequence of Callback
+    threads : "auto", int or None
+        :class:`tinygrad_free.train.Trainer`'s.
+    progress : bool, optional
+        The trainer's progress bar (default: its own).
+
+    Returns
+    -------
+    TrainingRun
+        Whose :meth:`TrainingRun.fit` trains it: the weights are seeded by ``seed``, the batches
+        shuffled by it, and the training images shifted by up to ``shift`` pixels (zero fill).
+    """
+    c = _options(config)
+    x_train, y_train = data.x_train, data.y_train
+    if limit:
+        x_train, y_train = x_train[:int(limit)], y_train[:int(limit)]
+    model = build_model(c, x_train.shape[1], len(data.class_names))
+    opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
+    trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
+    side = math.isqrt(x_train.shape[1])
+    augment = RandomShift(c["shift"], (side, side)) if c.get("shift") else None
+    return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
+
+
+__all__ = ["DEFAULTS", "REQUIRED", "HYPER", "DATASETS", "canonical_names", "aliases", "check_value",
+           "normalize_config", "run_name", "trial_run_name", "optimizer_kwargs", "build_model", "TrainingRun",
+           "build_run"]
