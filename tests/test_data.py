@@ -30,7 +30,7 @@ _REAL_DATA_ENV = os.environ.get("TINYGRAD_FREE_DATA")
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Where the project's machines keep the data: beside the clone (as tests/conftest.py).
 _DEFAULT_REAL_DATA = _REPO_ROOT.parent / "shared" / "data"
-# The autouse fixture replaces data.SOURCES; keep the shipped values to test.
+# The autouse fixture replaces data.sources.SOURCES; keep the shipped values to test.
 _SHIPPED_SOURCES = copy.deepcopy(data.SOURCES)
 
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -128,11 +128,11 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     monkeypatch.setenv("TINYGRAD_FREE_NO_DOWNLOAD", "1")
     monkeypatch.delenv("TINYGRAD_FREE_DATA", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(data.sources, "DEBIAN_DIR", str(tmp_path / "no-debian"))
     # Any real download attempt would have to go through SOURCES; point it
     # at a closed local port so a bug cannot reach the internet.
-    monkeypatch.setattr(data, "SOURCES", {
-        k: dict(v, base_url="http://127.0.0.1:9/") for k, v in data.SOURCES.items()
+    monkeypatch.setattr(data.sources, "SOURCES", {
+        k: dict(v, base_url="http://127.0.0.1:9/") for k, v in data.sources.SOURCES.items()
     })
     return types.SimpleNamespace(tmp=tmp_path, keras_datasets=keras_home / "datasets")
 
@@ -154,7 +154,7 @@ def real_sets(real_data_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TINYGRAD_FREE_NO_DOWNLOAD", "1")
         mp.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras")))
-        mp.setattr(data, "DEBIAN_DIR", str(tmp_path_factory.mktemp("debian")))
+        mp.setattr(data.sources, "DEBIAN_DIR", str(tmp_path_factory.mktemp("debian")))
         return {name: data.load_dataset(name, data_dir=real_data_dir)
                 for name in ("fashion_mnist", "mnist")}
 
@@ -204,7 +204,7 @@ def serve_dataset(monkeypatch, server, name, files: dict[str, bytes], served=Non
     """
     for fname, content in {**files, **(served or {})}.items():
         server.files["data/" + fname] = content
-    monkeypatch.setitem(data.SOURCES, name, {
+    monkeypatch.setitem(data.sources.SOURCES, name, {
         "base_url": server.base_url,
         "cache_subdir": "fashion-mnist" if name == "fashion_mnist" else "",
         "files": {fname: sha256(content) for fname, content in files.items()},
@@ -227,13 +227,13 @@ def use_fetcher(monkeypatch):
                           hash_algorithm=hash_algorithm))
         folder = os.path.join(cache_dir, cache_subdir)
         os.makedirs(folder, exist_ok=True)
-        return data._fetch_urllib(origin, folder, fname, file_hash)
+        return data.download._fetch_urllib(origin, folder, fname, file_hash)
 
     def select(which):
         pooch = pytest.importorskip("pooch") if which == "pooch" else None
-        monkeypatch.setattr(data, "_keras_get_file",
+        monkeypatch.setattr(data.download, "_keras_get_file",
                             (lambda: fake_get_file) if which == "keras" else (lambda: None))
-        monkeypatch.setattr(data, "_pooch_module", lambda: pooch)
+        monkeypatch.setattr(data.download, "_pooch_module", lambda: pooch)
         return calls
 
     return select
@@ -440,7 +440,7 @@ def test_keras_cache_fashion_gz_files_are_read_without_keras(isolated, monkeypat
     monkeypatch.setitem(sys.modules, "keras", None)  # any `import keras` would fail
     cached = write_idx_set(isolated.keras_datasets / "fashion-mnist", seed=3)
     write_idx_set(isolated.tmp / "no-debian", seed=4)  # lower priority
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(isolated.tmp / "no-debian"))
+    monkeypatch.setattr(data.sources, "DEBIAN_DIR", str(isolated.tmp / "no-debian"))
     assert_same(data.load_dataset("fashion-mnist"), cached)
 
 
@@ -460,13 +460,13 @@ def test_keras_home_unset_falls_back_to_home_dot_keras(isolated, monkeypatch):
 
 def test_debian_folder_is_used_for_fashion_mnist(isolated, monkeypatch):
     deb = write_idx_set(isolated.tmp / "usr-share-datasets" / "fashion-mnist", seed=7)
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(isolated.tmp / "usr-share-datasets" / "fashion-mnist"))
+    monkeypatch.setattr(data.sources, "DEBIAN_DIR", str(isolated.tmp / "usr-share-datasets" / "fashion-mnist"))
     assert_same(data.load_dataset("fashion_mnist"), deb)
 
 
 def test_debian_folder_is_not_used_for_mnist(isolated, monkeypatch):
     write_idx_set(isolated.tmp / "deb", seed=8)
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(isolated.tmp / "deb"))
+    monkeypatch.setattr(data.sources, "DEBIAN_DIR", str(isolated.tmp / "deb"))
     with pytest.raises(data.DatasetNotFoundError) as e:
         data.load_dataset("mnist")
     assert "Debian" not in str(e.value)
@@ -641,7 +641,7 @@ def test_no_download_env_var_keeps_loader_off_the_network(isolated, monkeypatch,
 
 def test_keras_is_skipped_when_its_import_or_backend_fails(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", None)
-    assert data._keras_get_file() is None
+    assert data.download._keras_get_file() is None
 
     broken = types.ModuleType("keras")
 
@@ -650,7 +650,7 @@ def test_keras_is_skipped_when_its_import_or_backend_fails(monkeypatch):
 
     broken.backend = types.SimpleNamespace(backend=no_backend)
     monkeypatch.setitem(sys.modules, "keras", broken)
-    assert data._keras_get_file() is None
+    assert data.download._keras_get_file() is None
 
 
 def test_shipped_sources_pin_the_keras_urls_and_hashes():

@@ -448,7 +448,7 @@ def test_wandb_backend_with_wandb_mocked(tmp_path, monkeypatch):
     monkeypatch.setattr(wandb, "agent", fake_agent)
     monkeypatch.setattr(wandb, "init", fake_init)
     small = _small_split()
-    monkeypatch.setattr(S, "get_data", lambda *a, **k: small)
+    monkeypatch.setattr(S.trial, "get_data", lambda *a, **k: small)
     import sweep as cli
     assert cli.main([str(path), "--backend", "wandb", "--count", "2", "--n_trials", "2", "-wp", "proj"]) == 0
     config, project, _ = calls["sweep"]
@@ -519,7 +519,7 @@ def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypa
             raise RuntimeError("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(S, "run_trial", crash_once)
+    monkeypatch.setattr(S.trial, "run_trial", crash_once)
     S.run_local_sweep(spec, n_trials=2, storage=storage, limit=300, sweep_path=path, verbose=False)
     local = lines(tmp_path / "exp.jsonl")
     assert [(r["trial"], r["status"]) for r in local] == [(1, "failed"), (2, "completed"), (3, "completed")]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from models import load_config
+from tinygrad_free import recipes
+from tinygrad_free.recipes import load_config
 from scripts import train as train_script
 
 SCRIPT = train_script.__file__
@@ -78,6 +79,7 @@ def test_optimizer_gets_only_its_own_hyperparameters():
 
 @pytest.mark.parametrize("argv, expected", [([], "auto"), (["--threads", "2"], 2), (["--threads=1"], 1)])
 def test_threads_flag_sets_the_trainers_threads_and_auto_without_it(argv, expected, monkeypatch):
+    from tinygrad_free import config
     from tinygrad_free.train import Trainer
     seen = []
 
@@ -86,7 +88,7 @@ def test_threads_flag_sets_the_trainers_threads_and_auto_without_it(argv, expect
             seen.append(kwargs.get("threads"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(train_script, "Trainer", Spy)
+    monkeypatch.setattr(config, "Trainer", Spy)   # config.build_run makes every trainer
     code = train_script.main(["-e", "1", "-nhl", "1", "-sz", "8", "--limit", "500", "--wandb_mode", "disabled", *argv])
     assert code == 0 and seen == [expected]
 
@@ -112,7 +114,7 @@ def test_diverging_configuration_reports_diverged(tmp_path):
     assert "diverged" in out.stdout and out.stdout.strip().splitlines()[-1] == "test_accuracy: nan"
 
 
-@pytest.mark.parametrize("config", sorted(p.stem for p in (Path(SCRIPT).parents[1] / "models").glob("*.yaml")))
+@pytest.mark.parametrize("config", recipes.available())
 def test_every_shipped_config_parses_completely(config):
     args = parse("--config", config)
     assert args.dataset in ("mnist", "fashion_mnist") and args.epochs <= 10
