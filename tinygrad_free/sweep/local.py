@@ -84,7 +84,7 @@ class _LocalTrial:
                 from ..callbacks import WandbLogger
                 callbacks.append(WandbLogger(run))
             result = _trial.run_trial(config, _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
-                               limit=job["limit"], callbacks=callbacks)
+                                      limit=job["limit"], callbacks=callbacks)
         except Exception as e:
             self.result = {"status": "failed", "message": f"{type(e).__name__}: {e}", "config": config,
                            "error": traceback.format_exc(limit=5), "run_name": name, "started_at": started,

@@ -33,7 +33,7 @@ def _wandb_trial(job):
     status, result = "failed", {"config": config}
     try:
         result = _trial.run_trial(config, _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
-                           limit=job["limit"], callbacks=[WandbLogger(run)])
+                                  limit=job["limit"], callbacks=[WandbLogger(run)])
         status = result["status"]
         run.summary.update({"status": status, "test_accuracy": result["test_accuracy"],
                             "val_accuracy_best": result["val_accuracy_best"], "seconds": result["seconds"]})
