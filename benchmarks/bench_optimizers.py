@@ -76,7 +76,7 @@ def learning_rate(name, overrides):
 
 def make(name, lr, seed):
     import numpy as np
-    from models import build_mlp
+    from tinygrad_free.recipes import build_mlp
     from tinygrad_free import nn, optim
     model = build_mlp(784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32,
                       rng=seed)

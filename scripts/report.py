@@ -174,7 +174,7 @@ def _source_configs(args, k):
         if not chosen:
             raise SystemExit(f"error: {args.results} has no completed runs to take configurations from")
         return [(S.normalize_config(r["config"]), why, r) for r, why in chosen]
-    from models import load_config
+    from tinygrad_free.recipes import load_config
     cfg = {key: v for key, v in load_config(args.config).items() if key in S.DEFAULTS}
     return [(S.normalize_config(cfg), f"config {args.config}", None)]
 

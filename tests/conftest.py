@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # models/ and scripts/ live beside the package, not inside it
+sys.path.insert(0, str(ROOT))  # scripts/ (and the models/ alias) live beside the package, not inside it
 
 # The real datasets live in ../shared/data beside the clone (CI exports the same path).
 os.environ.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))

@@ -115,7 +115,7 @@ def test_batch_iterator_rejects_a_transform_that_is_not_callable(rng):
 
 
 def _train(augment, x, y, seed=0):
-    from models import build_mlp
+    from tinygrad_free.recipes import build_mlp
     model = build_mlp(16, 1, 8, "relu", rng=seed)
     trainer = Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), progress=False)
     history = trainer.fit(x, y, epochs=2, batch_size=10, validation_data=(x, y), seed=seed, augment=augment)

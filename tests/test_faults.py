@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import build_mlp
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free import nn, optim
 from tinygrad_free.callbacks import BackupAndRestore, Callback, ModelCheckpoint, check_writable
 from tinygrad_free.train import Trainer
@@ -29,7 +29,7 @@ CHILD = r'''
 import json, os, sys, time
 sys.path.insert(0, {root!r})
 import numpy as np
-from models import build_mlp
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free import nn, optim
 from tinygrad_free.augment import RandomShift
 from tinygrad_free.callbacks import BackupAndRestore, Callback

@@ -319,7 +319,7 @@ def test_cli_sweep_section_of_a_loss_sweep_ranks_low_first_and_names_no_machine_
 def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
     """samples, confusion, losses and mnist end to end: 1 epoch, 200 images, 16 units."""
     import report as cli
-    from models import build_mlp
+    from tinygrad_free.recipes import build_mlp
     results = tmp_path / "sweep.jsonl"
     for i, (act, opt) in enumerate([("tanh", "adam"), ("relu", "nadam"), ("sigmoid", "rmsprop"), ("tanh", "sgd")]):
         cfg = S.normalize_config({"epochs": 1, "num_layers": 1, "hidden_size": 16, "activation": act,

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import build_mlp
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free import backend, kernels, nn, optim
 from tinygrad_free.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from tinygrad_free.data import load_split

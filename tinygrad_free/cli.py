@@ -3,6 +3,7 @@ that says what is allowed, and argparse turns it into exit code 2. Also ``--plug
 module imported before the options are resolved."""
 import argparse
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import re
@@ -95,6 +96,29 @@ def writable_file(text):
     return text
 
 
+def _import_module(name):
+    """``importlib.import_module(name)``, also finding a top-level module or package of the current
+    folder when ``sys.path`` does not (as ``python -m`` would), without adding the folder to
+    ``sys.path``: the spec is found in the current folder alone and the module imported from it."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        top = name.split(".")[0]
+        if e.name != top or top in sys.modules:
+            raise
+        spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+        if spec is None:
+            raise
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[top]
+        raise
+    return importlib.import_module(name)   # a submodule (pkg.mod) is found through the package's __path__
+
+
 def load_plugin(name):
     """Import a user's module, given as a ``.py`` path or a module name (importable from the
     current folder or ``sys.path``), so what it registers (``@optim.register("eve2")``) exists
@@ -118,10 +142,8 @@ def load_plugin(name):
                 raise
             raise ValueError(f"plugin {name} raised {type(e).__name__} while importing: {e}") from e
         return module
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())     # as `python -m` does: a module in the current folder is found
     try:
-        return importlib.import_module(name)
+        return _import_module(name)
     except ModuleNotFoundError as e:
         if e.name and name.startswith(e.name):
             raise ValueError(f"plugin {name}: no module named {e.name!r}; give a .py path or a module "

@@ -1,0 +1,122 @@
+"""The package stands on its own: nothing in tinygrad_free/ imports the repository's scripts/ or
+models/ or edits sys.path (read from the code's syntax tree, so a docstring that mentions them
+does not count), and no module is over 500 lines (one concept per file)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tinygrad_free"
+MAX_LINES = 500
+#: Top-level modules of the repository that the package must not need (they are not installed).
+REPOSITORY_ONLY = ("scripts", "models")
+
+
+def repository_imports(source):
+    """``(line, module)`` of every absolute import of :data:`REPOSITORY_ONLY` in ``source``
+    (``import models``, ``from scripts.train import x``, ``importlib.import_module("models")``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names = [node.args[0].value]
+        else:
+            continue
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in REPOSITORY_ONLY]
+    return found
+
+
+def _is_sys_path(node):
+    return (isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name)
+            and node.value.id == "sys")
+
+
+def sys_path_edits(source):
+    """Lines of ``source`` that change ``sys.path``: a call of one of its methods
+    (``sys.path.insert(...)``, ``.append``, ...), an assignment to it or to an item of it,
+    ``from sys import path``, or ``site.addsitedir``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if _is_sys_path(node.func.value) or (node.func.attr == "addsitedir" and isinstance(node.func.value, ast.Name)
+                                                 and node.func.value.id == "site"):
+                lines.append(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if _is_sys_path(t) or (isinstance(t, ast.Subscript) and _is_sys_path(t.value)):
+                    lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "sys" and any(a.name == "path" for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def package_files():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import models\n", [(1, "models")]),
+    ("from scripts.train import main\n", [(1, "scripts.train")]),
+    ("import os, models.x as m\n", [(1, "models.x")]),
+    ("import importlib\nimportlib.import_module('scripts')\n", [(2, "scripts")]),
+    ("from . import models\nfrom .recipes import build_mlp\n'''import models'''\n", []),
+])
+def test_the_import_check_finds_imports_of_the_repository_not_mentions(source, expected):
+    assert repository_imports(source) == expected
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import sys\nsys.path.insert(0, 'x')\n", [2]),
+    ("import sys\nsys.path.append('x')\n", [2]),
+    ("import sys\nsys.path = ['x']\n", [2]),
+    ("import sys\nsys.path[:0] = ['x']\n", [2]),
+    ("import sys\nsys.path += ['x']\n", [2]),
+    ("from sys import path\n", [1]),
+    ("import site\nsite.addsitedir('x')\n", [2]),
+    ("import sys\n'''sys.path.insert(0, x)'''\nif 'x' in sys.path:\n    pass\n", []),
+])
+def test_the_sys_path_check_finds_edits_not_reads(source, expected):
+    assert sys_path_edits(source) == expected
+
+
+def test_the_package_imports_nothing_from_scripts_or_models():
+    bad = {str(p.relative_to(ROOT)): repository_imports(p.read_text()) for p in package_files()}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_nothing_in_the_package_edits_sys_path():
+    bad = {str(p.relative_to(ROOT)): sys_path_edits(p.read_text()) for p in package_files()}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+@pytest.mark.parametrize("folder", ["tinygrad_free", "benchmarks", "scripts"])
+def test_no_module_is_over_500_lines(folder):
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files, f"no Python files under {folder}/"
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"split these into one concept per file (at most {MAX_LINES} lines): {long}"
+
+
+def test_models_is_a_thin_alias_of_the_packages_recipes():
+    import models
+    from tinygrad_free import recipes
+    assert models.build_mlp is recipes.build_mlp and models.load_config is recipes.load_config
+    assert not list((ROOT / "models").glob("*.yaml")), "recipes live in tinygrad_free/recipes/, shipped with the package"
+    assert "fashion_mnist_best" in recipes.available()
+
+
+def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
+    from tinygrad_free import recipes
+    monkeypatch.setattr(recipes, "CONFIG_DIR", tmp_path)
+    (tmp_path / "tiny_mlp.yaml").write_text("dataset: mnist\nnum_layers: 1\n")
+    assert recipes.available() == ["tiny_mlp"]
+    assert recipes.load_config("tiny_mlp") == {"dataset": "mnist", "num_layers": 1}
+    with pytest.raises(FileNotFoundError, match=r"no config 'other'; known configs: \['tiny_mlp'\]"):
+        recipes.load_config("other")
