@@ -120,3 +120,56 @@ def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
     assert recipes.load_config("tiny_mlp") == {"dataset": "mnist", "num_layers": 1}
     with pytest.raises(FileNotFoundError, match=r"no config 'other'; known configs: \['tiny_mlp'\]"):
         recipes.load_config("other")
+
+
+#: The layers of the package, bottom first: a module may import from its own layer and the
+#: layers below it, never from a layer above (README "Architecture"). Keys are the package's
+#: top-level modules and subpackages.
+LAYERS = (
+    ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking")),
+    ("backend", ("backend", "init")),
+    ("model and data", ("nn", "data", "augment")),
+    ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
+    ("training", ("train", "callbacks")),
+    ("configuration", ("config", "train_cli", "cli")),
+    ("experiments", ("sweep", "report")),
+)
+
+
+def package_imports(path):
+    """The top-level units of the package that the file ``path`` (inside tinygrad_free/) imports."""
+    rel = path.relative_to(PACKAGE).parts
+    folder = list(rel[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tinygrad_free.")}
+            continue
+        if node.level:
+            base = folder[:len(folder) - (node.level - 1)]
+            parts = base + (node.module.split(".") if node.module else [])
+        elif node.module and node.module.split(".")[0] == "tinygrad_free":
+            parts = node.module.split(".")[1:]
+        else:
+            continue
+        found |= {parts[0]} if parts else {a.name for a in node.names}
+    unit = rel[0].removesuffix(".py")
+    return unit, found - {unit}
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    rank = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}
+    names = [name for name, _ in LAYERS]
+    unplaced, upward = set(), []
+    for path in package_files():
+        unit, imported = package_imports(path)
+        if unit == "__init__":          # the package's own namespace re-exports from every layer
+            continue
+        if unit not in rank:
+            unplaced.add(unit)
+            continue
+        upward += [f"{path.relative_to(ROOT)} ({names[rank[unit]]}) imports {other} ({names[rank[other]]})"
+                   for other in sorted(imported) if other in rank and rank[other] > rank[unit]]
+    assert not unplaced, f"place {sorted(unplaced)} in a layer of LAYERS here and in README 'Architecture'"
+    assert upward == []
