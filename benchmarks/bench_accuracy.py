@@ -20,9 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+from common import ROOT  # noqa: E402
 from tinygrad_free.fileio import atomic_write_text  # noqa: E402
 
 MNIST = ["mnist_nadam_relu5", "mnist_adam_relu4", "mnist_nadam_tanh3"]
@@ -32,8 +32,8 @@ EPOCH = re.compile(r"^epoch\s+(\d+).*val_acc ([0-9.]+)\s+([0-9.]+)s$")
 
 
 def run(config, seed):
+    C.ensure_data_env()             # ../shared/data beside the clone when TINYGRAD_FREE_DATA is unset
     env = dict(os.environ)
-    env.setdefault("TINYGRAD_FREE_DATA", str(ROOT.parent / "shared" / "data"))
     name, _, extra = config.partition(":")
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", name,
                           "--seed", str(seed), "--wandb_mode", "disabled", *filter(None, extra.split(","))],

@@ -35,6 +35,7 @@ import common as C  # noqa: E402
 from tinygrad_free.cli import positive_int  # noqa: E402
 from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
+from tinygrad_free import tracking  # noqa: E402
 
 WITHIN = 0.005  # "within 0.5 points" of the best validation accuracy
 
@@ -159,7 +160,7 @@ def main(argv=None):
     p.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names the studies (default: now)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=None)
-    p.add_argument("--wandb_mode", choices=("online", "offline", "disabled"), default="disabled",
+    p.add_argument("--wandb_mode", choices=tracking.WANDB_MODES, default="disabled",
                    help="per-trial wandb logging (default disabled: time the sweep, not the logging)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--replot", action="store_true",

@@ -287,7 +287,7 @@ def build_parser():
         s = sub.add_parser(name, help=help_text)
         s.add_argument("--out", required=True, help="folder for the PNGs and report.md")
         s.add_argument("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/")
-        s.add_argument("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
+        s.add_argument("--wandb_mode", choices=tracking.WANDB_MODES, default=None,
                        help="log the figures to a wandb run (default: online when logged in, else disabled)")
         s.add_argument("-wp", "--wandb_project", default="tinygrad_free")
         s.add_argument("-we", "--wandb_entity", default=None)

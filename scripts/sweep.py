@@ -58,7 +58,7 @@ def build_parser():
     a("--count", type=positive_int, default=None, help="wandb: runs per agent (default: until the sweep ends)")
     a("-wp", "--wandb_project", default="tinygrad_free")
     a("-we", "--wandb_entity", default=None)
-    a("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
+    a("--wandb_mode", choices=tracking.WANDB_MODES, default=None,
       help="local backend: how each trial logs to wandb (default: online when logged in, else offline)")
     a("-q", "--quiet", action="store_true", help="no line per trial")
     return p

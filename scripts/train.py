@@ -24,7 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 from tinygrad_free import config as C  # noqa: E402
-from tinygrad_free import init, nn, optim  # noqa: E402
+from tinygrad_free import init, nn, optim, tracking  # noqa: E402
 from tinygrad_free.optim import schedule  # noqa: E402
 from tinygrad_free.cli import (add_plugin_option, load_plugins, non_negative_float, non_negative_int,  # noqa: E402
                                positive_float, positive_int, table_choice, unit_interval, writable_file)
@@ -84,7 +84,7 @@ def build_parser():
       help="write the training state to PATH (.npz) after every epoch; if PATH exists, resume from it "
            "(same seed and options: the result is the uninterrupted run's); deleted when the run ends")
     add_plugin_option(p)
-    a("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
+    a("--wandb_mode", choices=tracking.WANDB_MODES, default=None,
       help="default: online with credentials, else offline")
     a("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)  # train on a subset (tests)
     return p

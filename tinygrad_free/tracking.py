@@ -2,6 +2,9 @@
 credentials are detected up front, so nothing ever waits at a login prompt."""
 import os
 
+#: The modes of a wandb run: logged to the server, kept on disk for a later ``wandb sync``, or none.
+WANDB_MODES = ("online", "offline", "disabled")
+
 
 def wandb_logged_in():
     """True when wandb has credentials (``WANDB_API_KEY`` or an ``api.wandb.ai`` entry in ~/.netrc)."""
@@ -18,7 +21,7 @@ def wandb_logged_in():
 def default_wandb_mode():
     """``online`` with credentials, else ``offline`` (``WANDB_MODE`` wins when set)."""
     env = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env in ("online", "offline", "disabled"):
+    if env in WANDB_MODES:
         return env
     return "online" if wandb_logged_in() else "offline"
 
