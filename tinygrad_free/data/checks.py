@@ -2,7 +2,6 @@
 emptiness, NaN/inf), as Keras's ``fit`` does."""
 from __future__ import annotations
 
-
 import numpy as np
 
 

@@ -10,7 +10,6 @@ import tempfile
 import urllib.request
 from typing import Callable, Optional
 
-
 from . import sources
 from .folders import _keras_datasets_dir, _load_from_keras_cache
 from .sources import _Miss

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-
 from . import sources
 from .idx import _load_idx_set, _load_npz
 from .sources import IDX_FILES, _SUBDIRS, _Miss

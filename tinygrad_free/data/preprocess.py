@@ -1,7 +1,6 @@
 """Preprocessing: images flattened and scaled to [0, 1], a seeded train/validation split, one-hot labels."""
 from __future__ import annotations
 
-
 import numpy as np
 
 

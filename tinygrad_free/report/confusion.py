@@ -1,7 +1,6 @@
 """The confusion matrix of a model on the test set, and its most confused pairs of classes."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..metrics import confusion_matrix, per_class_accuracy

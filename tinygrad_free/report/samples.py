@@ -1,7 +1,6 @@
 """Figure 1: one sample image per class."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from .figures import _figure, save_figure

@@ -1,7 +1,6 @@
 """Tables: as Markdown, and drawn as a PNG."""
 from __future__ import annotations
 
-
 from .figures import _figure, save_figure
 
 

@@ -1,7 +1,6 @@
 """Transfer to MNIST: the sweep's best configurations that differ enough to be worth a run each."""
 from __future__ import annotations
 
-
 from .sweep_analysis import metric_goal
 
 

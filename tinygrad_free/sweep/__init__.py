@@ -52,7 +52,8 @@ from .results import RESULT_ATTR, append_jsonl, best_record, read_results, resul
 from .samplers import make_pruner, make_sampler, suggest_params
 from .spec import (DISTRIBUTIONS, EARLY_TERMINATE, GOALS, METHODS, METRICS, Param, SweepSpec, load_sweep,
                    parse_assignment, parse_sweep)
-from .storage import POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage, resolve_storage_url
+from .storage import (POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage,
+                      resolve_storage_url)
 from .trial import STATUSES, PruningCallback, _clean, get_data, run_trial
 from .wandb_backend import run_wandb_sweep, wandb_sweep_config
 from .workers import THREAD_VARIABLES, map_trials, run_workers
