@@ -72,9 +72,8 @@ def table_choice(table):
     """Any key of one of the library's name tables (``nn.loss.LOSSES``, ``init.INITIALIZERS``,
     ...), case-insensitively, returned as the table's first name for the same entry, so an alias
     (``MSE``, ``linear``, ``glorot``) gives the name the rest of the code and the run names use."""
-    canonical = {}
-    for key, value in table.items():
-        canonical.setdefault(key.lower(), next(k for k, v in table.items() if v is value or v == value))
+    from .config import canonical_names
+    canonical = canonical_names(table)
     choices = list(canonical)
 
     def parse(text):

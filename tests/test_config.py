@@ -1,0 +1,84 @@
+"""tinygrad_free.config is the one place a configuration is read: the same names are accepted and
+resolved alike by scripts/train.py and by sweeps (from the registries of init, nn and optim), and
+the same configuration builds the same model, optimizer and training run from either."""
+import numpy as np
+import pytest
+
+from scripts import train as train_script
+from tinygrad_free import config as C
+from tinygrad_free import init, nn, optim
+from tinygrad_free.data import Split
+from tinygrad_free.optim import schedule
+
+FLAGS = {"loss": "-l", "activation": "-a", "weight_init": "-w_i", "lr_schedule": "--lr_schedule",
+         "optimizer": "-o", "dataset": "-d"}
+
+
+@pytest.mark.parametrize("option, registry", [
+    ("loss", nn.loss.LOSSES), ("activation", nn.activation.CODES), ("weight_init", init.INITIALIZERS),
+    ("lr_schedule", schedule.SCHEDULES), ("optimizer", {n: n for n in optim.available()}),
+])
+def test_the_alias_table_is_built_from_the_librarys_registries(option, registry):
+    table = C.aliases()[option]
+    assert set(table) == {k.lower() for k in registry}
+    for name, canonical in table.items():
+        assert registry[canonical] is registry[name] or registry[canonical] == registry[name]
+
+
+@pytest.mark.parametrize("option", sorted(FLAGS))
+def test_train_script_and_sweeps_resolve_every_name_alike(option):
+    for name in C.aliases()[option]:
+        for spelling in (name, name.upper()):
+            from_flag = getattr(train_script.parse_args([FLAGS[option], spelling]), option)
+            assert C.check_value(option, spelling) == from_flag, (option, spelling)
+
+
+@pytest.mark.parametrize("option, alias, canonical", [
+    ("weight_init", "kaiming", "he"), ("weight_init", "Glorot", "xavier"), ("activation", "linear", "identity"),
+    ("loss", "MSE", "mean_squared_error"), ("dataset", "fashion-mnist", "fashion_mnist"),
+])
+def test_a_sweep_takes_the_aliases_the_script_takes(option, alias, canonical):
+    assert C.normalize_config({option: alias})[option] == canonical
+
+
+def test_an_unknown_name_lists_the_canonical_names():
+    with pytest.raises(ValueError, match=r"weight_init: unknown value 'orthogonal'; choose one of random, xavier, he "
+                                         r"\(any case\)"):
+        C.check_value("weight_init", "orthogonal")
+
+
+def test_optimizer_kwargs_keep_only_what_the_optimizer_has_and_what_is_set():
+    base = {"optimizer": "rmsprop", "learning_rate": 0.01, "weight_decay": None, "beta": 0.8, "beta1": 0.5,
+            "momentum": None}
+    assert C.optimizer_kwargs(base) == {"lr": 0.01, "weight_decay": 0.0, "beta": 0.8}
+    assert C.optimizer_kwargs({**base, "optimizer": "momentum", "momentum": 0.7}) == \
+        {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.7}
+
+
+def _tiny_split(rng):
+    x = rng.random((40, 16), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    return Split(x[:24], y[:24], x[24:32], y[24:32], x[32:], y[32:], ("a", "b", "c"))
+
+
+def test_the_script_and_a_sweep_trial_build_the_same_run(rng):
+    data = _tiny_split(rng)
+    argv = ["-nhl", "2", "-sz", "8", "-a", "tanh", "-o", "adam", "-lr", "0.01", "-w_i", "he", "-e", "2", "-b", "8",
+            "--lr_schedule", "cosine", "--shift", "1", "--seed", "3"]
+    args = train_script.parse_args(argv)
+    trial = C.normalize_config({k: getattr(args, k) for k in C.DEFAULTS})
+    runs = [C.build_run(cfg, data, limit=20, progress=False) for cfg in (args, trial)]
+    a, b = ([p.data.copy() for p in r.model.parameters()] for r in runs)
+    assert [x.shape for x in a] == [(16, 8), (8,), (8, 8), (8,), (8, 3), (3,)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert type(runs[0].optimizer) is type(runs[1].optimizer) is optim.Adam
+    assert runs[0].optimizer.lr == runs[1].optimizer.lr == 0.01
+    assert len(runs[0].x_train) == 20 and runs[0].augment.max_shift == runs[1].augment.max_shift == 1
+    histories = [r.fit() for r in runs]
+    assert histories[0].history["train_loss"] == histories[1].history["train_loss"]
+    assert C.run_name(args) == C.trial_run_name(trial)
+
+
+def test_hidden_size_may_list_the_widths():
+    model = C.build_model(C.normalize_config({"hidden_size": [8, 4], "num_layers": 2}), 16, 3)
+    assert [p.data.shape for p in model.parameters()][::2] == [(16, 8), (8, 4), (4, 3)]
