@@ -318,7 +318,8 @@ def build_parser():
     s.add_argument("--pairs", type=positive_int, default=4, help="most confused pairs to show")
     s = add("losses", "cross-entropy vs squared error over several seeds")
     training(s)
-    s.add_argument("--config", default="fashion_mnist_best", help="recipe (a name in tinygrad_free/recipes/ or a YAML path) without --results")
+    s.add_argument("--config", default="fashion_mnist_best",
+                   help="recipe (a name in tinygrad_free/recipes/ or a YAML path) without --results")
     s.add_argument("--top", type=positive_int, default=2, help="configurations taken from --results")
     s.add_argument("--seeds", type=positive_int, default=3)
     s = add("mnist", "three Fashion-MNIST configurations trained on MNIST")
