@@ -60,8 +60,10 @@ def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
             model = nn.Sequential(nn.Dense(6, width, activation=act, dtype=dtype, rng=0),
                                   nn.Dense(width, 4, dtype=dtype, rng=1))
             params = model.parameters()
-            for name, o in [("adam", opt.Adam(params, weight_decay=1e-3)), ("nadam", opt.NAdam(params)),
-                            ("nag", opt.NAG(params)), ("rmsprop", opt.RMSProp(params)), ("sgd", opt.SGD(params))]:
+            # One optimizer at a time: a newer one re-packs the parameters, and a stale one refuses to step.
+            for make in [lambda: opt.Adam(params, weight_decay=1e-3), lambda: opt.NAdam(params),
+                         lambda: opt.NAG(params), lambda: opt.RMSProp(params), lambda: opt.SGD(params)]:
+                o = make()
                 for loss_fn in (nn.CrossEntropyLoss(), nn.MSELoss()):
                     o.zero_grad()
                     x = rng.standard_normal((3, 6)).astype(dtype)

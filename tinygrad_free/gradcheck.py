@@ -7,12 +7,15 @@ Use it on every layer you write::
 
 What can be checked:
 
-* a ``Module``: ``gradcheck(module, x)``. The scalar is L = sum(R * module(x)) for a fixed random
-  R, so dL/dy = R goes into ``backward``; the inputs and every parameter are checked.
+* a ``Module``: ``gradcheck(module, x)`` or ``gradcheck(module, x1, x2)``. The scalar is
+  L = sum(R * module(x)) for a fixed random R (one per output), so dL/dy = R goes into
+  ``backward``; every input and every parameter is checked.
 * a loss (``CrossEntropyLoss()``, ``MSELoss()``): ``gradcheck(loss, logits, labels)``; the
   logits are checked (labels are not differentiable).
 * a function in the thinc style: ``fn(*inputs) -> (y, backprop)`` with ``backprop(dy)``
-  returning dL/dinput for each input (a tuple, or one array for one input).
+  returning dL/dinput for each input (a tuple, or one array for one input); the parameters it
+  accumulates into are checked too when given as ``params=`` (or when ``fn`` is a module's
+  ``begin_update``).
 """
 from dataclasses import dataclass, field
 
@@ -61,13 +64,43 @@ def _as_float64_inputs(inputs):
                              "(build the layer with dtype=np.float64 and pass float64 inputs)")
 
 
-def gradcheck(fn_or_module, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=None, seed=0, raise_on_fail=True):
+def _differentiable(x):
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
+
+
+def _projection(y, rng):
+    """A fixed random R for L = sum(R * y), one per output; (R, L-of-outputs function)."""
+    if isinstance(y, tuple):
+        Rs = tuple(rng.standard_normal(np.shape(v)) for v in y)
+        return Rs, lambda out: float(sum(np.sum(R * v) for R, v in zip(Rs, out)))
+    R = rng.standard_normal(np.shape(y))
+    return R, lambda out: float(np.sum(R * out))
+
+
+def _copy(R):
+    return tuple(r.copy() for r in R) if isinstance(R, tuple) else R.copy()
+
+
+def _per_input(grads, n):
+    grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+    if len(grads) != n:
+        raise GradcheckError(f"backward returned {len(grads)} gradient(s) for {n} input(s)")
+    return grads
+
+
+def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=None, seed=0,
+              raise_on_fail=True):
     """Compare the analytic gradient of every input and parameter with central differences.
 
     Parameters
     ----------
     fn_or_module : Module, Loss, or callable ``fn(*inputs) -> (y, backprop)``
-    *inputs : arrays (float64 for the differentiable ones)
+        A Module may take several inputs and return several outputs (a tuple); each output gets
+        its own projection R. A Module's parameters are all checked.
+    *inputs : arrays (float64 for the differentiable ones; integer arrays pass through unchecked)
+    params : list of Parameter or (name, Parameter), optional
+        For the function form: the parameters its backprop accumulates into, checked too. When
+        ``fn`` is a module's ``begin_update``, that module's parameters are taken by default.
     eps : float
         Step of the central difference (f(x + eps) - f(x - eps)) / (2 eps).
     atol, rtol : float
@@ -83,12 +116,20 @@ def gradcheck(fn_or_module, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=
     -------
     GradcheckReport
     """
+    from .nn.context import no_grad
     from .nn.loss import Loss
     from .nn.module import Module
 
     _as_float64_inputs(inputs)
     rng = np.random.default_rng(seed)
     inputs = [np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in inputs]
+
+    def named(ps):
+        out = [item if isinstance(item, tuple) else (item.name or f"param{i}", item) for i, item in enumerate(ps)]
+        for name, p in out:
+            if p.data.dtype != np.float64:
+                raise ValueError(f"gradcheck: parameter {name} is {p.data.dtype}; build the module with float64")
+        return out
 
     if isinstance(fn_or_module, Loss):
         loss = fn_or_module
@@ -100,32 +141,36 @@ def gradcheck(fn_or_module, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=
         analytic = [("input0", inputs[0], loss.backward())]
     elif isinstance(fn_or_module, Module):
         module = fn_or_module.train()
-        params = module.named_parameters()
-        for _, p in params:
-            if p.data.dtype != np.float64:
-                raise ValueError(f"gradcheck: parameter {p.name} is {p.data.dtype}; build the module with float64")
-        y = module.forward(*inputs)
-        R = rng.standard_normal(y.shape)
+        ps = named(module.named_parameters())
+        module.zero_grad()
+        y, backprop = module.begin_update(*inputs)
+        R, project = _projection(y, rng)
+        grads = _per_input(backprop(_copy(R)), len(inputs))
 
         def scalar():
-            return float(np.sum(R * module.forward(*inputs)))
+            with no_grad():
+                return project(module.forward(*inputs))
 
-        module.zero_grad()
-        module.forward(*inputs)
-        dx = module.backward(R.copy())
-        analytic = [("input0", inputs[0], dx)] + [(name, p.data, p.grad.copy()) for name, p in params]
+        analytic = [(f"input{i}", x, gx) for i, (x, gx) in enumerate(zip(inputs, grads)) if _differentiable(x)]
+        analytic += [(name, p.data, p.grad.copy()) for name, p in ps]
     elif callable(fn_or_module):
         fn = fn_or_module
+        owner = getattr(fn, "__self__", None)
+        if params is None and isinstance(owner, Module):
+            params = owner.named_parameters()
+        ps = named(params or [])
+        for _, p in ps:
+            p.zero_grad()
         y, backprop = fn(*inputs)
-        R = rng.standard_normal(np.shape(y))
+        R, project = _projection(y, rng)
 
         def scalar():
-            return float(np.sum(R * fn(*inputs)[0]))
+            return project(fn(*inputs)[0])
 
-        grads = backprop(R.copy())
-        grads = grads if isinstance(grads, (tuple, list)) else (grads,)
+        grads = _per_input(backprop(_copy(R)), len(inputs))
         analytic = [(f"input{i}", x, gx) for i, (x, gx) in enumerate(zip(inputs, grads))
-                    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and gx is not None]
+                    if _differentiable(x) and gx is not None]
+        analytic += [(name, p.data, p.grad.copy()) for name, p in ps]
     else:
         raise TypeError(f"gradcheck takes a Module, a Loss or a callable, got {type(fn_or_module).__name__}")
 

@@ -15,9 +15,7 @@ from .data import BatchIterator
 from .fpenv import flush_denormals
 from .kernels import parallel as kernels_parallel
 from .metrics import accuracy
-from .nn.dense import Dense
 from .nn.loss import NonFiniteError
-from .nn.sequential import Sequential
 from .optim import schedule
 
 
@@ -163,9 +161,6 @@ class Trainer:
     def _train_epoch(self, batches, bar):
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         model.train()
-        # The input is data: let layers that can skip its gradient do so.
-        backward = partial(model.backward, input_grad=False) if isinstance(model, (Sequential, Dense)) \
-            else model.backward
         # Our losses count the batch's correct predictions in their kernel; any other loss
         # gets the argmax here.
         counts = hasattr(loss_fn, "correct")
@@ -174,9 +169,11 @@ class Trainer:
             if self._schedule is not None:
                 opt.lr = self._base_lr * self._schedule(self._step / self._total_steps)
                 self._step += 1
-            logits = model.forward(xb)
+            # Each step pairs its forward with its own backward; the input is data, so layers
+            # that can skip its gradient do.
+            logits, backprop = model.begin_update(xb)
             loss = loss_fn.forward(logits, yb)
-            backward(loss_fn.backward())
+            backprop(loss_fn.backward(), input_grad=False)
             opt.step(loss=loss)
             opt.zero_grad()
             n = len(yb)

@@ -76,7 +76,8 @@ KERNELS = tuple(vars(NUMPY))
 def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     """Compile (or load from numba's on-disk cache) every numba kernel; returns the seconds taken.
 
-    Covers the argument types the library passes: C-contiguous 2-D activations with a 1-D
+    Covers the argument types the library passes: C-contiguous 2-D activations (writable, or
+    read-only as a module's output in training mode is) with a 1-D
     bias/bias-gradient or None, integer labels of ``label_dtypes``, flat 1-D optimizer buffers
     with a (2, n) scratch, Python floats/ints/bools as hyperparameters. Other types (another
     label dtype, non-contiguous arrays, ...) compile on their first call.
@@ -88,21 +89,26 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     for dtype in dtypes:
         dtype = np.dtype(dtype)
         z = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4)
+        z_readonly = z.view()
+        z_readonly.flags.writeable = False
         b = np.zeros(4, dtype)
         for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
             for bias in (b, None):
                 y = ops.bias_act(z.copy(), bias, code)
                 ops.dense_grad(y, z, code, np.empty_like(y), None if bias is None else b.copy())
                 w = np.ones((4, 4), dtype)
-                ops.dense_forward(z, w, bias, code, np.empty_like(z))
-                for dx in (np.empty_like(z), None):
-                    ops.dense_backward(z, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0,
-                                       None if bias is None else b.copy(), dx)
+                # A layer's input is data (writable) or the previous layer's read-only output.
+                for x in (z, z_readonly):
+                    ops.dense_forward(x, w, bias, code, np.empty_like(z))
+                    for dx in (np.empty_like(z), None):
+                        ops.dense_backward(x, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0,
+                                           None if bias is None else b.copy(), dx)
             ops.act_grad(y, z, code, np.empty_like(y))
         for label_dtype in label_dtypes:
             labels = np.array([0, 3, 1], dtype=label_dtype)
-            ops.softmax_cross_entropy(z, labels, np.empty_like(z))
-            ops.softmax_squared_error(z, labels, np.empty_like(z))
+            for logits in (z, z_readonly):      # a model's output is read-only in training mode
+                ops.softmax_cross_entropy(logits, labels, np.empty_like(z))
+                ops.softmax_squared_error(logits, labels, np.empty_like(z))
         w, g, m, v = (np.full(5, 0.5, dtype) for _ in range(4))
         tmp = np.empty((2, 5), dtype)
         ops.weight_decay(g, w, 1e-4, 3, np.empty_like(g))

@@ -38,10 +38,6 @@ class Activation(Module):
 
     code = IDENTITY
 
-    def __init__(self):
-        super().__init__()
-        self._y = None
-
     def forward(self, x):
         x = np.asarray(x)
         y = x.copy() if x.dtype.kind == "f" else x.astype(np.float32)
@@ -51,8 +47,6 @@ class Activation(Module):
         return y
 
     def backward(self, grad_out):
-        if self._y is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward (in training mode)")
         if grad_out.shape != self._y.shape:
             raise ValueError(f"{type(self).__name__}.backward: expected gradient of shape {self._y.shape}, "
                              f"got {grad_out.shape}")
@@ -98,10 +92,6 @@ class Softmax(Module):
     probabilities inside a network.
     """
 
-    def __init__(self):
-        super().__init__()
-        self._y = None
-
     def forward(self, x):
         z = x - x.max(axis=-1, keepdims=True)
         np.exp(z, out=z)
@@ -111,8 +101,6 @@ class Softmax(Module):
         return z
 
     def backward(self, grad_out):
-        if self._y is None:
-            raise RuntimeError("Softmax.backward called before forward (in training mode)")
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))
 

@@ -45,13 +45,13 @@ class Dense(Module):
         self.out_features = _positive_int(out_features, "out_features")
         self.act_code = act.code(activation)
         dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"Dense: dtype must be a float type (float32, float64), got {dtype}")
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"Dense: dtype must be float32 or float64 (the kernels are built for these two), "
+                             f"got {dtype}")
         self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         w = initializers.get(init)((self.in_features, self.out_features), initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
         self.b = Parameter(np.zeros(self.out_features, dtype), "b", decay=False) if bias else None
-        self._x = self._y = None
         self._dz = None
 
     def forward(self, x):
@@ -72,8 +72,6 @@ class Dense(Module):
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: that GEMM is a sixth of a step's work for nothing)."""
         x, y = self._x, self._y
-        if y is None:
-            raise RuntimeError(f"{self!r}: backward called before forward (in training mode)")
         if grad_out.shape != y.shape:
             raise ValueError(f"{self!r}: expected gradient of shape {y.shape}, got {grad_out.shape}")
         # dz is private scratch, reused while the batch shape stays the same.

@@ -1,15 +1,13 @@
 """Module: the unit of a network. A subclass writes ``forward`` and ``backward``; this base
-class finds its parameters and children, names them, and saves and loads their values."""
-import json
+class finds its parameters, buffers and children, names them, keeps each call's saved values
+apart (``context``), and saves and loads the whole."""
 from collections import OrderedDict
 
 import numpy as np
 
-from ..fileio import atomic_open
+from . import context, serialize
+from .node import Node
 from .parameter import Parameter
-
-# Every Module subclass, by class name, so nn.load can rebuild an architecture from JSON.
-MODULES = {}
 
 
 class Module:
@@ -17,29 +15,45 @@ class Module:
 
     A subclass implements
 
-    * ``forward(x) -> y``, caching (in training mode) whatever ``backward`` needs, and
-    * ``backward(grad_y) -> grad_x``, which ADDS dL/dparam into each ``Parameter.grad`` and
-      returns dL/dx. It must never recompute the forward pass.
+    * ``forward(*xs) -> y``. In training mode it stores what backward needs as attributes
+      (``self.x = x``); the base class keeps them per call (see ``nn.context``), so one module
+      may be used several times in a network;
+    * ``backward(grad_y, input_grad=True) -> grad_x``: ADDS dL/dparam into each
+      ``Parameter.grad`` and returns dL/dx (a tuple for several inputs). With
+      ``input_grad=False`` (the input is data) it may skip dL/dx and return None; a backward
+      without that argument is called without it. It must never recompute the forward pass.
 
-    Attributes that are :class:`Parameter` or :class:`Module` instances are registered in
-    assignment order, as in PyTorch, which fixes the order of ``named_parameters()``.
+    Calling a module on arrays runs ``forward``; calling it on ``nn.Input`` nodes builds a graph
+    (see ``nn.Graph``). Attributes that are :class:`Parameter` or :class:`Module` instances are
+    registered in assignment order, as in PyTorch, which fixes the order of
+    ``named_parameters()``; ``register_buffer`` adds saved, non-trained arrays (running statistics).
     """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        MODULES[cls.__name__] = cls
+        serialize.add_class(cls)
+        for name, wrap in (("forward", context.wrap_forward), ("backward", context.wrap_backward)):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not hasattr(fn, "raw"):
+                setattr(cls, name, wrap(fn))
 
     def __init__(self):
-        object.__setattr__(self, "_params", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
-        object.__setattr__(self, "training", True)
+        d = self.__dict__
+        d["_params"] = OrderedDict()
+        d["_modules"] = OrderedDict()
+        d["_buffers"] = OrderedDict()
+        d["training"] = True
 
     def __setattr__(self, key, value):
         d = self.__dict__
         if "_params" not in d:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
-            object.__setattr__(self, key, value)     # the per-step caches (x, y) take this path
+            if key in d["_buffers"]:
+                d["_buffers"][key] = value
+            elif d.get("_recording_ctx") is not None:
+                context.record(self, key, value)    # per-call state of the running forward
+            object.__setattr__(self, key, value)
             return
         self._params.pop(key, None)
         self._modules.pop(key, None)
@@ -51,29 +65,73 @@ class Module:
             self._modules[key] = value
         object.__setattr__(self, key, value)
 
+    def register_buffer(self, name, array):
+        """A non-trained array saved with the model (``state_dict``, ``save``), read as
+        ``self.<name>``. Update it in place or re-assign it; either way it persists across calls."""
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"buffer {name!r} must be a numpy array, got {type(array).__name__}")
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
     # --- computation -------------------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *xs, **kwargs):
+        if xs and any(isinstance(x, Node) for x in xs):
+            from .graph import call_on_nodes
+            return call_on_nodes(self, xs, kwargs)
+        return self.forward(*xs, **kwargs)
+
+    def begin_update(self, *xs):
+        """Forward with the call's backward as a callback, thinc's ``(y, backprop)``.
+
+        ``backprop(grad, input_grad=True)`` runs this call's backward, whatever else ran since:
+        the way to use one module several times in a container's forward and backprop the calls
+        in any order.
+        """
+        y, ctx = self._forward_ctx(*xs)
+        if ctx is None:
+            raise RuntimeError(f"{type(self).__name__}.begin_update needs training mode and gradients "
+                               "enabled (it is for passes you will backpropagate): call model.train() "
+                               "and run it outside nn.no_grad()")
+
+        def backprop(grad, input_grad=True):
+            return self._backward_ctx(ctx, grad, input_grad)
+        return y, backprop
+
+    def _forward_ctx(self, *xs):
+        """``(y, context)`` of one forward call; the context is None in eval mode or no_grad."""
+        f = type(self).forward
+        return context.run_forward(self, getattr(f, "raw", f), xs, {})
+
+    def _backward_ctx(self, ctx, grad, input_grad=True):
+        """The backward of the call that made ``ctx``."""
+        b = type(self).backward
+        return context.run_backward(self, getattr(b, "raw", b), getattr(b, "takes_input_grad", False),
+                                    ctx, grad, input_grad)
 
     # --- parameters --------------------------------------------------------------------------
-    def _walk(self, prefix=""):
+    def _walk_with_owner(self, prefix=""):
         for key, p in self._params.items():
-            yield prefix + key, p
+            yield prefix + key, p, self
         for key, m in self._modules.items():
-            yield from m._walk(f"{prefix}{key}.")
+            yield from m._walk_with_owner(f"{prefix}{key}.")
+
+    def _walk(self, prefix=""):
+        for name, p, _ in self._walk_with_owner(prefix):
+            yield name, p
 
     def named_parameters(self):
         """``(dotted_name, Parameter)`` pairs in layer order (``0.W``, ``0.b``, ``2.W``, ...).
 
         Also stamps each Parameter's ``name`` with its dotted name, so a plain
         ``parameters()`` list handed to an optimizer still carries unique names.
-        A parameter shared by two layers is listed once, under its first name.
+        A parameter reached twice (a reused module, a tied weight) is listed once, under its
+        first name.
         """
         seen = set()
         out = []
@@ -88,6 +146,21 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix=""):
+        """``(dotted_name, array)`` of every buffer, each listed once."""
+        seen, out = set(), []
+
+        def walk(m, prefix):
+            for key, b in m._buffers.items():
+                if id(m) not in seen:
+                    out.append((prefix + key, b))
+            seen.add(id(m))
+            for key, child in m._modules.items():
+                if id(child) not in seen:
+                    walk(child, f"{prefix}{key}.")
+        walk(self, prefix)
+        return out
+
     def num_parameters(self):
         return sum(p.size for p in self.parameters())
 
@@ -96,66 +169,94 @@ class Module:
             p.zero_grad()
 
     def children(self):
-        return list(self._modules.values())
+        """The distinct child modules, in registration order."""
+        return list({id(m): m for m in self._modules.values()}.values())
+
+    def modules(self):
+        """This module and every module below it, each once."""
+        out, seen, stack = [], set(), [self]
+        while stack:
+            m = stack.pop(0)
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            out.append(m)
+            stack.extend(m._modules.values())
+        return out
 
     def train(self, mode=True):
-        """Training mode: forward caches what backward needs. Returns self."""
-        object.__setattr__(self, "training", bool(mode))
-        for m in self._modules.values():
-            m.train(mode)
+        """Training mode: forward saves what backward needs. Returns self."""
+        for m in self.modules():
+            m.__dict__["training"] = bool(mode)
         return self
 
     def eval(self):
-        """Inference mode: forward caches nothing, so backward is unavailable."""
+        """Inference mode: forward saves nothing, so backward is unavailable."""
         return self.train(False)
+
+    def _get_parameter(self, dotted):
+        *path, key = dotted.split(".")
+        module = self
+        for part in path:
+            module = module._modules[part]
+        return module._params[key]
+
+    def _set_parameter(self, dotted, parameter):
+        *path, key = dotted.split(".")
+        module = self
+        for part in path:
+            module = module._modules[part]
+        setattr(module, key, parameter)
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self):
-        """Copies of every parameter's value, keyed by dotted name."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of every parameter's value, then every buffer's, keyed by dotted name."""
+        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        state.update((name, b.copy()) for name, b in self.named_buffers())
+        return state
 
     def load_state_dict(self, state, strict=True):
-        """Copy values into the existing parameter arrays (never re-binding them).
+        """Copy values into the existing parameter and buffer arrays (never re-binding them).
 
         ``strict`` requires exactly the same keys; shapes must always match.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict((name, p.data) for name, p in self.named_parameters())
+        own.update(self.named_buffers())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict mismatch for {type(self).__name__}: missing {missing}, unexpected {unexpected}")
-        for name, p in own.items():
+        for name, target in own.items():
             if name not in state:
                 continue
             value = np.asarray(state[name])
-            if value.shape != p.data.shape:
-                raise ValueError(f"parameter {name!r}: expected shape {p.data.shape}, got {value.shape}")
-            p.data[...] = value
+            if value.shape != target.shape:
+                raise ValueError(f"{name!r}: expected shape {target.shape}, got {value.shape}")
+            target[...] = value
 
     # --- architecture and files --------------------------------------------------------------
     def get_config(self):
-        """Constructor arguments as JSON-able values, so ``nn.load`` can rebuild the module."""
+        """Constructor arguments as JSON-able values (Modules allowed), so ``nn.load`` can
+        rebuild the module."""
         raise NotImplementedError(
             f"{type(self).__name__} has no get_config(); implement it to use save()/nn.load, "
             "or save state_dict() yourself")
 
     @classmethod
     def from_config(cls, config):
-        """The inverse of ``get_config``: a new module built from its constructor arguments."""
+        """The inverse of ``get_config`` (nested modules arrive already rebuilt)."""
         return cls(**config)
 
     def to_spec(self):
-        return {"class": type(self).__name__, "config": self.get_config()}
+        return serialize.to_spec(self)
 
     def save(self, path):
-        """Write architecture (JSON) and weights to one ``.npz``, atomically.
+        """Write architecture (JSON), weights and buffers to one ``.npz``, atomically.
 
         The file is written next to ``path`` under a temporary name and renamed into place,
         so a crash never leaves a half-written model.
         """
-        arrays = {f"param/{k}": v for k, v in self.state_dict().items()}
-        arrays["architecture"] = np.array(json.dumps(self.to_spec()))
-        atomic_savez(path, arrays)
+        serialize.save(self, path)
 
     # --- display -----------------------------------------------------------------------------
     def extra_repr(self):
@@ -169,27 +270,5 @@ class Module:
         return head + "\n" + "\n".join(lines) + f"\n)  # {self.num_parameters():,} parameters"
 
 
-def atomic_savez(path, arrays):
-    """``np.savez`` written atomically (see ``fileio.atomic_open``)."""
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
-
-
-def from_spec(spec):
-    """Rebuild a module from ``{"class": name, "config": {...}}``."""
-    name = spec["class"]
-    if name not in MODULES:
-        raise ValueError(f"unknown module class {name!r}: import the module that defines it before loading; "
-                         f"known: {sorted(MODULES)}")
-    return MODULES[name].from_config(spec["config"])
-
-
-def load(path):
-    """Load a model written by ``Module.save``. Reads with ``allow_pickle=False``."""
-    with np.load(path, allow_pickle=False) as f:
-        if "architecture" not in f:
-            raise ValueError(f"{path}: not a tinygrad_free model file (no 'architecture' entry)")
-        model = from_spec(json.loads(str(f["architecture"])))
-        state = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
-    model.load_state_dict(state)
-    return model
+from_spec = serialize.from_spec
+load = serialize.load

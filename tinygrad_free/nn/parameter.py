@@ -1,6 +1,9 @@
 """The trainable tensor: a value and the gradient that backward accumulates into it."""
 import numpy as np
 
+# The hot path's flag writes skip Parameter.__setattr__ (which only guards data).
+_set = object.__setattr__
+
 
 class Parameter:
     """A trainable array and its gradient.
@@ -18,39 +21,79 @@ class Parameter:
     Notes
     -----
     ``backward`` ACCUMULATES into ``grad`` (two backward calls double it), as in PyTorch;
-    ``zero_grad()`` clears it. ``data`` and ``grad`` may be re-pointed at views of one flat
-    buffer (optimizers do this so one kernel call updates every parameter), so read them
-    through the Parameter at each use rather than keeping the array.
+    ``zero_grad()`` (or ``p.grad = None``) clears it.
+
+    An optimizer packs ``data`` and ``grad`` into views of one flat buffer, so one kernel call
+    updates every parameter. From then on, assigning ``p.data = array`` or ``p.grad = array``
+    COPIES into that buffer (the optimizer keeps seeing the parameter); before packing it
+    re-binds. Either way the shape and dtype of a parameter are fixed: a new array of another
+    shape or dtype raises. Read ``p.data`` through the Parameter at each use rather than
+    keeping the array: packing moves it.
     """
 
-    __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay")
+    __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay", "_owner")
 
     def __init__(self, data, name="", decay=True):
         data = np.asarray(data)
         if data.dtype.kind != "f":
             raise ValueError(f"Parameter {name!r} must be a floating array, got dtype {data.dtype}")
-        self.data = data
+        object.__setattr__(self, "_owner", None)
+        object.__setattr__(self, "data", data)
         self._grad = np.zeros_like(data)
         self._grad_is_zero = False
         self.name = name
         self.decay = decay
 
+    def __setattr__(self, key, value):
+        if key == "data":
+            value = self._conforming(value, "data")
+            if self._owner is not None:       # packed: the optimizer's buffer must see the value
+                self.data[...] = value
+                return
+        object.__setattr__(self, key, value)
+
+    def _conforming(self, value, what):
+        """``value`` as an array of this parameter's shape and dtype, or a clear error."""
+        value = np.asarray(value)
+        shape, dtype = self.data.shape, self.data.dtype
+        if value.shape != shape:
+            raise ValueError(f"Parameter {self.name!r}: the new {what} has shape {value.shape}, but the "
+                             f"parameter's shape is {shape}; a parameter's shape is fixed (build a new layer "
+                             "to change it)")
+        if value.dtype != dtype:
+            raise ValueError(f"Parameter {self.name!r}: the new {what} has dtype {value.dtype}, but the "
+                             f"parameter is {dtype}; convert it first, e.g. array.astype(np.{dtype})")
+        return value
+
+    def _bind(self, data, grad, owner):
+        """Point ``data``/``grad`` at an optimizer's buffer views (``owner``: a weakref to it)."""
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "_grad", grad)
+        object.__setattr__(self, "_owner", owner)
+
     @property
     def grad(self):
         if self._grad_is_zero:          # a zero_grad() is pending: make it real before anyone reads
             self._grad.fill(0)
-            self._grad_is_zero = False
+            _set(self, "_grad_is_zero", False)
         return self._grad
 
     @grad.setter
     def grad(self, value):
-        self._grad = value
+        if value is None:               # PyTorch's way of clearing a gradient
+            self.zero_grad()
+            return
+        value = self._conforming(value, "grad")
+        if self._owner is not None:
+            self._grad[...] = value
+        else:
+            self._grad = value
         self._grad_is_zero = False
 
     def zero_grad(self):
         """Clear the gradient. Lazy: the next ``gemm_target`` user overwrites instead of adding,
         which saves a pass over the largest arrays every step; any other read sees zeros."""
-        self._grad_is_zero = True
+        _set(self, "_grad_is_zero", True)
 
     def gemm_target(self):
         """(grad, beta) for a matrix product that writes ``grad <- update + beta * grad``.
@@ -63,7 +106,7 @@ class Parameter:
 
     def grad_written(self):
         """The array from ``gemm_target`` now holds the gradient."""
-        self._grad_is_zero = False
+        _set(self, "_grad_is_zero", False)
 
     @property
     def shape(self):

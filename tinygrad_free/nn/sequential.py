@@ -1,65 +1,67 @@
 """Sequential: a forward loop over modules and a reversed backward loop."""
-from .dense import Dense
-from .module import Module, from_spec
+from .module import Module
 
 
 class Sequential(Module):
     """A chain of modules. ``forward`` runs them in order; ``backward`` in reverse.
 
-    Indexable (``model[0]``, ``model[1:]``), has ``len``, and grows with ``append``.
-    Parameter names are the dotted paths ``"<index>.<name>"``.
+    Indexable (``model[0]``, ``model[1:]``), has ``len``, and grows with ``append``. One module
+    object may appear several times (a shared activation, a tied layer): each position's call
+    keeps its own saved values and its gradients add up. Parameter names are the dotted paths
+    ``"<index>.<name>"``, a reused module's under its first index. The first module may take
+    several inputs (``model(xa, xb)``).
     """
 
     def __init__(self, *modules):
         super().__init__()
+        self.__dict__["_layers"] = []
         for m in modules:
             self.append(m)
 
     def append(self, module):
         if not isinstance(module, Module):
             raise TypeError(f"Sequential holds Modules, got {type(module).__name__}")
-        setattr(self, str(len(self._modules)), module)
+        setattr(self, str(len(self._layers)), module)
+        self._layers.append(module)
         return self
 
     def __len__(self):
-        return len(self._modules)
+        return len(self._layers)
 
     def __getitem__(self, index):
-        layers = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*layers[index])
-        return layers[index]
+            return Sequential(*self._layers[index])
+        return self._layers[index]
 
     def __iter__(self):
-        return iter(self._modules.values())
+        return iter(self._layers)
 
-    def forward(self, x):
-        for i, layer in enumerate(self._modules.values()):
+    def forward(self, *xs):
+        contexts = []
+        for i, layer in enumerate(self._layers):
             try:
-                x = layer(x)
+                y, ctx = layer._forward_ctx(*xs)
             except ValueError as e:
                 raise ValueError(f"layer {i}: {e}") from e
-        return x
+            contexts.append(ctx)
+            xs = (y,)
+        if self.training:
+            self._contexts = contexts
+        return xs[0] if len(xs) == 1 else xs
 
     def backward(self, grad_out, input_grad=True):
-        """Run every layer's backward in reverse; returns dL/dx.
-
-        ``input_grad=False`` (what a trainer passes: its input is data) lets the first layer
-        skip computing dL/dx when it knows how (``Dense``, ``Sequential``), and returns None.
-        """
-        layers = list(self._modules.values())
-        for layer in reversed(layers[1:]):
-            grad_out = layer.backward(grad_out)
+        """Run every layer's backward in reverse, each with the context of its own call; returns
+        dL/dx (None with ``input_grad=False``, which lets the first layer skip computing it)."""
+        layers, contexts = self._layers, self._contexts
+        for i in range(len(layers) - 1, 0, -1):
+            grad_out = layers[i]._backward_ctx(contexts[i], grad_out)
         if not layers:
-            return grad_out
-        if not input_grad and isinstance(layers[0], (Dense, Sequential)):
-            return layers[0].backward(grad_out, input_grad=False)
-        grad_in = layers[0].backward(grad_out)
-        return grad_in if input_grad else None
+            return grad_out if input_grad else None
+        return layers[0]._backward_ctx(contexts[0], grad_out, input_grad)
 
     def get_config(self):
-        return {"layers": [m.to_spec() for m in self._modules.values()]}
+        return {"layers": list(self._layers)}
 
     @classmethod
     def from_config(cls, config):
-        return cls(*(from_spec(s) for s in config["layers"]))
+        return cls(*config["layers"])

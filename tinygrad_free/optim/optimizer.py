@@ -12,8 +12,12 @@ step count ``t`` (from 1 inside ``update``), the learning rate, coupled L2 weigh
 Packing: an ``elementwise`` optimizer (every built-in one) copies all parameters of one dtype
 into a single flat buffer, weight matrices first, and re-points each ``Parameter.data``/``.grad``
 at its slice. One ``update`` call then updates the whole model, and weight decay is one slice.
+A rule that is not element-wise (one that takes a norm or a mean of a tensor, or treats a
+weight matrix as a matrix) sets ``elementwise = False``: ``update`` is then called once per
+parameter with that parameter's own arrays, in its own shape.
 """
 import math
+import weakref
 
 import numpy as np
 
@@ -22,14 +26,27 @@ from .. import backend
 _REGISTRY = {}
 
 
-def register(name, *aliases):
-    """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)``."""
+def register(name, *aliases, override=False):
+    """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)``.
+
+    A name (or alias) already registered to another class raises unless ``override=True``: a
+    plugin must not silently replace a built-in optimizer.
+    """
     def wrap(cls):
+        for key in (name, *aliases):
+            taken = _REGISTRY.get(key.lower())
+            if taken is not None and _qualified(taken) != _qualified(cls) and not override:
+                raise ValueError(f"optimizer name {key!r} is already registered to {_qualified(taken)}; "
+                                 "choose another name, or pass override=True to replace it")
         cls.name = name
         for key in (name, *aliases):
             _REGISTRY[key.lower()] = cls
         return cls
     return wrap
+
+
+def _qualified(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def available():
@@ -110,6 +127,7 @@ class Optimizer:
         self.t = 0
         self.shared = {}
         self._named = self._collect(params)
+        self._ref = weakref.ref(self)
         self._units = self._pack() if self.elementwise else self._per_parameter()
         for unit in self._units:
             unit.state = self.init_state(unit.w)
@@ -135,9 +153,12 @@ class Optimizer:
     # --- the step ---------------------------------------------------------------------------------
     def step(self, loss=None):
         """Apply one update to every parameter from its accumulated ``grad``."""
-        self.t += 1
-        for _, p in self._named:
+        me = self._ref
+        for name, p in self._named:
+            if p._owner is not me:
+                self._lost(name, p)
             p.grad  # noqa: B018  (materialises a pending lazy zero_grad in the flat buffer)
+        self.t += 1
         self.prepare(loss)
         wd = self.weight_decay
         for unit in self._units:
@@ -147,6 +168,14 @@ class Optimizer:
                     unit.decayed = np.empty_like(g)
                 g = backend.ops().weight_decay(g, unit.w, wd, unit.n_decay, unit.decayed)
             self.update(unit.w, g, unit.state)
+
+    def _lost(self, name, p):
+        other = p._owner() if p._owner is not None else None
+        raise RuntimeError(
+            f"{type(self).__name__}.step: parameter {name!r} is now packed by another optimizer "
+            f"({type(other).__name__ if other is not None else 'one that no longer exists'}, created after this "
+            "one), so this optimizer's updates would never reach the model. Use one optimizer per parameter: "
+            "step the newest one, or create the optimizer once and keep it")
 
     def scratch(self, w):
         """A reusable (2, *w.shape) buffer for NumPy updates of ``w`` (one of this optimizer's arrays)."""
@@ -195,8 +224,7 @@ class Optimizer:
                 n = p.size
                 w[offset:offset + n] = p.data.ravel()
                 g[offset:offset + n] = p.grad.ravel()
-                p.data = w[offset:offset + n].reshape(p.shape)
-                p.grad = g[offset:offset + n].reshape(p.shape)
+                p._bind(w[offset:offset + n].reshape(p.shape), g[offset:offset + n].reshape(p.shape), self._ref)
                 members.append((name, offset, p.shape))
                 offset += n
             n_decay = sum(p.size for _, p in group if p.decay)
@@ -204,7 +232,11 @@ class Optimizer:
         return units
 
     def _per_parameter(self):
-        return [_Unit(p.data, p.grad, p.size if p.decay else 0, [(n, 0, p.shape)]) for n, p in self._named]
+        units = []
+        for n, p in self._named:
+            p._bind(p.data, p.grad, self._ref)    # later p.data = ... copies into these arrays
+            units.append(_Unit(p.data, p.grad, p.size if p.decay else 0, [(n, 0, p.shape)]))
+        return units
 
     # --- state --------------------------------------------------------------------------------
     def get_config(self):

@@ -1,0 +1,33 @@
+"""Residual: y = x + block(x), the skip connection of ResNet."""
+from .module import Module
+
+
+class Residual(Module):
+    """y = x + block(x); dL/dx = dL/dy + block.backward(dL/dy).
+
+    ``block`` may be any module (a ``Sequential``, a ``Graph``) whose output has its input's
+    shape. The block's call and its backward are paired explicitly, so a Residual, or its block,
+    may be used several times in one network.
+    """
+
+    def __init__(self, block):
+        super().__init__()
+        if not isinstance(block, Module):
+            raise TypeError(f"Residual wraps a Module, got {type(block).__name__}")
+        self.block = block
+
+    def forward(self, x):
+        y, ctx = self.block._forward_ctx(x)
+        if y.shape != x.shape:
+            raise ValueError(f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "
+                             "y = x + block(x) needs the block to keep the shape")
+        if self.training:
+            self._ctx = ctx
+        return x + y
+
+    def backward(self, grad_out, input_grad=True):
+        g = self.block._backward_ctx(self._ctx, grad_out, input_grad)
+        return grad_out + g if input_grad else None
+
+    def get_config(self):
+        return {"block": self.block}

@@ -1,0 +1,189 @@
+"""Architectures as JSON and model files: the module-class registry, specs and ``nn.load``.
+
+A spec is ``{"class": "<module>.<QualName>", "id": n, "config": {...}}``. A module that appears
+more than once in a network (a reused activation, a tied layer) is written in full the first
+time and as ``{"ref": n}`` after that, so loading rebuilds ONE object used in several places.
+A Parameter shared by two different modules is recorded in the file's ``ties`` and shared again
+after loading.
+
+Classes are found by qualified name (module path and class name): a user's class named ``Dense``
+never stands in for the built-in one. ``@nn.register("name")`` gives a class a short stable name
+that does not depend on where it is defined (for a class that moves between files); a name that
+is taken raises unless ``override=True``.
+"""
+import json
+import zipfile
+
+import numpy as np
+
+from ..fileio import atomic_open
+
+_CLASSES = {}          # qualified name -> class (filled by Module.__init_subclass__)
+_SHORT = {}            # registered short name -> class
+_active_memo = []      # the memo of the save in progress, so nested to_spec() calls share it
+
+
+def qualified_name(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def add_class(cls):
+    """Record a Module subclass under its qualified name (a redefinition replaces the old class)."""
+    _CLASSES[qualified_name(cls)] = cls
+
+
+def register(name, override=False):
+    """Class decorator: save and load a Module subclass under the short name ``name``.
+
+    Raises if ``name`` is already registered to another class, unless ``override=True``.
+    """
+    def wrap(cls):
+        taken = _SHORT.get(name)
+        if taken is not None and qualified_name(taken) != qualified_name(cls) and not override:
+            raise ValueError(f"module name {name!r} is already registered to {qualified_name(taken)}; "
+                             "choose another name, or pass override=True to replace it")
+        _SHORT[name] = cls
+        cls._registered_name = name
+        return cls
+    return wrap
+
+
+def class_name(cls):
+    return cls.__dict__.get("_registered_name") or qualified_name(cls)
+
+
+def find_class(name):
+    """The class saved as ``name``: a short registered name, a qualified name, or (files written
+    before qualified names) a bare class name that only one known class has."""
+    if name in _SHORT:
+        return _SHORT[name]
+    if name in _CLASSES:
+        return _CLASSES[name]
+    bare = name.rsplit(".", 1)[-1]
+    matches = [c for q, c in _CLASSES.items() if q.rsplit(".", 1)[-1] == bare]
+    builtin = [c for c in matches if c.__module__.startswith("tinygrad_free.")]
+    if "." not in name and len(builtin) == 1:
+        return builtin[0]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"module class {name!r} is not defined, and {len(matches)} classes are named "
+                         f"{bare!r}: {sorted(qualified_name(c) for c in matches)}; import the module that "
+                         "defines it before loading")
+    raise ValueError(f"unknown module class {name!r}: import the module that defines it before loading")
+
+
+# --- specs ----------------------------------------------------------------------------------------
+def to_spec(module):
+    """``{"class", "id", "config"}`` of ``module``; a module met before in the same spec becomes
+    ``{"ref": id}``."""
+    outer = bool(_active_memo)
+    if not outer:
+        _active_memo.append({})
+    memo = _active_memo[-1]
+    try:
+        if id(module) in memo:
+            return {"ref": memo[id(module)][0]}
+        memo[id(module)] = (len(memo), module)   # the module is kept so its id stays unique
+        return {"class": class_name(type(module)), "id": memo[id(module)][0],
+                "config": encode(module.get_config())}
+    finally:
+        if not outer:
+            _active_memo.pop()
+
+
+def encode(value):
+    """A config with Modules (alone, or in lists, tuples and dicts) replaced by their specs."""
+    from .module import Module
+    if isinstance(value, Module):
+        return to_spec(value)
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode(v) for k, v in value.items()}
+    return value
+
+
+def _is_spec(value):
+    return isinstance(value, dict) and (set(value) == {"ref"} or {"class", "config"} <= set(value))
+
+
+def decode(value, memo):
+    """The inverse of :func:`encode`: specs in a config become Modules again."""
+    if _is_spec(value):
+        return from_spec(value, memo)
+    if isinstance(value, list):
+        return [decode(v, memo) for v in value]
+    if isinstance(value, dict):
+        return {k: decode(v, memo) for k, v in value.items()}
+    return value
+
+
+def from_spec(spec, memo=None):
+    """Rebuild a module from its spec (``memo`` maps ids to modules already built)."""
+    memo = {} if memo is None else memo
+    if set(spec) == {"ref"}:
+        if spec["ref"] not in memo:
+            raise ValueError(f"model file refers to module {spec['ref']} before defining it")
+        return memo[spec["ref"]]
+    cls = find_class(spec["class"])
+    module = cls.from_config(decode(spec["config"], memo))
+    if "id" in spec:
+        memo[spec["id"]] = module
+    return module
+
+
+# --- files ------------------------------------------------------------------------------------------
+def parameter_ties(module):
+    """``{alias: first_name}`` for every Parameter reachable under two dotted names from two
+    different module objects (one module reused keeps its parameters without a tie)."""
+    first, ties, owners = {}, {}, {}
+    for name, p, owner in module._walk_with_owner():
+        if id(p) not in first:
+            first[id(p)], owners[id(p)] = name, owner
+        elif owner is not owners[id(p)]:
+            ties[name] = first[id(p)]
+    return ties
+
+
+def save(module, path):
+    """Architecture (JSON), weights, buffers and ties in one ``.npz``, written atomically."""
+    arrays = {f"param/{k}": v for k, v in module.state_dict().items()}
+    arrays["architecture"] = np.array(json.dumps(to_spec(module)))
+    ties = parameter_ties(module)
+    if ties:
+        arrays["ties"] = np.array(json.dumps(ties))
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
+
+
+def _check_model_file(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not a model file") from None
+    if head.startswith(b"PK"):
+        return
+    what = "a .npy array (np.save)" if head == b"\x93NUMPY" else "not a zip archive"
+    raise ValueError(f"{path}: not a tinygrad_free model file ({what}); nn.load reads the .npz that "
+                     "model.save(path) writes")
+
+
+def load(path):
+    """Load a model written by ``Module.save``. Reads with ``allow_pickle=False``."""
+    _check_model_file(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable tinygrad_free model file ({e})") from None
+    with archive as f:
+        if "architecture" not in f.files:
+            raise ValueError(f"{path}: not a tinygrad_free model file (no 'architecture' entry)")
+        model = from_spec(json.loads(str(f["architecture"])))
+        ties = json.loads(str(f["ties"])) if "ties" in f.files else {}
+        state = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
+    for alias, name in ties.items():
+        model._set_parameter(alias, model._get_parameter(name))
+    model.load_state_dict(state)
+    return model
