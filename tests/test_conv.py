@@ -258,7 +258,7 @@ def test_global_pool_and_flatten_reject_wrong_ranks():
     (nn.Flatten(), np.ones((1, 1, 4, 4), np.float32)),
 ])
 def test_backward_checks_order_and_gradient_shape(layer, x):
-    with pytest.raises(RuntimeError, match="backward called before forward"):
+    with pytest.raises(RuntimeError, match="backward was called before forward"):
         layer.backward(np.ones(3, np.float32))
     y = layer(x)
     with pytest.raises(ValueError, match=rf"expected gradient of shape \({y.shape[0]}, "):

@@ -126,28 +126,33 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
             nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
         images = np.ones((2, 3, 3), dtype)
         ops.shift_images(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
-        # conv/pool: 4-D C-contiguous activations, with and without bias/dx, every activation;
-        # pooling outputs and the int64 argmax the layers allocate.
+        # conv/pool: 4-D C-contiguous inputs, writable (data) or read-only (a layer's output),
+        # with and without bias/dx, every activation; the int64 argmax the pooling layer keeps.
         x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+        x_readonly = x.view()
+        x_readonly.flags.writeable = False
         W = np.ones((3, 2, 3, 3), dtype)
         cols = np.empty((2, 2 * 9, 9), dtype)
         y = np.empty((2, 3, 3, 3), dtype)
-        ops.im2col(x, 3, 3, 2, 2, 1, 1, cols)
+        p = np.empty((2, 2, 2, 2), dtype)
+        arg = np.empty(p.shape, np.int64)
+        g = np.empty((2, 2), dtype)
+        for xin in (x, x_readonly):
+            ops.im2col(xin, 3, 3, 2, 2, 1, 1, cols)
+            for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
+                for bias in (np.zeros(3, dtype), None):
+                    ops.conv2d_forward(xin, W, bias, 2, 2, 1, 1, code, cols, y)
+            ops.maxpool2d_forward(xin, 2, 2, 2, 2, p, arg)
+            ops.avgpool2d_forward(xin, 2, 2, 2, 2, p)
+            ops.global_avgpool2d_forward(xin, g)
         ops.col2im(cols, 3, 3, 2, 2, 1, 1, np.empty_like(x))
         for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
             for bias in (np.zeros(3, dtype), None):
-                ops.conv2d_forward(x, W, bias, 2, 2, 1, 1, code, cols, y)
                 for dx in (np.empty_like(x), None):
                     ops.conv2d_backward(cols, W, y, y, code, np.empty_like(y), np.empty_like(W), 0.0,
                                         None if bias is None else bias.copy(), 2, 2, 1, 1, dx)
-        p = np.empty((2, 2, 2, 2), dtype)
-        arg = np.empty(p.shape, np.int64)
-        ops.maxpool2d_forward(x, 2, 2, 2, 2, p, arg)
         ops.maxpool2d_backward(p, arg, np.empty_like(x))
-        ops.avgpool2d_forward(x, 2, 2, 2, 2, p)
         ops.avgpool2d_backward(p, 2, 2, 2, 2, np.empty_like(x))
-        g = np.empty((2, 2), dtype)
-        ops.global_avgpool2d_forward(x, g)
         ops.global_avgpool2d_backward(g, np.empty_like(x))
     return time.perf_counter() - start
 

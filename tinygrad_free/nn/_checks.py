@@ -51,8 +51,3 @@ def same_dtype(layer, x, dtype):
 def gradient_shape(layer, grad_out, shape):
     if grad_out.shape != tuple(shape):
         raise ValueError(f"{layer!r}: expected gradient of shape {tuple(shape)}, got {grad_out.shape}")
-
-
-def forward_first(layer, cached):
-    if cached is None:
-        raise RuntimeError(f"{layer!r}: backward called before forward (in training mode)")

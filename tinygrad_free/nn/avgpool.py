@@ -17,7 +17,6 @@ class AvgPool2D(Module):
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "AvgPool2D")
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "AvgPool2D")
-        self._x_shape = self._y_shape = self._dtype = None
 
     def forward(self, x):
         n, c, ho, wo = pool_geometry(self, x)
@@ -28,7 +27,6 @@ class AvgPool2D(Module):
         return y
 
     def backward(self, grad_out):
-        check.forward_first(self, self._x_shape)
         check.gradient_shape(self, grad_out, self._y_shape)
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().avgpool2d_backward(grad_out, *self.kernel_size, *self.stride, dx)

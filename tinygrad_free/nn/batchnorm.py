@@ -37,7 +37,6 @@ class BatchNorm(Module):
         self.beta = Parameter(np.zeros(self.num_features, dtype), "beta", decay=False)
         self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
         self.register_buffer("running_var", np.ones(self.num_features, dtype))
-        self._xhat = self._invstd = None
 
     def _layout(self, x):
         """(axes summed over, shape broadcasting a per-channel vector) for x."""
@@ -75,7 +74,6 @@ class BatchNorm(Module):
 
     def backward(self, grad_out, input_grad=True):
         xhat, invstd = self._xhat, self._invstd
-        check.forward_first(self, xhat)
         check.gradient_shape(self, grad_out, xhat.shape)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
         dbeta = grad_out.sum(axis=axes)

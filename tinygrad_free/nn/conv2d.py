@@ -54,7 +54,6 @@ class Conv2D(Module):
         w = initializers.get(init)(shape, initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
         self.b = Parameter(np.zeros(self.out_channels, dtype), "b", decay=False) if bias else None
-        self._cols = self._y = self._x_shape = None
         self._dz = None
 
     def output_shape(self, height, width):
@@ -84,7 +83,6 @@ class Conv2D(Module):
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: its col2im and GEMMs would be wasted)."""
         cols, y = self._cols, self._y
-        check.forward_first(self, y)
         check.gradient_shape(self, grad_out, y.shape)
         # dz is private scratch, reused while the output shape stays the same.
         if self._dz is None or self._dz.shape != y.shape or self._dz.dtype != y.dtype:

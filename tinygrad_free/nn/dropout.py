@@ -28,7 +28,6 @@ class Dropout(Module):
         self.p = float(p)
         self.seed = int(rng) if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) else None
         self.rng = initializers.as_generator(rng)
-        self._mask = self._x_shape = None
 
     def forward(self, x):
         if getattr(x, "dtype", np.dtype(object)).kind != "f":
@@ -48,8 +47,6 @@ class Dropout(Module):
         return x * mask
 
     def backward(self, grad_out):
-        if self._x_shape is None:
-            raise RuntimeError(f"{self!r}: backward called before forward (in training mode)")
         if grad_out.shape != self._x_shape:
             raise ValueError(f"{self!r}: expected gradient of shape {self._x_shape}, got {grad_out.shape}")
         return grad_out if self._mask is None else grad_out * self._mask

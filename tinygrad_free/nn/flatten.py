@@ -13,7 +13,6 @@ class Flatten(Module):
 
     def __init__(self):
         super().__init__()
-        self._x_shape = None
 
     def forward(self, x):
         if getattr(x, "ndim", 0) < 2:
@@ -24,7 +23,6 @@ class Flatten(Module):
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_out):
-        check.forward_first(self, self._x_shape)
         n = self._x_shape[0]
         check.gradient_shape(self, grad_out, (n, int(np.prod(self._x_shape[1:]))))
         return grad_out.reshape(self._x_shape)

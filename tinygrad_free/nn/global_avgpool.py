@@ -14,7 +14,6 @@ class GlobalAvgPool2D(Module):
 
     def __init__(self):
         super().__init__()
-        self._x_shape = self._dtype = None
 
     def forward(self, x):
         n, c, _, _ = check.image_batch(self, x)
@@ -25,7 +24,6 @@ class GlobalAvgPool2D(Module):
         return y
 
     def backward(self, grad_out):
-        check.forward_first(self, self._x_shape)
         check.gradient_shape(self, grad_out, self._x_shape[:2])
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().global_avgpool2d_backward(grad_out, dx)

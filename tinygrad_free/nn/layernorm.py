@@ -26,7 +26,6 @@ class LayerNorm(Module):
         dtype = check.float_dtype(dtype, "LayerNorm")
         self.gamma = Parameter(np.ones(self.num_features, dtype), "gamma", decay=False)
         self.beta = Parameter(np.zeros(self.num_features, dtype), "beta", decay=False)
-        self._xhat = self._invstd = None
 
     def forward(self, x):
         if getattr(x, "ndim", 0) < 1 or x.shape[-1] != self.num_features:
@@ -42,7 +41,6 @@ class LayerNorm(Module):
 
     def backward(self, grad_out, input_grad=True):
         xhat, invstd = self._xhat, self._invstd
-        check.forward_first(self, xhat)
         check.gradient_shape(self, grad_out, xhat.shape)
         rows = grad_out.reshape(-1, self.num_features)
         self.gamma.grad += (rows * xhat.reshape(rows.shape)).sum(axis=0)

@@ -29,7 +29,6 @@ class MaxPool2D(Module):
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "MaxPool2D")
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "MaxPool2D")
-        self._argmax = self._x_shape = self._dtype = None
 
     def forward(self, x):
         n, c, ho, wo = pool_geometry(self, x)
@@ -41,7 +40,6 @@ class MaxPool2D(Module):
         return y
 
     def backward(self, grad_out):
-        check.forward_first(self, self._argmax)
         check.gradient_shape(self, grad_out, self._argmax.shape)
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().maxpool2d_backward(grad_out, self._argmax, dx)
