@@ -56,10 +56,10 @@ def test_conv2d_matches_torch_forward_and_all_gradients(cfg, activation, rng, ea
 def test_conv2d_passes_gradcheck(cfg, rng, each_backend):
     cin, cout, k, s, p, h, w, n = cfg
     gradcheck(nn.Conv2D(cin, cout, k, stride=s, padding=p, activation="tanh", dtype=F64, rng=0),
-              rng.standard_normal((n, cin, h, w)))
+              rng.standard_normal((n, cin, h, w)), max_checks=80)
     layer = nn.Conv2D(cin, cout, k, stride=s, padding=p, activation="relu", bias=False, dtype=F64, rng=1)
     assert [name for name, _ in layer.named_parameters()] == ["W"]
-    gradcheck(layer, away_from_kink(rng.standard_normal((n, cin, h, w))))
+    gradcheck(layer, away_from_kink(rng.standard_normal((n, cin, h, w))), max_checks=80)
 
 
 @pytest.mark.parametrize("cls, kwargs, torch_fn", [
@@ -82,6 +82,55 @@ def test_parameterless_layers_match_torch_and_pass_gradcheck(cls, kwargs, torch_
     yt.backward(torch.tensor(gy))
     assert_rel(layer.backward(gy), xt.grad)
     gradcheck(cls(**kwargs), x)
+
+
+LAYERS = {
+    "conv-tanh": lambda dtype: nn.Conv2D(2, 3, (3, 2), stride=(2, 1), padding=1, activation="tanh", dtype=dtype, rng=0),
+    "conv-sigmoid": lambda dtype: nn.Conv2D(2, 3, 3, activation="sigmoid", dtype=dtype, rng=0),
+    "maxpool": lambda dtype: nn.MaxPool2D((2, 3), stride=(1, 2)),
+    "avgpool": lambda dtype: nn.AvgPool2D(3, stride=2),
+    "global-avgpool": lambda dtype: nn.GlobalAvgPool2D(),
+    "flatten": lambda dtype: nn.Flatten(),
+    "batchnorm": lambda dtype: nn.BatchNorm(2, dtype=dtype),
+    "layernorm": lambda dtype: nn.LayerNorm(9, dtype=dtype),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_float32_layers_agree_with_float64_to_float32_rounding(name, rng, each_backend):
+    x = rng.standard_normal((2, 2, 7, 9))
+    exact, single = LAYERS[name](F64), LAYERS[name](np.float32)
+    single.load_state_dict({k: v.astype(np.float32) for k, v in exact.state_dict().items()})
+    y64, y32 = exact(x), single(x.astype(np.float32))
+    assert y32.dtype == np.float32
+    gy = rng.standard_normal(y64.shape)
+    dx64, dx32 = exact.backward(gy), single.backward(gy.astype(np.float32))
+    assert dx32.dtype == np.float32
+    assert_rel(y32, y64, 1e-5)
+    assert_rel(dx32, dx64, 1e-5)
+    for (_, p64), (_, p32) in zip(exact.named_parameters(), single.named_parameters()):
+        assert p32.grad.dtype == np.float32
+        assert_rel(p32.grad, p64.grad, 1e-5)
+
+
+def test_one_conv_used_twice_gets_each_calls_gradient(rng, each_backend):
+    shared = nn.Conv2D(2, 2, 3, padding=1, activation="tanh", dtype=F64, rng=0)
+    model = nn.Sequential(shared, nn.MaxPool2D(2, stride=1), shared)
+    ref = torch.nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(shared.W.data))
+        ref.bias.copy_(torch.tensor(shared.b.data))
+    x = rng.standard_normal((2, 2, 6, 7))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.tanh(ref(torch.nn.functional.max_pool2d(torch.tanh(ref(xt)), 2, 1)))
+    y = model(x)
+    assert_rel(y, yt)
+    gy = rng.standard_normal(y.shape)
+    yt.backward(torch.tensor(gy))
+    model.zero_grad()
+    assert_rel(model.backward(gy), xt.grad)
+    assert_rel(shared.W.grad, ref.weight.grad)
+    assert_rel(shared.b.grad, ref.bias.grad)
 
 
 def test_pool_stride_defaults_to_the_kernel_size():
