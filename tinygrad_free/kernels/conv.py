@@ -20,10 +20,11 @@ jitted call. The two agree to rounding (the GEMMs sum in different orders); im2c
 are bit-identical (col2im adds each input pixel's contributions in the same (i, j) order).
 
 Why im2col for every layer, also the first (C = 1, K = 9 for a 3x3 kernel on MNIST): a direct
-loop kernel would avoid the K-fold column copy there, but it is a second implementation of the
-same layer (forward, weight and input gradients) to keep equal to this one, and its speed
-against a small-K GEMM could not be measured on the shared machine; im2col + GEMM is correct for
-every shape and is what PyTorch's CPU path does for such layers.
+loop kernel would avoid the K-fold column copy there, but that copy is small exactly when K is
+small (9 x the input: 1.8 MB for a float32 batch of 64 MNIST images), the loop kernel would be a
+second implementation of the layer (forward, weight and input gradients) to keep equal to this
+one, and its speed against a small-K GEMM could not be measured on the shared machine. im2col +
+GEMM is correct for every shape; it is the classic CPU method (Caffe; PyTorch's slow_conv2d).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
