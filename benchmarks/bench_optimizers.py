@@ -190,12 +190,12 @@ def main(argv=None):
                                                 args.backend)
         blas = C.blas_info()
 
-    meta = {"command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
+    meta = {"command": C.command_line(argv),
             "quick": quick, "epochs": epochs, "batch": args.batch, "n_train": len(split["x_train"]),
             "n_val": len(split["x_val"]), "n_test": len(split["x_test"]), "threads": args.threads,
             "train_backend": args.backend, "repeats": repeats, "min_time_s": min_time, "seed": args.seed,
             "weight_decay": 0.0, "lr": lrs, "lr_rule": "each optimizer's default lr, except sgd 0.05, momentum "
-            "0.01, nag 0.01 (momentum 0.9)", "compile_s": compile_s, "data_dir": data_dir,
+            "0.01, nag 0.01 (momentum 0.9)", "compile_s": compile_s, "data_dir": C.repo_relative(data_dir),
             "numpy_openblas": blas.get("numpy_openblas"), "openblas_vars": C.openblas_vars(), **C.machine_info()}
     result = {"meta": meta, "step_times": steps, "curves": train}
     C.write_report(args.out, name, result, markdown, plot)

@@ -10,10 +10,13 @@
    0.5 points of the best value either arm found.
 
 Writes ``bench_sweep.json``, ``bench_sweep.md`` and ``random_vs_tpe.png`` into ``--out``
-(default benchmarks/results/), and keeps the studies and results files there too.
+(default benchmarks/results/), and keeps the studies and results files there too. The per-trial
+results (``bench_sweep-<tag>-random.jsonl``, ``-bayes.jsonl``) are not kept in git;
+bench_sweep.json holds what the page and the figure need, and ``--replot`` redraws them from it.
 
     python benchmarks/bench_sweep.py                                   # the full benchmark
     python benchmarks/bench_sweep.py --n_trials 4 --limit 2000 --set epochs=1 --tag smoke
+    python benchmarks/bench_sweep.py --replot                          # page and figure from bench_sweep.json
 """
 import argparse
 import json
@@ -25,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as C  # noqa: E402
 
 from tinygrad_free.cli import positive_int  # noqa: E402
 from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
@@ -69,7 +75,7 @@ def run_arm(method, args, tag, storage):
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
     secs = sorted(r["seconds"] for r in records if r.get("seconds"))
     return {
-        "study": name, "results": results, "wall_seconds": round(summary.seconds, 1),
+        "study": name, "results": C.repo_relative(results), "wall_seconds": round(summary.seconds, 1),
         "n_finished": summary.n_finished, "statuses": statuses,
         "median_trial_seconds": round(secs[len(secs) // 2], 2) if secs else None,
         "best_val_accuracy": best and best["val_accuracy"], "best_test_accuracy": best and best.get("test_accuracy"),
@@ -118,8 +124,27 @@ def markdown(report):
     if "bayes" in report["arms"]:
         lines.append(f"Best run (TPE): `{report['arms']['bayes']['best_run']}`.")
     lines += ["", f"Target for 'within 0.5 points': {report['target']:.4f}.", "",
-              "![random vs TPE](random_vs_tpe.png)"]
+              "![random vs TPE](random_vs_tpe.png)", "",
+              f"Per-trial results: `bench_sweep-{report['tag']}-random.jsonl` and `-bayes.jsonl` beside this file, "
+              f"not kept in git; `python3 benchmarks/bench_sweep.py --tag {report['tag']}` runs the sweeps again "
+              "(the report's sweep figures are drawn from the random one)."]
     return "\n".join(lines) + "\n"
+
+
+def replot(out):
+    """bench_sweep.md and random_vs_tpe.png again from ``out``/bench_sweep.json (no sweep is run)."""
+    path = os.path.join(out, "bench_sweep.json")
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no {path} to redraw from; `python3 benchmarks/bench_sweep.py` runs the sweeps "
+                         "and writes it")
+    with open(path) as f:
+        report = json.load(f)
+    png = plot(report["arms"], report["target"], os.path.join(out, "random_vs_tpe.png"))
+    md = markdown(report)
+    S.atomic_write_text(os.path.join(out, "bench_sweep.md"), md)
+    print(md)
+    print(f"redrew {out}/bench_sweep.md, {os.path.basename(png)} from {path}")
+    return 0
 
 
 def main(argv=None):
@@ -137,7 +162,11 @@ def main(argv=None):
     p.add_argument("--wandb_mode", choices=("online", "offline", "disabled"), default="disabled",
                    help="per-trial wandb logging (default disabled: time the sweep, not the logging)")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw bench_sweep.md and random_vs_tpe.png from --out's bench_sweep.json, running nothing")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args.out)
     os.makedirs(args.out, exist_ok=True)
     storage = f"sqlite:///{os.path.abspath(os.path.join(args.out, 'bench_sweep.db'))}"
     arms = {"random": run_arm("random", args, args.tag, storage)}

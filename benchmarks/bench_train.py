@@ -48,6 +48,8 @@ time reaches (floor / ours).
     python benchmarks/bench_train.py --quick         # smoke test: 5,000 images, 1 round, batch 64
 
 Writes benchmarks/results/train.json, train.md and train.png (``--quick``: train_quick.*).
+train.json, the raw per-run dump, is not kept in git; ``--replot`` redraws train.md and
+train.png from a local one without measuring anything.
 """
 import argparse
 import json
@@ -67,6 +69,7 @@ IMPLS = {
     "ours-numpy": "tinygrad_free (numpy)",
     "torch": "PyTorch CPU (plain loop)",
     "keras": "Keras 3 / JAX (model.fit)",
+    "ours-baseline": "tinygrad_free (numba), the --baseline checkout",
 }
 FLOOR = "gemm-floor"
 OURS = "ours-numba"
@@ -97,7 +100,7 @@ def worker_ours(spec, x, y):
     from tinygrad_free.train import Trainer
     from models import build_mlp
 
-    name = "numba" if spec["impl"] == "ours-numba" else "numpy"
+    name = "numpy" if spec["impl"] == "ours-numpy" else "numba"
     backend.set_backend(name)
     compile_s = kernels.warmup() if name == "numba" else 0.0
 
@@ -263,13 +266,15 @@ def worker_floor(spec, x, y):
     return out
 
 
-WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "torch": worker_torch, "keras": worker_keras,
+WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "ours-baseline": worker_ours, "torch": worker_torch, "keras": worker_keras,
            FLOOR: worker_floor}
 
 
 def worker_main(spec_json):
     spec = json.loads(spec_json)
     t0 = time.perf_counter()
+    if spec.get("source"):          # --baseline: that checkout's package (and models/) come first
+        sys.path.insert(0, spec["source"])
     import numpy as np
     with np.load(spec["data"]) as data:
         x, y = data["x"], data["y"]
@@ -309,7 +314,11 @@ def parse_args(argv=None):
     p.add_argument("--affinity", choices=("all", "jax", "none"), default="all",
                    help="restrict the CPU affinity of the subprocess to --threads CPUs: for every "
                         "implementation (all, default), only Keras/JAX (jax), or never (none)")
-    p.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS), help="implementations to run")
+    p.add_argument("--impls", nargs="+", choices=list(IMPLS), default=None,
+                   help="implementations to run (default all; ours-baseline only with --baseline)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="a checkout of an earlier commit (e.g. `git worktree add /tmp/before REF`): adds "
+                        "ours-baseline, its numba path, alternated with the others in the same run")
     p.add_argument("--no-floor", action="store_true", help="skip the GEMM-only floor")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images (default all 54,000; "
                                                             "quick 5,000)")
@@ -317,6 +326,8 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=3600, help="seconds one subprocess may take")
     p.add_argument("--out", default=str(C.RESULTS), help="output directory")
     p.add_argument("--name", default=None, help="output file stem (default train, quick: train_quick)")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the .md and .png from the .json of an earlier run (not kept in git), measuring nothing")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is None:
@@ -459,6 +470,14 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
     return {"summary": summary, "ratios_ours_over_it": ratios, "gemm_floor": floor, "targets": targets}
 
 
+def _commit(checkout):
+    """The commit a --baseline checkout is at (recorded instead of its path)."""
+    if not checkout:
+        return None
+    proc = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or None
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker is not None:
@@ -468,11 +487,19 @@ def main(argv=None):
     batches = args.batches or ([64] if quick else [16, 64])
     limit = args.limit or (5000 if quick else None)
     name = args.name or ("train_quick" if quick else "train")
+    if args.replot:
+        return C.replot(args.out, name, markdown, plot,
+                        command="python3 benchmarks/bench_train.py" + (" --quick" if quick else ""))
     warmup_epochs = 1
     data_dir = C.ensure_data_env()
 
+    if args.impls is None:
+        args.impls = [k for k in IMPLS if k != "ours-baseline" or args.baseline]
     impls = []
     for impl in args.impls:
+        if impl == "ours-baseline" and not args.baseline:
+            print("skipped: ours-baseline needs --baseline DIR", flush=True)
+            continue
         missing = [m for m in OPTIONAL.get(impl, ()) if not C.installed(m)]
         if missing:
             print(f"skipped: {IMPLS[impl]}: {' and '.join(missing)} not installed", flush=True)
@@ -488,13 +515,13 @@ def main(argv=None):
     n_train = len(x)
 
     settings = [(ob, same, t) for ob, same in openblas_settings(args.openblas_env) for t in args.threads]
-    meta = {"command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
+    meta = {"command": C.command_line(argv),
             "quick": quick, "rounds": rounds, "timed_epochs_per_run": args.epochs,
             "warmup_epochs_per_run": warmup_epochs, "batches": batches, "threads": args.threads,
             "openblas_env_mode": args.openblas_env, "affinity": args.affinity, "n_train": n_train,
-            "data_dir": data_dir, "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
+            "data_dir": C.repo_relative(data_dir), "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
                                                                            "softmax cross-entropy",
-            "implementations": {k: IMPLS[k] for k in impls}, "skipped": sorted(set(args.impls) - set(impls)),
+            "implementations": {k: IMPLS[k] for k in impls}, "baseline_commit": _commit(args.baseline), "skipped": sorted(set(args.impls) - set(impls)),
             "openblas_vars_in_parent_env": C.openblas_vars(), "seed": args.seed, **C.machine_info()}
     ob_text = ", ".join(ob + (f" (= {', '.join(same)}: neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set)"
                               if same else "") for ob, same in openblas_settings(args.openblas_env))
@@ -522,7 +549,9 @@ def main(argv=None):
                         spec = {"impl": impl, "batch": batch, "round": rnd, "epochs": args.epochs,
                                 "warmup_epochs": warmup_epochs, "threads": threads, "openblas": ob,
                                 "seed": args.seed, "data": str(data_path), "limit": None,
-                                "floor_repeats": 15 if not quick else 7}
+                                "floor_repeats": 15 if not quick else 7,
+                                "source": str(Path(args.baseline).resolve())
+                                if impl == "ours-baseline" else None}
                         use_cpus = cpus if (args.affinity == "all" or impl == "keras") else None
                         r = run_one(spec, env, use_cpus, args.timeout, tmp)
                         runs.append(r)
@@ -562,7 +591,13 @@ def markdown(result):
              f"{meta['cpu_model']}, {meta['cpu_count']} CPUs; Python {v['python']}, NumPy {v['numpy']}, "
              f"numba {v['numba']}, PyTorch {v.get('torch')}, JAX {v.get('jax')}, Keras {v.get('keras')}; "
              f"{meta['date']}; load average at start {', '.join(f'{x:.2f}' for x in meta['loadavg_at_start'] or [])}.",
-             "", f"Command: `python benchmarks/{meta['command']}`", ""]
+             "", f"Command: `python benchmarks/{meta['command']}`", "",
+             "The raw per-run results (the `.json` of the same name beside this file) are not kept in git: the "
+             "command above measures them again, and `--replot` added to it redraws this page and the `.png` "
+             "from a local copy.", ""]
+    if meta.get("baseline_commit"):
+        lines += [f"ours-baseline: the numba path of commit {meta['baseline_commit']} (--baseline), "
+                  "alternated with the others in the same run.", ""]
     if meta["skipped"]:
         lines += [f"Skipped (not installed): {', '.join(IMPLS[k] for k in meta['skipped'])}.", ""]
     batches = meta["batches"]
@@ -647,7 +682,7 @@ def plot(result, path):
     batches = result["meta"]["batches"]
     names = [k for k in list(IMPLS) + [FLOOR] if any(k in s["summary"] for s in settings)]
     labels = {**IMPLS, FLOOR: "GEMM-only floor"}
-    colors = {"ours-numba": "tab:blue", "ours-numpy": "tab:cyan", "torch": "tab:red", "keras": "tab:orange",
+    colors = {"ours-numba": "tab:blue", "ours-numpy": "tab:cyan", "ours-baseline": "tab:purple", "torch": "tab:red", "keras": "tab:orange",
               FLOOR: "tab:gray"}
     fig, axes = plt.subplots(1, len(settings), figsize=(max(6.5, 4.2 * len(settings)), 4.6), squeeze=False)
     width = 0.8 / max(1, len(names))

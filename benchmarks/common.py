@@ -1,6 +1,9 @@
-"""Helpers shared by bench_train.py and bench_optimizers.py: paths, the data location, the
-environment of a benchmark subprocess (threads, OpenBLAS variables, CPU affinity), what the
-machine and the libraries are, and small timing/format utilities.
+"""Helpers shared by the benchmarks: paths, the data location, the environment of a benchmark
+subprocess (threads, OpenBLAS variables, CPU affinity), what the machine and the libraries are,
+writing and redrawing the results, and small timing/format utilities.
+
+Results record paths relative to the repository (:func:`repo_relative`) and libraries by name
+and version, never a machine's folders: they are committed (tests/test_hygiene.py checks).
 
 Nothing here imports a deep-learning framework: the parent process of a benchmark stays
 clean, and every framework is imported only inside the subprocess that measures it.
@@ -27,6 +30,37 @@ VERSION_PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "torch", "jax", "jaxl
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def repo_relative(path):
+    """``path`` as a results file records it: relative to the repository (``benchmarks/...``,
+    ``../shared/data`` for a folder beside the clone), never the machine's absolute folders.
+
+    A path neither inside the repository nor beside it is recorded by its last component, marked
+    ``<outside the repository>/NAME``; None stays None.
+    """
+    if path is None:
+        return None
+    p = Path(os.path.abspath(path))
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        try:
+            return prefix + p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return f"<outside the repository>/{p.name}"
+
+
+def command_line(argv=None):
+    """The benchmark's command as its results record it: the script's name and its arguments,
+    an absolute path among them (``--out /.../results``) made relative by :func:`repo_relative`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join([Path(sys.argv[0]).name] + [repo_relative(a) if os.path.isabs(a) else a for a in args])
+
+
+def library_name(filepath):
+    """The file name of a loaded shared library (``libscipy_openblas64_-32a4b2a6.so``), without
+    the folder it was loaded from (the Python installation's, which says nothing portable)."""
+    return os.path.basename(filepath) if filepath else None
 
 
 def ensure_data_env():
@@ -127,18 +161,24 @@ def blas_info():
     """threadpoolctl's view of the loaded thread pools (call after importing the libraries).
 
     ``numpy_openblas`` is numpy's own OpenBLAS: its ``architecture`` is the core type (kernel
-    set) it actually uses, and ``num_threads`` its thread count.
+    set) it actually uses, and ``num_threads`` its thread count. Each pool names its library by
+    file name (``library``) and version; the folder it was loaded from is not recorded.
     """
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {"error": "threadpoolctl not installed"}
-    pools = threadpool_info()
-    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer",
-            "filepath")
-    pools = [{k: p.get(k) for k in keep if k in p} for p in pools]
-    numpy_blas = next((p for p in pools if p.get("user_api") == "blas" and "numpy" in (p.get("filepath") or "")),
-                      next((p for p in pools if p.get("user_api") == "blas"), None))
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture", "threading_layer")
+    pools, numpy_blas = [], None
+    for info in threadpool_info():
+        pool = {k: info.get(k) for k in keep if k in info}
+        pool["library"] = library_name(info.get("filepath"))
+        pools.append(pool)
+        # numpy's own copy is the one loaded from numpy's wheel (numpy.libs/ or numpy/.libs/)
+        if numpy_blas is None and pool.get("user_api") == "blas" and "numpy" in (info.get("filepath") or ""):
+            numpy_blas = pool
+    if numpy_blas is None:
+        numpy_blas = next((p for p in pools if p.get("user_api") == "blas"), None)
     return {"numpy_openblas": numpy_blas, "pools": pools}
 
 
@@ -205,6 +245,30 @@ def write_report(out_dir, name, result, markdown, plot=None):
     print("\n" + md)
     print(f"wrote {out_dir / (name + '.json')}, {out_dir / (name + '.md')}" + (f", {png}" if png else ""))
     return md
+
+
+def replot(out_dir, name, markdown, plot=None, command="the benchmark"):
+    """Rebuild ``name``.md (and ``name``.png when ``plot`` draws one) from the ``name``.json an
+    earlier run left in ``out_dir``, without measuring anything. Returns 0.
+
+    Raises
+    ------
+    SystemExit
+        When that JSON is missing (raw results are not kept in git); the message names
+        ``command``, which measures them again.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"error: no {path} to redraw from: raw results are not kept in git; "
+                         f"`{command}` measures them again (and writes {name}.md and the figure too)")
+    result = json.loads(path.read_text())
+    md = markdown(result)
+    write_text(out_dir / f"{name}.md", md)
+    png = plot(result, out_dir / f"{name}.png") if plot else None
+    print(md)
+    print(f"redrew {out_dir / (name + '.md')}" + (f", {png}" if png else "") + f" from {path}")
+    return 0
 
 
 def pyplot():

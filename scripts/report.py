@@ -33,10 +33,25 @@ def _rel(path, out):
     return os.path.relpath(path, out)
 
 
+def _shown(path):
+    """``path`` as report.md names it: relative to the repository when inside it, else as given
+    when relative, else its file name (a tracked report carries no machine's folders)."""
+    try:
+        return Path(path).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return Path(path).name if os.path.isabs(path) else str(path)
+
+
 def _records(path):
     if not path:
         return None
     if not os.path.exists(path):
+        if os.path.basename(path).startswith("bench_sweep-"):
+            # The benchmark's raw results are not kept in git; only its summary is.
+            raise SystemExit(f"error: no results file {path!r}; the sweep benchmark's JSONL files are not kept in "
+                             "git: `python3 benchmarks/bench_sweep.py --tag assignment` regenerates "
+                             "benchmarks/results/bench_sweep-assignment-random.jsonl and -bayes.jsonl (about 8 "
+                             "minutes on 2 cores)")
         raise SystemExit(f"error: no results file {path!r}; run scripts/sweep.py first or pass --results")
     records = S.read_results(path)
     if not records:
@@ -46,6 +61,14 @@ def _records(path):
 
 def _metric(records):
     return next((r["metric"] for r in records if r.get("metric")), "val_accuracy")
+
+
+def _goal(records, metric, args):
+    """--goal, else the records' or the metric's own direction (R.metric_goal)."""
+    try:
+        return R.metric_goal(metric, records, getattr(args, "goal", None))
+    except ValueError as e:
+        raise SystemExit(f"error: {e} (--goal)") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,20 +90,22 @@ def cmd_samples(args):
 def cmd_sweep(args):
     records = _records(args.results)
     metric = _metric(records)
+    goal = _goal(records, metric, args)
     out = args.out
     paths = {
-        "timeline": R.plot_sweep_timeline(records, os.path.join(out, "sweep_timeline.png"), metric),
-        "parallel": R.plot_parallel_coordinates(records, os.path.join(out, "sweep_parallel.png"), metric),
+        "timeline": R.plot_sweep_timeline(records, os.path.join(out, "sweep_timeline.png"), metric, goal=goal),
+        "parallel": R.plot_parallel_coordinates(records, os.path.join(out, "sweep_parallel.png"), metric,
+                                                goal=goal),
         "importance": R.plot_param_importance(records, os.path.join(out, "sweep_importance.png"), metric,
-                                              optuna_importance_too=not args.no_optuna_importance),
+                                              optuna_importance_too=not args.no_optuna_importance, goal=goal),
     }
-    findings = R.sweep_findings(records, metric)
-    columns, rows = R.top_runs_table(records, metric)
+    findings = R.sweep_findings(records, metric, goal)
+    columns, rows = R.top_runs_table(records, metric, goal)
     R.log_to_wandb(tables={"sweep_top_runs": (columns, rows)})
     timed = [r for r in records if r.get("started_at") and r.get("finished_at")]
     span = (max(r["finished_at"] for r in timed) - min(r["started_at"] for r in timed)) / 60 if timed else None
     lines = ["## Hyperparameter sweep", "",
-             f"{len(records)} runs from `{args.results}`" + (f", {span:.1f} minutes from first start to last finish"
+             f"{len(records)} runs from `{_shown(args.results)}`" + (f", {span:.1f} minutes from first start to last finish"
                                                              if span else "") + ".", "",
              f"![{metric} over time]({_rel(paths['timeline'], out)})", "",
              f"![parallel coordinates]({_rel(paths['parallel'], out)})", "",
@@ -121,7 +146,7 @@ def cmd_confusion(args):
     rows = [[classes[i], int(cm[i].sum()), round(float(per_class[i]), 4)] for i in np.argsort(per_class)]
     R.log_to_wandb(tables={"per_class_accuracy": (["class", "images", "accuracy"], rows)})
     lines = ["## Confusion matrix of the best model", "",
-             f"`{args.model}` on the {len(data.y_test)} test images: accuracy **{100 * acc:.2f}%**.", "",
+             f"`{_shown(args.model)}` on the {len(data.y_test)} test images: accuracy **{100 * acc:.2f}%**.", "",
              f"![confusion matrix]({_rel(p1, args.out)})", "", "Most confused pairs:", ""]
     lines += [f"- true {classes[i]} predicted as {classes[j]}: {n} times "
               f"({100 * n / cm[i].sum():.1f}% of {classes[i]})" for i, j, n in pairs]
@@ -144,7 +169,8 @@ def _source_configs(args, k):
     """``k`` configurations: the best distinct ones of the sweep, or the named config."""
     if args.results:
         records = _records(args.results)
-        chosen = R.choose_transfer_configs(records, k=k, metric=_metric(records))
+        metric = _metric(records)
+        chosen = R.choose_transfer_configs(records, k=k, metric=metric, goal=_goal(records, metric, args))
         if not chosen:
             raise SystemExit(f"error: {args.results} has no completed runs to take configurations from")
         return [(S.normalize_config(r["config"]), why, r) for r, why in chosen]
@@ -272,6 +298,12 @@ def build_parser():
         s.add_argument("--epochs", type=positive_int, default=None, help="override the configurations' epochs")
         s.add_argument("--limit", type=positive_int, default=None, help="train on the first N training images")
         s.add_argument("--workers", type=positive_int, default=1, help="runs at once (processes)")
+        goal(s)
+
+    def goal(s):
+        s.add_argument("--goal", choices=R.GOALS, default=None,
+                       help="whether the sweep's metric is better high or low (default: the sweep's records' "
+                            "goal, else maximize for accuracies and minimize for losses)")
 
     s = add("samples", "one image per class, Fashion-MNIST and MNIST")
     s.add_argument("--datasets", nargs="+", default=["fashion_mnist", "mnist"], choices=("fashion_mnist", "mnist"))
@@ -279,6 +311,7 @@ def build_parser():
     s = add("sweep", "sweep figures and findings from a results JSONL")
     s.add_argument("--results", required=True)
     s.add_argument("--no_optuna_importance", action="store_true", help="skip Optuna's importance evaluator")
+    goal(s)
     s = add("confusion", "confusion matrix of a saved model on the test set")
     s.add_argument("--model", required=True, help=".npz from scripts/train.py --save")
     s.add_argument("--dataset", default="fashion_mnist", choices=("fashion_mnist", "mnist"))

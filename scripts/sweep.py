@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinygrad_free.cli import positive_int  # noqa: E402
+from tinygrad_free.cli import positive_int, writable_file  # noqa: E402
 from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep, tracking  # noqa: E402
 
@@ -38,7 +38,7 @@ def build_parser():
     a("--workers", type=positive_int, default=1, help="trials (or wandb agents) run at once on this machine")
     a("--storage", default=None, help="Optuna storage URL (default: sqlite:///<sweep folder>/<study>.db)")
     a("--study_name", default=None, help="Optuna study name (default: the sweep's name)")
-    a("--results", default=None, help="results JSONL (default: next to the study)")
+    a("--results", type=writable_file, default=None, help="results JSONL (default: next to the study)")
     a("--method", choices=sweep.METHODS, default=None, help="override the file's method")
     a("--set", dest="overrides", type=assignment, action="append", default=[], metavar="KEY=VALUE",
       help="fix a parameter for this run, e.g. --set epochs=1 (repeatable)")

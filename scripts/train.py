@@ -25,19 +25,23 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 from models import build_mlp, load_config  # noqa: E402
-from tinygrad_free import nn, optim  # noqa: E402
+from tinygrad_free import init, nn, optim  # noqa: E402
+from tinygrad_free.optim import schedule  # noqa: E402
 from tinygrad_free.augment import RandomShift  # noqa: E402
-from tinygrad_free.cli import (lower_choice, non_negative_float, non_negative_int,  # noqa: E402
-                               positive_float, positive_int, unit_interval)
-from tinygrad_free.callbacks import ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
+from tinygrad_free.cli import (add_plugin_option, load_plugins, lower_choice, non_negative_float,  # noqa: E402
+                               non_negative_int, positive_float, positive_int, table_choice, unit_interval,
+                               writable_file)
+from tinygrad_free.callbacks import BackupAndRestore, ModelCheckpoint, PrintLogger, WandbLogger  # noqa: E402
 from tinygrad_free.data import load_split  # noqa: E402
 from tinygrad_free.tracking import resolve_mode, start_wandb_run  # noqa: E402
 from tinygrad_free.train import Trainer  # noqa: E402
 
 DEFAULT_CONFIG = "fashion_mnist_best"
-LOSSES = ("mean_squared_error", "cross_entropy")
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
-INITS = ("random", "xavier", "he")
+# The names the library accepts, from its own tables (aliases such as mse, linear, glorot too).
+LOSSES = nn.loss.LOSSES
+ACTIVATIONS = nn.activation.CODES
+INITS = init.INITIALIZERS
+SCHEDULES = schedule.SCHEDULES
 # The optimizer's hyperparameters, by the flag that sets them.
 HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
 
@@ -58,7 +62,7 @@ def build_parser():
     a("-d", "--dataset", type=lower_choice(("mnist", "fashion_mnist")), help="mnist or fashion_mnist")
     a("-e", "--epochs", type=positive_int)
     a("-b", "--batch_size", type=positive_int)
-    a("-l", "--loss", type=lower_choice(LOSSES), help="mean_squared_error or cross_entropy")
+    a("-l", "--loss", type=table_choice(LOSSES), help=f"one of {', '.join(LOSSES)} (any case)")
     a("-o", "--optimizer", type=optimizer_name, help=f"one of {', '.join(optim.available())}")
     a("-lr", "--learning_rate", type=positive_float)
     a("-m", "--momentum", type=unit_interval, help="momentum of momentum and nag")
@@ -67,19 +71,24 @@ def build_parser():
     a("-beta2", "--beta2", type=unit_interval, help="beta2 of adam and nadam")
     a("-eps", "--epsilon", type=non_negative_float, help="epsilon of rmsprop, adam, nadam")
     a("-w_d", "--weight_decay", type=non_negative_float)
-    a("-w_i", "--weight_init", type=lower_choice(INITS), help="random, Xavier or he (any case)")
+    a("-w_i", "--weight_init", type=table_choice(INITS), help=f"one of {', '.join(INITS)} (any case)")
     a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers")
     a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer")
-    a("-a", "--activation", type=lower_choice(ACTIVATIONS), help="identity, sigmoid, tanh or ReLU (any case)")
-    a("--lr_schedule", type=lower_choice(("constant", "cosine", "linear")),
+    a("-a", "--activation", type=table_choice(ACTIVATIONS), help=f"one of {', '.join(ACTIVATIONS)} (any case)")
+    a("--lr_schedule", type=table_choice(SCHEDULES),
       help="learning-rate schedule over the whole run (default from the config)")
     a("--shift", type=non_negative_int, default=0, metavar="PIXELS",
       help="augment: shift each training image by up to PIXELS in x and y, zero fill (default from the config; 0: off)")
-    a("--seed", type=int, help="seeds the initial weights, the validation split and the batch order")
+    a("--seed", type=non_negative_int, help="seeds the initial weights, the validation split and the batch order")
     a("--threads", type=positive_int, default=None, metavar="N",
       help="threads of BLAS and of the numba kernels (default: 1, or what OMP_NUM_THREADS etc. set)")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
-    a("--save", default=None, metavar="PATH", help="save the best model (by validation accuracy) to PATH (.npz)")
+    a("--save", type=writable_file, default=None, metavar="PATH",
+      help="save the best model (by validation accuracy) to PATH (.npz)")
+    a("--backup", type=writable_file, default=None, metavar="PATH",
+      help="write the training state to PATH (.npz) after every epoch; if PATH exists, resume from it "
+           "(same seed and options: the result is the uninterrupted run's); deleted when the run ends")
+    add_plugin_option(p)
     a("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
       help="default: online with credentials, else offline")
     a("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)  # train on a subset (tests)
@@ -87,6 +96,10 @@ def build_parser():
 
 
 def parse_args(argv=None):
+    try:
+        load_plugins(argv)      # before the parser is built: a plugin adds choices for -o
+    except ValueError as e:
+        build_parser().error(str(e))
     parser = build_parser()
     pre, _ = parser.parse_known_args(argv)
     try:
@@ -102,7 +115,23 @@ def parse_args(argv=None):
                            "weight_init", "num_layers", "hidden_size", "activation") if getattr(args, k) is None]
     if missing:
         parser.error(f"config {args.config} does not set {missing}; pass them as flags")
+    warn_unused_hyperparameters(parser, build_parser().parse_args(argv), args.optimizer)
     return args
+
+
+def warn_unused_hyperparameters(parser, explicit, optimizer):
+    """Warn (stderr) about each optimizer flag given on the command line that ``optimizer``
+    does not have (``-o sgd -m 0.9``): a PyTorch user writes ``SGD(lr, momentum=0.9)`` and
+    expects ``-m`` to act, but here momentum is its own optimizer. Values that come from a
+    config file are not flagged: a config sets them for whichever optimizer it names."""
+    flags = {a.dest: "/".join(a.option_strings) for a in parser._actions}
+    own = optim.get(optimizer).defaults
+    for dest, key in HYPER.items():
+        if getattr(explicit, dest) is None or key in own:
+            continue
+        users = sorted({optim.get(name).name for name in optim.available() if key in optim.get(name).defaults})
+        print(f"warning: {flags[dest]} {getattr(explicit, dest)} is ignored: optimizer {optimizer} has no {key}; "
+              f"it is used by {', '.join(users) or 'no registered optimizer'}", file=sys.stderr)
 
 
 def run_name(args):
@@ -114,7 +143,7 @@ def run_name(args):
         name += f"_{args.lr_schedule}"
     if args.shift:
         name += f"_shift{args.shift}"
-    return name + ("_mse" if args.loss == "mean_squared_error" else "")
+    return name + ("_mse" if LOSSES[args.loss] is nn.MSELoss else "")
 
 
 def optimizer_kwargs(args):
@@ -157,12 +186,20 @@ def main(argv=None):
     checkpoint = ModelCheckpoint(args.save) if args.save else None
     if checkpoint:
         callbacks.append(checkpoint)
+    if args.backup:
+        callbacks.append(BackupAndRestore(args.backup))
     trainer = Trainer(model, nn.get_loss(args.loss), opt, callbacks, threads=args.threads or "auto")
     side = math.isqrt(x_train.shape[1])
     augment = RandomShift(args.shift, (side, side)) if args.shift else None
-    history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                          validation_data=(data.x_val, data.y_val), seed=seed,
-                          lr_schedule=args.lr_schedule or "constant", augment=augment)
+    try:
+        history = trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              validation_data=(data.x_val, data.y_val), seed=seed,
+                              lr_schedule=args.lr_schedule or "constant", augment=augment)
+    except (OSError, ValueError) as e:
+        # Found when training begins, before any step: --save/--backup on a disk too full for the
+        # model, a --backup file from a run with other options.
+        print(f"train.py: error: {e.strerror if isinstance(e, OSError) and e.strerror else e}", file=sys.stderr)
+        return 2
     if checkpoint and checkpoint.best_epoch is not None:
         model = nn.load(args.save)
         trainer.model = model

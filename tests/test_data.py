@@ -27,8 +27,9 @@ from tinygrad_free import data
 
 # Captured at import time, before any fixture monkeypatches the environment.
 _REAL_DATA_ENV = os.environ.get("TINYGRAD_FREE_DATA")
-_DEFAULT_REAL_DATA = "/work/shared/data"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Where the project's machines keep the data: beside the clone (as tests/conftest.py).
+_DEFAULT_REAL_DATA = _REPO_ROOT.parent / "shared" / "data"
 # The autouse fixture replaces data.SOURCES; keep the shipped values to test.
 _SHIPPED_SOURCES = copy.deepcopy(data.SOURCES)
 

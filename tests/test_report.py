@@ -1,6 +1,7 @@
 """Report figures (each a non-empty PNG from a small results file), the findings computed from
 the data, and the report CLI end to end on tiny budgets."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -189,6 +190,54 @@ def test_findings_change_with_the_data(records):
     assert "optimizer=adam hurts" in text and "optimizer=sgd hurts" not in text
 
 
+def loss_sweep(records):
+    """The synthetic sweep as a val_loss sweep: each run's loss is 1 - its accuracy, so the
+    same runs are good and bad, but lower is better now."""
+    out = json.loads(json.dumps(records))
+    for r in out:
+        r["metric"] = "val_loss"
+        acc = r.pop("val_accuracy")
+        r["val_loss"] = None if acc is None else 1.0 - acc
+        if r["status"] == "diverged":
+            r["value"] = float("inf")          # what the sweep gives a diverged run of a minimized metric
+    return out
+
+
+def test_loss_sweep_findings_speak_of_the_loss_not_of_accuracy(records):
+    lines = R.sweep_findings(loss_sweep(records), "val_loss")
+    assert lines == R.sweep_findings(loss_sweep(records), "val_loss", "minimize")   # the name's direction
+    text = "\n".join(lines)
+    assert "val_accuracy" not in text and not re.search(r"val_loss [0-9.]+%", text)
+    best = min((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
+    assert f"Best run: `{best['run_name']}` with val_loss {best['val_loss']:.4g}" in text
+    # the failing pair is named with the loss, in plain numbers, and the bad values are "higher"
+    pair = next(line for line in lines if "together with" in line)
+    assert pair.startswith("activation=sigmoid together with weight_init=random fails: mean val_loss 0.9")
+    assert "%" not in pair
+    sgd = next(line for line in lines if line.startswith("optimizer=sgd hurts"))
+    assert "mean val_loss" in sgd and "higher" in sgd and "lower" not in sgd and "%" not in sgd
+
+
+def test_the_metric_direction_comes_from_the_goal_the_records_or_the_name(records):
+    assert R.metric_goal("val_accuracy") == "maximize" and R.metric_goal("train_loss") == "minimize"
+    assert R.metric_goal("val_loss", [{"metric": "val_loss", "goal": "maximize"}]) == "maximize"
+    assert R.metric_goal("val_loss", goal="maximize") == "maximize"
+    with pytest.raises(ValueError, match="unknown metric goal 'lowest'; choose one of maximize, minimize"):
+        R.metric_goal("val_loss", goal="lowest")
+    with pytest.raises(ValueError, match="cannot tell whether metric 'f1' is better high or low; pass goal="):
+        R.metric_goal("f1")
+    # An explicit goal wins over the name: maximizing a loss puts the worst runs first.
+    worst = max((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
+    assert R.top_runs_table(loss_sweep(records), "val_loss", goal="maximize")[1][0][1] == worst["run_name"]
+
+
+def test_top_runs_of_a_loss_sweep_are_its_lowest(records):
+    columns, rows = R.top_runs_table(loss_sweep(records), "val_loss")
+    values = [row[2] for row in rows]
+    assert columns[2] == "val_loss" and values == sorted(values)
+    assert values[0] == round(min(r["val_loss"] for r in loss_sweep(records) if r["status"] == "completed"), 4)
+
+
 def test_param_effects_and_optuna_importance(records):
     rows = R.analysis_rows(records)
     assert all(r[2]["status"] in ("completed", "diverged") for r in rows)
@@ -211,6 +260,27 @@ def test_transfer_configs_are_good_and_different(records):
             assert sum(cfgs[a][k] != cfgs[b][k] for k in R.TRANSFER_KEYS) >= 2
 
 
+def test_transfer_configs_of_a_loss_sweep_start_from_the_lowest_loss(records):
+    losses = loss_sweep(records)
+    lowest = min((r for r in losses if r["status"] == "completed"), key=lambda r: r["val_loss"])
+    for chosen in (R.choose_transfer_configs(losses, k=3, metric="val_loss"),
+                   R.choose_transfer_configs(losses, k=3, metric="val_loss", goal="minimize")):
+        assert chosen[0][0] is lowest and chosen[0][1] == f"best on Fashion-MNIST (val_loss {lowest['val_loss']:.4f})"
+        # going down the ranking means going up in loss
+        ranks = [int(why.split()[1]) for _, why in chosen[1:]]
+        assert ranks == sorted(ranks)
+        assert all(r["val_loss"] >= lowest["val_loss"] for r, _ in chosen)
+    with pytest.raises(ValueError, match="unknown metric goal 'down'"):
+        R.choose_transfer_configs(losses, metric="val_loss", goal="down")
+
+
+def test_sweep_figures_of_a_loss_sweep(tmp_path, records):
+    losses = loss_sweep(records)
+    assert_png(R.plot_sweep_timeline(losses, tmp_path / "timeline.png", "val_loss"))
+    assert_png(R.plot_parallel_coordinates(losses, tmp_path / "parallel.png", "val_loss"))
+    assert_png(R.plot_param_importance(losses, tmp_path / "importance.png", "val_loss", optuna_importance_too=False))
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +296,24 @@ def test_cli_sweep_section(tmp_path, results_file, capsys):
     assert "## Hyperparameter sweep" in md and "![parallel coordinates](sweep_parallel.png)" in md
     assert "### Findings" in md and "| rank | run |" in md
     assert "optimizer=sgd hurts" in capsys.readouterr().out
+
+
+def test_cli_sweep_section_of_a_loss_sweep_ranks_low_first_and_names_no_machine_path(tmp_path, records, capsys):
+    import report as cli
+    results = tmp_path / "loss.jsonl"
+    for r in loss_sweep(records):
+        S.append_jsonl(results, r)
+    out = tmp_path / "rep"
+    assert cli.main(["sweep", "--out", str(out), "--results", str(results), "--wandb_mode", "disabled",
+                     "--no_optuna_importance"]) == 0
+    md = (out / "report.md").read_text()
+    assert "runs from `loss.jsonl`" in md and str(tmp_path) not in md
+    lowest = min((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
+    assert f"| 1 | {lowest['run_name']} | {lowest['val_loss']:.4g} |" in md
+    assert "mean val_loss" in md and "val_accuracy" not in md
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--out", str(out), "--results", str(results), "--goal", "lowest"])
+    assert "invalid choice: 'lowest' (choose from 'maximize', 'minimize')" in capsys.readouterr().err
 
 
 def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
@@ -267,6 +355,9 @@ def test_cli_errors(tmp_path, capsys):
     import report as cli
     with pytest.raises(SystemExit, match="no results file"):
         cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "none.jsonl")])
+    # the benchmark's raw sweep results are not in git: the error names the command that makes them
+    with pytest.raises(SystemExit, match=r"`python3 benchmarks/bench_sweep.py --tag assignment` regenerates"):
+        cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "bench_sweep-assignment-random.jsonl")])
     with pytest.raises(SystemExit, match="scripts/train.py --save"):
         cli.main(["confusion", "--out", str(tmp_path), "--model", str(tmp_path / "none.npz"),
                   "--wandb_mode", "disabled"])

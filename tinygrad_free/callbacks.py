@@ -1,11 +1,25 @@
 """What happens around each epoch, kept out of the training loop: logging, checkpoints,
-early stopping, wandb. A callback overrides any of the hooks; ``logs`` is the epoch's metrics
-(``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``)."""
+early stopping, resuming a killed run, wandb. A callback overrides any of the hooks; ``logs`` is
+the epoch's metrics (``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+``val_accuracy``, ``seconds``)."""
+import errno
+import json
 import math
+import os
+import shutil
 import sys
+import tempfile
+
+import numpy as np
+
+from .fileio import atomic_open
 
 
 class Callback:
+    # True for a callback that loads a saved run into the trainer (BackupAndRestore): the
+    # trainer calls its on_train_begin before the others', which then see the restored history.
+    restores_training = False
+
     def on_train_begin(self, trainer):
         pass
 
@@ -26,6 +40,8 @@ class PrintLogger(Callback):
         if trainer.compile_seconds:
             print(f"kernels compiled/loaded in {trainer.compile_seconds:.2f}s (not counted in epoch times)",
                   file=self.file or sys.stdout, flush=True)
+        if getattr(trainer, "initial_epoch", 0):
+            print(f"resuming after epoch {trainer.initial_epoch}", file=self.file or sys.stdout, flush=True)
 
     def on_epoch_end(self, trainer, logs):
         parts = [f"epoch {logs['epoch']:>3}", f"train_loss {logs['train_loss']:.4f}",
@@ -61,8 +77,49 @@ class EarlyStopping(Callback):
             trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.patience} epochs"
 
 
+def check_writable(path, need_bytes=0):
+    """Raise ``OSError`` naming the reason unless a file can be written at ``path`` now.
+
+    The checks a save at the end of an epoch would otherwise fail on, made before training:
+    ``path`` is not a folder, its nearest existing parent folder is a folder (not a file) in
+    which a file can really be created (a read-only mount, missing permissions, a path under
+    ``/proc``), and that disk has ``need_bytes`` free. Missing folders are not created (the
+    atomic save creates them); nothing is left behind.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path}: it is a folder; give a file name "
+                                f"such as {os.path.join(path, 'model.npz')}")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot save to {path}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot save to {path}: no file can be created in {folder} "
+                               f"({e.strerror}); choose a writable folder") from None
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise OSError(errno.ENOSPC, f"cannot save to {path}: {free:,} bytes free on the disk of {folder}, "
+                                    f"the file needs about {need_bytes:,}; free some space or save elsewhere")
+
+
+def _model_bytes(model):
+    return sum(p.data.nbytes for p in model.parameters())
+
+
 class ModelCheckpoint(Callback):
-    """Save the model (atomically, via ``Module.save``) whenever ``monitor`` reaches a new best."""
+    """Save the model (atomically, via ``Module.save``) whenever ``monitor`` reaches a new best.
+
+    Whether ``path`` can be written is checked when training begins, not at the first save.
+    In a run resumed by :class:`BackupAndRestore` the best so far is taken from the restored
+    history (its model is already at ``path``), so a worse epoch after the resume does not
+    replace it.
+    """
 
     def __init__(self, path, monitor="val_accuracy", mode=None):
         self.path, self.monitor = path, monitor
@@ -70,13 +127,116 @@ class ModelCheckpoint(Callback):
         self.best = None
         self.best_epoch = None
 
+    def on_train_begin(self, trainer):
+        check_writable(self.path, need_bytes=_model_bytes(trainer.model))
+        earlier = trainer.history.history
+        if earlier.get(self.monitor) and os.path.exists(self.path):
+            self.best = self.best_epoch = None
+            for epoch, value in zip(earlier.get("epoch", ()), earlier.get(self.monitor, ())):
+                if not math.isnan(value) and self._improves(value):
+                    self.best, self.best_epoch = value, epoch
+
+    def _improves(self, value):
+        return self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+
     def on_epoch_end(self, trainer, logs):
         value = logs[self.monitor]
         if math.isnan(value):
             return
-        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+        if self._improves(value):
             self.best, self.best_epoch = value, logs["epoch"]
             trainer.model.save(self.path)
+
+
+class BackupAndRestore(Callback):
+    """Resume a killed run where it stopped, with the result of an uninterrupted one.
+
+    After every epoch the training state is written atomically to ``path`` (one ``.npz``, no
+    pickle): the weights, the optimizer's ``state_dict`` (step count, moments, base learning
+    rate), the number of epochs done and the history so far. When training begins and
+    ``path`` exists, that state is loaded into the model and optimizer and the trainer
+    continues at the next epoch (``Trainer.fit(initial_epoch=...)``). The trainer's batch order
+    and augmentation are drawn per epoch from ``(seed, epoch)``, so the epoch number and the
+    seed are the whole random state; a resume with another seed, batch size or number of
+    samples is refused, since it would not continue the same run. As Keras's
+    ``BackupAndRestore``: the file is deleted when ``fit`` returns (``delete_on_end``), so the
+    same command run again afterwards starts afresh; other callbacks' state (early stopping's
+    patience, the best model's score) is not part of it.
+
+    A crash while writing leaves the previous file intact (``fileio.atomic_open``).
+    """
+
+    FORMAT = "tinygrad_free.training_state/1"
+    restores_training = True
+
+    def __init__(self, path, delete_on_end=True):
+        self.path, self.delete_on_end = os.fspath(path), delete_on_end
+        self.restored_epoch = None
+
+    def on_train_begin(self, trainer):
+        self.restored_epoch = None
+        if os.path.exists(self.path):
+            self.restored_epoch = self.restore(trainer)
+        # Weights, gradients' moments and a margin for the archive's headers.
+        check_writable(self.path, need_bytes=3 * _model_bytes(trainer.model) + 65536)
+
+    def on_epoch_end(self, trainer, logs):
+        self.save(trainer, logs["epoch"])
+
+    def on_train_end(self, trainer, history):
+        if self.delete_on_end and os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def save(self, trainer, epoch):
+        """Write the state after ``epoch`` epochs to ``self.path``, atomically."""
+        opt = trainer.optimizer
+        state = opt.state_dict()
+        config = dict(state["config"], lr=trainer._base_lr)     # the base rate, not the scheduled one
+        arrays = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
+        state_keys = {}
+        for name, per_param in state["state"].items():
+            state_keys[name] = sorted(per_param)
+            arrays.update({f"optimizer/state/{name}/{k}": v for k, v in per_param.items()})
+        arrays.update({f"optimizer/shared/{k}": np.asarray(v) for k, v in state["shared"].items()})
+        meta = {"format": self.FORMAT, "epoch": int(epoch), "run": trainer.run_signature,
+                "optimizer": {"t": int(state["t"]), "config": config, "state_keys": state_keys,
+                              "shared_keys": sorted(state["shared"])},
+                "history": trainer.history.history}
+        arrays["meta"] = np.array(json.dumps(meta))
+        with atomic_open(self.path) as f:
+            np.savez(f, **arrays)
+
+    def restore(self, trainer):
+        """Load ``self.path`` into the trainer's model and optimizer; returns the epochs done."""
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            meta = json.loads(str(arrays.pop("meta")))
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{self.path}: not a readable training state written by BackupAndRestore ({e}); "
+                             "delete it to start afresh") from None
+        if meta.get("format") != self.FORMAT:
+            raise ValueError(f"{self.path}: format {meta.get('format')!r}, expected {self.FORMAT!r}")
+        ours = trainer.run_signature
+        if meta["run"] != ours:
+            diff = ", ".join(f"{k} {meta['run'].get(k)} (now {ours.get(k)})" for k in ours
+                             if meta["run"].get(k) != ours.get(k))
+            raise ValueError(f"{self.path} was written by a run with other settings: {diff}; resume with the "
+                             "same seed, batch size and data, or delete the file to start afresh")
+        saved = meta["optimizer"]
+        if saved["config"]["name"] != trainer.optimizer.name:
+            raise ValueError(f"{self.path} holds the state of optimizer {saved['config']['name']!r}, "
+                             f"the trainer's is {trainer.optimizer.name!r}")
+        trainer.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        trainer.optimizer.load_state_dict({
+            "t": saved["t"], "config": saved["config"],
+            "shared": {k: arrays[f"optimizer/shared/{k}"] for k in saved["shared_keys"]},
+            "state": {name: {k: arrays[f"optimizer/state/{name}/{k}"] for k in keys}
+                      for name, keys in saved["state_keys"].items()}})
+        trainer.initial_epoch = meta["epoch"]
+        for key, values in meta["history"].items():
+            trainer.history.history[key] = list(values)
+        return meta["epoch"]
 
 
 class WandbLogger(Callback):

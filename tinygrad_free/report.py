@@ -25,6 +25,8 @@ from .sweep import best_record, read_results
 
 #: Accuracy below which a 10-class run learned (almost) nothing.
 NEAR_CHANCE = 0.2
+#: Directions a sweep's metric can have (wandb's ``metric.goal``).
+GOALS = ("maximize", "minimize")
 #: Order of the sections in report.md.
 SECTIONS = ("samples", "sweep", "confusion", "losses", "mnist")
 STATUS_COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "diverged": "#d62728", "stopped": "#9467bd",
@@ -122,6 +124,42 @@ def plot_class_samples(x, y, class_names, path, title=None, seed=0):
 # --------------------------------------------------------------------------------------------
 
 
+def metric_goal(metric, records=(), goal=None):
+    """Whether ``metric`` is to be maximized or minimized: ``"maximize"`` or ``"minimize"``.
+
+    ``goal`` when it is given; else the ``goal`` the records of this metric carry (a sweep's
+    ``metric.goal``), when they do; else the metric's own direction: accuracies are maximized,
+    losses minimized (a sweep's metric is one of :data:`tinygrad_free.sweep.METRICS`).
+
+    Raises
+    ------
+    ValueError
+        For a goal other than maximize/minimize, or a metric whose direction its name does not
+        tell (neither ``...accuracy`` nor ``...loss``) when no goal is given.
+    """
+    if goal is None:
+        goal = next((r["goal"] for r in records if r.get("metric") == metric and r.get("goal")), None)
+    if goal is None:
+        if metric.endswith("accuracy"):
+            return "maximize"
+        if metric.endswith("loss"):
+            return "minimize"
+        raise ValueError(f"cannot tell whether metric {metric!r} is better high or low; "
+                         f"pass goal='maximize' or goal='minimize'")
+    return _check_goal(goal)
+
+
+def _check_goal(goal):
+    if goal not in GOALS:
+        raise ValueError(f"unknown metric goal {goal!r}; choose one of {', '.join(GOALS)}")
+    return goal
+
+
+def _sign(goal):
+    """+1 when higher values of the metric are better, -1 when lower ones are."""
+    return 1 if goal == "maximize" else -1
+
+
 def _hashable(v):
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
@@ -134,8 +172,9 @@ def analysis_rows(records, metric="val_accuracy"):
     """``(params, value, record)`` for the runs that say something about a configuration.
 
     Completed runs count with their final ``metric``; diverged runs with the value the sweep
-    gave them (0 for accuracy), since diverging is that configuration's outcome. Pruned runs
-    (stopped early by design) and failed runs (a bug, not a result) are left out.
+    gave them (0 for accuracy), since diverging is that configuration's outcome. (A minimized
+    metric's diverged runs were given +inf, which no mean or plot can use, so they are left out.)
+    Pruned runs (stopped early by design) and failed runs (a bug, not a result) are left out.
     """
     rows = []
     for r in records:
@@ -216,18 +255,20 @@ def param_effects(rows):
     return out
 
 
-def optuna_importance(rows, seed=0):
+def optuna_importance(rows, seed=0, goal="maximize"):
     """Optuna's importance of each varied parameter, or None when it cannot be computed.
 
     fANOVA (how much of the metric's variance each parameter explains, through a random forest)
     needs scikit-learn; without it PED-ANOVA (which parameters set the top 10% of runs apart)
-    is used. The study is rebuilt in memory from the rows, so a results file is enough.
+    is used. The study is rebuilt in memory from the rows, in the direction ``goal`` (the "top"
+    runs of a loss are its lowest), so a results file is enough.
 
     Returns
     -------
     (str, dict) or None
         The evaluator's name and ``{param: importance}``.
     """
+    _check_goal(goal)
     params = varied_params(rows)
     if len(rows) < 4 or not params:
         return None
@@ -257,7 +298,7 @@ def optuna_importance(rows, seed=0):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction=goal)
         def values(params_):
             return {p: float(params_[p]) if isinstance(dists[p], FloatDistribution) else params_[p] for p in params}
         study.add_trials([optuna.trial.create_trial(params=values(r[0]), distributions=dists, value=r[1])
@@ -268,9 +309,11 @@ def optuna_importance(rows, seed=0):
             return None
 
 
-def plot_sweep_timeline(records, path, metric="val_accuracy"):
+def plot_sweep_timeline(records, path, metric="val_accuracy", goal=None):
     """Metric of every run against the sweep's wall-clock time: a segment from each trial's
-    start to its finish, coloured by status, and the best value so far."""
+    start to its finish, coloured by status, and the best value so far (the highest, or the
+    lowest when ``goal`` is ``"minimize"``; None: see :func:`metric_goal`)."""
+    sign = _sign(metric_goal(metric, records, goal))
     rows = [r for r in records if r.get("finished_at") and r.get("started_at")]
     fig = _figure((10, 4.8))
     ax = fig.add_subplot()
@@ -295,7 +338,7 @@ def plot_sweep_timeline(records, path, metric="val_accuracy"):
                    label=f"{status} ({len(sel)})", zorder=3)
     for r in rows:
         v = r.get(metric) if r.get("status") == "completed" else None
-        if v is not None and (best is None or v > best):
+        if v is not None and (best is None or sign * v > sign * best):
             best = v
         if best is not None:
             bx.append((r["finished_at"] - t0) / 60)
@@ -306,19 +349,22 @@ def plot_sweep_timeline(records, path, metric="val_accuracy"):
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} of each of {len(rows)} runs over time")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right" if sign > 0 else "upper right", fontsize=8)
     return save_figure(fig, path)
 
 
-def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None):
+def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None, goal=None):
     """Parallel coordinates of the varied hyperparameters, one line per run coloured by ``metric``.
 
     Categorical axes place their values evenly (with a little jitter so overlapping runs stay
-    visible); continuous ones are linear or log scaled. Diverged runs are grey dashes.
+    visible); continuous ones are linear or log scaled. Diverged runs are grey dashes. The best
+    runs (by ``goal``; None: see :func:`metric_goal`) are drawn last and brightest.
     """
     from matplotlib import cm, colors
     from matplotlib.collections import LineCollection
 
+    sign = _sign(metric_goal(metric, records, goal))
+    cmap = "viridis" if sign > 0 else "viridis_r"  # the best runs yellow either way
     rows = analysis_rows(records, metric)
     params = params or varied_params(rows)
     fig = _figure((max(8, 1.5 * (len(params) + 1)), 5.5))
@@ -353,7 +399,7 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None)
     coords[:, -1] = (y - lo) / (hi - lo) if hi > lo else 0.5
     ticks.append([(float((t - lo) / (hi - lo)) if hi > lo else 0.5, f"{t:.3f}") for t in np.linspace(lo, hi, 5)])
     diverged = np.array([r[2].get("status") == "diverged" for r in rows])
-    order = np.argsort(y)  # best runs drawn last, on top
+    order = np.argsort(sign * y, kind="stable")  # best runs drawn last, on top
     finished = [i for i in order if not diverged[i]]
     norm = colors.Normalize(vmin=min((y[i] for i in finished), default=lo), vmax=hi)
     xs = np.arange(n_axes)
@@ -361,7 +407,7 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None)
         ax.add_collection(LineCollection([np.column_stack([xs, coords[i]]) for i in order if diverged[i]],
                                          colors="0.6", linestyles="dashed", linewidths=0.8, alpha=0.6))
     ax.add_collection(LineCollection([np.column_stack([xs, coords[i]]) for i in finished],
-                                     cmap="viridis", norm=norm, array=y[finished], linewidths=1.2, alpha=0.8))
+                                     cmap=cmap, norm=norm, array=y[finished], linewidths=1.2, alpha=0.8))
     for j in range(n_axes):
         ax.axvline(j, color="black", lw=0.8)
         for pos, label in ticks[j]:
@@ -373,18 +419,21 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None)
     ax.set_ylim(-0.08, 1.08)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=metric, pad=0.01)
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric, pad=0.01)
     ax.set_title(f"{len(rows)} runs ({int(diverged.sum())} diverged, grey dashes)")
     return save_figure(fig, path)
 
 
-def plot_param_importance(records, path, metric="val_accuracy", optuna_importance_too=True, top=20):
+def plot_param_importance(records, path, metric="val_accuracy", optuna_importance_too=True, top=20, goal=None):
     """Each hyperparameter's importance and its values' correlation with ``metric``.
 
     Left: variance explained by each parameter alone (eta squared) and, with
     ``optuna_importance_too``, Optuna's importance (see :func:`optuna_importance`). Right: Pearson
-    correlation of each value (one-hot) with the metric.
+    correlation of each value (one-hot) with the metric, green where the value goes with better
+    runs (higher ``metric``, or lower when ``goal`` is ``"minimize"``; None: see :func:`metric_goal`).
     """
+    goal = metric_goal(metric, records, goal)
+    sign = _sign(goal)
     rows = analysis_rows(records, metric)
     effects = param_effects(rows)
     fig = _figure((12, max(4, 0.32 * min(top, sum(len(e["correlation"]) for e in effects.values()) or 1) + 1.5)))
@@ -393,7 +442,7 @@ def plot_param_importance(records, path, metric="val_accuracy", optuna_importanc
         for ax in (ax1, ax2):
             ax.text(0.5, 0.5, "not enough finished runs", ha="center", va="center", transform=ax.transAxes)
         return save_figure(fig, path)
-    imp = optuna_importance(rows) if optuna_importance_too else None
+    imp = optuna_importance(rows, goal=goal) if optuna_importance_too else None
     fan_name, fan = imp if imp else (None, None)
     names = sorted(effects, key=lambda p: effects[p]["eta2"])
     ypos = np.arange(len(names))
@@ -408,11 +457,12 @@ def plot_param_importance(records, path, metric="val_accuracy", optuna_importanc
     ax1.legend(fontsize=8, loc="lower right")
     corr = sorted(((label, r) for e in effects.values() for label, r in e["correlation"].items()),
                   key=lambda t: abs(t[1]), reverse=True)[:top][::-1]
-    ax2.barh(np.arange(len(corr)), [r for _, r in corr], color=["#2ca02c" if r > 0 else "#d62728" for _, r in corr])
+    ax2.barh(np.arange(len(corr)), [r for _, r in corr],
+             color=["#2ca02c" if sign * r > 0 else "#d62728" for _, r in corr])
     ax2.set_yticks(np.arange(len(corr)), [label for label, _ in corr], fontsize=8)
     ax2.axvline(0, color="black", lw=0.8)
     ax2.set_xlim(-1, 1)
-    ax2.set_xlabel(f"correlation with {metric}")
+    ax2.set_xlabel(f"correlation with {metric} ({'higher' if sign > 0 else 'lower'} is better)")
     ax2.set_title("correlation of each value (one-hot)")
     return save_figure(fig, path)
 
@@ -442,8 +492,12 @@ def _describe(config, keys):
                      for k in keys if k in config)
 
 
-def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05, min_runs=3):
+def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_runs=3):
     """Short statements the results support, each computed from the data.
+
+    ``goal`` says whether ``metric`` is better high (``"maximize"``) or low (``"minimize"``);
+    None takes it from the records or the metric's name (:func:`metric_goal`). Accuracies are
+    shown as percentages, other metrics as plain numbers.
 
     The best run; the most important parameter; values whose runs are clearly worse than the
     parameter's best value (gap >= ``min_gap`` and two standard errors, ``min_runs`` runs each);
@@ -455,6 +509,7 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
     list of str
         Markdown bullet texts (without the bullet).
     """
+    goal = metric_goal(metric, records, goal)
     pct = metric.endswith("accuracy")
     rows = analysis_rows(records, metric)
     status = defaultdict(int)
@@ -471,7 +526,8 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
     lines.append(f"Best run: `{best.get('run_name')}` with {metric} {_fmt(best[metric], pct)}"
                  + (f" and test accuracy {_fmt(test, True)}" if test is not None else "") + " ("
                  + _describe(best.get("params") or best.get("config") or {}, params or best.get("params", {})) + ").")
-    sign = 1 if goal == "maximize" else -1
+    sign = _sign(goal)
+    worse = "lower" if sign > 0 else "higher"
     effects = param_effects(rows)
     if effects and len(rows) >= 10:  # with fewer runs the explained variance is mostly noise
         top = max(effects, key=lambda p: effects[p]["eta2"])
@@ -484,7 +540,7 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
             vals = {t[0].get(p) for t in ranked[:k]}
             if len(vals) == 1:
                 lines.append(f"All top {k} runs use {p}={next(iter(vals))}.")
-    inter = _interactions(rows, params, sign, min_gap, min_runs)
+    inter = _interactions(rows, params, sign, min_gap, min_runs, metric=metric, pct=pct)
     hurts = []
     for p, e in effects.items():
         means = {v: s for v, s in e["means"].items() if s[2] >= min_runs}
@@ -496,7 +552,7 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
                 hurts.append((abs(means[best_v][0] - s[0]), p, v, s, best_v, means[best_v]))
     for gap, p, v, s, bv, bs in sorted(hurts, key=lambda t: t[0], reverse=True)[:6]:
         text = (f"{p}={v} hurts: mean {metric} {_fmt(s[0], pct)} over {s[2]} runs vs {_fmt(bs[0], pct)} "
-                f"for {p}={bv} ({bs[2]} runs), {_gap(gap, pct)} lower")
+                f"for {p}={bv} ({bs[2]} runs), {_gap(gap, pct)} {worse}")
         # Is the damage only that of a failing combination? Compare without the combination's runs.
         for it in inter:
             other = (it["b"], it["v"]) if (it["a"], it["u"]) == (p, v) else \
@@ -508,7 +564,7 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
                 rs = _stats(rest)
                 clear = sign * (bs[0] - rs[0]) > 0 and _gap_is_clear(bs, rs, min_gap)
                 text += (f"; without {other[0]}={other[1]} its mean is {_fmt(rs[0], pct)}, "
-                         + ("still clearly lower" if clear else "so most of the damage comes from that combination"))
+                         + (f"still clearly {worse}" if clear else "so most of the damage comes from that combination"))
                 break
         lines.append(text + ".")
     lines += [it["text"] for it in inter]
@@ -539,8 +595,11 @@ def sweep_findings(records, metric="val_accuracy", goal="maximize", min_gap=0.05
     return lines
 
 
-def _interactions(rows, params, sign, min_gap, min_runs, metric="val_accuracy", pct=True, k=3):
+def _interactions(rows, params, sign, min_gap, min_runs, metric, pct, k=3):
     """Pairs ``a=u, b=v`` whose runs are clearly worse than runs with ``a=u`` or ``b=v`` alone.
+
+    ``sign`` is +1 when higher values of ``metric`` are better, -1 when lower ones are; ``pct``
+    shows the values as percentages.
 
     Returns up to ``k`` dicts with ``a, u, b, v`` and a sentence ``text``, worst first.
     """
@@ -571,8 +630,9 @@ def _interactions(rows, params, sign, min_gap, min_runs, metric="val_accuracy", 
     return [d for _, d in found[:k]]
 
 
-def top_runs_table(records, metric="val_accuracy", goal="maximize", n=10):
-    """(columns, rows) of the ``n`` best completed runs."""
+def top_runs_table(records, metric="val_accuracy", goal=None, n=10):
+    """(columns, rows) of the ``n`` best completed runs by ``metric`` (``goal``: see :func:`metric_goal`)."""
+    goal = metric_goal(metric, records, goal)
     ok = [r for r in records if r.get("status") == "completed" and r.get(metric) is not None]
     ok.sort(key=lambda r: r[metric], reverse=goal == "maximize")
     columns = ["rank", "run", metric, "test_accuracy", "seconds"]
@@ -781,12 +841,13 @@ TRANSFER_KEYS = ("optimizer", "activation", "num_layers", "hidden_size", "batch_
                  "weight_init", "weight_decay")
 
 
-def choose_transfer_configs(records, k=3, metric="val_accuracy", min_differences=2):
+def choose_transfer_configs(records, k=3, metric="val_accuracy", min_differences=2, goal=None):
     """``k`` good and different configurations from a sweep, with the reason each was chosen.
 
     The best run first; then, going down the ranking, runs that differ from every run chosen
     so far in at least ``min_differences`` of :data:`TRANSFER_KEYS`, so the three test more
-    than one idea; the next best runs fill up if too few differ.
+    than one idea; the next best runs fill up if too few differ. The ranking puts the highest
+    ``metric`` first, or the lowest when ``goal`` is ``"minimize"`` (None: see :func:`metric_goal`).
 
     Returns
     -------
@@ -794,7 +855,7 @@ def choose_transfer_configs(records, k=3, metric="val_accuracy", min_differences
         The records and why each was picked.
     """
     ok = sorted((r for r in records if r.get("status") == "completed" and r.get(metric) is not None),
-                key=lambda r: r[metric], reverse=True)
+                key=lambda r: r[metric], reverse=metric_goal(metric, records, goal) == "maximize")
     cfg = [r.get("config") or r.get("params") or {} for r in ok]
     chosen = []
     for i, r in enumerate(ok):
@@ -883,5 +944,5 @@ def assemble_report(out_dir, title="Feedforward networks on Fashion-MNIST: exper
 __all__ = ["plot_class_samples", "plot_sweep_timeline", "plot_parallel_coordinates", "plot_param_importance",
            "plot_confusion", "plot_confused_pairs", "plot_loss_comparison", "plot_table", "sweep_findings",
            "param_effects", "optuna_importance", "analysis_rows", "most_confused_pairs", "loss_conclusion",
-           "loss_summary", "choose_transfer_configs", "markdown_table", "top_runs_table", "write_section",
+           "loss_summary", "choose_transfer_configs", "metric_goal", "markdown_table", "top_runs_table", "write_section",
            "assemble_report", "save_figure", "log_to_wandb", "read_results"]

@@ -91,13 +91,10 @@ class Module:
 
         ``backprop(grad, input_grad=True)`` runs this call's backward, whatever else ran since:
         the way to use one module several times in a container's forward and backprop the calls
-        in any order.
+        in any order. In eval mode or under ``no_grad()`` the forward runs as usual and
+        ``backprop`` raises, saying why.
         """
         y, ctx = self._forward_ctx(*xs)
-        if ctx is None:
-            raise RuntimeError(f"{type(self).__name__}.begin_update needs training mode and gradients "
-                               "enabled (it is for passes you will backpropagate): call model.train() "
-                               "and run it outside nn.no_grad()")
 
         def backprop(grad, input_grad=True):
             return self._backward_ctx(ctx, grad, input_grad)

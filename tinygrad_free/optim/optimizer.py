@@ -280,5 +280,9 @@ class Optimizer:
         return array.reshape(shape) if array.size == int(np.prod(shape)) else array
 
     def __repr__(self):
-        hp = ", ".join(f"{k}={getattr(self, k):g}" for k in self._hyper)
+        # A hyperparameter may be None or another non-number (a subclass's option): repr() it.
+        def show(value):
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            return f"{value:g}" if number else repr(value)
+        hp = ", ".join(f"{k}={show(getattr(self, k))}" for k in self._hyper)
         return f"{type(self).__name__}({hp}, params={len(self._named)}, t={self.t})"

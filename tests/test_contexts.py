@@ -1,0 +1,286 @@
+"""Per-call contexts: reuse without extra code, and a clear error for every misuse of backward."""
+import numpy as np
+import pytest
+
+from tinygrad_free import gradcheck, nn, optim
+
+F64 = np.float64
+
+
+class Scale(nn.Module):
+    """The README's layer, unchanged: caches its input on self in forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.s = nn.Parameter(np.array([2.0]), decay=False)
+
+    def forward(self, x):
+        self.x = x
+        return x * self.s.data
+
+    def backward(self, grad_out):
+        self.s.grad += np.sum(grad_out * self.x, keepdims=True).reshape(1)
+        return grad_out * self.s.data
+
+    def get_config(self):
+        return {}
+
+
+def test_a_users_layer_used_twice_gets_each_calls_input_without_extra_code(rng):
+    s = Scale()
+    model = nn.Sequential(nn.Dense(3, 3, activation="tanh", dtype=F64, rng=0), s, nn.Dense(3, 3, dtype=F64, rng=1), s)
+    gradcheck(model, rng.standard_normal((4, 3)))
+
+
+def test_a_users_layer_backpropagated_through_begin_update_in_any_order(rng):
+    s = Scale()
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    ya, back_a = s.begin_update(a)
+    yb, back_b = s.begin_update(b)
+    back_a(np.ones_like(a))          # forward order: each callback has its own call's x
+    back_b(np.ones_like(b))
+    assert s.s.grad[0] == pytest.approx(a.sum() + b.sum())
+    assert s.x is b                  # the module keeps its latest forward's attributes
+
+
+def test_a_subclass_calling_super_forward_is_one_call(rng):
+    class Doubled(nn.Dense):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+        def backward(self, grad_out, input_grad=True):
+            return super().backward(grad_out * 2, input_grad)
+
+    layer = Doubled(3, 2, activation="tanh", dtype=F64, rng=0)
+    gradcheck(layer, rng.standard_normal((4, 3)))
+
+
+def test_backward_after_an_eval_mode_forward_names_eval_mode(rng):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0))
+    x = rng.random((4, 3), dtype=np.float32)
+    model(x)
+    model.backward(np.ones((4, 2), np.float32))
+    model.eval()
+    model(x)                          # the loop forgot model.train()
+    with pytest.raises(RuntimeError, match=r"Sequential.backward: the last forward ran in eval mode.*model.train\(\)"):
+        model.backward(np.ones((4, 2), np.float32))
+
+
+def test_a_second_backward_of_one_forward_is_refused(rng):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0), nn.Tanh())
+    model(rng.random((4, 3), dtype=np.float32))
+    model.backward(np.ones((4, 2), np.float32))
+    with pytest.raises(RuntimeError, match="already used by an earlier backward.*backpropagated once"):
+        model.backward(np.ones((4, 2), np.float32))
+
+
+def test_backward_after_a_no_grad_forward_names_no_grad(rng):
+    layer = nn.Dense(3, 2, rng=0)
+    with nn.no_grad():
+        assert not nn.is_grad_enabled()
+        y = layer(rng.random((4, 3), dtype=np.float32))
+    assert y.flags.writeable and nn.is_grad_enabled()
+    with pytest.raises(RuntimeError, match="ran under nn.no_grad"):
+        layer.backward(np.ones((4, 2), np.float32))
+
+
+def test_two_pending_forwards_make_a_plain_backward_refuse_to_guess(rng):
+    layer = nn.Dense(3, 2, rng=0)
+    layer(rng.random((4, 3), dtype=np.float32))
+    layer(rng.random((4, 3), dtype=np.float32))
+    with pytest.raises(RuntimeError, match=r"ran forward 2 times.*begin_update.*no_grad"):
+        layer.backward(np.ones((4, 2), np.float32))
+
+
+def test_a_container_that_reuses_a_child_implicitly_is_told_to_pair_the_calls(rng):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Tanh()
+
+        def forward(self, x):
+            return self.f(self.f(x))
+
+        def backward(self, grad_out):
+            return self.f.backward(self.f.backward(grad_out))
+
+    model = Twice()
+    model(rng.standard_normal((2, 3)))
+    with pytest.raises(RuntimeError, match=r"Twice.forward called this Tanh 2 times.*begin_update"):
+        model.backward(np.ones((2, 3)))
+
+
+def test_a_container_calling_each_child_once_needs_no_pairing(rng):
+    class UserResidual(nn.Module):
+        def __init__(self, block):
+            super().__init__()
+            self.block = block
+
+        def forward(self, x):
+            return x + self.block(x)
+
+        def backward(self, grad_out):
+            return grad_out + self.block.backward(grad_out)
+
+        def get_config(self):
+            return {"block": self.block}
+
+    res = UserResidual(nn.Dense(3, 3, activation="tanh", dtype=F64, rng=0))
+    gradcheck(nn.Sequential(res, nn.Dense(3, 3, dtype=F64, rng=1), res), rng.standard_normal((4, 3)))
+
+
+def test_an_output_kept_for_backward_cannot_be_modified_in_place(rng):
+    class BadResidual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Dense(3, 3, activation="tanh", rng=0)
+
+        def forward(self, x):
+            out = self.f(x)
+            out += x                  # would corrupt the y that f's backward reads
+            return out
+
+    with pytest.raises(ValueError, match="read-only"):
+        BadResidual()(rng.random((2, 3), dtype=np.float32))
+    model = nn.Sequential(nn.Dense(3, 3, rng=0))
+    y = model(rng.random((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="read-only"):
+        y[0, 0] = 1.0
+    z = y.copy()                      # a copy is the caller's to change
+    z += 1
+    model.eval()
+    assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable   # eval keeps nothing
+
+
+def test_a_layer_returning_its_input_leaves_the_callers_array_writable(rng):
+    x = rng.standard_normal((2, 3))
+    y = nn.Identity()(x)
+    assert not y.flags.writeable and x.flags.writeable
+
+
+def test_assigning_parameter_data_after_packing_copies_into_the_optimizers_buffer(rng):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0))
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    new = np.full((3, 2), 5.0, np.float32)
+    model[0].W.data = new
+    assert model[0].W.data is not new and np.all(model[0].W.data == 5.0)
+    x = np.ones((1, 3), np.float32)
+    model(x)
+    model.backward(np.ones((1, 2), np.float32))
+    model[0].W.grad = model[0].W.grad + 1.0          # also copied, so the step sees it
+    opt.step()
+    np.testing.assert_allclose(model[0].W.data, 5.0 - 2.0)
+    model[0].W.grad = None                           # PyTorch's way to clear it
+    assert not model[0].W.grad.any()
+
+
+@pytest.mark.parametrize("value, match", [
+    (np.zeros((2, 3), np.float32), r"Parameter '0.W': the new data has shape \(2, 3\).*shape is \(3, 2\)"),
+    (np.zeros((3, 2), np.float64), r"the new data has dtype float64, but the parameter is float32.*astype"),
+])
+def test_assigning_parameter_data_of_another_shape_or_dtype_raises(value, match):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0))
+    optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match=match):
+        model[0].W.data = value
+
+
+def test_an_optimizer_whose_parameters_were_repacked_refuses_to_step(rng):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0))
+    old = optim.Adam(model.parameters())
+    new = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match=r"Adam.step: parameter '0.W' is now packed by another optimizer \(SGD"):
+        old.step()
+    new.step()
+
+
+def test_per_tensor_rules_see_each_parameter_in_its_own_shape():
+    from tinygrad_free.optim.optimizer import Optimizer
+
+    class NormalizedSGD(Optimizer):
+        elementwise = False
+        defaults = dict(lr=0.1)
+
+        def update(self, w, g, state):
+            w -= self.lr * g / np.linalg.norm(g)
+
+    model = nn.Sequential(nn.Dense(3, 2, dtype=F64, rng=0))
+    opt = NormalizedSGD(model.parameters())
+    model[0].W.grad = np.full((3, 2), 3.0, F64)
+    model[0].b.grad = np.full(2, 4.0, F64)
+    w0, b0 = model[0].W.data.copy(), model[0].b.data.copy()
+    opt.step()
+    np.testing.assert_allclose(w0 - model[0].W.data, 0.1 / np.sqrt(6), rtol=1e-12)
+    np.testing.assert_allclose(b0 - model[0].b.data, 0.1 / np.sqrt(2), rtol=1e-12)
+    model[0].W.data = np.zeros((3, 2), F64)   # copied into the array update() gets
+    opt.step()
+    assert np.all(model[0].W.data < 0)
+
+
+def test_registering_a_taken_optimizer_name_needs_override():
+    from tinygrad_free.optim import Adam, register
+    from tinygrad_free.optim.optimizer import _REGISTRY
+
+    with pytest.raises(ValueError, match=r"optimizer name 'adam' is already registered to .*Adam.*override=True"):
+        @register("adam")
+        class MyAdam(Adam):
+            pass
+    assert _REGISTRY["adam"] is Adam
+    try:
+        @register("adam", override=True)
+        class MyAdam2(Adam):
+            pass
+        assert optim.get("adam") is MyAdam2
+    finally:
+        _REGISTRY["adam"] = Adam
+
+
+def test_registering_a_taken_module_name_needs_override():
+    @nn.register("tests.scale_block")
+    class Block(Scale):
+        pass
+
+    with pytest.raises(ValueError, match=r"module name 'tests.scale_block' is already registered.*override=True"):
+        @nn.register("tests.scale_block")
+        class Other(Scale):
+            pass
+
+
+def test_multi_input_modules_are_called_and_gradchecked_with_several_arrays(rng):
+    model = nn.Sequential(nn.Concat(), nn.Dense(5, 2, activation="tanh", dtype=F64, rng=0))
+    x1, x2 = rng.standard_normal((3, 2)), rng.standard_normal((3, 3))
+    assert model(x1, x2).shape == (3, 2)
+    report = gradcheck(model, x1, x2)
+    assert [t.name for t in report.tensors] == ["input0", "input1", "0.W", "0.b"] or \
+        [t.name for t in report.tensors] == ["input0", "input1", "1.W", "1.b"]
+
+
+def test_the_function_form_of_gradcheck_checks_parameters_too(rng):
+    layer = nn.Dense(3, 2, activation="tanh", dtype=F64, rng=0)
+    report = gradcheck(layer.begin_update, rng.standard_normal((4, 3)))
+    assert [t.name for t in report.tensors] == ["input0", "W", "b"]
+
+    def wrong(x):
+        y, back = layer.begin_update(x)
+
+        def backprop(g):
+            dx = back(g)
+            layer.b.grad += 1.0               # a wrong bias gradient
+            return dx
+        return y, backprop
+    with pytest.raises(AssertionError, match="gradient mismatch in b"):
+        gradcheck(wrong, rng.standard_normal((4, 3)), params=layer.named_parameters())
+
+
+def test_begin_update_in_eval_mode_computes_and_its_backprop_says_why_it_cannot(rng):
+    layer = nn.Dense(3, 2, rng=0).eval()
+    x = rng.random((1, 3), dtype=np.float32)
+    y, backprop = layer.begin_update(x)
+    np.testing.assert_array_equal(y, layer(x))
+    with pytest.raises(RuntimeError, match="forward ran in eval mode or under no_grad.*model.train"):
+        backprop(np.ones((1, 2), np.float32))
+
+
+def test_a_float16_dense_is_refused_on_every_backend():
+    with pytest.raises(ValueError, match="Dense: dtype must be float32 or float64.*got float16"):
+        nn.Dense(3, 2, dtype=np.float16)
