@@ -8,6 +8,12 @@ per trial in sweeps/assignment.jsonl:
 
 Run the same command again (or on another machine with --storage pointing at one database) to
 resume or join the sweep: --n_trials is the total of finished trials the study should hold.
+Machines share a sweep through PostgreSQL (pip install ".[sweep,postgres]" on each), and any of
+them gathers every machine's trials into one results file for scripts/report.py:
+
+    python scripts/sweep.py sweeps/assignment.yaml --storage postgresql://USER:PASSWORD@HOST/DB --workers 2
+    python scripts/sweep.py sweeps/assignment.yaml --storage postgresql://USER:PASSWORD@HOST/DB \
+        --export sweeps/assignment.jsonl
 
 With a wandb login the default backend is wandb (wandb.sweep + wandb.agent):
 
@@ -31,7 +37,7 @@ def build_parser():
     a = p.add_argument
     a("sweep_file", help="wandb sweep YAML, e.g. sweeps/assignment.yaml")
     a("--backend", choices=("local", "wandb"), default=None,
-      help="local (Optuna) or wandb; default: wandb when logged in, else local")
+      help="local (Optuna) or wandb; default: local with --storage or --export, else wandb when logged in")
     a("--n_trials", type=positive_int, default=None,
       help="local: total finished trials the study should hold (default: run_cap, grid size, else 20); "
            "wandb: run_cap of a new sweep")
@@ -39,6 +45,9 @@ def build_parser():
     a("--storage", default=None, help="Optuna storage URL (default: sqlite:///<sweep folder>/<study>.db)")
     a("--study_name", default=None, help="Optuna study name (default: the sweep's name)")
     a("--results", type=writable_file, default=None, help="results JSONL (default: next to the study)")
+    a("--export", default=None, metavar="JSONL",
+      help="local: run nothing; write every finished trial of the study (from any machine) to this results "
+           "file, replacing it")
     a("--method", choices=sweep.METHODS, default=None, help="override the file's method")
     a("--set", dest="overrides", type=assignment, action="append", default=[], metavar="KEY=VALUE",
       help="fix a parameter for this run, e.g. --set epochs=1 (repeatable)")
@@ -55,6 +64,20 @@ def build_parser():
     return p
 
 
+def export(parser, args, spec):
+    """--export: the study's finished trials, from every machine, to one results file."""
+    study_name = args.study_name or spec.name
+    storage = args.storage or sweep.default_storage(args.sweep_file, study_name)
+    try:
+        out = sweep.export_results(storage, study_name, args.export, metric=spec.metric)
+    except ValueError as e:
+        parser.error(str(e))
+    machines = ", ".join(f"{n} from {m}" for m, n in sorted(out["machines"].items())) or "none"
+    print(f"exported {out['records']} trials of study {study_name!r} to {args.export} ({machines}); "
+          f"{out['skipped']} unfinished or killed trials left out")
+    return 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -62,10 +85,12 @@ def main(argv=None):
         spec = sweep.load_sweep(args.sweep_file, overrides=dict(args.overrides), method=args.method)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    backend = args.backend or ("wandb" if tracking.wandb_logged_in() else "local")
+    # --storage and --export only mean something to the local backend.
+    backend = args.backend or ("local" if args.storage or args.export or not tracking.wandb_logged_in()
+                               else "wandb")
     if backend == "wandb":
-        if args.storage or args.study_name:
-            parser.error("--storage/--study_name apply to --backend local only")
+        if args.storage or args.study_name or args.export:
+            parser.error("--storage/--study_name/--export apply to --backend local only")
         sweep_id = sweep.run_wandb_sweep(spec, sweep_id=args.sweep_id, count=args.count, n_trials=args.n_trials,
                                          workers=args.workers, project=args.wandb_project,
                                          entity=args.wandb_entity, results=args.results, limit=args.limit,
@@ -74,6 +99,13 @@ def main(argv=None):
         return 0
     if args.sweep_id or args.count:
         parser.error("--sweep_id/--count apply to --backend wandb only; use --n_trials and --storage")
+    if args.storage:
+        try:
+            sweep.resolve_storage_url(args.storage)
+        except ImportError as e:
+            parser.error(str(e))
+    if args.export:
+        return export(parser, args, spec)
     mode = args.wandb_mode or tracking.default_wandb_mode()
     try:
         summary = sweep.run_local_sweep(spec, n_trials=args.n_trials, workers=args.workers, storage=args.storage,
@@ -91,7 +123,7 @@ def main(argv=None):
         test = best.get("test_accuracy")
         print(f"best: {best['run_name']}  {spec.metric} {best[spec.metric]:.4f}  "
               f"test_accuracy {test if test is None else f'{test:.4f}'}")
-    print(f"results: {summary.results}\nstudy:   {summary.storage}")
+    print(f"results: {summary.results}\nstudy:   {sweep.display_url(summary.storage)}")
     if mode == "offline":
         print("wandb runs were logged offline: upload them with `wandb sync --sync-all`")
     for err in summary.errors:

@@ -497,3 +497,52 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([str(path), "--backend", "local", "--sweep_id", "x"])
     assert "--backend wandb only" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypatch, capsys):
+    import sweep as cli
+    path = write(tmp_path, TINY.format(name="exp", method="random"))
+    spec = S.load_sweep(path)
+    storage = f"sqlite:///{tmp_path / 'exp.db'}"
+    study = optuna.create_study(storage=S.open_storage(storage), study_name="exp", direction="maximize")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = study.ask()                       # trial 0: its worker was killed before it recorded anything
+    trial.set_user_attr("machine", S._machine_id())
+    trial.set_user_attr("pid", dead.pid)
+    real, calls = S.run_trial, []
+
+    def crash_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "run_trial", crash_once)
+    S.run_local_sweep(spec, n_trials=2, storage=storage, limit=300, sweep_path=path, verbose=False)
+    local = lines(tmp_path / "exp.jsonl")
+    assert [(r["trial"], r["status"]) for r in local] == [(1, "failed"), (2, "completed"), (3, "completed")]
+    (tmp_path / "exp.jsonl").unlink()         # the export needs only the study
+    out = tmp_path / "gathered" / "all.jsonl"
+    assert cli.main([str(path), "--storage", storage, "--export", str(out)]) == 0
+    assert (f"exported 3 trials of study 'exp' to {out} (3 from {S._machine_id()}); "
+            "1 unfinished or killed trials left out") in capsys.readouterr().out
+    assert lines(out) == local
+    assert "simulated crash" in lines(out)[0]["message"]
+
+
+def test_export_errors_are_clear(tmp_path, capsys):
+    import sweep as cli
+    path = write(tmp_path, TINY.format(name="none", method="random"))
+    with pytest.raises(SystemExit):
+        cli.main([str(path), "--export", str(tmp_path / "out.jsonl")])
+    assert f"no study database at sqlite:///{tmp_path / 'none.db'}" in capsys.readouterr().err
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'none.db'}", study_name="other")
+    with pytest.raises(SystemExit):
+        cli.main([str(path), "--export", str(tmp_path / "out.jsonl")])
+    assert "holds no study 'none'; its studies: other" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([str(path), "--backend", "wandb", "--export", str(tmp_path / "out.jsonl")])
+    assert "--export apply to --backend local only" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()

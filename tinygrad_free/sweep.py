@@ -8,11 +8,15 @@ so the same file drives both backends:
 * ``local``: :func:`run_local_sweep` translates the file into an Optuna study (``random`` ->
   ``RandomSampler``, ``grid`` -> ``GridSampler``, ``bayes`` -> ``TPESampler``, ``early_terminate``
   -> ``HyperbandPruner`` or ``MedianPruner``) kept in a database (SQLite by default), so several
-  processes or machines can share a study and a killed sweep resumes where it stopped.
+  processes or machines can share a study and a killed sweep resumes where it stopped. Machines
+  share one through PostgreSQL (``postgresql://`` storage, the ``postgres`` extra's driver); a
+  killed worker's trial is re-run (:func:`recover_dead_trials`).
 
 Every finished trial is appended as one JSON line to a results file next to the study: the
 configuration, the per-epoch history, the final metrics and how the run ended (``completed``,
 ``diverged``, ``pruned`` or ``failed``). :mod:`tinygrad_free.report` draws its figures from it.
+The study keeps the same record with each trial, so :func:`export_results` writes the lines of
+all machines' trials to one file.
 
 Supported parameter specifications (``parameters: {name: spec}``):
 
@@ -42,6 +46,7 @@ import tempfile
 import time
 import traceback
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -854,17 +859,94 @@ def _retry_callback():
         return cls(max_retry=_MAX_RETRY)
 
 
+#: What a machine installs to reach a PostgreSQL study (setup.cfg's ``postgres`` extra: psycopg 3).
+POSTGRES_INSTALL = "pip install 'tinygrad_free[postgres]'"
+# SQLAlchemy dialects for PostgreSQL with the module each imports, in the order tried for a plain
+# ``postgresql://`` URL after SQLAlchemy's own default (psycopg2 up to SQLAlchemy 2.0, psycopg from 2.1).
+_POSTGRES_DRIVERS = ("psycopg", "psycopg2")
+_POSTGRES_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary"}
+
+
+def display_url(url):
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    if "://" not in url or url.startswith("sqlite"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses; show the scheme only  # noqa: BLE001
+        return url.split("://", 1)[0] + "://..."
+
+
+def _dialect_dbapi_ok(drivername):
+    """True when SQLAlchemy has the dialect ``drivername`` and its DBAPI module imports."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+    try:
+        dialect = make_url(f"{drivername}://").get_dialect()
+        importer = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2.x / 1.4
+        importer()
+    except (ImportError, NoSuchModuleError):  # no driver module / no such dialect in this SQLAlchemy
+        return False
+    return True
+
+
+def resolve_storage_url(url):
+    """The URL SQLAlchemy opens for the storage ``url``, checking its database driver first.
+
+    SQLite URLs come back unchanged. ``postgresql://user@host/db`` names no driver, and
+    SQLAlchemy's default for it changed from psycopg2 (up to 2.0) to psycopg 3 (2.1), so the URL is
+    pointed at whichever driver imports: SQLAlchemy's default first, then ``psycopg``, then
+    ``psycopg2``; ``postgres://`` (Heroku's spelling) is read as ``postgresql://``. A URL naming
+    its driver (``postgresql+psycopg2://``) is used as typed.
+
+    Raises
+    ------
+    ImportError
+        When no PostgreSQL driver imports, naming the URL (password hidden) and the extra that
+        installs one, before any study is touched (Optuna would otherwise stop in a traceback).
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "postgres":
+        scheme, url = "postgresql", "postgresql" + url[len("postgres"):]
+    if scheme.split("+", 1)[0] != "postgresql":
+        return url
+    if scheme == "postgresql":
+        from sqlalchemy.engine import make_url
+        default = make_url(url).get_dialect().driver
+        candidates = [default] + [d for d in _POSTGRES_DRIVERS if d != default]
+    else:
+        candidates = [scheme.split("+", 1)[1]]
+    for driver in candidates:
+        if _dialect_dbapi_ok(f"postgresql+{driver}"):
+            return url if scheme != "postgresql" or driver == candidates[0] else \
+                f"postgresql+{driver}" + url[len(scheme):]
+    if scheme != "postgresql":
+        package = _POSTGRES_PACKAGES.get(candidates[0], candidates[0])
+        raise ImportError(f"storage {display_url(url)} names the PostgreSQL driver {candidates[0]!r}, which is "
+                          f"not installed: pip install '{package}', or write postgresql:// and "
+                          f"{POSTGRES_INSTALL}")
+    raise ImportError(f"storage {display_url(url)} needs a PostgreSQL driver ({' or '.join(candidates)}), "
+                      f"and none is installed: {POSTGRES_INSTALL}")
+
+
 def open_storage(url):
     """An Optuna storage for ``url`` with heartbeats, so trials of a dead process are retried.
 
-    SQLite gets a long busy timeout because several worker processes write to one file.
+    SQLite gets a long busy timeout because several worker processes write to one file;
+    PostgreSQL URLs go through :func:`resolve_storage_url` (driver choice, clear missing-driver error)
+    and get ``pool_pre_ping``, so a connection the server dropped while a long trial trained
+    is replaced instead of failing the trial's ``tell``.
     """
     import optuna
+    url = resolve_storage_url(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
+    if url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True}
     params = {"heartbeat_interval": _HEARTBEAT_INTERVAL, "grace_period": _GRACE}
     import inspect
     names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
@@ -872,7 +954,28 @@ def open_storage(url):
     params[key] = _retry_callback()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat options are marked experimental in some versions
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        if url.startswith("sqlite"):
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        return _rdb_storage_racing_others(url, engine_kwargs, params)
+
+
+def _rdb_storage_racing_others(url, engine_kwargs, params, attempts=5):
+    """``RDBStorage(url)``, retried while other machines create the same tables.
+
+    Optuna creates its tables and its version row when a storage opens, without ``IF NOT EXISTS``;
+    on an empty server database, machines joining at once collide there (PostgreSQL: duplicate
+    table or key). The loser retries and finds the winner's tables. SQLite processes take a file
+    lock instead (``_FileLock``), which the machines of a server database cannot share.
+    """
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _lock_path(storage_url, study_name):
@@ -890,8 +993,8 @@ class _FileLock:
     """An exclusive ``flock`` that can be released from inside the trial (release is idempotent).
 
     It serialises "count trials, then create one" between the processes of one machine, so N
-    workers never start more trials than the target. Workers on other machines only see the
-    database, so they may overshoot the target by up to one trial each.
+    workers never start more trials than the target. A PostgreSQL study takes a
+    :class:`_PostgresLock` instead, which holds across machines.
     """
 
     def __init__(self, path):
@@ -910,6 +1013,60 @@ class _FileLock:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+class _PostgresLock:
+    """:class:`_FileLock` for a study on a PostgreSQL server: ``pg_advisory_lock`` on a session of its own.
+
+    The lock lives in the server, so "count trials, then create one" is serialised between the
+    workers of every machine and the study ends with exactly ``n_trials`` finished trials, not up
+    to one more per machine. The server drops a session-level lock when its session ends, so a
+    killed worker never leaves it held. The session is in autocommit: between trials it is idle,
+    not idle in a transaction. The key is the first 8 bytes of SHA-1 of the study name.
+    """
+
+    def __init__(self, url, study_name):
+        import hashlib
+        digest = hashlib.sha1(f"tinygrad_free sweep {study_name}".encode()).digest()
+        self.url, self.key = url, int.from_bytes(digest[:8], "big", signed=True)
+        self.conn, self.held = None, False
+
+    def _lock(self):
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+        if self.conn is None:
+            engine = create_engine(resolve_storage_url(self.url), poolclass=NullPool)
+            self.conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+
+    def acquire(self):
+        if self.held:
+            return
+        from sqlalchemy.exc import DBAPIError
+        try:
+            self._lock()
+        except DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            self.conn = None  # the server dropped the idle session (restart, timeout): open a new one
+            self._lock()
+        self.held = True
+
+    def release(self):
+        if self.held:
+            self.held = False
+            from sqlalchemy import text
+            try:
+                self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            except Exception:  # a lost session released its lock with it  # noqa: BLE001
+                self.conn = None
+
+
+def _study_lock(storage_url, study_name):
+    """The lock that serialises starting trials of one study: server-wide for PostgreSQL, else per machine."""
+    if storage_url.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+        return _PostgresLock(storage_url, study_name)
+    return _FileLock(_lock_path(storage_url, study_name))
 
 
 def _machine_id():
@@ -963,6 +1120,38 @@ def fail_dead_trials(study):
     return n
 
 
+def recover_dead_trials(study):
+    """Fail and re-queue the RUNNING trials of dead workers, on this machine or any other.
+
+    A worker killed mid-trial (SIGKILL, power loss, a lost machine) leaves its trial RUNNING in
+    the shared database, where it would count towards ``n_trials`` forever. Every worker calls
+    this before it counts the study's trials, and it uses two signals:
+
+    * same machine: the trial's ``machine``/``pid`` user attributes name a process that no longer
+      exists, so it is failed at once (:func:`fail_dead_trials`) -- a killed sweep restarted on
+      its machine re-runs the trial without waiting;
+    * any machine: the trial's heartbeat (written every ``_HEARTBEAT_INTERVAL`` s by Optuna's
+      ``RDBStorage`` heartbeat thread) is older than ``_GRACE`` s, so
+      ``optuna.storages.fail_stale_trials`` fails it -- this covers a machine that died, whose
+      pids the others cannot check.
+
+    Either way the storage's :class:`optuna.storages.RetryFailedTrialCallback` (at most
+    ``_MAX_RETRY`` retries) enqueues the same parameters as a WAITING trial, which the next worker
+    to start a trial picks up, so the study still reaches exactly ``n_trials`` finished trials with
+    the configurations the sampler chose. The failed trial keeps its FAIL state and writes no
+    results line (its process died before it could), so each finished trial is recorded once.
+
+    Returns
+    -------
+    int
+        How many trials this call failed on the pid check (heartbeat failures are not counted).
+    """
+    import optuna
+    n = fail_dead_trials(study)
+    optuna.storages.fail_stale_trials(study)
+    return n
+
+
 def _counts(study):
     from optuna.trial import TrialState
     trials = study.get_trials(deepcopy=False)
@@ -971,12 +1160,22 @@ def _counts(study):
     return finished, running
 
 
-def _sampler_seed(seed, worker, n_existing):
+def _sampler_seed(seed, worker, n_existing, process=None):
     # Different per worker and per resume, so parallel or restarted workers do not replay the
-    # same random stream (which would re-run configurations already in the study).
+    # same random stream (which would re-run configurations already in the study). Machines that
+    # join a server study at once see the same worker index and study size, so there the
+    # process ("machine:pid") is mixed in too.
     if seed is None:
         return None
-    return int(np.random.SeedSequence([int(seed), int(worker), int(n_existing)]).generate_state(1)[0])
+    entropy = [int(seed), int(worker), int(n_existing)]
+    if process is not None:
+        entropy.append(zlib.crc32(str(process).encode()))
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _process_salt(storage_url):
+    """What tells this process's sampler apart from other machines' (None for SQLite, one machine)."""
+    return None if storage_url.startswith("sqlite") else f"{_machine_id()}:{os.getpid()}"
 
 
 def _set_single_thread_env():
@@ -1012,6 +1211,108 @@ def _status_value(spec, status, value):
     return float(value)
 
 
+#: The trial user attribute holding a finished trial's whole result (see :func:`results_record`).
+RESULT_ATTR = "result"
+
+
+def results_record(study_name, frozen, result, metric, machine=None, pid=None):
+    """The results-file line of the finished trial ``frozen``.
+
+    The worker that ran the trial appends it to its machine's results file; :func:`export_results`
+    rebuilds the same line from the study, so both give one shape to :mod:`tinygrad_free.report`.
+
+    Parameters
+    ----------
+    study_name : str
+    frozen : optuna.trial.FrozenTrial
+        The trial after Optuna stored its final state.
+    result : dict or None
+        What :func:`run_trial` returned plus ``run_name``, ``params``, ``started_at``,
+        ``finished_at``, ``value``, ``limit`` and ``worker`` (the trial's ``result`` user
+        attribute). None for a trial stored without one (a study from before the attribute),
+        whose line is rebuilt from its parameters, value and other user attributes.
+    metric : str
+        The sweep's metric.
+    machine, pid : optional
+        The worker's; default: the trial's ``machine`` and ``pid`` user attributes.
+
+    Returns
+    -------
+    dict
+        ``study``, ``trial``, ``backend``, ``run_name``, ``status`` (``failed`` for a FAIL trial,
+        ``pruned`` for a PRUNED one, else the run's own), ``metric``, ``value`` (Optuna's), then
+        the result's entries, then ``limit``, ``machine``, ``pid`` and ``worker``.
+    """
+    from optuna.trial import TrialState
+    result = dict(result or {})
+    attrs = frozen.user_attrs
+    if not result.get("status") and frozen.state == TrialState.COMPLETE:  # no stored result
+        result.setdefault(metric, frozen.value)
+        for key in ("test_accuracy", "val_accuracy_best", "seconds"):
+            result.setdefault(key, attrs.get(key))
+    status = result.pop("status", None) or attrs.get("status") or "completed"
+    if frozen.state == TrialState.FAIL:
+        status = "failed"
+    elif frozen.state == TrialState.PRUNED:
+        status = "pruned"
+    stored_value = result.pop("value", None)
+    value = frozen.value if frozen.value is not None else stored_value
+    result.setdefault("params", frozen.params)
+    run_name = result.pop("run_name", None) or attrs.get("run_name")
+    limit, worker = result.pop("limit", None), result.pop("worker", None)
+    return {"study": study_name, "trial": frozen.number, "backend": "local", "run_name": run_name,
+            "status": status, "metric": metric, "value": value, **result, "limit": limit,
+            "machine": machine if machine is not None else attrs.get("machine"),
+            "pid": pid if pid is not None else attrs.get("pid"), "worker": worker}
+
+
+def export_results(storage, study_name, path, metric="val_accuracy"):
+    """Write every finished trial of a study to a results JSONL file, whichever machine ran it.
+
+    Each machine's workers append to their own machine's results file; the study in the shared
+    database holds every trial's whole result (its ``result`` user attribute), so this gathers a
+    sweep run on many machines into one file for :mod:`tinygrad_free.report`. The lines are
+    those :func:`results_record` gives the workers, in trial order; ``path`` is replaced
+    atomically.
+
+    Exported: COMPLETE and PRUNED trials, and FAIL trials whose run raised (status ``failed``).
+    Left out: RUNNING and WAITING trials, and FAIL trials without a result -- those of a worker
+    that was killed, whose parameters were re-queued and re-run as another trial.
+
+    Returns
+    -------
+    dict
+        ``records`` (lines written), ``skipped`` (trials left out) and ``machines`` (lines per
+        machine).
+
+    Raises
+    ------
+    ValueError
+        When the storage holds no study ``study_name`` (the message lists those it holds).
+    """
+    import optuna
+    from optuna.trial import TrialState
+    if storage.startswith("sqlite:///") and not os.path.exists(storage[len("sqlite:///"):]):
+        raise ValueError(f"no study database at {storage}; give the --storage URL the sweep ran with")
+    store = open_storage(storage)
+    names = [s.study_name for s in store.get_all_studies()]
+    if study_name not in names:
+        raise ValueError(f"storage {display_url(storage)} holds no study {study_name!r}; "
+                         f"its studies: {', '.join(sorted(names)) or 'none'}")
+    study = optuna.load_study(study_name=study_name, storage=store)
+    records, skipped, machines = [], 0, {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        stored = t.user_attrs.get(RESULT_ATTR)
+        if not (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and stored)):
+            skipped += 1
+            continue
+        record = _clean(results_record(study_name, t, stored, metric))
+        records.append(json.dumps(record, allow_nan=False) + "\n")
+        machines[record["machine"]] = machines.get(record["machine"], 0) + 1
+    atomic_write_text(path, "".join(records))
+    return {"records": len(records), "skipped": skipped, "machines": machines}
+
+
 class _LocalTrial:
     """The objective and the per-trial bookkeeping of one worker."""
 
@@ -1029,6 +1330,7 @@ class _LocalTrial:
         # attributes of the dead process it came from, and fail_dead_trials would fail it again.
         trial.set_user_attr("machine", self.machine)
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr(RESULT_ATTR, None)
         # The trial exists in the database now, so other workers can count it.
         self.lock.release()
         job, spec = self.job, self.spec
@@ -1054,6 +1356,8 @@ class _LocalTrial:
             self.result = {"status": "failed", "message": f"{type(e).__name__}: {e}", "config": config,
                            "error": traceback.format_exc(limit=5), "run_name": name, "started_at": started,
                            "finished_at": time.time(), "params": params}
+            with contextlib.suppress(Exception):  # the trial's own error is the one to report
+                trial.set_user_attr(RESULT_ATTR, self.stored_result())
             if run is not None:
                 run.finish(exit_code=1)
             raise
@@ -1063,6 +1367,7 @@ class _LocalTrial:
         self.result = result
         for key in ("run_name", "status", "test_accuracy", "val_accuracy_best", "seconds"):
             trial.set_user_attr(key, result.get(key))
+        trial.set_user_attr(RESULT_ATTR, self.stored_result())
         if run is not None:
             run.summary.update({"status": result["status"], "test_accuracy": result["test_accuracy"],
                                 "val_accuracy_best": result["val_accuracy_best"], "seconds": result["seconds"]})
@@ -1071,25 +1376,24 @@ class _LocalTrial:
             raise optuna.TrialPruned(result["message"])
         return result["value"]
 
+    def stored_result(self):
+        """The trial's result as kept in the study (user attribute ``result``), JSON-safe.
+
+        With it, :func:`export_results` rebuilds this worker's results line on any machine.
+        """
+        return _clean({**(self.result or {}), "limit": self.job["limit"], "worker": self.worker})
+
     def record(self, study, frozen):
         """Study callback (runs after Optuna stored the trial's state): append the results line."""
         from optuna.trial import TrialState
-        result = dict(self.result or {}) if frozen.number == self.current else {}
         if frozen.state == TrialState.FAIL:
-            result["status"] = "failed"
             self.consecutive_failures += 1
         else:
             self.consecutive_failures = 0
-        if frozen.state == TrialState.PRUNED:
-            result["status"] = "pruned"
-        status = result.pop("status", "failed")
-        value = frozen.value if frozen.value is not None else result.pop("value", None)
-        result.pop("value", None)
-        result.setdefault("params", frozen.params)
-        record = {"study": study.study_name, "trial": frozen.number, "backend": "local",
-                  "run_name": result.pop("run_name", None), "status": status, "metric": self.spec.metric,
-                  "value": value, **result, "limit": self.job["limit"], "machine": self.machine,
-                  "pid": os.getpid(), "worker": self.worker}
+        result = self.stored_result() if frozen.number == self.current else \
+            {"limit": self.job["limit"], "worker": self.worker}
+        record = results_record(study.study_name, frozen, result, self.spec.metric, machine=self.machine,
+                                pid=os.getpid())
         append_jsonl(self.job["results"], record)
         if self.job["verbose"]:
             finished, _ = _counts(study)
@@ -1120,7 +1424,7 @@ def _local_worker(job, worker=0):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = parse_sweep(job["raw"], name=job["study_name"])
-    lock = _FileLock(_lock_path(job["storage"], job["study_name"]))
+    lock = _study_lock(job["storage"], job["study_name"])
     lock.acquire()
     try:
         # Under the lock: two processes creating the tables of a new SQLite file at once collide.
@@ -1129,7 +1433,8 @@ def _local_worker(job, worker=0):
                                     direction=spec.goal, pruner=make_pruner(spec),
                                     sampler=make_sampler(spec, None))
         n_existing = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(spec, _sampler_seed(job["seed"], worker, n_existing))
+        study.sampler = make_sampler(spec, _sampler_seed(job["seed"], worker, n_existing,
+                                                         _process_salt(job["storage"])))
     finally:
         lock.release()
     runner = _LocalTrial(job, spec, lock, worker)
@@ -1137,8 +1442,7 @@ def _local_worker(job, worker=0):
     while True:
         lock.acquire()
         try:
-            fail_dead_trials(study)
-            optuna.storages.fail_stale_trials(study)
+            recover_dead_trials(study)
             finished, running = _counts(study)
             if finished >= job["n_trials"] or runner.consecutive_failures >= 3:
                 break
@@ -1298,7 +1602,8 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     workers : int, default 1
         Trials run at once, each in its own process with one BLAS thread (1 = in this process).
     storage : str, optional
-        Optuna storage URL; default ``sqlite:///<sweep folder>/<study_name>.db``.
+        Optuna storage URL; default ``sqlite:///<sweep folder>/<study_name>.db``. Machines
+        sharing one sweep give the same ``postgresql://user:password@host/db`` URL.
     study_name : str, optional
         Default: the sweep's name.
     results : str, optional
@@ -1307,7 +1612,9 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
         Train each trial on this many training images.
     data_dir : str, optional
     seed : int or None, default 0
-        Seeds the samplers (mixed with the worker index and the study's size).
+        Seeds the samplers (mixed with the worker index and the study's size, and for a server
+        storage such as PostgreSQL with the machine and process, so that machines joining at
+        once do not sample the same configurations).
     wandb_mode : {"online", "offline", "disabled"}
         Each trial is a wandb run in group ``study_name``.
     verbose : bool
@@ -1316,6 +1623,12 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     Returns
     -------
     SweepSummary
+
+    Raises
+    ------
+    ImportError
+        Before anything runs, when ``storage`` is a PostgreSQL URL and no driver is installed
+        (see :func:`resolve_storage_url`).
     """
     study_name = study_name or spec.name
     if n_trials is None:
@@ -1329,6 +1642,7 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     if int(n_trials) < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     storage = storage or default_storage(sweep_path, study_name)
+    resolve_storage_url(storage)  # a missing database driver stops here, with the extra to install
     results = results or default_results(storage, study_name, sweep_path)
     job = {"raw": spec.raw, "study_name": study_name, "storage": storage, "results": results,
            "n_trials": int(n_trials), "limit": limit, "data_dir": data_dir, "seed": seed,
@@ -1336,10 +1650,11 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
            "verbose": verbose, "poll": poll}
     if verbose:
         print(f"sweep {study_name!r}: {spec.method} over {', '.join(spec.varied) or 'nothing'}; "
-              f"{n_trials} trials, {workers} worker(s)\n  study:   {storage}\n  results: {results}", flush=True)
+              f"{n_trials} trials, {workers} worker(s)\n  study:   {display_url(storage)}\n  results: {results}",
+              flush=True)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    lock = _FileLock(_lock_path(storage, study_name))
+    lock = _study_lock(storage, study_name)
     lock.acquire()
     try:
         optuna.create_study(storage=open_storage(storage), study_name=study_name, load_if_exists=True,
@@ -1466,6 +1781,7 @@ def run_wandb_sweep(spec, *, sweep_id=None, count=None, n_trials=None, workers=1
 __all__ = ["DEFAULTS", "METHODS", "DISTRIBUTIONS", "Param", "SweepSpec", "SweepSummary", "PruningCallback",
            "parse_sweep", "load_sweep", "make_sampler", "make_pruner", "suggest_params", "check_value",
            "normalize_config", "run_name", "run_trial", "get_data", "append_jsonl", "read_results",
-           "atomic_write_text", "open_storage", "fail_dead_trials", "run_local_sweep", "run_wandb_sweep",
+           "atomic_write_text", "open_storage", "resolve_storage_url", "display_url", "fail_dead_trials",
+           "recover_dead_trials", "results_record", "export_results", "run_local_sweep", "run_wandb_sweep",
            "default_storage", "default_results", "best_record",
            "run_workers", "map_trials"]
