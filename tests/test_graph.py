@@ -226,3 +226,19 @@ def test_running_buffers_are_saved_with_the_model(tmp_path):
     assert model.state_dict()["0.seen"][0] == 5
     model.save(tmp_path / "c.npz")
     assert nn.load(tmp_path / "c.npz")[0].seen[0] == 5
+
+
+def test_trainer_fits_a_graph_with_a_reused_block(rng):
+    from tinygrad_free import optim
+    from tinygrad_free.train import Trainer
+
+    x = rng.standard_normal((256, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    inp = nn.Input(6)
+    block = nn.Residual(nn.Sequential(nn.Dense(8, 8, activation="tanh", rng=1), nn.Dense(8, 8, rng=2)))
+    h = block(block(nn.Dense(6, 8, activation="relu", rng=0)(inp)))
+    model = nn.Graph(inputs=inp, outputs=nn.Dense(8, 2, rng=3)(h))
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2), progress=False)
+    history = trainer.fit(x, y, epochs=5, batch_size=32, seed=0)
+    losses = history.history["train_loss"]
+    assert history.status == "completed" and losses[-1] < 0.5 * losses[0]

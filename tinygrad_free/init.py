@@ -1,7 +1,12 @@
 """Weight initialisers.
 
-Every initialiser is ``f(shape, rng, dtype) -> ndarray`` with ``shape = (fan_in, fan_out)``
-and a ``numpy.random.Generator`` so that a seed makes a run reproducible. Biases start at zero.
+Every initialiser is ``f(shape, rng, dtype) -> ndarray`` with a ``numpy.random.Generator`` so
+that a seed makes a run reproducible. Biases start at zero. ``fans(shape)`` reads the fans:
+
+* 2-D (Dense): ``shape = (fan_in, fan_out)`` (the layer computes ``x @ W``);
+* 3-D and more (convolutions): PyTorch's layout ``(out_channels, in_channels, *kernel)``, with
+  fan_in = in_channels * prod(kernel) and fan_out = out_channels * prod(kernel), as PyTorch's
+  ``_calculate_fan_in_and_fan_out`` and Keras compute them.
 
 ==========  ==========================================================
 ``random``  normal, std 0.01 (``std=`` to change)
@@ -16,14 +21,23 @@ def random(shape, rng, dtype=np.float32, std=0.01):
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
+def fans(shape):
+    """(fan_in, fan_out) of a weight of this shape (see the module docstring for the layouts)."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) <= 2:
+        return shape[0], shape[-1]
+    receptive = int(np.prod(shape[2:]))
+    return shape[1] * receptive, shape[0] * receptive
+
+
 def xavier(shape, rng, dtype=np.float32):
-    fan_in, fan_out = shape[0], shape[-1]
+    fan_in, fan_out = fans(shape)
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
 def he(shape, rng, dtype=np.float32):
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / shape[0])).astype(dtype)
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fans(shape)[0])).astype(dtype)
 
 
 INITIALIZERS = {"random": random, "xavier": xavier, "glorot": xavier, "he": he, "kaiming": he}

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, dense, loss, optim, parallel, shift
+from . import approx, blas, conv, dense, loss, optim, parallel, pool, shift
 from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
@@ -30,6 +30,16 @@ NUMPY = SimpleNamespace(
     nadam=optim.nadam_numpy,
     weight_decay=optim.weight_decay_numpy,
     shift_images=shift.shift_images_numpy,
+    im2col=conv.im2col_numpy,
+    col2im=conv.col2im_numpy,
+    conv2d_forward=conv.conv2d_forward_numpy,
+    conv2d_backward=conv.conv2d_backward_numpy,
+    maxpool2d_forward=pool.maxpool2d_forward_numpy,
+    maxpool2d_backward=pool.maxpool2d_backward_numpy,
+    avgpool2d_forward=pool.avgpool2d_forward_numpy,
+    avgpool2d_backward=pool.avgpool2d_backward_numpy,
+    global_avgpool2d_forward=pool.global_avgpool2d_forward_numpy,
+    global_avgpool2d_backward=pool.global_avgpool2d_backward_numpy,
 )
 
 # Without numba installed these are stubs that raise (backend.set_backend refuses "numba" then).
@@ -48,6 +58,16 @@ NUMBA = SimpleNamespace(
     nadam=optim.nadam_threaded,
     weight_decay=optim.weight_decay_numba,
     shift_images=shift.shift_images_numba,
+    im2col=conv.im2col_numba,
+    col2im=conv.col2im_numba,
+    conv2d_forward=conv.conv2d_forward_numba,
+    conv2d_backward=conv.conv2d_backward_numba,
+    maxpool2d_forward=pool.maxpool2d_forward_numba,
+    maxpool2d_backward=pool.maxpool2d_backward_numba,
+    avgpool2d_forward=pool.avgpool2d_forward_numba,
+    avgpool2d_backward=pool.avgpool2d_backward_numba,
+    global_avgpool2d_forward=pool.global_avgpool2d_forward_numba,
+    global_avgpool2d_backward=pool.global_avgpool2d_backward_numba,
 )
 
 KERNELS = tuple(vars(NUMPY))
@@ -106,7 +126,35 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
             nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)
         images = np.ones((2, 3, 3), dtype)
         ops.shift_images(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
+        # conv/pool: 4-D C-contiguous inputs, writable (data) or read-only (a layer's output),
+        # with and without bias/dx, every activation; the int64 argmax the pooling layer keeps.
+        x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+        x_readonly = x.view()
+        x_readonly.flags.writeable = False
+        W = np.ones((3, 2, 3, 3), dtype)
+        cols = np.empty((2, 2 * 9, 9), dtype)
+        y = np.empty((2, 3, 3, 3), dtype)
+        p = np.empty((2, 2, 2, 2), dtype)
+        arg = np.empty(p.shape, np.int64)
+        g = np.empty((2, 2), dtype)
+        for xin in (x, x_readonly):
+            ops.im2col(xin, 3, 3, 2, 2, 1, 1, cols)
+            for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
+                for bias in (np.zeros(3, dtype), None):
+                    ops.conv2d_forward(xin, W, bias, 2, 2, 1, 1, code, cols, y)
+            ops.maxpool2d_forward(xin, 2, 2, 2, 2, p, arg)
+            ops.avgpool2d_forward(xin, 2, 2, 2, 2, p)
+            ops.global_avgpool2d_forward(xin, g)
+        ops.col2im(cols, 3, 3, 2, 2, 1, 1, np.empty_like(x))
+        for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
+            for bias in (np.zeros(3, dtype), None):
+                for dx in (np.empty_like(x), None):
+                    ops.conv2d_backward(cols, W, y, y, code, np.empty_like(y), np.empty_like(W), 0.0,
+                                        None if bias is None else bias.copy(), 2, 2, 1, 1, dx)
+        ops.maxpool2d_backward(p, arg, np.empty_like(x))
+        ops.avgpool2d_backward(p, 2, 2, 2, 2, np.empty_like(x))
+        ops.global_avgpool2d_backward(g, np.empty_like(x))
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "dense", "loss", "optim", "parallel", "shift"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "conv", "dense", "loss", "optim", "parallel", "pool", "shift"]

@@ -1,9 +1,17 @@
 """Layers, containers and losses. Every module writes its own backward; nothing is traced."""
 from .activation import Identity, ReLU, Sigmoid, Softmax, Tanh
+from .avgpool import AvgPool2D
+from .batchnorm import BatchNorm
 from .context import is_grad_enabled, no_grad
+from .conv2d import Conv2D
 from .dense import Dense
+from .dropout import Dropout
+from .flatten import Flatten
+from .global_avgpool import GlobalAvgPool2D
 from .graph import Graph
+from .layernorm import LayerNorm
 from .loss import CrossEntropyLoss, Loss, MSELoss, NonFiniteError, get_loss
+from .maxpool import MaxPool2D
 from .merge import Add, Concat, Multiply
 from .module import Module, load
 from .node import Input, Node
@@ -13,5 +21,6 @@ from .sequential import Sequential
 from .serialize import register
 
 __all__ = ["Module", "Parameter", "Sequential", "Graph", "Input", "Node", "Residual", "Add", "Concat",
-           "Multiply", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "Softmax", "Loss", "CrossEntropyLoss",
+           "Multiply", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dropout",
+           "BatchNorm", "LayerNorm", "Identity", "Sigmoid", "Tanh", "ReLU", "Softmax", "Loss", "CrossEntropyLoss",
            "MSELoss", "NonFiniteError", "get_loss", "load", "register", "no_grad", "is_grad_enabled"]

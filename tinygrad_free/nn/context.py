@@ -89,6 +89,8 @@ def run_forward(module, fn, xs, kwargs):
         training = d["training"]
     except KeyError:
         raise RuntimeError(f"{_name(module)}.__init__ must call super().__init__() first") from None
+    # Until this call succeeds, the module's attributes are not known to be any call's.
+    d["_latest_ctx"] = None
     if not (training and _grad_enabled[-1]):
         d["_last_forward"] = "eval" if not training else "no_grad"
         return fn(module, *xs, **kwargs), None
@@ -102,6 +104,7 @@ def run_forward(module, fn, xs, kwargs):
         _recording.pop()
         d["_recording_ctx"] = outer
     d["_last_forward"] = "train"
+    d["_latest_ctx"] = ctx
     return _readonly(y, xs), ctx
 
 
@@ -178,9 +181,13 @@ def run_backward(module, fn, takes_input_grad, ctx, grad, input_grad):
             "can be backpropagated once (as in PyTorch); run forward again first")
     ctx.used = True
     d = module.__dict__
-    saved = ctx.saved
-    previous = [(k, d.get(k, _MISSING)) for k in saved]
-    d.update(saved)
+    if d.get("_latest_ctx") is ctx:
+        # The module's attributes are this call's already (the usual case: no reuse since).
+        saved, previous = None, ()
+    else:
+        saved = ctx.saved
+        previous = [(k, d.get(k, _MISSING)) for k in saved]
+        d.update(saved)
     _replaying.append(ctx)
     try:
         out = fn(module, grad, input_grad=input_grad) if takes_input_grad else fn(module, grad)

@@ -46,6 +46,11 @@ class Module:
 
     def __setattr__(self, key, value):
         d = self.__dict__
+        ctx = d.get("_recording_ctx")
+        if ctx is not None and type(value) is np.ndarray and key not in d["_buffers"] and key not in d["_params"]:
+            ctx.saved[key] = value                  # the hot path: an array a forward keeps
+            object.__setattr__(self, key, value)
+            return
         if "_params" not in d:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:

@@ -1,0 +1,248 @@
+"""The convolution and pooling kernels: numba twins against the NumPy kernels, and both against
+direct loop references (and PyTorch where it has the same operation)."""
+import numpy as np
+import pytest
+from numba.core.registry import CPUDispatcher
+
+from tinygrad_free import kernels
+from tinygrad_free.kernels import blas, conv, dense, pool
+
+CODES = [dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU]
+DTYPES = [np.float32, np.float64]
+# (N, C, H, W, O, kh, kw, sh, sw, ph, pw): odd sizes, batch 1, non-square kernels and strides,
+# padding on one axis only, a kernel as large as the padded input, stride larger than the kernel.
+GEOMETRIES = [(2, 3, 7, 9, 4, 3, 3, 2, 2, 1, 1), (1, 1, 5, 6, 2, 2, 3, 1, 2, 0, 1),
+              (3, 2, 4, 4, 3, 6, 2, 1, 3, 1, 0), (2, 4, 8, 5, 5, 1, 1, 3, 1, 0, 0)]
+
+
+def tol(dtype):
+    """numba vs NumPy where the GEMMs sum in different orders."""
+    return dict(rtol=2e-5, atol=2e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled():
+    return kernels.warmup()
+
+
+def im2col_reference(x, kh, kw, sh, sw, ph, pw):
+    """The definition, one element at a time."""
+    n, c, h, w = x.shape
+    ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
+    cols = np.zeros((n, c * kh * kw, ho * wo), x.dtype)
+    for s in range(n):
+        for ch in range(c):
+            for i in range(kh):
+                for j in range(kw):
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            hh, ww = oh * sh - ph + i, ow * sw - pw + j
+                            if 0 <= hh < h and 0 <= ww < w:
+                                cols[s, (ch * kh + i) * kw + j, oh * wo + ow] = x[s, ch, hh, ww]
+    return cols
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_matches_the_definition_and_col2im_is_its_adjoint(rng, geometry, dtype):
+    n, c, h, w, _, kh, kw, sh, sw, ph, pw = geometry
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    expected = im2col_reference(x, kh, kw, sh, sw, ph, pw)
+    for impl in (conv.im2col_numpy, conv.im2col_numba):
+        cols = np.full(expected.shape, np.nan, dtype)
+        assert impl(x, kh, kw, sh, sw, ph, pw, cols) is cols
+        np.testing.assert_array_equal(cols, expected)
+    # <im2col(x), g> == <x, col2im(g)> for every x, g: col2im is im2col's transpose.
+    g = rng.standard_normal(expected.shape).astype(dtype)
+    dx_np = conv.col2im_numpy(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
+    dx_nb = conv.col2im_numba(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
+    np.testing.assert_array_equal(dx_nb, dx_np)
+    np.testing.assert_allclose(np.vdot(expected.astype(np.float64), g), np.vdot(x.astype(np.float64), dx_np),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def run_conv(ns, x, W, b, geometry, code, gy, beta, with_dx, dW0, db0):
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
+    cols = np.empty((n, c * kh * kw, ho * wo), x.dtype)
+    y = np.empty((n, o, ho, wo), x.dtype)
+    assert ns.conv2d_forward(x, W, b, sh, sw, ph, pw, code, cols, y) is y
+    dW = dW0.copy()
+    db = None if db0 is None else db0.copy()
+    dx = np.full(x.shape, np.nan, x.dtype) if with_dx else None
+    dz = np.empty_like(y)
+    assert ns.conv2d_backward(cols, W, y, gy, code, dz, dW, beta, db, sh, sw, ph, pw, dx) is dx
+    return y, dW, db, dx
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", CODES)
+def test_conv2d_numba_matches_numpy_forward_and_backward(rng, geometry, dtype, code):
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((o, c, kh, kw)).astype(dtype)
+    ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
+    gy = rng.standard_normal((n, o, ho, wo)).astype(dtype)
+    dW0 = rng.standard_normal(W.shape).astype(dtype)
+    for b, db0 in ((rng.standard_normal(o).astype(dtype), rng.standard_normal(o).astype(dtype)), (None, None)):
+        for beta, with_dx in ((0.0, True), (1.0, False)):
+            got = run_conv(kernels.NUMBA, x, W, b, geometry, code, gy, beta, with_dx, dW0, db0)
+            want = run_conv(kernels.NUMPY, x, W, b, geometry, code, gy, beta, with_dx, dW0, db0)
+            for g, e in zip(got, want):
+                if e is None:
+                    assert g is None
+                else:
+                    np.testing.assert_allclose(g, e, **tol(dtype))
+
+
+def test_conv2d_beta_zero_overwrites_even_nan_and_beta_one_accumulates(rng):
+    geometry = GEOMETRIES[0]
+    n, c, h, w, o, kh, kw, *_ = geometry
+    x, W = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw))
+    gy = rng.standard_normal((n, o, 4, 5))
+    for ns in (kernels.NUMPY, kernels.NUMBA):
+        fresh = run_conv(ns, x, W, None, geometry, dense.IDENTITY, gy, 0.0, False, np.full(W.shape, np.nan), None)[1]
+        assert np.all(np.isfinite(fresh))
+        twice = run_conv(ns, x, W, None, geometry, dense.IDENTITY, gy, 1.0, False, fresh, None)[1]
+        np.testing.assert_allclose(twice, 2 * fresh, rtol=1e-13)
+
+
+def test_conv2d_kernels_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    geometry = GEOMETRIES[0]
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x, W, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw)), rng.standard_normal(o)
+    ref = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(W), torch.tensor(b), (sh, sw), (ph, pw)).numpy()
+    for ns in (kernels.NUMPY, kernels.NUMBA):
+        y = run_conv(ns, x, W, b, geometry, dense.IDENTITY, np.zeros_like(ref), 0.0, False, np.zeros_like(W), None)[0]
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_numba_falls_back_to_numpy_products_without_blas(rng, monkeypatch):
+    geometry = GEOMETRIES[1]
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x, W, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw)), rng.standard_normal(o)
+    gy = rng.standard_normal((n, o, conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)))
+    want = run_conv(kernels.NUMPY, x, W, b, geometry, dense.TANH, gy, 0.0, True, np.zeros_like(W), np.zeros(o))
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    got = run_conv(kernels.NUMBA, x, W, b, geometry, dense.TANH, gy, 0.0, True, np.zeros_like(W), np.zeros(o))
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-13)
+
+
+def test_conv2d_kernels_refuse_mismatched_buffers(rng):
+    x = rng.standard_normal((2, 3, 7, 9))
+    W = rng.standard_normal((4, 3, 3, 3))
+    for ns in (kernels.NUMPY, kernels.NUMBA):
+        with pytest.raises(ValueError, match="cols must have shape"):
+            ns.conv2d_forward(x, W, None, 1, 1, 0, 0, 0, np.empty((2, 27, 34)), np.empty((2, 4, 5, 7)))
+    with pytest.raises(ValueError, match="kernel larger than the padded input"):
+        conv.im2col_numba(x, 8, 3, 1, 1, 0, 0, np.empty((2, 72, 0)))
+
+
+# --- pooling ----------------------------------------------------------------------------------
+POOLS = [(2, 3, 7, 9, 2, 2, 2, 2), (1, 2, 5, 6, 3, 2, 1, 2), (2, 1, 4, 7, 4, 3, 1, 3), (3, 2, 6, 6, 1, 1, 1, 1)]
+
+
+def pool_out(shape, kh, kw, sh, sw):
+    return shape[0], shape[1], (shape[2] - kh) // sh + 1, (shape[3] - kw) // sw + 1
+
+
+@pytest.mark.parametrize("geometry", POOLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry, dtype):
+    *shape, kh, kw, sh, sw = geometry
+    x = rng.integers(-2, 3, shape).astype(dtype)            # few distinct values: many ties
+    x.reshape(-1)[rng.choice(x.size, 2, replace=False)] = np.nan
+    out = pool_out(shape, kh, kw, sh, sw)
+    results = []
+    for ns in (kernels.NUMPY, kernels.NUMBA):
+        y, arg = np.empty(out, dtype), np.empty(out, np.int64)
+        assert ns.maxpool2d_forward(x, kh, kw, sh, sw, y, arg) is y
+        gy = np.arange(1, y.size + 1, dtype=dtype).reshape(out)
+        dx = ns.maxpool2d_backward(gy, arg, np.full(x.shape, np.nan, dtype))
+        results.append((y, arg, dx))
+    for g, e in zip(*results):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):
+    torch = pytest.importorskip("torch")
+    for *shape, kh, kw, sh, sw in POOLS:
+        x = rng.integers(-3, 4, shape).astype(np.float64)     # ties: torch keeps the first maximum too
+        out = pool_out(shape, kh, kw, sh, sw)
+        xt = torch.tensor(x, requires_grad=True)
+        yt, it = torch.nn.functional.max_pool2d(xt, (kh, kw), (sh, sw), return_indices=True)
+        gy = rng.standard_normal(out)
+        yt.backward(torch.tensor(gy))
+        for ns in (kernels.NUMPY, kernels.NUMBA):
+            y, arg = np.empty(out), np.empty(out, np.int64)
+            ns.maxpool2d_forward(x, kh, kw, sh, sw, y, arg)
+            np.testing.assert_array_equal(y, yt.detach().numpy())
+            np.testing.assert_array_equal(arg, it.numpy())
+            np.testing.assert_allclose(ns.maxpool2d_backward(gy, arg, np.empty_like(x)), xt.grad.numpy(),
+                                       rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("geometry", POOLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avgpool_numba_matches_numpy_and_torch(rng, geometry, dtype):
+    torch = pytest.importorskip("torch")
+    *shape, kh, kw, sh, sw = geometry
+    x = rng.standard_normal(shape).astype(dtype)
+    out = pool_out(shape, kh, kw, sh, sw)
+    gy = rng.standard_normal(out).astype(dtype)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    yt = torch.nn.functional.avg_pool2d(xt, (kh, kw), (sh, sw))
+    yt.backward(torch.tensor(gy.astype(np.float64)))
+    ys, dxs = [], []
+    for ns in (kernels.NUMPY, kernels.NUMBA):
+        ys.append(ns.avgpool2d_forward(x, kh, kw, sh, sw, np.empty(out, dtype)))
+        dxs.append(ns.avgpool2d_backward(gy, kh, kw, sh, sw, np.full(shape, np.nan, dtype)))
+    np.testing.assert_allclose(ys[1], ys[0], **tol(dtype))
+    np.testing.assert_array_equal(dxs[1], dxs[0])
+    loose = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(ys[1], yt.detach().numpy(), **loose)
+    np.testing.assert_allclose(dxs[1], xt.grad.numpy(), **loose)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_avgpool_numba_matches_numpy_and_the_mean(rng, dtype):
+    x = rng.standard_normal((3, 4, 5, 7)).astype(dtype)
+    gy = rng.standard_normal((3, 4)).astype(dtype)
+    y_np = kernels.NUMPY.global_avgpool2d_forward(x, np.empty((3, 4), dtype))
+    y_nb = kernels.NUMBA.global_avgpool2d_forward(x, np.empty((3, 4), dtype))
+    np.testing.assert_allclose(y_nb, y_np, **tol(dtype))
+    np.testing.assert_allclose(y_nb, x.astype(np.float64).mean(axis=(2, 3)), **tol(dtype))
+    dx_np = kernels.NUMPY.global_avgpool2d_backward(gy, np.empty_like(x))
+    dx_nb = kernels.NUMBA.global_avgpool2d_backward(gy, np.empty_like(x))
+    np.testing.assert_array_equal(dx_nb, dx_np)
+    np.testing.assert_allclose(dx_nb, np.broadcast_to(gy[:, :, None, None] / 35, x.shape), rtol=1e-6)
+
+
+def test_pool_kernels_refuse_a_wrong_output_shape(rng):
+    x = rng.standard_normal((2, 3, 6, 6))
+    with pytest.raises(ValueError, match="output must have shape"):
+        kernels.NUMBA.avgpool2d_forward(x, 2, 2, 2, 2, np.empty((2, 3, 2, 3)))
+    with pytest.raises(ValueError, match="kernel and stride must be positive"):
+        kernels.NUMBA.maxpool2d_forward(x, 7, 2, 2, 2, np.empty((2, 3, 0, 3)), np.empty((2, 3, 0, 3), np.int64))
+
+
+def test_warmup_compiles_what_a_cnn_training_step_uses(rng):
+    from tinygrad_free import nn, optim, use_backend
+    dispatchers = [obj for mod in (blas, conv, dense, pool) for obj in vars(mod).values()
+                   if isinstance(obj, CPUDispatcher)]
+    before = {d: len(d.signatures) for d in dispatchers}
+    with use_backend("numba"):
+        for dtype, act in ((np.float32, "relu"), (np.float64, "tanh")):
+            model = nn.Sequential(nn.Conv2D(1, 3, 3, padding=1, activation=act, dtype=dtype, rng=0),
+                                  nn.MaxPool2D(2), nn.Conv2D(3, 4, (2, 3), stride=(1, 2), dtype=dtype, rng=1),
+                                  nn.AvgPool2D(2, stride=1), nn.Conv2D(4, 2, 1, bias=False, dtype=dtype, rng=2),
+                                  nn.GlobalAvgPool2D())
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            x = rng.standard_normal((2, 1, 8, 13)).astype(dtype)
+            y = model(x)
+            model.backward(np.ones_like(y))
+            opt.step()
+    assert {d: len(d.signatures) for d in dispatchers} == before

@@ -1,0 +1,225 @@
+"""Pooling kernels (NCHW, no padding, floor output size as PyTorch's default):
+max pooling that records the argmax, average pooling, global average pooling; forward and backward.
+
+Ho = (H - kh) // sh + 1 and Wo = (W - kw) // sw + 1.
+
+* max:  y[n,c,oh,ow] = max over the window at (oh*sh, ow*sw); ``argmax`` holds the index
+  h * W + w of that maximum inside the (H, W) plane, as PyTorch's ``return_indices``. Ties go to
+  the first element in row-major window order; a NaN in the window wins (the first NaN), so NaN
+  propagates as in PyTorch. Backward adds gy into dx at the recorded index (windows may overlap
+  when the stride is smaller than the kernel, so contributions are summed).
+* average: y = window mean; backward spreads gy / (kh kw) over the window.
+* global average: y[n, c] = mean over (H, W); backward spreads gy / (H W).
+
+The numba twins equal the NumPy kernels bit for bit except where NumPy's mean sums in another
+order (average pooling forward, global average forward): there they agree to rounding.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._nb import NJIT, njit
+
+
+def _windows(x, kh, kw, sh, sw):
+    """(N, C, Ho, Wo, kh, kw) read-only view of the pooling windows of x."""
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _out(x, kh, kw, sh, sw):
+    return (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+
+
+# --- NumPy ---------------------------------------------------------------------------------------
+def maxpool2d_forward_numpy(x, kh, kw, sh, sw, y, argmax):
+    """y <- window maxima of x; argmax (int64, y's shape) <- their flat index in the (H, W) plane."""
+    win = _windows(x, kh, kw, sh, sw)
+    n, c, ho, wo = win.shape[:4]
+    flat = win.reshape(n, c, ho, wo, kh * kw)
+    k = np.argmax(flat, axis=-1)                                  # first max; first NaN wins
+    y[...] = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+    i, j = np.divmod(k, kw)
+    argmax[...] = (np.arange(ho)[:, None] * sh + i) * x.shape[3] + np.arange(wo) * sw + j
+    return y
+
+
+def maxpool2d_backward_numpy(gy, argmax, dx):
+    """dx <- zeros, then dx[n, c].flat[argmax[n, c, ...]] += gy[n, c, ...]. Returns dx."""
+    n, c, h, w = dx.shape
+    out = np.zeros((n * c, h * w), dx.dtype)
+    rows = np.repeat(np.arange(n * c), argmax[0, 0].size) if argmax.size else np.zeros(0, np.intp)
+    np.add.at(out, (rows, argmax.reshape(-1)), gy.reshape(-1))
+    dx[...] = out.reshape(dx.shape)
+    return dx
+
+
+def avgpool2d_forward_numpy(x, kh, kw, sh, sw, y):
+    """y <- window means of x (the sum in row-major window order, divided by kh kw)."""
+    win = _windows(x, kh, kw, sh, sw)
+    y[...] = win.reshape(*win.shape[:4], kh * kw).sum(axis=-1) / (kh * kw)
+    return y
+
+
+def avgpool2d_backward_numpy(gy, kh, kw, sh, sw, dx):
+    """dx <- each gy / (kh kw) added over its window. Returns dx."""
+    ho, wo = gy.shape[2], gy.shape[3]
+    g = gy / gy.dtype.type(kh * kw)
+    dx[...] = 0
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += g
+    return dx
+
+
+def global_avgpool2d_forward_numpy(x, y):
+    """y (N, C) <- mean of x (N, C, H, W) over H and W."""
+    np.mean(x, axis=(2, 3), out=y)
+    return y
+
+
+def global_avgpool2d_backward_numpy(gy, dx):
+    """dx (N, C, H, W) <- gy[n, c] / (H W) everywhere."""
+    dx[...] = (gy / gy.dtype.type(dx.shape[2] * dx.shape[3]))[:, :, None, None]
+    return dx
+
+
+# --- numba ---------------------------------------------------------------------------------------
+@njit(**NJIT)
+def _check(x, kh, kw, sh, sw, y):
+    ho, wo = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    if kh <= 0 or kw <= 0 or sh <= 0 or sw <= 0 or ho <= 0 or wo <= 0:
+        raise ValueError("pool2d: kernel and stride must be positive and the kernel no larger than the input")
+    if y.shape[0] != x.shape[0] or y.shape[1] != x.shape[1] or y.shape[2] != ho or y.shape[3] != wo:
+        raise ValueError("pool2d: the output must have shape (N, C, Ho, Wo)")
+
+
+@njit(**NJIT)
+def _maxpool_forward(x, kh, kw, sh, sw, y, argmax):
+    _check(x, kh, kw, sh, sw, y)
+    n, c, _, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    for s in range(n):
+        for ch in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    h0, w0 = oh * sh, ow * sw
+                    best = x[s, ch, h0, w0]
+                    at = h0 * w + w0
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = x[s, ch, h0 + i, w0 + j]
+                            if v > best or (v != v and best == best):     # first NaN wins
+                                best = v
+                                at = (h0 + i) * w + w0 + j
+                    y[s, ch, oh, ow] = best
+                    argmax[s, ch, oh, ow] = at
+
+
+@njit(**NJIT)
+def _maxpool_backward(gy, argmax, dx):
+    n, c, h, w = dx.shape
+    if gy.shape != argmax.shape or gy.shape[0] != n or gy.shape[1] != c:
+        raise ValueError("maxpool2d_backward: gy and argmax must have shape (N, C, Ho, Wo) of dx's N and C")
+    dx[...] = 0
+    for s in range(n):
+        for ch in range(c):
+            for oh in range(gy.shape[2]):
+                for ow in range(gy.shape[3]):
+                    at = argmax[s, ch, oh, ow]
+                    dx[s, ch, at // w, at % w] += gy[s, ch, oh, ow]
+
+
+@njit(**NJIT)
+def _avgpool_forward(x, kh, kw, sh, sw, y):
+    _check(x, kh, kw, sh, sw, y)
+    n, c = x.shape[0], x.shape[1]
+    area = y.dtype.type(kh * kw)
+    for s in range(n):
+        for ch in range(c):
+            for oh in range(y.shape[2]):
+                for ow in range(y.shape[3]):
+                    t = y.dtype.type(0)
+                    for i in range(kh):
+                        for j in range(kw):
+                            t += x[s, ch, oh * sh + i, ow * sw + j]
+                    y[s, ch, oh, ow] = t / area
+
+
+@njit(**NJIT)
+def _avgpool_backward(gy, kh, kw, sh, sw, dx):
+    _check(dx, kh, kw, sh, sw, gy)
+    n, c = dx.shape[0], dx.shape[1]
+    area = dx.dtype.type(kh * kw)
+    dx[...] = 0
+    # (i, j) outermost: each pixel receives its windows' shares in the NumPy kernel's order.
+    for i in range(kh):
+        for j in range(kw):
+            for s in range(n):
+                for ch in range(c):
+                    for oh in range(gy.shape[2]):
+                        for ow in range(gy.shape[3]):
+                            dx[s, ch, oh * sh + i, ow * sw + j] += gy[s, ch, oh, ow] / area
+
+
+@njit(**NJIT)
+def _global_avg_forward(x, y):
+    n, c, h, w = x.shape
+    if y.shape[0] != n or y.shape[1] != c:
+        raise ValueError("global_avgpool2d: the output must have shape (N, C)")
+    area = y.dtype.type(h * w)
+    for s in range(n):
+        for ch in range(c):
+            t = y.dtype.type(0)
+            for i in range(h):
+                for j in range(w):
+                    t += x[s, ch, i, j]
+            y[s, ch] = t / area
+
+
+@njit(**NJIT)
+def _global_avg_backward(gy, dx):
+    n, c, h, w = dx.shape
+    if gy.shape[0] != n or gy.shape[1] != c:
+        raise ValueError("global_avgpool2d_backward: gy must have shape (N, C)")
+    area = dx.dtype.type(h * w)
+    for s in range(n):
+        for ch in range(c):
+            g = gy[s, ch] / area
+            for i in range(h):
+                for j in range(w):
+                    dx[s, ch, i, j] = g
+
+
+def maxpool2d_forward_numba(x, kh, kw, sh, sw, y, argmax):
+    """numba twin of ``maxpool2d_forward_numpy`` (bit-identical, argmax included)."""
+    _maxpool_forward(x, kh, kw, sh, sw, y, argmax)
+    return y
+
+
+def maxpool2d_backward_numba(gy, argmax, dx):
+    """numba twin of ``maxpool2d_backward_numpy`` (bit-identical: contributions in the same order)."""
+    _maxpool_backward(gy, argmax, dx)
+    return dx
+
+
+def avgpool2d_forward_numba(x, kh, kw, sh, sw, y):
+    """numba twin of ``avgpool2d_forward_numpy``."""
+    _avgpool_forward(x, kh, kw, sh, sw, y)
+    return y
+
+
+def avgpool2d_backward_numba(gy, kh, kw, sh, sw, dx):
+    """numba twin of ``avgpool2d_backward_numpy`` (bit-identical)."""
+    _avgpool_backward(gy, kh, kw, sh, sw, dx)
+    return dx
+
+
+def global_avgpool2d_forward_numba(x, y):
+    """numba twin of ``global_avgpool2d_forward_numpy`` (agrees to rounding)."""
+    _global_avg_forward(x, y)
+    return y
+
+
+def global_avgpool2d_backward_numba(gy, dx):
+    """numba twin of ``global_avgpool2d_backward_numpy`` (bit-identical)."""
+    _global_avg_backward(gy, dx)
+    return dx

@@ -1,0 +1,38 @@
+"""2-D average pooling (NCHW)."""
+import numpy as np
+
+from .. import backend
+from . import _checks as check
+from .maxpool import pool_geometry
+from .module import Module
+
+
+class AvgPool2D(Module):
+    """y[n, c, oh, ow] = mean_{i<kh, j<kw} x[n, c, sh*oh + i, sw*ow + j], as PyTorch's
+    ``nn.AvgPool2d(kernel_size, stride)`` (no padding, floor mode; ``stride`` defaults to the
+    kernel size). Backward spreads dy / (kh kw) over each window. No parameters.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = check.pair(kernel_size, "kernel_size", "AvgPool2D")
+        self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "AvgPool2D")
+
+    def forward(self, x):
+        n, c, ho, wo = pool_geometry(self, x)
+        y = np.empty((n, c, ho, wo), x.dtype)
+        backend.ops().avgpool2d_forward(x, *self.kernel_size, *self.stride, y)
+        if self.training:
+            self._x_shape, self._y_shape, self._dtype = x.shape, y.shape, x.dtype
+        return y
+
+    def backward(self, grad_out):
+        check.gradient_shape(self, grad_out, self._y_shape)
+        dx = np.empty(self._x_shape, self._dtype)
+        return backend.ops().avgpool2d_backward(grad_out, *self.kernel_size, *self.stride, dx)
+
+    def get_config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,0 +1,94 @@
+"""Batch normalisation over the channel axis of (N, C) or (N, C, H, W) inputs."""
+import numpy as np
+
+from . import _checks as check
+from .module import Module
+from .parameter import Parameter
+
+
+class BatchNorm(Module):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1), as PyTorch's
+    ``BatchNorm1d`` (for (N, C)) and ``BatchNorm2d`` (for (N, C, H, W)), affine and tracking
+    running statistics.
+
+    Training: mean and the biased variance are taken over the batch (and H, W), m values per
+    channel; the running statistics move in place as
+    ``running = (1 - momentum) * running + momentum * batch_stat``, with the UNBIASED variance
+    (var * m / (m - 1)) in ``running_var``, exactly as PyTorch. Evaluation normalises with the
+    running statistics. ``running_mean``/``running_var`` are buffers: saved and loaded with the
+    model, never trained.
+
+    Backward (training mode, xh = normalised x, sums over the m values of a channel):
+
+    * dbeta += sum dy,  dgamma += sum dy * xh
+    * dx = gamma / sqrt(var + eps) * (dy - sum(dy) / m - xh * sum(dy * xh) / m)
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        self.num_features = check.positive_int(num_features, "num_features", "BatchNorm")
+        if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps > 0):
+            raise ValueError(f"BatchNorm: eps must be a positive number, got {eps!r}")
+        if not (isinstance(momentum, (int, float, np.integer, np.floating)) and 0 <= momentum <= 1):
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        self.eps, self.momentum = float(eps), float(momentum)
+        dtype = check.float_dtype(dtype, "BatchNorm")
+        self.gamma = Parameter(np.ones(self.num_features, dtype), "gamma", decay=False)
+        self.beta = Parameter(np.zeros(self.num_features, dtype), "beta", decay=False)
+        self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
+        self.register_buffer("running_var", np.ones(self.num_features, dtype))
+
+    def _layout(self, x):
+        """(axes summed over, shape broadcasting a per-channel vector) for x."""
+        if getattr(x, "ndim", 0) not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(f"{self!r}: expected input of shape (batch, {self.num_features}) or "
+                             f"(batch, {self.num_features}, height, width), "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        check.same_dtype(self, x, self.gamma.data.dtype)
+        return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+
+    def forward(self, x):
+        axes, shape = self._layout(x)
+        gamma, beta = self.gamma.data.reshape(shape), self.beta.data.reshape(shape)
+        if not self.training:
+            invstd = 1 / np.sqrt(self.running_var + x.dtype.type(self.eps))
+            return (x - self.running_mean.reshape(shape)) * (invstd.reshape(shape) * gamma) + beta
+        m = x.size // self.num_features
+        if m < 2:
+            raise ValueError(f"{self!r}: training needs more than one value per channel to estimate a "
+                             f"variance, got input of shape {x.shape}")
+        mean = x.mean(axis=axes)
+        xc = x - mean.reshape(shape)
+        var = np.mean(xc * xc, axis=axes)
+        invstd = 1 / np.sqrt(var + x.dtype.type(self.eps))
+        xhat = xc * invstd.reshape(shape)
+        # In place: the buffers are the arrays that state_dict/save read.
+        mom = x.dtype.type(self.momentum)
+        running_mean, running_var = self.running_mean, self.running_var
+        running_mean *= 1 - mom
+        running_mean += mom * mean
+        running_var *= 1 - mom
+        running_var += (mom * m / (m - 1)) * var
+        self._xhat, self._invstd = xhat, invstd
+        return xhat * gamma + beta
+
+    def backward(self, grad_out, input_grad=True):
+        xhat, invstd = self._xhat, self._invstd
+        check.gradient_shape(self, grad_out, xhat.shape)
+        axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+        dbeta = grad_out.sum(axis=axes)
+        dgamma = (grad_out * xhat).sum(axis=axes)
+        self.gamma.grad += dgamma
+        self.beta.grad += dbeta
+        if not input_grad:
+            return None
+        m = xhat.size // self.num_features
+        scale = (self.gamma.data * invstd).reshape(shape)
+        return scale * (grad_out - (dbeta / m).reshape(shape) - xhat * (dgamma / m).reshape(shape))
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "dtype": str(self.gamma.data.dtype)}
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

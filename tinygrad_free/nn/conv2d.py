@@ -1,0 +1,112 @@
+"""2-D convolution (NCHW) with an optional fused activation: y = act(conv2d(x, W) + b)."""
+import numpy as np
+
+from .. import backend
+from .. import init as initializers
+from . import _checks as check
+from . import activation as act
+from .module import Module
+from .parameter import Parameter
+
+
+class Conv2D(Module):
+    """y[n, o] = act(b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, sh*oh + i, sw*ow + j]).
+
+    The cross-correlation of PyTorch's ``nn.Conv2d`` (groups=1, dilation=1) with zero padding:
+    x is (N, C_in, H, W), W is (C_out, C_in, kh, kw) exactly as PyTorch stores it (so its
+    weights copy in unchanged), y is (N, C_out, Ho, Wo) with Ho = (H + 2 ph - kh) // sh + 1.
+
+    Forward turns x into columns (im2col, kept for backward) and runs one GEMM per sample, the
+    bias and activation fused after it; backward uses the cached columns and output only:
+
+    * dz = dy * act'(y)
+    * dW += sum_n dz[n] cols[n]^T,  db += sum over samples and positions of dz
+    * dx = col2im(W^T dz[n])  (skipped with ``input_grad=False``)
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), positive
+    padding : int or (int, int), >= 0 (zeros on both sides)
+    activation : str or None
+        identity (None), sigmoid, tanh or relu, fused as in ``Dense``.
+    bias : bool
+    init : str or callable
+        ``random``, ``xavier`` or ``he`` with fan_in = in_channels*kh*kw and
+        fan_out = out_channels*kh*kw (PyTorch's and Keras's fans); the bias starts at zero.
+    dtype : numpy float dtype (float32 by default; float64 for gradient checks)
+    rng : None, int or numpy.random.Generator
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activation=None,
+                 bias=True, init="xavier", dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_channels = check.positive_int(in_channels, "in_channels", "Conv2D")
+        self.out_channels = check.positive_int(out_channels, "out_channels", "Conv2D")
+        self.kernel_size = check.pair(kernel_size, "kernel_size", "Conv2D")
+        self.stride = check.pair(stride, "stride", "Conv2D")
+        self.padding = check.pair(padding, "padding", "Conv2D", minimum=0)
+        self.act_code = act.code(activation)
+        dtype = check.float_dtype(dtype, "Conv2D")
+        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        w = initializers.get(init)(shape, initializers.as_generator(rng), dtype)
+        self.W = Parameter(w, "W", decay=True)
+        self.b = Parameter(np.zeros(self.out_channels, dtype), "b", decay=False) if bias else None
+        self._dz = None
+
+    def output_shape(self, height, width):
+        """(Ho, Wo) for an input of this height and width."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+    def forward(self, x):
+        W = self.W.data
+        n, _, h, w = check.image_batch(self, x, self.in_channels)
+        check.same_dtype(self, x, W.dtype)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        if h + 2 * ph < kh or w + 2 * pw < kw:
+            raise ValueError(f"{self!r}: kernel {self.kernel_size} is larger than the padded input "
+                             f"{(h + 2 * ph, w + 2 * pw)} (input {(h, w)} plus padding {self.padding} on "
+                             f"each side); need height + 2*padding >= kernel height, likewise for width")
+        ho, wo = self.output_shape(h, w)
+        cols = np.empty((n, self.in_channels * kh * kw, ho * wo), W.dtype)
+        y = np.empty((n, self.out_channels, ho, wo), W.dtype)
+        backend.ops().conv2d_forward(x, W, None if self.b is None else self.b.data, sh, sw, ph, pw,
+                                     self.act_code, cols, y)
+        if self.training:
+            self._cols, self._y, self._x_shape = cols, y, x.shape
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
+        layer, whose input is data: its col2im and GEMMs would be wasted)."""
+        cols, y = self._cols, self._y
+        check.gradient_shape(self, grad_out, y.shape)
+        # dz is private scratch, reused while the output shape stays the same.
+        if self._dz is None or self._dz.shape != y.shape or self._dz.dtype != y.dtype:
+            self._dz = np.empty_like(y)
+        dW, beta = self.W.gemm_target()
+        dx = np.empty(self._x_shape, y.dtype) if input_grad else None
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        backend.ops().conv2d_backward(cols, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
+                                      None if self.b is None else self.b.grad, sh, sw, ph, pw, dx)
+        self.W.grad_written()
+        return dx
+
+    def get_config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "activation": act.NAMES[self.act_code],
+                "bias": self.b is not None, "dtype": str(self.W.data.dtype)}
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.act_code != act.IDENTITY:
+            s += f", activation={act.NAMES[self.act_code]!r}"
+        return s + ("" if self.b is not None else ", bias=False")

@@ -1,0 +1,58 @@
+"""Inverted dropout."""
+import numpy as np
+
+from .. import init as initializers
+from .module import Module
+
+
+class Dropout(Module):
+    """Training: y = x * m / (1 - p) with m ~ Bernoulli(1 - p) drawn per element per call
+    (inverted dropout, as PyTorch's ``nn.Dropout``); evaluation: y = x (identity).
+
+    Backward multiplies dy by the same mask (kept from forward). The mask comes from this
+    layer's own generator, so the same seed gives the same masks call after call.
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+        Probability of zeroing an element (p = 1 would zero everything and divide by zero).
+    rng : None, int or numpy.random.Generator
+        An int seed is saved with the model (``get_config``), so a loaded model starts from the
+        same stream; a Generator or None is not (the loaded layer draws fresh entropy).
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.seed = int(rng) if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) else None
+        self.rng = initializers.as_generator(rng)
+
+    def forward(self, x):
+        if getattr(x, "dtype", np.dtype(object)).kind != "f":
+            raise ValueError(f"{self!r}: expected a float32 or float64 array, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)}")
+        if not self.training:
+            return x
+        self._x_shape = x.shape
+        if self.p == 0:
+            self._mask = None
+            return x
+        # Uniform draws in x's dtype (float32 draws are cheaper and only compared with p).
+        keep = self.rng.random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+        mask = (keep >= self.p).astype(x.dtype)
+        mask *= x.dtype.type(1.0 / (1.0 - self.p))
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad_out):
+        if grad_out.shape != self._x_shape:
+            raise ValueError(f"{self!r}: expected gradient of shape {self._x_shape}, got {grad_out.shape}")
+        return grad_out if self._mask is None else grad_out * self._mask
+
+    def get_config(self):
+        return {"p": self.p, "rng": self.seed}
+
+    def extra_repr(self):
+        return f"p={self.p}"

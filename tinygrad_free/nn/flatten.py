@@ -1,0 +1,31 @@
+"""Flatten: (N, C, H, W) -> (N, C*H*W), in C order."""
+import numpy as np
+
+from . import _checks as check
+from .module import Module
+
+
+class Flatten(Module):
+    """y = x.reshape(N, -1) in C (row-major) order, so (N, C, H, W) becomes (N, C*H*W) with the
+    channel index slowest, as PyTorch's ``nn.Flatten()``; the result is a view when x is
+    C-contiguous (which every layer's output is). Backward reshapes dy back. No parameters.
+    """
+
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        if getattr(x, "ndim", 0) < 2:
+            raise ValueError(f"{self!r}: expected input of shape (batch, ...) with at least 2 dimensions, "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        if self.training:
+            self._x_shape = x.shape
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+
+    def backward(self, grad_out):
+        n = self._x_shape[0]
+        check.gradient_shape(self, grad_out, (n, int(np.prod(self._x_shape[1:]))))
+        return grad_out.reshape(self._x_shape)
+
+    def get_config(self):
+        return {}

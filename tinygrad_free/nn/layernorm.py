@@ -1,0 +1,57 @@
+"""Layer normalisation over the last axis."""
+import numpy as np
+
+from . import _checks as check
+from .module import Module
+from .parameter import Parameter
+
+
+class LayerNorm(Module):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, mean and biased variance over the last
+    axis of each row, as PyTorch's ``nn.LayerNorm(num_features)`` (Ba et al. 2016). Training
+    and evaluation compute the same thing (no running statistics).
+
+    Backward (F = num_features, sums over the last axis, g = dy * gamma):
+
+    * dbeta += sum over rows of dy,  dgamma += sum over rows of dy * xh
+    * dx = (g - mean(g) - xh * mean(g * xh)) / sqrt(var + eps)
+    """
+
+    def __init__(self, num_features, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.num_features = check.positive_int(num_features, "num_features", "LayerNorm")
+        if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps > 0):
+            raise ValueError(f"LayerNorm: eps must be a positive number, got {eps!r}")
+        self.eps = float(eps)
+        dtype = check.float_dtype(dtype, "LayerNorm")
+        self.gamma = Parameter(np.ones(self.num_features, dtype), "gamma", decay=False)
+        self.beta = Parameter(np.zeros(self.num_features, dtype), "beta", decay=False)
+
+    def forward(self, x):
+        if getattr(x, "ndim", 0) < 1 or x.shape[-1] != self.num_features:
+            raise ValueError(f"{self!r}: expected input of shape (..., {self.num_features}), "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        check.same_dtype(self, x, self.gamma.data.dtype)
+        xc = x - x.mean(axis=-1, keepdims=True)
+        invstd = 1 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + x.dtype.type(self.eps))
+        xhat = xc * invstd
+        if self.training:
+            self._xhat, self._invstd = xhat, invstd
+        return xhat * self.gamma.data + self.beta.data
+
+    def backward(self, grad_out, input_grad=True):
+        xhat, invstd = self._xhat, self._invstd
+        check.gradient_shape(self, grad_out, xhat.shape)
+        rows = grad_out.reshape(-1, self.num_features)
+        self.gamma.grad += (rows * xhat.reshape(rows.shape)).sum(axis=0)
+        self.beta.grad += rows.sum(axis=0)
+        if not input_grad:
+            return None
+        g = grad_out * self.gamma.data
+        return invstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "dtype": str(self.gamma.data.dtype)}
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}"

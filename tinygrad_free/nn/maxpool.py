@@ -1,0 +1,51 @@
+"""2-D max pooling (NCHW) that keeps each window's argmax for the backward pass."""
+import numpy as np
+
+from .. import backend
+from . import _checks as check
+from .module import Module
+
+
+def pool_geometry(layer, x):
+    """Check a pooling layer's input and return (N, C, Ho, Wo): floor division, no padding."""
+    n, c, h, w = check.image_batch(layer, x)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    if h < kh or w < kw:
+        raise ValueError(f"{layer!r}: kernel {layer.kernel_size} is larger than the input's (height, width) "
+                         f"{(h, w)}; need height >= {kh} and width >= {kw}")
+    return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+
+class MaxPool2D(Module):
+    """y[n, c, oh, ow] = max_{i<kh, j<kw} x[n, c, sh*oh + i, sw*ow + j], as PyTorch's
+    ``nn.MaxPool2d(kernel_size, stride)`` (no padding, floor mode; ``stride`` defaults to the
+    kernel size). Ties go to the first element of the window, NaN propagates.
+
+    Forward records where each maximum came from; backward routes dy there (summing where
+    overlapping windows picked the same pixel). No parameters.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = check.pair(kernel_size, "kernel_size", "MaxPool2D")
+        self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "MaxPool2D")
+
+    def forward(self, x):
+        n, c, ho, wo = pool_geometry(self, x)
+        y = np.empty((n, c, ho, wo), x.dtype)
+        argmax = np.empty((n, c, ho, wo), np.int64)
+        backend.ops().maxpool2d_forward(x, *self.kernel_size, *self.stride, y, argmax)
+        if self.training:
+            self._argmax, self._x_shape, self._dtype = argmax, x.shape, x.dtype
+        return y
+
+    def backward(self, grad_out):
+        check.gradient_shape(self, grad_out, self._argmax.shape)
+        dx = np.empty(self._x_shape, self._dtype)
+        return backend.ops().maxpool2d_backward(grad_out, self._argmax, dx)
+
+    def get_config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
