@@ -18,8 +18,11 @@ sys.path.insert(0, str(ROOT))
 # numba alike, or OMP_NUM_THREADS and the like): two make an epoch 6-15% shorter
 # (benchmarks/results/train.md), but make results depend on the thread count and collapse (10x
 # slower steps) when another process is busy on the second core. Must happen before numpy is
-# imported.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+# imported, so before the package (whose sweep workers list the same variables, plus numba's, in
+# tinygrad_free.sweep.workers.THREAD_VARIABLES; a test holds the two lists equal) can be imported.
+# Numba's own is left alone: --threads 2 must be able to raise numba's threads above 1.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for _var in BLAS_THREAD_VARIABLES:
     os.environ.setdefault(_var, "1")
 
 

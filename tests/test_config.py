@@ -82,3 +82,8 @@ def test_the_script_and_a_sweep_trial_build_the_same_run(rng):
 def test_hidden_size_may_list_the_widths():
     model = C.build_model(C.normalize_config({"hidden_size": [8, 4], "num_layers": 2}), 16, 3)
     assert [p.data.shape for p in model.parameters()][::2] == [(16, 8), (8, 4), (4, 3)]
+
+
+def test_the_script_defaults_the_sweep_workers_thread_variables_except_numbas():
+    from tinygrad_free.sweep import THREAD_VARIABLES
+    assert set(train_script.BLAS_THREAD_VARIABLES) == set(THREAD_VARIABLES) - {"NUMBA_NUM_THREADS"}
