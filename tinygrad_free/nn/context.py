@@ -70,7 +70,10 @@ def _name(module):
 def _readonly(y, xs):
     """The output as a read-only view, unless it is one of the inputs (the caller's array)."""
     if type(y) is np.ndarray:
-        if y.flags.writeable and not any(y is x for x in xs):
+        if y.flags.writeable:
+            for x in xs:
+                if x is y:
+                    return y
             y = y.view()
             y.flags.writeable = False
         return y
@@ -79,18 +82,20 @@ def _readonly(y, xs):
     return y
 
 
-def run_forward(module, fn, xs, kwargs):
-    """Run ``fn(module, *xs)``; in training mode with gradients on, inside a new context.
+def forward_ctx(module, *xs, **kwargs):
+    """``module``'s forward on ``xs``; in training mode with gradients on, inside a new context.
 
-    Returns ``(y, context)``, the context None when nothing was saved.
+    Returns ``(y, context)``, the context None when nothing was saved. (``Module._forward_ctx``;
+    containers call it to pair each call with its backward.)
     """
     d = module.__dict__
     try:
         training = d["training"]
     except KeyError:
         raise RuntimeError(f"{_name(module)}.__init__ must call super().__init__() first") from None
-    # Until this call succeeds, the module's attributes are not known to be any call's.
-    d["_latest_ctx"] = None
+    fn = type(module)._forward_raw
+    # "_last_forward" is the context of the module's last forward when that call saved one and
+    # succeeded: then the module's attributes are that call's (backward can skip the swap).
     if not (training and _grad_enabled[-1]):
         d["_last_forward"] = "eval" if not training else "no_grad"
         return fn(module, *xs, **kwargs), None
@@ -99,12 +104,21 @@ def run_forward(module, fn, xs, kwargs):
     d["_recording_ctx"] = ctx
     _recording.append(ctx)
     try:
-        y = fn(module, *xs, **kwargs)
+        y = fn(module, *xs, **kwargs) if kwargs else fn(module, *xs)
+    except BaseException:
+        d["_last_forward"] = "failed"
+        raise
     finally:
         _recording.pop()
         d["_recording_ctx"] = outer
-    d["_last_forward"] = "train"
-    d["_latest_ctx"] = ctx
+    d["_last_forward"] = ctx
+    if type(y) is np.ndarray:           # _readonly, inlined for the hot path
+        for x in xs:
+            if x is y:
+                return y, ctx
+        y = y.view()
+        y.flags.writeable = False
+        return y, ctx
     return _readonly(y, xs), ctx
 
 
@@ -153,6 +167,9 @@ def _resolve(module):
     last = d.get("_last_forward")
     if last is None:
         raise RuntimeError(f"{name}.backward was called before forward: no forward pass has run in training mode")
+    if last == "failed":
+        raise RuntimeError(f"{name}.backward: the last forward raised an exception, so it has nothing to "
+                           "backpropagate; run a forward pass that succeeds first")
     if last == "eval":
         raise RuntimeError(
             f"{name}.backward: the last forward ran in eval mode, which saves nothing for backward; "
@@ -166,8 +183,9 @@ def _resolve(module):
         "Each forward pass can be backpropagated once (as in PyTorch); run forward again first")
 
 
-def run_backward(module, fn, takes_input_grad, ctx, grad, input_grad):
-    """Run ``fn(module, grad)`` with the attributes ``ctx`` saved put back on the module."""
+def backward_ctx(module, ctx, grad, input_grad=True):
+    """The backward of the call that made ``ctx``, run with the attributes that call saved put
+    back on the module. (``Module._backward_ctx``.)"""
     if ctx is None:
         raise RuntimeError(
             f"{_name(module)}.backward: its forward ran in eval mode or under no_grad(), which saves "
@@ -181,7 +199,7 @@ def run_backward(module, fn, takes_input_grad, ctx, grad, input_grad):
             "can be backpropagated once (as in PyTorch); run forward again first")
     ctx.used = True
     d = module.__dict__
-    if d.get("_latest_ctx") is ctx:
+    if d.get("_last_forward") is ctx:
         # The module's attributes are this call's already (the usual case: no reuse since).
         saved, previous = None, ()
     else:
@@ -190,7 +208,11 @@ def run_backward(module, fn, takes_input_grad, ctx, grad, input_grad):
         d.update(saved)
     _replaying.append(ctx)
     try:
-        out = fn(module, grad, input_grad=input_grad) if takes_input_grad else fn(module, grad)
+        cls = type(module)
+        if cls._backward_takes_input_grad:
+            out = cls._backward_raw(module, grad, input_grad=input_grad)
+        else:
+            out = cls._backward_raw(module, grad)
     except BaseException:
         # A backward that raised (a bad gradient, say) may be retried; a container's children
         # that did finish stay used, so a retry cannot count them twice.
@@ -210,7 +232,7 @@ def run_backward(module, fn, takes_input_grad, ctx, grad, input_grad):
     return out if input_grad else None
 
 
-def _accepts_input_grad(fn):
+def accepts_input_grad(fn):
     params = inspect.signature(fn).parameters
     return "input_grad" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
@@ -221,7 +243,7 @@ def wrap_forward(fn):
     def forward(self, *xs, **kwargs):
         if type(self).forward is not forward:       # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
-        y, ctx = run_forward(self, fn, xs, kwargs)
+        y, ctx = forward_ctx(self, *xs, **kwargs)
         if ctx is not None:
             _register(self, ctx)
         return y
@@ -231,21 +253,12 @@ def wrap_forward(fn):
 
 def wrap_backward(fn):
     """Make a subclass's ``backward`` run with the attributes of the call it belongs to."""
-    takes = _accepts_input_grad(fn)
+    takes = accepts_input_grad(fn)
 
     @functools.wraps(fn)
     def backward(self, grad, input_grad=True):
         if type(self).backward is not backward:     # super().backward() from a subclass
             return fn(self, grad, input_grad=input_grad) if takes else fn(self, grad)
-        return run_backward(self, fn, takes, _resolve(self), grad, input_grad)
+        return backward_ctx(self, _resolve(self), grad, input_grad)
     backward.raw = fn
-    backward.takes_input_grad = takes
     return backward
-
-
-def record(module, key, value):
-    """Called by ``Module.__setattr__`` for plain attributes: saves them in the running call's
-    context when ``module``'s own forward is running."""
-    ctx = module.__dict__.get("_recording_ctx")
-    if ctx is not None:
-        ctx.saved[key] = value

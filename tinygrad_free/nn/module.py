@@ -32,10 +32,17 @@ class Module:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         serialize.add_class(cls)
-        for name, wrap in (("forward", context.wrap_forward), ("backward", context.wrap_backward)):
-            fn = cls.__dict__.get(name)
-            if fn is not None and not hasattr(fn, "raw"):
-                setattr(cls, name, wrap(fn))
+        # The raw methods stay reachable as class attributes, so a container's call of a child
+        # costs one Python call beyond the child's own forward.
+        fn = cls.__dict__.get("forward")
+        if fn is not None and not hasattr(fn, "raw"):
+            cls._forward_raw = fn
+            cls.forward = context.wrap_forward(fn)
+        fn = cls.__dict__.get("backward")
+        if fn is not None and not hasattr(fn, "raw"):
+            cls._backward_raw = fn
+            cls._backward_takes_input_grad = context.accepts_input_grad(fn)
+            cls.backward = context.wrap_backward(fn)
 
     def __init__(self):
         d = self.__dict__
@@ -47,8 +54,9 @@ class Module:
     def __setattr__(self, key, value):
         d = self.__dict__
         ctx = d.get("_recording_ctx")
-        if ctx is not None and type(value) is np.ndarray and key not in d["_buffers"] and key not in d["_params"]:
-            ctx.saved[key] = value                  # the hot path: an array a forward keeps
+        if ctx is not None and not isinstance(value, (Parameter, Module)) and key not in d["_buffers"] \
+                and key not in d["_params"] and key not in d["_modules"]:
+            ctx.saved[key] = value                  # the hot path: per-call state a forward keeps
             object.__setattr__(self, key, value)
             return
         if "_params" not in d:
@@ -56,8 +64,6 @@ class Module:
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
             if key in d["_buffers"]:
                 d["_buffers"][key] = value
-            elif d.get("_recording_ctx") is not None:
-                context.record(self, key, value)    # per-call state of the running forward
             object.__setattr__(self, key, value)
             return
         self._params.pop(key, None)
@@ -85,6 +91,10 @@ class Module:
     def backward(self, grad_out, input_grad=True):
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
 
+    _forward_raw = forward
+    _backward_raw = backward
+    _backward_takes_input_grad = True
+
     def __call__(self, *xs, **kwargs):
         if xs and any(isinstance(x, Node) for x in xs):
             from .graph import call_on_nodes
@@ -105,16 +115,10 @@ class Module:
             return self._backward_ctx(ctx, grad, input_grad)
         return y, backprop
 
-    def _forward_ctx(self, *xs):
-        """``(y, context)`` of one forward call; the context is None in eval mode or no_grad."""
-        f = type(self).forward
-        return context.run_forward(self, getattr(f, "raw", f), xs, {})
-
-    def _backward_ctx(self, ctx, grad, input_grad=True):
-        """The backward of the call that made ``ctx``."""
-        b = type(self).backward
-        return context.run_backward(self, getattr(b, "raw", b), getattr(b, "takes_input_grad", False),
-                                    ctx, grad, input_grad)
+    #: ``(y, context)`` of one forward call (the context None in eval mode or under no_grad).
+    _forward_ctx = context.forward_ctx
+    #: ``_backward_ctx(context, grad, input_grad=True)``: the backward of the call that made it.
+    _backward_ctx = context.backward_ctx
 
     # --- parameters --------------------------------------------------------------------------
     def _walk_with_owner(self, prefix=""):

@@ -37,17 +37,21 @@ class Sequential(Module):
         return iter(self._layers)
 
     def forward(self, *xs):
+        layers = self._layers
+        if not layers:
+            return xs[0] if len(xs) == 1 else xs
         contexts = []
-        for i, layer in enumerate(self._layers):
-            try:
-                y, ctx = layer._forward_ctx(*xs)
-            except ValueError as e:
-                raise ValueError(f"layer {i}: {e}") from e
+        try:
+            y, ctx = layers[0]._forward_ctx(*xs)
             contexts.append(ctx)
-            xs = (y,)
+            for layer in layers[1:]:
+                y, ctx = layer._forward_ctx(y)
+                contexts.append(ctx)
+        except ValueError as e:
+            raise ValueError(f"layer {len(contexts)}: {e}") from e
         if self.training:
             self._contexts = contexts
-        return xs[0] if len(xs) == 1 else xs
+        return y
 
     def backward(self, grad_out, input_grad=True):
         """Run every layer's backward in reverse, each with the context of its own call; returns
