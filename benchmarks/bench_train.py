@@ -310,8 +310,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="rounds of alternated runs (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after 1 warm-up epoch (default 2)")
     p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64)")
-    p.add_argument("--threads", type=_thread_setting, nargs="+", default=[1, 2],
-                   help="thread counts, one whole comparison per count (default: 1 2)")
+    p.add_argument("--threads", type=_thread_setting, nargs="+", default=[1, 2, "auto"],
+                   help="thread counts, one whole comparison per count; auto: no thread variables, "
+                        "each library's default (default: 1 2 auto)")
     p.add_argument("--openblas-env", choices=("as_set", "unset", "both"), default="both",
                    help="OpenBLAS variables as set, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
     p.add_argument("--affinity", choices=("all", "jax", "none"), default="all",
