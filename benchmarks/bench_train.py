@@ -77,8 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="rounds of alternated runs (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after 1 warm-up epoch (default 2)")
     p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                   help="thread counts, one whole comparison per count (default: 1 2)")
+    p.add_argument("--threads", type=_thread_setting, nargs="+", default=[1, 2, "auto"],
+                   help="thread counts, one whole comparison per count; auto: no thread variables, "
+                        "each library's default (default: 1 2 auto)")
     p.add_argument("--openblas-env", choices=("as_set", "unset", "both"), default="both",
                    help="OpenBLAS variables as set, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
     p.add_argument("--affinity", choices=("all", "jax", "none"), default="all",
@@ -104,9 +105,14 @@ def parse_args(argv=None):
         for key in ("rounds", "epochs"):
             if getattr(args, key) is not None and getattr(args, key) < 1:
                 p.error(f"--{key} must be >= 1")
-        if any(t < 1 for t in args.threads):
-            p.error("--threads must be >= 1")
+        if any(t != "auto" and t < 1 for t in args.threads):
+            p.error("--threads must be >= 1 or auto")
     return args
+
+
+def _thread_setting(text):
+    """--threads: a count, or "auto" (no thread variables: each library's default, ours measured)."""
+    return "auto" if text == "auto" else int(text)
 
 
 def openblas_settings(mode):

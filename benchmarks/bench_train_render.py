@@ -14,7 +14,10 @@ def _setting_title(s):
     ob = "as set" if s["openblas_env"] == "as_set" else "unset"
     vars_ = ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in s["openblas_vars"].items())
     same = f" (identical to {', '.join(s['same_as'])}: neither variable is set)" if s["same_as"] else ""
-    return f"OpenBLAS env {ob}{same}, {s['threads']} thread{'s' if s['threads'] > 1 else ''} ({vars_})"
+    t = s["threads"]
+    threads = "default threads (no thread variables; ours: measured)" if t == "auto" else \
+        f"{t} thread{'s' if t > 1 else ''}"
+    return f"OpenBLAS env {ob}{same}, {threads} ({vars_})"
 
 
 def markdown(result):

@@ -127,7 +127,7 @@ def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
 #: top-level modules and subpackages.
 LAYERS = (
     ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking")),
-    ("backend", ("backend", "init")),
+    ("backend", ("backend", "init", "threads")),
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
     ("training", ("train", "callbacks")),
