@@ -115,7 +115,9 @@ def worker_ours(spec, x, y):
     model = build_mlp(784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32,
                       rng=spec["seed"])
     opt = optim.Adam(model.parameters(), lr=1e-3)
-    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=[clock], progress=False)
+    # A fixed setting is fixed for us too; "auto" is the Trainer's default, the measured policy.
+    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=[clock], progress=False,
+                      threads=spec["threads"])
     hist = trainer.fit(x, y, epochs=_epochs_total(spec), batch_size=spec["batch"], seed=spec["seed"])
     if hist.status != "completed":
         raise RuntimeError(f"training did not complete: {hist.status} {hist.message}")
@@ -131,11 +133,12 @@ def worker_ours(spec, x, y):
 def worker_torch(spec, x, y):
     import torch
     threads = spec["threads"]
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:
-        pass
+    if threads != "auto":           # "auto": torch's own default
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:
+            pass
     torch.manual_seed(spec["seed"])
     nn = torch.nn
     model = nn.Sequential(nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(),
@@ -307,8 +310,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="rounds of alternated runs (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after 1 warm-up epoch (default 2)")
     p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                   help="thread counts, one whole comparison per count (default: 1 2)")
+    p.add_argument("--threads", type=_thread_setting, nargs="+", default=[1, 2, "auto"],
+                   help="thread counts, one whole comparison per count; auto: no thread variables, "
+                        "each library's default (default: 1 2 auto)")
     p.add_argument("--openblas-env", choices=("as_set", "unset", "both"), default="both",
                    help="OpenBLAS variables as set, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
     p.add_argument("--affinity", choices=("all", "jax", "none"), default="all",
@@ -334,9 +338,14 @@ def parse_args(argv=None):
         for key in ("rounds", "epochs"):
             if getattr(args, key) is not None and getattr(args, key) < 1:
                 p.error(f"--{key} must be >= 1")
-        if any(t < 1 for t in args.threads):
-            p.error("--threads must be >= 1")
+        if any(t != "auto" and t < 1 for t in args.threads):
+            p.error("--threads must be >= 1 or auto")
     return args
+
+
+def _thread_setting(text):
+    """--threads: a count, or "auto" (no thread variables: each library's default, ours measured)."""
+    return "auto" if text == "auto" else int(text)
 
 
 def openblas_settings(mode):
@@ -575,7 +584,10 @@ def _setting_title(s):
     ob = "as set" if s["openblas_env"] == "as_set" else "unset"
     vars_ = ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in s["openblas_vars"].items())
     same = f" (identical to {', '.join(s['same_as'])}: neither variable is set)" if s["same_as"] else ""
-    return f"OpenBLAS env {ob}{same}, {s['threads']} thread{'s' if s['threads'] > 1 else ''} ({vars_})"
+    t = s["threads"]
+    threads = "default threads (no thread variables; ours: measured)" if t == "auto" else \
+        f"{t} thread{'s' if t > 1 else ''}"
+    return f"OpenBLAS env {ob}{same}, {threads} ({vars_})"
 
 
 def markdown(result):

@@ -86,13 +86,17 @@ def worker_env(threads, openblas="as_set", base=None):
     removes them, so OpenBLAS picks its kernel from the CPU it detects.
     """
     env = dict(os.environ if base is None else base)
-    for k in THREAD_VARS:
-        env[k] = str(threads)
-    # XLA's CPU backend: Eigen's multi-threading on or off. (Recent XLA runtimes size their
-    # intra-op pool from the CPUs the process may run on, so bench_train also restricts the
-    # affinity; see cpu_set.)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_cpu_multi_thread_eigen")]
-    flags.append(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
+    if threads == "auto":       # each library's own default (ours: the measured policy)
+        for k in THREAD_VARS:
+            env.pop(k, None)
+    else:
+        for k in THREAD_VARS:
+            env[k] = str(threads)
+        # XLA's CPU backend: Eigen's multi-threading on or off. (Recent XLA runtimes size their
+        # intra-op pool from the CPUs the process may run on, so bench_train also restricts the
+        # affinity; see cpu_set.)
+        flags.append(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
     env["XLA_FLAGS"] = " ".join(flags)
     env["KERAS_BACKEND"] = "jax"
     env.setdefault("JAX_PLATFORMS", "cpu")
@@ -109,7 +113,7 @@ def worker_env(threads, openblas="as_set", base=None):
 def cpu_set(threads):
     """The first ``threads`` CPUs this process may run on (None when that is all of them)."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    if not allowed or threads >= len(allowed):
+    if not allowed or threads == "auto" or threads >= len(allowed):
         return None
     return allowed[:threads]
 

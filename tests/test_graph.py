@@ -84,7 +84,8 @@ def test_a_cycle_is_an_error():
 
 
 @pytest.mark.parametrize("build, match", [
-    (lambda x: nn.Dense(5, 2)(x), r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)"),
+    (lambda x: nn.Dense(5, 2)(x),
+     r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)"),
     (lambda x: nn.Add()(x, nn.Dense(4, 3)(x)), r"Add\(\) cannot take inputs.*one shape"),
     (lambda x: nn.Dense(4, 2, dtype=F64)(x), r"expected float64 input"),
 ])
@@ -242,3 +243,16 @@ def test_trainer_fits_a_graph_with_a_reused_block(rng):
     history = trainer.fit(x, y, epochs=5, batch_size=32, seed=0)
     losses = history.history["train_loss"]
     assert history.status == "completed" and losses[-1] < 0.5 * losses[0]
+
+
+def test_a_cnn_graph_with_two_conv_branches_passes_gradcheck_and_round_trips(rng, tmp_path):
+    x = nn.Input((1, 7, 9), F64)
+    a = nn.Conv2D(1, 2, 3, padding=1, activation="tanh", dtype=F64, rng=0)(x)
+    b = nn.Conv2D(1, 2, (1, 3), padding=(0, 1), dtype=F64, rng=1)(x)
+    h = nn.MaxPool2D(2)(nn.Concat(axis=1)(a, b))              # channels joined: (4, 3, 4)
+    assert h.shape == (4, 3, 4)
+    y = nn.Dense(48, 3, dtype=F64, rng=2)(nn.Flatten()(h))
+    model = nn.Graph(inputs=x, outputs=y)
+    gradcheck(model, rng.standard_normal((2, 1, 7, 9)), max_checks=40)
+    again = roundtrip(model, tmp_path, rng.standard_normal((2, 1, 7, 9)))
+    assert again.num_parameters() == model.num_parameters()

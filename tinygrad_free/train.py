@@ -21,6 +21,7 @@ from .kernels import parallel as kernels_parallel
 from .metrics import accuracy
 from .nn.loss import NonFiniteError
 from .optim import schedule
+from .threads import StepThreads
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -84,21 +85,12 @@ class Trainer:
         Treat subnormal floats as zero during ``fit`` (see ``tinygrad_free.fpenv``): a network
         whose weights decay to nothing otherwise trains 10-100x slower. As XLA does on CPU.
     threads : "auto", int or None
-        Threads for the training steps (evaluation keeps the process's settings): an int sets
-        both BLAS's (threadpoolctl) and numba's (the optimizer update's parallel twin, see
-        ``kernels.parallel``); None leaves both alone. ``"auto"`` leaves them alone when the
-        optimizer update will run in parallel (numba backend, at least
-        ``kernels.parallel.MIN_PARALLEL`` parameters, more than one numba thread): two threads
-        then gave 6-20% shorter epochs than one at batch 16, 32 and 64 on the reference network
-        (``benchmarks/results/train.md``).
-        (If BLAS has fewer threads than numba, numba's are lowered to match.)
-        Otherwise it uses one thread when a step's largest matrix product is small (batch x
-        weight-matrix size below ``SMALL_GEMM``): with a serial update a second BLAS thread costs
-        more in hand-offs than it computes there (batch 16: about 205 us per step with one MKL
-        thread, 250-260 with two).
+        Threads for the training steps: an int sets both BLAS's (threadpoolctl) and numba's (the
+        optimizer update's parallel twin, see ``kernels.parallel``); None leaves both alone.
+        ``"auto"`` measures: blocks of steps at one thread and at all available ones, the faster
+        kept, probed again when the step time drifts (another process took a core or left it)
+        and every few thousand steps (see ``tinygrad_free.threads``). The count changes no result.
     """
-
-    SMALL_GEMM = 4_000_000      # multiply-adds; 784x128 weights: batch 32 and below (bench_train.py)
 
     def __init__(self, model: Module, loss_fn: Loss, optimizer: Optimizer, callbacks: Iterable[Callback] = (),
                  progress: bool | None = None, flush_denormals: bool = True, threads: Threads = "auto") -> None:
@@ -181,6 +173,7 @@ class Trainer:
                 from tqdm.auto import tqdm
                 bar = tqdm(total=(epochs - first) * len(batches), unit="step", leave=False, dynamic_ncols=True)
             self._train_threads = self._threads_for(batch_size)
+            self._tuner = StepThreads() if self.threads == "auto" else None
             # A diverging run overflows before the loss sees NaN; the loss check reports it once,
             # so numpy's per-operation warnings would only be noise.
             try:
@@ -189,6 +182,9 @@ class Trainer:
             finally:
                 if bar is not None:
                     bar.close()
+                if self._tuner is not None:
+                    self.thread_history = self._tuner.history
+                    self._tuner.close()
                 self.model.train()
         finally:
             # The schedule's last rate is not the optimizer's rate: a later fit (or step) must
@@ -276,6 +272,7 @@ class Trainer:
         # Our losses count the batch's correct predictions in their kernel; any other loss
         # gets the argmax here.
         counts = hasattr(loss_fn, "correct")
+        tick = self._tuner.tick if getattr(self, "_tuner", None) is not None else None
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
@@ -288,6 +285,8 @@ class Trainer:
             backprop(loss_fn.backward(), input_grad=False)
             opt.step(loss=loss)
             opt.zero_grad()
+            if tick is not None:
+                tick()
             n = len(yb)
             total_loss += loss * n
             correct += loss_fn.correct if counts else int(np.count_nonzero(logits.argmax(axis=1) == yb))
@@ -322,23 +321,10 @@ class Trainer:
 
     def _threads_for(self, batch_size: int) -> Callable[[], ContextManager[Any]]:
         """A factory of context managers that set the threads of the training steps
-        (threadpoolctl's are single-use, so each epoch makes its own)."""
-        threads = self.threads
-        if threads == "auto":
-            params = list(self.model.parameters())
-            parallel_update = backend.get_backend() == "numba" and \
-                kernels_parallel.use_parallel(sum(p.size for p in params))
-            largest = max((p.size for p in params if p.data.ndim == 2), default=0)
-            if parallel_update:
-                # One count for the whole step: a parallel update beside one BLAS thread (e.g.
-                # OMP_NUM_THREADS=1) was 10% slower than all-serial at batch 16.
-                blas = _blas_threads()
-                threads = None if blas is None or blas >= kernels_parallel.numba.get_num_threads() else blas
-            else:
-                threads = None if batch_size * largest >= self.SMALL_GEMM else 1
-        if threads is None:
+        (threadpoolctl's are single-use, so each epoch makes its own); "auto" is the tuner's."""
+        if self.threads in (None, "auto"):
             return contextlib.nullcontext
-        return partial(_limit_threads, threads)
+        return partial(_limit_threads, self.threads)
 
     def _warmup(self) -> float:
         """Compile (or load from numba's cache) the kernels before the clock starts."""

@@ -77,7 +77,8 @@ class Module:
             object.__setattr__(self, key, value)
             return
         if "_params" not in d:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
+                               "assigning attributes")
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
             if key in d["_buffers"]:
                 d["_buffers"][key] = value
