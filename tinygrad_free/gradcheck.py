@@ -21,17 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from ._typing import Array
     from .nn.loss import Loss
     from .nn.module import Module
     from .nn.parameter import Parameter
 
-    NamedParams = Iterable[Union[Parameter, tuple[str, Parameter]]]
+    NamedParams = Iterable[Parameter | tuple[str, Parameter]]
 
 
 class GradcheckError(AssertionError):

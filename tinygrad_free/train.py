@@ -7,9 +7,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, ContextManager, Literal, Union, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     #: A batch transform (``tinygrad_free.augment``): ``transform(xb, rng) -> xb'``.
     Augment = Callable[[Array, np.random.Generator], Array]
-    Threads = Union[int, Literal["auto"], None]
+    Threads = int | Literal["auto"] | None
 
 
 @dataclass
@@ -272,7 +273,8 @@ class Trainer:
         # Our losses count the batch's correct predictions in their kernel; any other loss
         # gets the argmax here.
         counts = hasattr(loss_fn, "correct")
-        tick = self._tuner.tick if getattr(self, "_tuner", None) is not None else None
+        tuner = getattr(self, "_tuner", None)
+        tick = tuner.tick if tuner is not None else None
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
@@ -319,12 +321,13 @@ class Trainer:
         logits = self.predict(x, batch_size)
         return self.loss_fn.forward(logits, y), accuracy(y, logits)
 
-    def _threads_for(self, batch_size: int) -> Callable[[], ContextManager[Any]]:
+    def _threads_for(self, batch_size: int) -> Callable[[], AbstractContextManager[Any]]:
         """A factory of context managers that set the threads of the training steps
         (threadpoolctl's are single-use, so each epoch makes its own); "auto" is the tuner's."""
-        if self.threads in (None, "auto"):
+        threads = self.threads
+        if threads is None or threads == "auto":
             return contextlib.nullcontext
-        return partial(_limit_threads, self.threads)
+        return partial(_limit_threads, threads)
 
     def _warmup(self) -> float:
         """Compile (or load from numba's cache) the kernels before the clock starts."""

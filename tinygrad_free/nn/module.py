@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,7 @@ class Module:
     """
 
     training: bool
+    _registered_name: ClassVar[str]     # set by nn.register on a class saved under a short name
     _params: OrderedDict[str, Parameter]
     _modules: OrderedDict[str, Module]
     _buffers: OrderedDict[str, Array]
@@ -54,12 +55,12 @@ class Module:
         fn = cls.__dict__.get("forward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._forward_raw = fn
-            setattr(cls, "forward", context.wrap_forward(fn))
+            cls.forward = context.wrap_forward(fn)  # type: ignore[method-assign]
         fn = cls.__dict__.get("backward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._backward_raw = fn
             cls._backward_takes_input_grad = context.accepts_input_grad(fn)
-            setattr(cls, "backward", context.wrap_backward(fn))
+            cls.backward = context.wrap_backward(fn)  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         d = self.__dict__

@@ -26,11 +26,13 @@ from ..fileio import atomic_open
 if TYPE_CHECKING:
     from .module import Module
 
-_C = TypeVar("_C", bound=type)
+_C = TypeVar("_C", bound="type[Module]")
 
-_CLASSES: dict[str, type[Module]] = {}     # qualified name -> class (filled by Module.__init_subclass__)
+# qualified name -> class (filled by Module.__init_subclass__)
+_CLASSES: dict[str, type[Module]] = {}
 _SHORT: dict[str, type[Module]] = {}       # registered short name -> class
-_active_memo: list[dict[int, tuple[int, Module]]] = []      # the memo of the save in progress, so nested to_spec() calls share it
+# the memo of the save in progress, so nested to_spec() calls share it
+_active_memo: list[dict[int, tuple[int, Module]]] = []
 
 
 def qualified_name(cls: type) -> str:
@@ -53,7 +55,7 @@ def register(name: str, override: bool = False) -> Callable[[_C], _C]:
             raise ValueError(f"module name {name!r} is already registered to {qualified_name(taken)}; "
                              "choose another name, or pass override=True to replace it")
         _SHORT[name] = cls
-        setattr(cls, "_registered_name", name)
+        cls._registered_name = name
         return cls
     return wrap
 

@@ -1,7 +1,7 @@
 """Eve: the worked example of adding an optimizer. Nothing outside this file knows about it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..nn.parameter import Parameter
 
     #: What an optimizer is built from: a Module, or Parameters, or (name, Parameter) pairs.
-    Params = Union[Module, Iterable[Union[Parameter, tuple[str, Parameter]]]]
+    Params: TypeAlias = "Module | Iterable[Parameter | tuple[str, Parameter]]"
 
 _O = TypeVar("_O", bound="type[Optimizer]")
 #: (low, high, low open?, high open?) of a hyperparameter's allowed interval.
@@ -264,7 +264,8 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """Step count, hyperparameters, optimizer-wide state and per-parameter state (copies),
         the last keyed by each parameter's dotted name."""
-        per_param: dict[str, dict[str, Array] | None] = {name: None for name, _ in self._named}     # model order, not packing order
+        # model order, not packing order
+        per_param: dict[str, dict[str, Array] | None] = {name: None for name, _ in self._named}
         for unit in self._units:
             for name, offset, shape in unit.members:
                 per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
