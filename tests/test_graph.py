@@ -84,7 +84,8 @@ def test_a_cycle_is_an_error():
 
 
 @pytest.mark.parametrize("build, match", [
-    (lambda x: nn.Dense(5, 2)(x), r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)"),
+    (lambda x: nn.Dense(5, 2)(x),
+     r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)"),
     (lambda x: nn.Add()(x, nn.Dense(4, 3)(x)), r"Add\(\) cannot take inputs.*one shape"),
     (lambda x: nn.Dense(4, 2, dtype=F64)(x), r"expected float64 input"),
 ])

@@ -5,9 +5,16 @@ A transform is any callable ``transform(xb, rng) -> xb'`` taking a batch and a
 ``numpy.random.Generator``; the iterator seeds that generator from ``(seed, epoch)``, so an
 augmented run is as reproducible as a plain one.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import backend
+
+if TYPE_CHECKING:
+    from ._typing import Array
 
 
 class RandomShift:
@@ -32,16 +39,16 @@ class RandomShift:
     The result lives in a buffer this object reuses: it is overwritten by the next call.
     """
 
-    def __init__(self, max_shift=1, image_shape=(28, 28)):
+    def __init__(self, max_shift: int = 1, image_shape: tuple[int, int] = (28, 28)) -> None:
         if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
             raise ValueError(f"RandomShift: max_shift must be a non-negative integer, got {max_shift!r}")
         shape = tuple(image_shape)
         if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
             raise ValueError(f"RandomShift: image_shape must be (height, width) of positive ints, got {image_shape!r}")
         self.max_shift, self.image_shape = int(max_shift), shape
-        self._out = None
+        self._out: Array | None = None
 
-    def __call__(self, x, rng):
+    def __call__(self, x: Array, rng: np.random.Generator) -> Array:
         if self.max_shift == 0:
             return x
         H, W = self.image_shape
@@ -55,7 +62,7 @@ class RandomShift:
         backend.ops().shift_images(np.ascontiguousarray(x).reshape(B, H, W), shifts, self._out.reshape(B, H, W))
         return self._out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"RandomShift(max_shift={self.max_shift}, image_shape={self.image_shape})"
 
 

@@ -2,6 +2,8 @@
 early stopping, resuming a killed run, wandb. A callback overrides any of the hooks; ``logs`` is
 the epoch's metrics (``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
 ``val_accuracy``, ``seconds``)."""
+from __future__ import annotations
+
 import errno
 import json
 import math
@@ -9,10 +11,17 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from .fileio import atomic_open
+
+if TYPE_CHECKING:
+    from .nn.module import Module
+    from .train import History, Trainer
+
+    PathLike = str | os.PathLike[str]
 
 
 class Callback:
@@ -20,30 +29,30 @@ class Callback:
     # trainer calls its on_train_begin before the others', which then see the restored history.
     restores_training = False
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         """Set ``trainer.stop_training = True`` to stop after this epoch."""
 
-    def on_train_end(self, trainer, history):
+    def on_train_end(self, trainer: Trainer, history: History) -> None:
         pass
 
 
 class PrintLogger(Callback):
     """One line per epoch: train loss/acc, val loss/acc, seconds."""
 
-    def __init__(self, file=None):
+    def __init__(self, file: IO[str] | None = None) -> None:
         self.file = file
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         if trainer.compile_seconds:
             print(f"kernels compiled/loaded in {trainer.compile_seconds:.2f}s (not counted in epoch times)",
                   file=self.file or sys.stdout, flush=True)
         if getattr(trainer, "initial_epoch", 0):
             print(f"resuming after epoch {trainer.initial_epoch}", file=self.file or sys.stdout, flush=True)
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         parts = [f"epoch {logs['epoch']:>3}", f"train_loss {logs['train_loss']:.4f}",
                  f"train_acc {logs['train_accuracy']:.4f}"]
         if "val_loss" in logs:
@@ -51,7 +60,7 @@ class PrintLogger(Callback):
         parts.append(f"{logs['seconds']:.2f}s")
         print("  ".join(parts), file=self.file or sys.stdout, flush=True)
 
-    def on_train_end(self, trainer, history):
+    def on_train_end(self, trainer: Trainer, history: History) -> None:
         if history.status != "completed":
             print(f"status: {history.status}: {history.message}", file=self.file or sys.stdout, flush=True)
 
@@ -59,12 +68,14 @@ class PrintLogger(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    def __init__(self, monitor="val_accuracy", patience=3, min_delta=0.0, mode=None):
+    def __init__(self, monitor: str = "val_accuracy", patience: int = 3, min_delta: float = 0.0,
+                 mode: str | None = None) -> None:
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("min" if "loss" in monitor else "max")
-        self.best, self.wait = None, 0
+        self.best: float | None = None
+        self.wait = 0
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         value = logs[self.monitor]
         better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
                                        else value > self.best + self.min_delta)
@@ -77,7 +88,7 @@ class EarlyStopping(Callback):
             trainer.stop_reason = f"early stopping: {self.monitor} did not improve for {self.patience} epochs"
 
 
-def check_writable(path, need_bytes=0):
+def check_writable(path: PathLike, need_bytes: int = 0) -> None:
     """Raise ``OSError`` naming the reason unless a file can be written at ``path`` now.
 
     The checks a save at the end of an epoch would otherwise fail on, made before training:
@@ -108,7 +119,7 @@ def check_writable(path, need_bytes=0):
                                     f"the file needs about {need_bytes:,}; free some space or save elsewhere")
 
 
-def _model_bytes(model):
+def _model_bytes(model: Module) -> int:
     return sum(p.data.nbytes for p in model.parameters())
 
 
@@ -121,13 +132,13 @@ class ModelCheckpoint(Callback):
     replace it.
     """
 
-    def __init__(self, path, monitor="val_accuracy", mode=None):
+    def __init__(self, path: PathLike, monitor: str = "val_accuracy", mode: str | None = None) -> None:
         self.path, self.monitor = path, monitor
         self.mode = mode or ("min" if "loss" in monitor else "max")
-        self.best = None
-        self.best_epoch = None
+        self.best: float | None = None
+        self.best_epoch: int | None = None
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         check_writable(self.path, need_bytes=_model_bytes(trainer.model))
         earlier = trainer.history.history
         if earlier.get(self.monitor) and os.path.exists(self.path):
@@ -136,10 +147,10 @@ class ModelCheckpoint(Callback):
                 if not math.isnan(value) and self._improves(value):
                     self.best, self.best_epoch = value, epoch
 
-    def _improves(self, value):
+    def _improves(self, value: float) -> bool:
         return self.best is None or (value < self.best if self.mode == "min" else value > self.best)
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         value = logs[self.monitor]
         if math.isnan(value):
             return
@@ -169,30 +180,30 @@ class BackupAndRestore(Callback):
     FORMAT = "tinygrad_free.training_state/1"
     restores_training = True
 
-    def __init__(self, path, delete_on_end=True):
+    def __init__(self, path: PathLike, delete_on_end: bool = True) -> None:
         self.path, self.delete_on_end = os.fspath(path), delete_on_end
-        self.restored_epoch = None
+        self.restored_epoch: int | None = None
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         self.restored_epoch = None
         if os.path.exists(self.path):
             self.restored_epoch = self.restore(trainer)
         # Weights, gradients' moments and a margin for the archive's headers.
         check_writable(self.path, need_bytes=3 * _model_bytes(trainer.model) + 65536)
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         self.save(trainer, logs["epoch"])
 
-    def on_train_end(self, trainer, history):
+    def on_train_end(self, trainer: Trainer, history: History) -> None:
         if self.delete_on_end and os.path.exists(self.path):
             os.unlink(self.path)
 
-    def save(self, trainer, epoch):
+    def save(self, trainer: Trainer, epoch: int) -> None:
         """Write the state after ``epoch`` epochs to ``self.path``, atomically."""
         opt = trainer.optimizer
         state = opt.state_dict()
         config = dict(state["config"], lr=trainer._base_lr)     # the base rate, not the scheduled one
-        arrays = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
+        arrays: dict[str, Any] = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
         state_keys = {}
         for name, per_param in state["state"].items():
             state_keys[name] = sorted(per_param)
@@ -206,7 +217,7 @@ class BackupAndRestore(Callback):
         with atomic_open(self.path) as f:
             np.savez(f, **arrays)
 
-    def restore(self, trainer):
+    def restore(self, trainer: Trainer) -> int:
         """Load ``self.path`` into the trainer's model and optimizer; returns the epochs done."""
         try:
             with np.load(self.path, allow_pickle=False) as f:
@@ -244,11 +255,11 @@ class WandbLogger(Callback):
 
     KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
-    def __init__(self, run):
-        self.run = run
+    def __init__(self, run: Any) -> None:
+        self.run = run      # a wandb Run (wandb is optional, so not imported here)
 
-    def on_epoch_end(self, trainer, logs):
+    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         self.run.log({k: logs[k] for k in self.KEYS if k in logs})
 
-    def on_train_end(self, trainer, history):
+    def on_train_end(self, trainer: Trainer, history: History) -> None:
         self.run.summary["status"] = history.status

@@ -1,11 +1,15 @@
 """Atomic file writes: a crash never leaves a half-written model, figure or results file."""
+from __future__ import annotations
+
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb"):
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     The rename is atomic on POSIX, so readers see the old file or the new one, never a part.
@@ -30,6 +34,6 @@ def atomic_open(path, mode="wb"):
         raise
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)

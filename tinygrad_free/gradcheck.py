@@ -17,9 +17,20 @@ What can be checked:
   accumulates into are checked too when given as ``params=`` (or when ``fn`` is a module's
   ``begin_update``).
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .nn.loss import Loss
+    from .nn.module import Module
+    from .nn.parameter import Parameter
+
+    NamedParams = Iterable[Parameter | tuple[str, Parameter]]
 
 
 class GradcheckError(AssertionError):
@@ -31,7 +42,7 @@ class TensorReport:
     name: str
     max_abs_err: float
     max_rel_err: float
-    worst_index: tuple
+    worst_index: tuple[int | np.integer[Any], ...]      # np.unravel_index gives numpy ints
     analytic: float
     numeric: float
     checked: int
@@ -40,35 +51,35 @@ class TensorReport:
 
 @dataclass
 class GradcheckReport:
-    tensors: list = field(default_factory=list)
+    tensors: list[TensorReport] = field(default_factory=list)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return all(t.ok for t in self.tensors)
 
     @property
-    def worst(self):
+    def worst(self) -> TensorReport:
         return max(self.tensors, key=lambda t: (not t.ok, t.max_abs_err))
 
-    def __str__(self):
+    def __str__(self) -> str:
         rows = [f"{'tensor':<16}{'checked':>9}{'max abs err':>14}{'max rel err':>14}  ok"]
         rows += [f"{t.name:<16}{t.checked:>9}{t.max_abs_err:>14.3e}{t.max_rel_err:>14.3e}  {t.ok}"
                  for t in self.tensors]
         return "\n".join(rows)
 
 
-def _as_float64_inputs(inputs):
+def _as_float64_inputs(inputs: Sequence[Any]) -> None:
     for i, x in enumerate(inputs):
         if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype != np.float64:
             raise ValueError(f"gradcheck input {i} is {x.dtype}: finite differences need float64 "
                              "(build the layer with dtype=np.float64 and pass float64 inputs)")
 
 
-def _differentiable(x):
+def _differentiable(x: Any) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
-def _projection(y, rng):
+def _projection(y: Any, rng: np.random.Generator) -> tuple[Any, Callable[[Any], float]]:
     """A fixed random R for L = sum(R * y), one per output; (R, L-of-outputs function)."""
     if isinstance(y, tuple):
         Rs = tuple(rng.standard_normal(np.shape(v)) for v in y)
@@ -77,19 +88,20 @@ def _projection(y, rng):
     return R, lambda out: float(np.sum(R * out))
 
 
-def _copy(R):
+def _copy(R: Any) -> Any:
     return tuple(r.copy() for r in R) if isinstance(R, tuple) else R.copy()
 
 
-def _per_input(grads, n):
+def _per_input(grads: Any, n: int) -> Sequence[Any]:
     grads = grads if isinstance(grads, (tuple, list)) else (grads,)
     if len(grads) != n:
         raise GradcheckError(f"backward returned {len(grads)} gradient(s) for {n} input(s)")
     return grads
 
 
-def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=None, seed=0,
-              raise_on_fail=True):
+def gradcheck(fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..., Any]]], *inputs: Any,
+              params: NamedParams | None = None, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4,
+              max_checks: int | None = None, seed: int = 0, raise_on_fail: bool = True) -> GradcheckReport:
     """Compare the analytic gradient of every input and parameter with central differences.
 
     Parameters
@@ -122,9 +134,9 @@ def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4
 
     _as_float64_inputs(inputs)
     rng = np.random.default_rng(seed)
-    inputs = [np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in inputs]
+    inputs = tuple(np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in inputs)
 
-    def named(ps):
+    def named(ps: NamedParams) -> list[tuple[str, Parameter]]:
         out = [item if isinstance(item, tuple) else (item.name or f"param{i}", item) for i, item in enumerate(ps)]
         for name, p in out:
             if p.data.dtype != np.float64:
@@ -134,7 +146,7 @@ def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4
     if isinstance(fn_or_module, Loss):
         loss = fn_or_module
 
-        def scalar():
+        def scalar() -> float:
             return loss.forward(inputs[0], *inputs[1:])
 
         scalar()
@@ -147,7 +159,7 @@ def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4
         R, project = _projection(y, rng)
         grads = _per_input(backprop(_copy(R)), len(inputs))
 
-        def scalar():
+        def scalar() -> float:
             with no_grad():
                 return project(module.forward(*inputs))
 
@@ -164,7 +176,7 @@ def gradcheck(fn_or_module, *inputs, params=None, eps=1e-6, atol=1e-6, rtol=1e-4
         y, backprop = fn(*inputs)
         R, project = _projection(y, rng)
 
-        def scalar():
+        def scalar() -> float:
             return project(fn(*inputs)[0])
 
         grads = _per_input(backprop(_copy(R)), len(inputs))

@@ -14,14 +14,24 @@ that a seed makes a run reproducible. Biases start at zero. ``fans(shape)`` read
 ``he``      normal, std sqrt(2 / fan_in)
 ==========  ==========================================================
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
-def random(shape, rng, dtype=np.float32, std=0.01):
+    from ._typing import Array, Initializer, Seed
+
+
+def random(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.float32,
+           std: float = 0.01) -> Array:
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
-def fans(shape):
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight of this shape (see the module docstring for the layouts)."""
     shape = tuple(int(d) for d in shape)
     if len(shape) <= 2:
@@ -30,20 +40,20 @@ def fans(shape):
     return shape[1] * receptive, shape[0] * receptive
 
 
-def xavier(shape, rng, dtype=np.float32):
+def xavier(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.float32) -> Array:
     fan_in, fan_out = fans(shape)
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-def he(shape, rng, dtype=np.float32):
+def he(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.float32) -> Array:
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fans(shape)[0])).astype(dtype)
 
 
-INITIALIZERS = {"random": random, "xavier": xavier, "glorot": xavier, "he": he, "kaiming": he}
+INITIALIZERS: dict[str, Initializer] = {"random": random, "xavier": xavier, "glorot": xavier, "he": he, "kaiming": he}
 
 
-def get(name):
+def get(name: str | Initializer) -> Initializer:
     """Look up an initialiser by name (case-insensitive) or pass a callable through."""
     if callable(name):
         return name
@@ -53,7 +63,7 @@ def get(name):
     return INITIALIZERS[key]
 
 
-def as_generator(rng):
+def as_generator(rng: Seed) -> np.random.Generator:
     """A Generator from None (fresh entropy), an int seed, or a Generator."""
     if isinstance(rng, np.random.Generator):
         return rng

@@ -1,11 +1,16 @@
 """The training loop: epochs of forward -> loss -> backward -> optimizer.step(), with
 per-epoch evaluation, callbacks, and a clean stop when the run diverges."""
+from __future__ import annotations
+
 import contextlib
 import os
 import sys
 import time
-from functools import partial
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -19,6 +24,20 @@ from .nn.loss import NonFiniteError
 from .optim import schedule
 from .threads import StepThreads
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ._typing import Array
+    from .callbacks import Callback
+    from .nn.loss import Loss
+    from .nn.module import Module
+    from .optim.optimizer import Optimizer
+    from .optim.schedule import Schedule
+
+    #: A batch transform (``tinygrad_free.augment``): ``transform(xb, rng) -> xb'``.
+    Augment = Callable[[Array, np.random.Generator], Array]
+    Threads = int | Literal["auto"] | None
+
 
 @dataclass
 class History:
@@ -27,25 +46,25 @@ class History:
     ``status`` is ``"completed"``, ``"diverged"`` (NaN/inf loss) or ``"stopped"`` (a callback).
     """
 
-    history: dict = field(default_factory=dict)
+    history: dict[str, list[Any]] = field(default_factory=dict)
     status: str = "completed"
     message: str = ""
     compile_seconds: float = 0.0
 
-    def append(self, logs):
+    def append(self, logs: dict[str, Any]) -> None:
         for k, v in logs.items():
             self.history.setdefault(k, []).append(v)
 
-    def last(self, key, default=float("nan")):
+    def last(self, key: str, default: Any = float("nan")) -> Any:
         values = self.history.get(key)
         return values[-1] if values else default
 
-    def best(self, key="val_accuracy"):
+    def best(self, key: str = "val_accuracy") -> float:
         values = self.history.get(key) or [float("nan")]
         return max(values)
 
 
-def _want_progress(progress):
+def _want_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
     return sys.stderr.isatty() and not os.environ.get("CI")
@@ -74,8 +93,8 @@ class Trainer:
         and every few thousand steps (see ``tinygrad_free.threads``). The count changes no result.
     """
 
-    def __init__(self, model, loss_fn, optimizer, callbacks=(), progress=None, flush_denormals=True,
-                 threads="auto"):
+    def __init__(self, model: Module, loss_fn: Loss, optimizer: Optimizer, callbacks: Iterable[Callback] = (),
+                 progress: bool | None = None, flush_denormals: bool = True, threads: Threads = "auto") -> None:
         positive_int = isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
         if not (positive_int or threads in (None, "auto")):
             raise ValueError(f"threads must be 'auto', a positive int or None, got {threads!r}")
@@ -88,8 +107,10 @@ class Trainer:
         self.stop_reason = ""
         self.compile_seconds = 0.0
 
-    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, seed=0, eval_batch_size=1024,
-            lr_schedule="constant", augment=None, initial_epoch=0):
+    def fit(self, x: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None, seed: int = 0,
+            eval_batch_size: int = 1024, lr_schedule: str | Schedule | None = "constant",
+            augment: Augment | None = None, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
 
         The training loss/accuracy of an epoch are averaged over its batches as they are seen
@@ -119,7 +140,8 @@ class Trainer:
                 or not 0 <= initial_epoch <= epochs:
             raise ValueError(f"initial_epoch must be an integer in [0, epochs={epochs}] (the epochs already "
                              f"done), got {initial_epoch!r}")
-        x, y = as_samples(x, y, "the training data", self._input_dtype())
+        # (data.as_samples is not annotated yet: it returns the two arrays)
+        x, y = cast("tuple[Array, Array]", as_samples(x, y, "the training data", self._input_dtype()))
         validation_data = self._check_validation_data(validation_data, x)
         check_finite(x, "the training data (x)")
         if validation_data is not None:
@@ -174,13 +196,13 @@ class Trainer:
             cb.on_train_end(self, history)
         return history
 
-    def _input_dtype(self):
+    def _input_dtype(self) -> np.dtype[Any]:
         """The dtype array-like inputs are converted to: the model's first parameter's."""
         for p in self.model.parameters():
             return p.data.dtype
         return np.dtype(np.float32)
 
-    def _check_validation_data(self, validation_data, x):
+    def _check_validation_data(self, validation_data: Any, x: Array) -> tuple[Array, Array] | None:
         if validation_data is None:
             return None
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -188,13 +210,14 @@ class Trainer:
                    if isinstance(validation_data, (tuple, list)) else f"type {type(validation_data).__name__}")
             raise ValueError(f"validation_data must be a pair (x_val, y_val) (sample weights are not "
                              f"supported), got {got}")
-        x_val, y_val = as_samples(*validation_data, "validation_data", self._input_dtype(), names=("x_val", "y_val"))
+        x_val, y_val = validation_data
+        x_val, y_val = as_samples(x_val, y_val, "validation_data", self._input_dtype(), names=("x_val", "y_val"))
         if x_val.shape[1:] != x.shape[1:]:
             raise ValueError(f"validation_data: x_val's samples have shape {x_val.shape[1:]}, the training "
                              f"data's {x.shape[1:]}; both must have the same features")
         return x_val, y_val
 
-    def _check_labels(self, x, y, validation_data):
+    def _check_labels(self, x: Array, y: Array, validation_data: tuple[Array, Array] | None) -> None:
         """One sample of each data set through the model and the loss (eval mode, nothing
         learned), and every integer label against the model's number of outputs: a bad
         validation set fails now, not after the first epoch."""
@@ -220,7 +243,8 @@ class Trainer:
         finally:
             self.model.train()
 
-    def _run_epochs(self, history, batches, first, epochs, validation_data, eval_batch_size, bar):
+    def _run_epochs(self, history: History, batches: BatchIterator, first: int, epochs: int,
+                    validation_data: tuple[Array, Array] | None, eval_batch_size: int, bar: Any) -> None:
         for epoch in range(first + 1, epochs + 1):
             start = time.perf_counter()
             try:
@@ -243,13 +267,14 @@ class Trainer:
                 history.status, history.message = "stopped", self.stop_reason
                 return
 
-    def _train_epoch(self, batches, bar):
+    def _train_epoch(self, batches: BatchIterator, bar: Any) -> tuple[float, float]:
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         model.train()
         # Our losses count the batch's correct predictions in their kernel; any other loss
         # gets the argmax here.
         counts = hasattr(loss_fn, "correct")
-        tick = self._tuner.tick if getattr(self, "_tuner", None) is not None else None
+        tuner = getattr(self, "_tuner", None)
+        tick = tuner.tick if tuner is not None else None
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
@@ -276,7 +301,7 @@ class Trainer:
             bar.update(steps % 50)
         return total_loss / seen, correct / seen
 
-    def predict(self, x, batch_size=1024):
+    def predict(self, x: ArrayLike, batch_size: int = 1024) -> Array:
         """Logits for ``x`` (an array, or an array-like converted to the model's dtype), computed
         in eval mode in chunks."""
         if not isinstance(x, np.ndarray):
@@ -287,7 +312,7 @@ class Trainer:
         finally:
             self.model.train()
 
-    def evaluate(self, x, y, batch_size=1024):
+    def evaluate(self, x: Array | Sequence[Any], y: ArrayLike, batch_size: int = 1024) -> tuple[float, float]:
         """(mean loss, accuracy) over ``x, y`` in eval mode; (nan, nan) when there are no samples."""
         if not isinstance(y, np.ndarray):
             y = np.asarray(y)
@@ -296,14 +321,15 @@ class Trainer:
         logits = self.predict(x, batch_size)
         return self.loss_fn.forward(logits, y), accuracy(y, logits)
 
-    def _threads_for(self, batch_size):
+    def _threads_for(self, batch_size: int) -> Callable[[], AbstractContextManager[Any]]:
         """A factory of context managers that set the threads of the training steps
         (threadpoolctl's are single-use, so each epoch makes its own); "auto" is the tuner's."""
-        if self.threads in (None, "auto"):
+        threads = self.threads
+        if threads is None or threads == "auto":
             return contextlib.nullcontext
-        return partial(_limit_threads, self.threads)
+        return partial(_limit_threads, threads)
 
-    def _warmup(self):
+    def _warmup(self) -> float:
         """Compile (or load from numba's cache) the kernels before the clock starts."""
         if backend.get_backend() != "numba":
             return 0.0
@@ -311,7 +337,7 @@ class Trainer:
         return float(kernels.warmup())
 
 
-def _blas_threads():
+def _blas_threads() -> int | None:
     """The BLAS thread count in effect (the largest over the loaded BLAS libraries), or None."""
     from threadpoolctl import threadpool_info
     counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -319,14 +345,17 @@ def _blas_threads():
 
 
 @contextlib.contextmanager
-def _limit_threads(n):
+def _limit_threads(n: int) -> Iterator[None]:
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=n, user_api="blas"), kernels_parallel.num_threads(n):
         yield
 
 
-def fit(model, loss_fn, optimizer, x, y, epochs=1, batch_size=32, validation_data=None, seed=0,
-        callbacks=None, progress=None, lr_schedule="constant", augment=None, initial_epoch=0):
+def fit(model: Module, loss_fn: Loss, optimizer: Optimizer, x: ArrayLike, y: ArrayLike, epochs: int = 1,
+        batch_size: int = 32, validation_data: tuple[ArrayLike, ArrayLike] | None = None, seed: int = 0,
+        callbacks: Iterable[Callback] | None = None, progress: bool | None = None,
+        lr_schedule: str | Schedule | None = "constant", augment: Augment | None = None,
+        initial_epoch: int = 0) -> History:
     """Functional form of :meth:`Trainer.fit`; prints one line per epoch unless callbacks are given."""
     callbacks = [PrintLogger()] if callbacks is None else callbacks
     return Trainer(model, loss_fn, optimizer, callbacks, progress).fit(

@@ -1,15 +1,22 @@
 """Argument and input checks shared by the convolution, pooling and normalisation layers, so
 every layer words the same mistake the same way: the layer, what it got, what it needs."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
-def positive_int(value, what, layer):
+
+def positive_int(value: Any, what: str, layer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{layer}: {what} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def pair(value, what, layer, minimum=1):
+def pair(value: Any, what: str, layer: str, minimum: int = 1) -> tuple[int, int]:
     """An int or a pair of ints (height, width), each >= minimum, as a tuple of two ints."""
     items = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -23,16 +30,16 @@ def pair(value, what, layer, minimum=1):
     return int(items[0]), int(items[1])
 
 
-def float_dtype(dtype, layer):
+def float_dtype(dtype: DTypeLike, layer: str) -> np.dtype[Any]:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"{layer}: dtype must be a float type (float32, float64), got {dtype}")
     return dtype
 
 
-def image_batch(layer, x, channels=None):
+def image_batch(layer: object, x: Any, channels: int | None = None) -> tuple[int, ...]:
     """x must be a float (N, C, H, W) array (with C == channels when given); returns its shape."""
-    shape = getattr(x, "shape", None)
+    shape: Any = getattr(x, "shape", None)
     c = "channels" if channels is None else channels
     if getattr(x, "ndim", 0) != 4 or (channels is not None and shape[1] != channels):
         raise ValueError(f"{layer!r}: expected input of shape (batch, {c}, height, width), "
@@ -42,12 +49,12 @@ def image_batch(layer, x, channels=None):
     return shape
 
 
-def same_dtype(layer, x, dtype):
+def same_dtype(layer: object, x: Any, dtype: DTypeLike) -> None:
     if x.dtype != dtype:
         raise ValueError(f"{layer!r}: expected {dtype} input (the layer's dtype), got {x.dtype}; "
                          f"convert the data once, e.g. x.astype(np.{dtype})")
 
 
-def gradient_shape(layer, grad_out, shape):
+def gradient_shape(layer: object, grad_out: Any, shape: tuple[int, ...]) -> None:
     if grad_out.shape != tuple(shape):
         raise ValueError(f"{layer!r}: expected gradient of shape {tuple(shape)}, got {grad_out.shape}")

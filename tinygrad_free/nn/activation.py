@@ -12,10 +12,17 @@ tanh        tanh z              1 - y^2
 relu        max(z, 0)           1 if y > 0 else 0
 ==========  ==================  ======================
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 # Codes shared with the kernels (numba dispatches on these ints).
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
@@ -23,7 +30,7 @@ CODES = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": T
 NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu"}
 
 
-def code(name):
+def code(name: str | None) -> int:
     """The activation code of ``name`` (case-insensitive; ``None`` means identity)."""
     if name is None:
         return IDENTITY
@@ -38,7 +45,7 @@ class Activation(Module):
 
     code = IDENTITY
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = np.asarray(x)
         y = x.copy() if x.dtype.kind == "f" else x.astype(np.float32)
         backend.ops().bias_act(y, None, self.code)
@@ -46,7 +53,7 @@ class Activation(Module):
             self._y = y
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         if grad_out.shape != self._y.shape:
             raise ValueError(f"{type(self).__name__}.backward: expected gradient of shape {self._y.shape}, "
                              f"got {grad_out.shape}")
@@ -56,7 +63,7 @@ class Activation(Module):
         backend.ops().act_grad(self._y, grad_out, self.code, out)
         return out
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
 
@@ -79,7 +86,7 @@ class ReLU(Activation):
 ACTIVATION_LAYERS = {IDENTITY: Identity, SIGMOID: Sigmoid, TANH: Tanh, RELU: ReLU}
 
 
-def get(name):
+def get(name: str | None) -> Activation:
     """An activation layer by name: ``get("ReLU") -> ReLU()``."""
     return ACTIVATION_LAYERS[code(name)]()
 
@@ -92,7 +99,7 @@ class Softmax(Module):
     probabilities inside a network.
     """
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         z = x - x.max(axis=-1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=-1, keepdims=True)
@@ -100,9 +107,9 @@ class Softmax(Module):
             self._y = z
         return z
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         y = self._y
         return y * (grad_out - (grad_out * y).sum(axis=-1, keepdims=True))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}

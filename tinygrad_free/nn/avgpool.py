@@ -1,10 +1,17 @@
 """2-D average pooling (NCHW)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
 from . import _checks as check
 from .maxpool import pool_geometry
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 class AvgPool2D(Module):
@@ -13,12 +20,12 @@ class AvgPool2D(Module):
     kernel size). Backward spreads dy / (kh kw) over each window. No parameters.
     """
 
-    def __init__(self, kernel_size, stride=None):
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "AvgPool2D")
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "AvgPool2D")
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         n, c, ho, wo = pool_geometry(self, x)
         y = np.empty((n, c, ho, wo), x.dtype)
         backend.ops().avgpool2d_forward(x, *self.kernel_size, *self.stride, y)
@@ -26,13 +33,13 @@ class AvgPool2D(Module):
             self._x_shape, self._y_shape, self._dtype = x.shape, y.shape, x.dtype
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         check.gradient_shape(self, grad_out, self._y_shape)
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().avgpool2d_backward(grad_out, *self.kernel_size, *self.stride, dx)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,9 +1,18 @@
 """Batch normalisation over the channel axis of (N, C) or (N, C, H, W) inputs."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _checks as check
 from .module import Module
 from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from .._typing import Array
 
 
 class BatchNorm(Module):
@@ -24,7 +33,11 @@ class BatchNorm(Module):
     * dx = gamma / sqrt(var + eps) * (dy - sum(dy) / m - xh * sum(dy * xh) / m)
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+    running_mean: Array
+    running_var: Array
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.num_features = check.positive_int(num_features, "num_features", "BatchNorm")
         if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps > 0):
@@ -38,7 +51,7 @@ class BatchNorm(Module):
         self.register_buffer("running_mean", np.zeros(self.num_features, dtype))
         self.register_buffer("running_var", np.ones(self.num_features, dtype))
 
-    def _layout(self, x):
+    def _layout(self, x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(axes summed over, shape broadcasting a per-channel vector) for x."""
         if getattr(x, "ndim", 0) not in (2, 4) or x.shape[1] != self.num_features:
             raise ValueError(f"{self!r}: expected input of shape (batch, {self.num_features}) or "
@@ -47,7 +60,7 @@ class BatchNorm(Module):
         check.same_dtype(self, x, self.gamma.data.dtype)
         return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         axes, shape = self._layout(x)
         gamma, beta = self.gamma.data.reshape(shape), self.beta.data.reshape(shape)
         if not self.training:
@@ -72,7 +85,7 @@ class BatchNorm(Module):
         self._xhat, self._invstd = xhat, invstd
         return xhat * gamma + beta
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         xhat, invstd = self._xhat, self._invstd
         check.gradient_shape(self, grad_out, xhat.shape)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
@@ -86,9 +99,9 @@ class BatchNorm(Module):
         scale = (self.gamma.data * invstd).reshape(shape)
         return scale * (grad_out - (dbeta / m).reshape(shape) - xhat * (dgamma / m).reshape(shape))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
                 "dtype": str(self.gamma.data.dtype)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

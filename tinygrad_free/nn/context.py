@@ -24,16 +24,23 @@ it for backward, and an in-place change such as ``out += x`` would silently corr
 gradients (PyTorch raises "modified by an inplace operation" for the same reason). ``y.copy()``
 gives a writable array.
 """
+from __future__ import annotations
+
 import contextlib
 import functools
 import inspect
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .module import Module
+
 _MISSING = object()
-_recording = []        # contexts whose forward is running, innermost last
-_replaying = []        # contexts whose backward is running, innermost last
-_grad_enabled = [True]
+_recording: list[Context] = []        # contexts whose forward is running, innermost last
+_replaying: list[Context] = []        # contexts whose backward is running, innermost last
+_grad_enabled: list[bool] = [True]
 
 
 class Context:
@@ -41,7 +48,12 @@ class Context:
 
     __slots__ = ("module", "saved", "children", "used")
 
-    def __init__(self, module):
+    module: Module
+    saved: dict[str, Any] | None
+    children: list[Context] | None
+    used: bool
+
+    def __init__(self, module: Module) -> None:
         self.module = module
         self.saved = {}
         self.children = None
@@ -49,7 +61,7 @@ class Context:
 
 
 @contextlib.contextmanager
-def no_grad():
+def no_grad() -> Iterator[None]:
     """Forward passes inside save nothing for backward (as ``torch.no_grad()``); training-mode
     behaviour such as dropout and batch statistics is unchanged (that is ``eval()``)."""
     _grad_enabled.append(False)
@@ -59,15 +71,15 @@ def no_grad():
         _grad_enabled.pop()
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_enabled[-1]
 
 
-def _name(module):
+def _name(module: Module) -> str:
     return type(module).__name__
 
 
-def _readonly(y, xs):
+def _readonly(y: Any, xs: tuple[Any, ...]) -> Any:
     """The output as a read-only view, unless it is one of the inputs (the caller's array)."""
     if type(y) is np.ndarray:
         if y.flags.writeable:
@@ -82,7 +94,7 @@ def _readonly(y, xs):
     return y
 
 
-def forward_ctx(module, *xs, **kwargs):
+def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context | None]:
     """``module``'s forward on ``xs``; in training mode with gradients on, inside a new context.
 
     Returns ``(y, context)``, the context None when nothing was saved. (``Module._forward_ctx``;
@@ -122,7 +134,7 @@ def forward_ctx(module, *xs, **kwargs):
     return _readonly(y, xs), ctx
 
 
-def _register(module, ctx):
+def _register(module: Module, ctx: Context) -> None:
     """File an implicitly made context: with the caller's context when a module's forward made
     the call, else as the module's pending top-level call."""
     if _recording:
@@ -136,7 +148,7 @@ def _register(module, ctx):
         d["_pending_calls"] = d.get("_pending_calls", 0) + 1
 
 
-def _resolve(module):
+def _resolve(module: Module) -> Context:
     """The context a plain ``backward(grad)`` belongs to, or a clear error."""
     name = _name(module)
     if _replaying:
@@ -183,7 +195,7 @@ def _resolve(module):
         "Each forward pass can be backpropagated once (as in PyTorch); run forward again first")
 
 
-def backward_ctx(module, ctx, grad, input_grad=True):
+def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: bool = True) -> Any:
     """The backward of the call that made ``ctx``, run with the attributes that call saved put
     back on the module. (``Module._backward_ctx``.)"""
     if ctx is None:
@@ -232,15 +244,15 @@ def backward_ctx(module, ctx, grad, input_grad=True):
     return out if input_grad else None
 
 
-def accepts_input_grad(fn):
+def accepts_input_grad(fn: Callable[..., Any]) -> bool:
     params = inspect.signature(fn).parameters
     return "input_grad" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def wrap_forward(fn):
+def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make a subclass's ``forward`` run in a per-call context (see the module docstring)."""
     @functools.wraps(fn)
-    def forward(self, *xs, **kwargs):
+    def forward(self: Module, *xs: Any, **kwargs: Any) -> Any:
         if type(self).forward is not forward:       # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
         y, ctx = forward_ctx(self, *xs, **kwargs)
@@ -251,12 +263,12 @@ def wrap_forward(fn):
     return forward
 
 
-def wrap_backward(fn):
+def wrap_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make a subclass's ``backward`` run with the attributes of the call it belongs to."""
     takes = accepts_input_grad(fn)
 
     @functools.wraps(fn)
-    def backward(self, grad, input_grad=True):
+    def backward(self: Module, grad: Any, input_grad: bool = True) -> Any:
         if type(self).backward is not backward:     # super().backward() from a subclass
             return fn(self, grad, input_grad=input_grad) if takes else fn(self, grad)
         return backward_ctx(self, _resolve(self), grad, input_grad)

@@ -1,4 +1,8 @@
 """2-D convolution (NCHW) with an optional fused activation: y = act(conv2d(x, W) + b)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
@@ -7,6 +11,11 @@ from . import _checks as check
 from . import activation as act
 from .module import Module
 from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from .._typing import Array, Initializer, Seed
 
 
 class Conv2D(Module):
@@ -39,8 +48,10 @@ class Conv2D(Module):
     rng : None, int or numpy.random.Generator
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activation=None,
-                 bias=True, init="xavier", dtype=np.float32, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 activation: str | None = None, bias: bool = True, init: str | Initializer = "xavier",
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
         self.in_channels = check.positive_int(in_channels, "in_channels", "Conv2D")
         self.out_channels = check.positive_int(out_channels, "out_channels", "Conv2D")
@@ -53,15 +64,15 @@ class Conv2D(Module):
         shape = (self.out_channels, self.in_channels) + self.kernel_size
         w = initializers.get(init)(shape, initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
-        self.b = Parameter(np.zeros(self.out_channels, dtype), "b", decay=False) if bias else None
-        self._dz = None
+        self.b: Parameter | None = Parameter(np.zeros(self.out_channels, dtype), "b", decay=False) if bias else None
+        self._dz: Array | None = None
 
-    def output_shape(self, height, width):
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """(Ho, Wo) for an input of this height and width."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         W = self.W.data
         n, _, h, w = check.image_batch(self, x, self.in_channels)
         check.same_dtype(self, x, W.dtype)
@@ -79,7 +90,7 @@ class Conv2D(Module):
             self._cols, self._y, self._x_shape = cols, y, x.shape
         return y
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: its col2im and GEMMs would be wasted)."""
         cols, y = self._cols, self._y
@@ -95,13 +106,13 @@ class Conv2D(Module):
         self.W.grad_written()
         return dx
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "activation": act.NAMES[self.act_code],
                 "bias": self.b is not None, "dtype": str(self.W.data.dtype)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         if self.stride != (1, 1):
             s += f", stride={self.stride}"

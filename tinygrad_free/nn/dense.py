@@ -1,4 +1,8 @@
 """Fully connected layer with an optional fused activation: y = act(x @ W + b)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
@@ -7,8 +11,13 @@ from . import activation as act
 from .module import Module
 from .parameter import Parameter
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
-def _positive_int(value, what):
+    from .._typing import Array, Initializer, Seed
+
+
+def _positive_int(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"Dense: {what} must be a positive integer, got {value!r}")
     return int(value)
@@ -38,8 +47,9 @@ class Dense(Module):
     rng : None, int or numpy.random.Generator
     """
 
-    def __init__(self, in_features, out_features, activation=None, init="xavier", bias=True,
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_features: int, out_features: int, activation: str | None = None,
+                 init: str | Initializer = "xavier", bias: bool = True, dtype: DTypeLike = np.float32,
+                 rng: Seed = None) -> None:
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
@@ -51,10 +61,10 @@ class Dense(Module):
         self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         w = initializers.get(init)((self.in_features, self.out_features), initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
-        self.b = Parameter(np.zeros(self.out_features, dtype), "b", decay=False) if bias else None
-        self._dz = None
+        self.b: Parameter | None = Parameter(np.zeros(self.out_features, dtype), "b", decay=False) if bias else None
+        self._dz: Array | None = None
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         W = self.W.data
         if getattr(x, "ndim", 0) != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input of shape (batch, {self.in_features}), "
@@ -68,7 +78,7 @@ class Dense(Module):
             self._x, self._y = x, y
         return y
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: that GEMM is a sixth of a step's work for nothing)."""
         x, y = self._x, self._y
@@ -84,12 +94,12 @@ class Dense(Module):
         self.W.grad_written()
         return dx
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "activation": act.NAMES[self.act_code], "bias": self.b is not None,
                 "dtype": str(self.W.data.dtype)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.in_features}, {self.out_features}"
         if self.act_code != act.IDENTITY:
             s += f", activation={act.NAMES[self.act_code]!r}"

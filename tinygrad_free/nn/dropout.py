@@ -1,8 +1,15 @@
 """Inverted dropout."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import init as initializers
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array, Seed
 
 
 class Dropout(Module):
@@ -21,7 +28,7 @@ class Dropout(Module):
         same stream; a Generator or None is not (the loaded layer draws fresh entropy).
     """
 
-    def __init__(self, p=0.5, rng=None):
+    def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
@@ -29,7 +36,7 @@ class Dropout(Module):
         self.seed = int(rng) if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) else None
         self.rng = initializers.as_generator(rng)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         if getattr(x, "dtype", np.dtype(object)).kind != "f":
             raise ValueError(f"{self!r}: expected a float32 or float64 array, got "
                              f"{getattr(x, 'dtype', type(x).__name__)}")
@@ -37,7 +44,7 @@ class Dropout(Module):
             return x
         self._x_shape = x.shape
         if self.p == 0:
-            self._mask = None
+            self._mask: Array | None = None
             return x
         # Uniform draws in x's dtype (float32 draws are cheaper and only compared with p).
         keep = self.rng.random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
@@ -46,13 +53,13 @@ class Dropout(Module):
         self._mask = mask
         return x * mask
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         if grad_out.shape != self._x_shape:
             raise ValueError(f"{self!r}: expected gradient of shape {self._x_shape}, got {grad_out.shape}")
         return grad_out if self._mask is None else grad_out * self._mask
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"p": self.p, "rng": self.seed}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}"

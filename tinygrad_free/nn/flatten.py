@@ -1,8 +1,15 @@
 """Flatten: (N, C, H, W) -> (N, C*H*W), in C order."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _checks as check
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 class Flatten(Module):
@@ -11,10 +18,10 @@ class Flatten(Module):
     C-contiguous (which every layer's output is). Backward reshapes dy back. No parameters.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         if getattr(x, "ndim", 0) < 2:
             raise ValueError(f"{self!r}: expected input of shape (batch, ...) with at least 2 dimensions, "
                              f"got {getattr(x, 'shape', type(x).__name__)}")
@@ -22,10 +29,10 @@ class Flatten(Module):
             self._x_shape = x.shape
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         n = self._x_shape[0]
         check.gradient_shape(self, grad_out, (n, int(np.prod(self._x_shape[1:]))))
         return grad_out.reshape(self._x_shape)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}

@@ -1,9 +1,16 @@
 """Global average pooling: (N, C, H, W) -> (N, C)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
 from . import _checks as check
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 class GlobalAvgPool2D(Module):
@@ -12,10 +19,10 @@ class GlobalAvgPool2D(Module):
     Backward spreads dy / (H W) over the plane. No parameters.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         n, c, _, _ = check.image_batch(self, x)
         y = np.empty((n, c), x.dtype)
         backend.ops().global_avgpool2d_forward(x, y)
@@ -23,10 +30,10 @@ class GlobalAvgPool2D(Module):
             self._x_shape, self._dtype = x.shape, x.dtype
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         check.gradient_shape(self, grad_out, self._x_shape[:2])
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().global_avgpool2d_backward(grad_out, dx)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}

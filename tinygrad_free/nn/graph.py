@@ -12,33 +12,41 @@ Each call of a module on nodes is a node of its own, so one module may appear in
 topological order computed once; backward walks it in reverse, handing each node the context of
 its own call and summing the gradients of a node's several consumers (fan-out).
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import context
 from .module import Module
 from .node import Input, Node
 
+if TYPE_CHECKING:
+    from .context import Context
 
-def _describe(nodes):
+
+def _describe(nodes: Sequence[Node]) -> str:
     return ", ".join(f"(batch, {', '.join(map(str, n.shape))})" for n in nodes)
 
 
 class _eval_mode:
     """Every module below ``module`` in eval mode for a moment, each flag restored after."""
 
-    def __init__(self, module):
+    def __init__(self, module: Module) -> None:
         self.flags = [(m, m.training) for m in module.modules()]
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         for m, _ in self.flags:
             m.__dict__["training"] = False
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         for m, flag in self.flags:
             m.__dict__["training"] = flag
 
 
-def call_on_nodes(module, xs, kwargs):
+def call_on_nodes(module: Module, xs: tuple[Any, ...], kwargs: dict[str, Any]) -> Node:
     """``module(*nodes)``: a new Node whose shape comes from running the module once on zeros
     (batch of 2, eval mode, nothing saved), so a shape or dtype mismatch fails here, at build time."""
     if kwargs:
@@ -59,9 +67,11 @@ def call_on_nodes(module, xs, kwargs):
     return Node(module, xs, y.shape[1:], y.dtype)
 
 
-def _toposort(outputs):
+def _toposort(outputs: Sequence[Node]) -> list[Node]:
     """Nodes reachable from ``outputs``, each after its inputs (iterative DFS; raises on a cycle)."""
-    order, done, on_path = [], set(), set()
+    order: list[Node] = []
+    done: set[int] = set()
+    on_path: set[int] = set()
     for root in outputs:
         stack = [(root, False)]
         while stack:
@@ -96,12 +106,22 @@ class Graph(Module):
     Input not among ``inputs``, and for shape mismatches (each call runs once on zeros).
     """
 
-    def __init__(self, inputs, outputs):
+    _in_nodes: list[Node]
+    _out_nodes: list[Node]
+    _plan: list[tuple[Module, tuple[int, ...], int]]
+    _nodes: list[Node]
+    _out_pos: list[int]
+    _n_in: int
+    _keys: dict[int, str]
+    _contexts: list[Context | None]
+
+    def __init__(self, inputs: Node | list[Node] | tuple[Node, ...],
+                 outputs: Node | list[Node] | tuple[Node, ...]) -> None:
         super().__init__()
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
-        ins = list(inputs) if self._multi_in else [inputs]
-        outs = list(outputs) if self._multi_out else [outputs]
+        ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         for what, nodes in (("inputs", ins), ("outputs", outs)):
             if not nodes or not all(isinstance(n, Node) for n in nodes):
                 raise TypeError(f"Graph {what} must be Nodes (nn.Input(...) and what module calls on them "
@@ -131,7 +151,7 @@ class Graph(Module):
         d["_nodes"] = nodes
         d["_out_pos"] = [position[id(n)] for n in outs]
         d["_n_in"] = len(ins)
-        keys = {}
+        keys: dict[int, str] = {}
         for n in nodes:
             if id(n.module) not in keys:
                 keys[id(n.module)] = str(len(keys))
@@ -139,7 +159,7 @@ class Graph(Module):
         d["_keys"] = keys
 
     # --- computation ------------------------------------------------------------------------------
-    def forward(self, *xs):
+    def forward(self, *xs: Any) -> Any:
         ins = self._in_nodes
         if len(xs) != len(ins):
             raise TypeError(f"Graph takes {len(ins)} input array(s), got {len(xs)}")
@@ -157,15 +177,15 @@ class Graph(Module):
         outs = tuple(values[p] for p in self._out_pos)
         return outs if self._multi_out else outs[0]
 
-    def backward(self, grad, input_grad=True):
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
         grads_out = tuple(grad) if self._multi_out else (grad,)
         if len(grads_out) != len(self._out_pos):
             raise ValueError(f"Graph.backward takes one gradient per output ({len(self._out_pos)}), "
                              f"got {len(grads_out)}")
         n_in = self._n_in
-        grads = [None] * (n_in + len(self._plan))
+        grads: list[Any] = [None] * (n_in + len(self._plan))
 
-        def add(pos, g):        # never in place: one array may be handed to several consumers
+        def add(pos: int, g: Any) -> None:        # never in place: one array may be handed to several consumers
             grads[pos] = g if grads[pos] is None else grads[pos] + g
 
         for pos, g in zip(self._out_pos, grads_out):
@@ -194,7 +214,7 @@ class Graph(Module):
         return result if self._multi_in else result[0]
 
     # --- architecture -----------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         position = {id(n): i for i, n in enumerate(self._in_nodes)}
         for i, n in enumerate(self._nodes):
             position[id(n)] = self._n_in + i
@@ -205,7 +225,7 @@ class Graph(Module):
                 "multi_input": self._multi_in, "multi_output": self._multi_out}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Graph:
         built = [Input(tuple(s["shape"]), s["dtype"], s.get("name")) for s in config["inputs"]]
         inputs = list(built)
         for spec in config["nodes"]:
@@ -215,8 +235,9 @@ class Graph(Module):
                    outputs if config.get("multi_output", len(outputs) > 1) else outputs[0])
 
     # --- display ----------------------------------------------------------------------------------
-    def _node_names(self):
-        names, counts = {}, {}
+    def _node_names(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        counts: dict[str, int] = {}
         for i, n in enumerate(self._in_nodes):
             names[id(n)] = n.name or f"input_{i}"
         for n in self._nodes:
@@ -226,15 +247,16 @@ class Graph(Module):
             names[id(n)] = base if k == 0 else f"{base}_{k}"
         return names
 
-    def summary(self):
+    def summary(self) -> str:
         """A Keras-style table: each node, its module, its inputs, output shape and parameters."""
         names = self._node_names()
         rows = [("node", "module", "inputs", "output shape", "params")]
         for n in self._in_nodes:
             rows.append((names[id(n)], "Input", "", str((None,) + n.shape), "0"))
-        first_use = {}
+        first_use: dict[int, str] = {}
         for n in self._nodes:
             m = n.module
+            assert m is not None        # only Inputs lack a module, and _nodes holds none
             shared = first_use.get(id(m))
             params = f"shared with {shared}" if shared else f"{m.num_parameters():,}"
             first_use.setdefault(id(m), names[id(n)])
@@ -247,5 +269,5 @@ class Graph(Module):
         lines.append(f"outputs: {outs}; {self.num_parameters():,} parameters (shared modules counted once)")
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Graph(\n  " + self.summary().replace("\n", "\n  ") + "\n)"

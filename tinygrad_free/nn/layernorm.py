@@ -1,9 +1,18 @@
 """Layer normalisation over the last axis."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _checks as check
 from .module import Module
 from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from .._typing import Array
 
 
 class LayerNorm(Module):
@@ -17,7 +26,7 @@ class LayerNorm(Module):
     * dx = (g - mean(g) - xh * mean(g * xh)) / sqrt(var + eps)
     """
 
-    def __init__(self, num_features, eps=1e-5, dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.num_features = check.positive_int(num_features, "num_features", "LayerNorm")
         if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps > 0):
@@ -27,7 +36,7 @@ class LayerNorm(Module):
         self.gamma = Parameter(np.ones(self.num_features, dtype), "gamma", decay=False)
         self.beta = Parameter(np.zeros(self.num_features, dtype), "beta", decay=False)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         if getattr(x, "ndim", 0) < 1 or x.shape[-1] != self.num_features:
             raise ValueError(f"{self!r}: expected input of shape (..., {self.num_features}), "
                              f"got {getattr(x, 'shape', type(x).__name__)}")
@@ -39,7 +48,7 @@ class LayerNorm(Module):
             self._xhat, self._invstd = xhat, invstd
         return xhat * self.gamma.data + self.beta.data
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         xhat, invstd = self._xhat, self._invstd
         check.gradient_shape(self, grad_out, xhat.shape)
         rows = grad_out.reshape(-1, self.num_features)
@@ -50,8 +59,8 @@ class LayerNorm(Module):
         g = grad_out * self.gamma.data
         return invstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "dtype": str(self.gamma.data.dtype)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"

@@ -3,11 +3,19 @@
 ``loss = loss_fn(logits, y)`` returns a Python float and caches dL/dlogits;
 ``loss_fn.backward()`` returns it (scaled by ``grad``, 1.0 by default).
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from .. import backend
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .._typing import Array
 
 
 class NonFiniteError(ValueError):
@@ -25,16 +33,16 @@ class Loss:
         finds each row's maximum, so a trainer's accuracy needs no pass of its own.
     """
 
-    kernel = None  # name of the fused kernel in backend.ops()
+    kernel: str | None = None  # name of the fused kernel in backend.ops()
 
-    def __init__(self):
-        self._grad = None
+    def __init__(self) -> None:
+        self._grad: Array | None = None
         self.correct = 0
 
-    def __call__(self, logits, y):
+    def __call__(self, logits: ArrayLike, y: ArrayLike) -> float:
         return self.forward(logits, y)
 
-    def forward(self, logits, y):
+    def forward(self, logits: ArrayLike, y: ArrayLike) -> float:
         z = np.asarray(logits)
         if z.ndim != 2:
             raise ValueError(f"{type(self).__name__}: logits must have shape (batch, classes), got {z.shape}")
@@ -45,7 +53,7 @@ class Loss:
             self._grad = np.empty_like(z)
         # The kernel checks the label range and the logits' finiteness in its own pass over them.
         try:
-            loss, self.correct = getattr(backend.ops(), self.kernel)(z, labels, self._grad)
+            loss, self.correct = getattr(backend.ops(), cast(str, self.kernel))(z, labels, self._grad)
         except IndexError:
             raise ValueError(f"labels out of range: expected 0..{z.shape[1] - 1}, "
                              f"got min {labels.min()}, max {labels.max()}") from None
@@ -54,14 +62,14 @@ class Loss:
                                  "lower the learning rate or check the input scaling)")
         return loss
 
-    def backward(self, grad=1.0):
+    def backward(self, grad: float = 1.0) -> Array:
         """dL/dlogits of the last forward, times ``grad``. A fresh array each call."""
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return self._grad * grad if grad != 1.0 else self._grad.copy()
 
     @staticmethod
-    def _labels(y, shape):
+    def _labels(y: ArrayLike, shape: tuple[int, ...]) -> Array:
         """Integer class indices from int labels (batch,) or one-hot targets (batch, classes)."""
         B, C = shape
         y = np.asarray(y)
@@ -101,7 +109,7 @@ LOSSES = {"cross_entropy": CrossEntropyLoss, "crossentropy": CrossEntropyLoss,
           "mean_squared_error": MSELoss, "mse": MSELoss, "squared_error": MSELoss}
 
 
-def get_loss(name):
+def get_loss(name: str) -> Loss:
     """A loss by name: cross_entropy or mean_squared_error (aliases: mse)."""
     key = str(name).lower()
     if key not in LOSSES:

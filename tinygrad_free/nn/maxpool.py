@@ -1,12 +1,20 @@
 """2-D max pooling (NCHW) that keeps each window's argmax for the backward pass."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import backend
 from . import _checks as check
 from .module import Module
 
+if TYPE_CHECKING:
+    from .._typing import Array
+    from .avgpool import AvgPool2D
 
-def pool_geometry(layer, x):
+
+def pool_geometry(layer: MaxPool2D | AvgPool2D, x: Array) -> tuple[int, int, int, int]:
     """Check a pooling layer's input and return (N, C, Ho, Wo): floor division, no padding."""
     n, c, h, w = check.image_batch(layer, x)
     (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
@@ -25,12 +33,12 @@ class MaxPool2D(Module):
     overlapping windows picked the same pixel). No parameters.
     """
 
-    def __init__(self, kernel_size, stride=None):
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "MaxPool2D")
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "MaxPool2D")
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         n, c, ho, wo = pool_geometry(self, x)
         y = np.empty((n, c, ho, wo), x.dtype)
         argmax = np.empty((n, c, ho, wo), np.int64)
@@ -39,13 +47,13 @@ class MaxPool2D(Module):
             self._argmax, self._x_shape, self._dtype = argmax, x.shape, x.dtype
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> Array:
         check.gradient_shape(self, grad_out, self._argmax.shape)
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().maxpool2d_backward(grad_out, self._argmax, dx)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,11 +1,18 @@
 """Merge layers: several inputs of one shape in, one array out (``Add``, ``Multiply``) or joined
 along an axis (``Concat``). Forward takes the arrays; backward returns one gradient per input."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .module import Module
 
+if TYPE_CHECKING:
+    from .._typing import Array
 
-def _same_shapes(layer, xs):
+
+def _same_shapes(layer: str, xs: tuple[Array, ...]) -> None:
     if len(xs) < 2:
         raise ValueError(f"{layer} takes at least 2 inputs, got {len(xs)}")
     shapes = [np.shape(x) for x in xs]
@@ -19,7 +26,7 @@ class Add(Module):
     The same gradient array is returned for every input: a caller must not modify it in place.
     """
 
-    def forward(self, *xs):
+    def forward(self, *xs: Array) -> Array:
         _same_shapes("Add", xs)
         y = np.add(xs[0], xs[1])
         for x in xs[2:]:
@@ -28,17 +35,17 @@ class Add(Module):
             self._n = len(xs)
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> tuple[Array, ...]:
         return (grad_out,) * self._n
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
 
 class Multiply(Module):
     """y = x_1 * x_2 * ... * x_n element-wise (same shapes). dL/dx_i = dL/dy * prod_{j != i} x_j."""
 
-    def forward(self, *xs):
+    def forward(self, *xs: Array) -> Array:
         _same_shapes("Multiply", xs)
         y = np.multiply(xs[0], xs[1])
         for x in xs[2:]:
@@ -47,7 +54,7 @@ class Multiply(Module):
             self._xs = xs
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> tuple[Array, ...]:
         xs = self._xs
         grads = []
         for i in range(len(xs)):
@@ -58,7 +65,7 @@ class Multiply(Module):
             grads.append(g)
         return tuple(grads)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
 
@@ -66,13 +73,13 @@ class Concat(Module):
     """y = concatenate(x_1, ..., x_n) along ``axis`` (counted with the batch axis first, as in
     Keras's Concatenate; -1 is the feature axis). Backward splits dL/dy back into the pieces."""
 
-    def __init__(self, axis=-1):
+    def __init__(self, axis: int = -1) -> None:
         super().__init__()
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise ValueError(f"Concat: axis must be an int, got {axis!r}")
         self.axis = int(axis)
 
-    def forward(self, *xs):
+    def forward(self, *xs: Array) -> Array:
         if len(xs) < 2:
             raise ValueError(f"Concat takes at least 2 inputs, got {len(xs)}")
         ndim = np.ndim(xs[0])
@@ -89,11 +96,11 @@ class Concat(Module):
             self._axis = axis
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Array) -> tuple[Array, ...]:
         return tuple(np.split(grad_out, self._splits, axis=self._axis))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"axis={self.axis}"

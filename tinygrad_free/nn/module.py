@@ -1,13 +1,25 @@
 """Module: the unit of a network. A subclass writes ``forward`` and ``backward``; this base
 class finds its parameters, buffers and children, names them, keeps each call's saved values
 apart (``context``), and saves and loads the whole."""
+from __future__ import annotations
+
+import os
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
 from . import context, serialize
 from .node import Node
 from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .._typing import Array
+
+_M = TypeVar("_M", bound="Module")
 
 
 class Module:
@@ -29,7 +41,13 @@ class Module:
     ``named_parameters()``; ``register_buffer`` adds saved, non-trained arrays (running statistics).
     """
 
-    def __init_subclass__(cls, **kwargs):
+    training: bool
+    _registered_name: ClassVar[str]     # set by nn.register on a class saved under a short name
+    _params: OrderedDict[str, Parameter]
+    _modules: OrderedDict[str, Module]
+    _buffers: OrderedDict[str, Array]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         serialize.add_class(cls)
         # The raw methods stay reachable as class attributes, so a container's call of a child
@@ -37,21 +55,21 @@ class Module:
         fn = cls.__dict__.get("forward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._forward_raw = fn
-            cls.forward = context.wrap_forward(fn)
+            cls.forward = context.wrap_forward(fn)  # type: ignore[method-assign]
         fn = cls.__dict__.get("backward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._backward_raw = fn
             cls._backward_takes_input_grad = context.accepts_input_grad(fn)
-            cls.backward = context.wrap_backward(fn)
+            cls.backward = context.wrap_backward(fn)  # type: ignore[method-assign]
 
-    def __init__(self):
+    def __init__(self) -> None:
         d = self.__dict__
         d["_params"] = OrderedDict()
         d["_modules"] = OrderedDict()
         d["_buffers"] = OrderedDict()
         d["training"] = True
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: Any) -> None:
         d = self.__dict__
         ctx = d.get("_recording_ctx")
         if ctx is not None and not isinstance(value, (Parameter, Module)) and key not in d["_buffers"] \
@@ -60,7 +78,8 @@ class Module:
             object.__setattr__(self, key, value)
             return
         if "_params" not in d:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes")
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
+                               "assigning attributes")
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
             if key in d["_buffers"]:
                 d["_buffers"][key] = value
@@ -76,7 +95,7 @@ class Module:
             self._modules[key] = value
         object.__setattr__(self, key, value)
 
-    def register_buffer(self, name, array):
+    def register_buffer(self, name: str, array: Array) -> None:
         """A non-trained array saved with the model (``state_dict``, ``save``), read as
         ``self.<name>``. Update it in place or re-assign it; either way it persists across calls."""
         if not isinstance(array, np.ndarray):
@@ -85,23 +104,25 @@ class Module:
         object.__setattr__(self, name, array)
 
     # --- computation -------------------------------------------------------------------------
-    def forward(self, *xs):
+    # Typed loosely on purpose: a subclass's forward takes whatever inputs it needs, and its
+    # backward may leave out ``input_grad`` (the wrapper made in __init_subclass__ adds it).
+    def forward(self, *xs: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x)")
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(grad_out)")
 
     _forward_raw = forward
     _backward_raw = backward
     _backward_takes_input_grad = True
 
-    def __call__(self, *xs, **kwargs):
+    def __call__(self, *xs: Any, **kwargs: Any) -> Any:
         if xs and any(isinstance(x, Node) for x in xs):
             from .graph import call_on_nodes
             return call_on_nodes(self, xs, kwargs)
         return self.forward(*xs, **kwargs)
 
-    def begin_update(self, *xs):
+    def begin_update(self, *xs: Any) -> tuple[Any, Callable[..., Any]]:
         """Forward with the call's backward as a callback, thinc's ``(y, backprop)``.
 
         ``backprop(grad, input_grad=True)`` runs this call's backward, whatever else ran since:
@@ -111,7 +132,7 @@ class Module:
         """
         y, ctx = self._forward_ctx(*xs)
 
-        def backprop(grad, input_grad=True):
+        def backprop(grad: Any, input_grad: bool = True) -> Any:
             return self._backward_ctx(ctx, grad, input_grad)
         return y, backprop
 
@@ -121,17 +142,17 @@ class Module:
     _backward_ctx = context.backward_ctx
 
     # --- parameters --------------------------------------------------------------------------
-    def _walk_with_owner(self, prefix=""):
+    def _walk_with_owner(self, prefix: str = "") -> Iterator[tuple[str, Parameter, Module]]:
         for key, p in self._params.items():
             yield prefix + key, p, self
         for key, m in self._modules.items():
             yield from m._walk_with_owner(f"{prefix}{key}.")
 
-    def _walk(self, prefix=""):
+    def _walk(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, p, _ in self._walk_with_owner(prefix):
             yield name, p
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
         """``(dotted_name, Parameter)`` pairs in layer order (``0.W``, ``0.b``, ``2.W``, ...).
 
         Also stamps each Parameter's ``name`` with its dotted name, so a plain
@@ -139,8 +160,8 @@ class Module:
         A parameter reached twice (a reused module, a tied weight) is listed once, under its
         first name.
         """
-        seen = set()
-        out = []
+        seen: set[int] = set()
+        out: list[tuple[str, Parameter]] = []
         for name, p in self._walk():
             if id(p) in seen:
                 continue
@@ -149,14 +170,15 @@ class Module:
             out.append((name, p))
         return out
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
-    def named_buffers(self, prefix=""):
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, Array]]:
         """``(dotted_name, array)`` of every buffer, each listed once."""
-        seen, out = set(), []
+        seen: set[int] = set()
+        out: list[tuple[str, Array]] = []
 
-        def walk(m, prefix):
+        def walk(m: Module, prefix: str) -> None:
             for key, b in m._buffers.items():
                 if id(m) not in seen:
                     out.append((prefix + key, b))
@@ -167,20 +189,22 @@ class Module:
         walk(self, prefix)
         return out
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
 
-    def children(self):
+    def children(self) -> list[Module]:
         """The distinct child modules, in registration order."""
         return list({id(m): m for m in self._modules.values()}.values())
 
-    def modules(self):
+    def modules(self) -> list[Module]:
         """This module and every module below it, each once."""
-        out, seen, stack = [], set(), [self]
+        out: list[Module] = []
+        seen: set[int] = set()
+        stack: list[Module] = [self]
         while stack:
             m = stack.pop(0)
             if id(m) in seen:
@@ -190,38 +214,38 @@ class Module:
             stack.extend(m._modules.values())
         return out
 
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         """Training mode: forward saves what backward needs. Returns self."""
         for m in self.modules():
             m.__dict__["training"] = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         """Inference mode: forward saves nothing, so backward is unavailable."""
         return self.train(False)
 
-    def _get_parameter(self, dotted):
+    def _get_parameter(self, dotted: str) -> Parameter:
         *path, key = dotted.split(".")
-        module = self
+        module: Module = self
         for part in path:
             module = module._modules[part]
         return module._params[key]
 
-    def _set_parameter(self, dotted, parameter):
+    def _set_parameter(self, dotted: str, parameter: Parameter) -> None:
         *path, key = dotted.split(".")
-        module = self
+        module: Module = self
         for part in path:
             module = module._modules[part]
         setattr(module, key, parameter)
 
     # --- state -------------------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, Array]:
         """Copies of every parameter's value, then every buffer's, keyed by dotted name."""
         state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
         state.update((name, b.copy()) for name, b in self.named_buffers())
         return state
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> None:
         """Copy values into the existing parameter and buffer arrays (never re-binding them).
 
         ``strict`` requires exactly the same keys; shapes must always match.
@@ -241,7 +265,7 @@ class Module:
             target[...] = value
 
     # --- architecture and files --------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """Constructor arguments as JSON-able values (Modules allowed), so ``nn.load`` can
         rebuild the module."""
         raise NotImplementedError(
@@ -249,14 +273,14 @@ class Module:
             "or save state_dict() yourself")
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls: type[_M], config: dict[str, Any]) -> _M:
         """The inverse of ``get_config`` (nested modules arrive already rebuilt)."""
         return cls(**config)
 
-    def to_spec(self):
+    def to_spec(self) -> dict[str, Any]:
         return serialize.to_spec(self)
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write architecture (JSON), weights and buffers to one ``.npz``, atomically.
 
         The file is written next to ``path`` under a temporary name and renamed into place,
@@ -265,10 +289,10 @@ class Module:
         serialize.save(self, path)
 
     # --- display -----------------------------------------------------------------------------
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
         head = f"{type(self).__name__}({self.extra_repr()}"
         if not lines:

@@ -1,5 +1,15 @@
 """The trainable tensor: a value and the gradient that backward accumulates into it."""
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from .._typing import Array
 
 # The hot path's flag writes skip Parameter.__setattr__ (which only guards data).
 _set = object.__setattr__
@@ -32,8 +42,14 @@ class Parameter:
     """
 
     __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay", "_owner")
+    data: Array
+    _grad: Array
+    _grad_is_zero: bool
+    name: str
+    decay: bool
+    _owner: weakref.ref[Any] | None
 
-    def __init__(self, data, name="", decay=True):
+    def __init__(self, data: ArrayLike, name: str = "", decay: bool = True) -> None:
         data = np.asarray(data)
         if data.dtype.kind != "f":
             raise ValueError(f"Parameter {name!r} must be a floating array, got dtype {data.dtype}")
@@ -44,7 +60,7 @@ class Parameter:
         self.name = name
         self.decay = decay
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: Any) -> None:
         if key == "data":
             value = self._conforming(value, "data")
             if self._owner is not None:       # packed: the optimizer's buffer must see the value
@@ -52,7 +68,7 @@ class Parameter:
                 return
         object.__setattr__(self, key, value)
 
-    def _conforming(self, value, what):
+    def _conforming(self, value: ArrayLike, what: str) -> Array:
         """``value`` as an array of this parameter's shape and dtype, or a clear error."""
         value = np.asarray(value)
         shape, dtype = self.data.shape, self.data.dtype
@@ -65,21 +81,21 @@ class Parameter:
                              f"parameter is {dtype}; convert it first, e.g. array.astype(np.{dtype})")
         return value
 
-    def _bind(self, data, grad, owner):
+    def _bind(self, data: Array, grad: Array, owner: weakref.ref[Any]) -> None:
         """Point ``data``/``grad`` at an optimizer's buffer views (``owner``: a weakref to it)."""
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_grad", grad)
         object.__setattr__(self, "_owner", owner)
 
     @property
-    def grad(self):
+    def grad(self) -> Array:
         if self._grad_is_zero:          # a zero_grad() is pending: make it real before anyone reads
             self._grad.fill(0)
             _set(self, "_grad_is_zero", False)
         return self._grad
 
     @grad.setter
-    def grad(self, value):
+    def grad(self, value: ArrayLike | None) -> None:
         if value is None:               # PyTorch's way of clearing a gradient
             self.zero_grad()
             return
@@ -90,12 +106,12 @@ class Parameter:
             self._grad = value
         self._grad_is_zero = False
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Clear the gradient. Lazy: the next ``gemm_target`` user overwrites instead of adding,
         which saves a pass over the largest arrays every step; any other read sees zeros."""
         _set(self, "_grad_is_zero", True)
 
-    def gemm_target(self):
+    def gemm_target(self) -> tuple[Array, float]:
         """(grad, beta) for a matrix product that writes ``grad <- update + beta * grad``.
 
         beta is 0 right after ``zero_grad()`` (the product overwrites, even stale NaN) and 1
@@ -104,21 +120,21 @@ class Parameter:
         """
         return self._grad, (0.0 if self._grad_is_zero else 1.0)
 
-    def grad_written(self):
+    def grad_written(self) -> None:
         """The array from ``gemm_target`` now holds the gradient."""
         _set(self, "_grad_is_zero", False)
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self.data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

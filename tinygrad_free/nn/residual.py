@@ -1,5 +1,13 @@
 """Residual: y = x + block(x), the skip connection of ResNet."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import Array
+    from .context import Context
 
 
 class Residual(Module):
@@ -10,13 +18,15 @@ class Residual(Module):
     may be used several times in one network.
     """
 
-    def __init__(self, block):
+    _ctx: Context | None
+
+    def __init__(self, block: Module) -> None:
         super().__init__()
         if not isinstance(block, Module):
             raise TypeError(f"Residual wraps a Module, got {type(block).__name__}")
         self.block = block
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         y, ctx = self.block._forward_ctx(x)
         if y.shape != x.shape:
             raise ValueError(f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "
@@ -25,9 +35,9 @@ class Residual(Module):
             self._ctx = ctx
         return x + y
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         g = self.block._backward_ctx(self._ctx, grad_out, input_grad)
         return grad_out + g if input_grad else None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"block": self.block}

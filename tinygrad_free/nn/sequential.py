@@ -1,4 +1,9 @@
 """Sequential: a forward loop over modules and a reversed backward loop."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, overload
+
 from .module import Module
 
 
@@ -12,31 +17,39 @@ class Sequential(Module):
     several inputs (``model(xa, xb)``).
     """
 
-    def __init__(self, *modules):
+    _layers: list[Module]
+    _contexts: list[Any]
+
+    def __init__(self, *modules: Module) -> None:
         super().__init__()
         self.__dict__["_layers"] = []
         for m in modules:
             self.append(m)
 
-    def append(self, module):
+    def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
             raise TypeError(f"Sequential holds Modules, got {type(module).__name__}")
         setattr(self, str(len(self._layers)), module)
         self._layers.append(module)
         return self
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._layers)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequential: ...
+
+    def __getitem__(self, index: int | slice) -> Module:
         if isinstance(index, slice):
             return Sequential(*self._layers[index])
         return self._layers[index]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._layers)
 
-    def forward(self, *xs):
+    def forward(self, *xs: Any) -> Any:
         layers = self._layers
         if not layers:
             return xs[0] if len(xs) == 1 else xs
@@ -53,7 +66,7 @@ class Sequential(Module):
             self._contexts = contexts
         return y
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: Any, input_grad: bool = True) -> Any:
         """Run every layer's backward in reverse, each with the context of its own call; returns
         dL/dx (None with ``input_grad=False``, which lets the first layer skip computing it)."""
         layers, contexts = self._layers, self._contexts
@@ -63,9 +76,9 @@ class Sequential(Module):
             return grad_out if input_grad else None
         return layers[0]._backward_ctx(contexts[0], grad_out, input_grad)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"layers": list(self._layers)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
         return cls(*config["layers"])

@@ -11,33 +11,45 @@ never stands in for the built-in one. ``@nn.register("name")`` gives a class a s
 that does not depend on where it is defined (for a class that moves between files); a name that
 is taken raises unless ``override=True``.
 """
+from __future__ import annotations
+
 import json
+import os
 import zipfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..fileio import atomic_open
 
-_CLASSES = {}          # qualified name -> class (filled by Module.__init_subclass__)
-_SHORT = {}            # registered short name -> class
-_active_memo = []      # the memo of the save in progress, so nested to_spec() calls share it
+if TYPE_CHECKING:
+    from .module import Module
+
+_C = TypeVar("_C", bound="type[Module]")
+
+# qualified name -> class (filled by Module.__init_subclass__)
+_CLASSES: dict[str, type[Module]] = {}
+_SHORT: dict[str, type[Module]] = {}       # registered short name -> class
+# the memo of the save in progress, so nested to_spec() calls share it
+_active_memo: list[dict[int, tuple[int, Module]]] = []
 
 
-def qualified_name(cls):
+def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def add_class(cls):
+def add_class(cls: type[Module]) -> None:
     """Record a Module subclass under its qualified name (a redefinition replaces the old class)."""
     _CLASSES[qualified_name(cls)] = cls
 
 
-def register(name, override=False):
+def register(name: str, override: bool = False) -> Callable[[_C], _C]:
     """Class decorator: save and load a Module subclass under the short name ``name``.
 
     Raises if ``name`` is already registered to another class, unless ``override=True``.
     """
-    def wrap(cls):
+    def wrap(cls: _C) -> _C:
         taken = _SHORT.get(name)
         if taken is not None and qualified_name(taken) != qualified_name(cls) and not override:
             raise ValueError(f"module name {name!r} is already registered to {qualified_name(taken)}; "
@@ -48,11 +60,11 @@ def register(name, override=False):
     return wrap
 
 
-def class_name(cls):
+def class_name(cls: type) -> str:
     return cls.__dict__.get("_registered_name") or qualified_name(cls)
 
 
-def find_class(name):
+def find_class(name: str) -> type[Module]:
     """The class saved as ``name``: a short registered name, a qualified name, or (files written
     before qualified names) a bare class name that only one known class has."""
     if name in _SHORT:
@@ -74,7 +86,7 @@ def find_class(name):
 
 
 # --- specs ----------------------------------------------------------------------------------------
-def to_spec(module):
+def to_spec(module: Module) -> dict[str, Any]:
     """``{"class", "id", "config"}`` of ``module``; a module met before in the same spec becomes
     ``{"ref": id}``."""
     outer = bool(_active_memo)
@@ -92,7 +104,7 @@ def to_spec(module):
             _active_memo.pop()
 
 
-def encode(value):
+def encode(value: Any) -> Any:
     """A config with Modules (alone, or in lists, tuples and dicts) replaced by their specs."""
     from .module import Module
     if isinstance(value, Module):
@@ -104,11 +116,11 @@ def encode(value):
     return value
 
 
-def _is_spec(value):
+def _is_spec(value: Any) -> bool:
     return isinstance(value, dict) and (set(value) == {"ref"} or {"class", "config"} <= set(value))
 
 
-def decode(value, memo):
+def decode(value: Any, memo: dict[int, Module]) -> Any:
     """The inverse of :func:`encode`: specs in a config become Modules again."""
     if _is_spec(value):
         return from_spec(value, memo)
@@ -119,7 +131,7 @@ def decode(value, memo):
     return value
 
 
-def from_spec(spec, memo=None):
+def from_spec(spec: dict[str, Any], memo: dict[int, Module] | None = None) -> Module:
     """Rebuild a module from its spec (``memo`` maps ids to modules already built)."""
     memo = {} if memo is None else memo
     if set(spec) == {"ref"}:
@@ -134,10 +146,12 @@ def from_spec(spec, memo=None):
 
 
 # --- files ------------------------------------------------------------------------------------------
-def parameter_ties(module):
+def parameter_ties(module: Module) -> dict[str, str]:
     """``{alias: first_name}`` for every Parameter reachable under two dotted names from two
     different module objects (one module reused keeps its parameters without a tie)."""
-    first, ties, owners = {}, {}, {}
+    first: dict[int, str] = {}
+    ties: dict[str, str] = {}
+    owners: dict[int, Module] = {}
     for name, p, owner in module._walk_with_owner():
         if id(p) not in first:
             first[id(p)], owners[id(p)] = name, owner
@@ -146,9 +160,9 @@ def parameter_ties(module):
     return ties
 
 
-def save(module, path):
+def save(module: Module, path: str | os.PathLike[str]) -> None:
     """Architecture (JSON), weights, buffers and ties in one ``.npz``, written atomically."""
-    arrays = {f"param/{k}": v for k, v in module.state_dict().items()}
+    arrays: dict[str, Any] = {f"param/{k}": v for k, v in module.state_dict().items()}
     arrays["architecture"] = np.array(json.dumps(to_spec(module)))
     ties = parameter_ties(module)
     if ties:
@@ -157,7 +171,7 @@ def save(module, path):
         np.savez(f, **arrays)
 
 
-def _check_model_file(path):
+def _check_model_file(path: str | os.PathLike[str]) -> None:
     try:
         with open(path, "rb") as f:
             head = f.read(6)
@@ -170,7 +184,7 @@ def _check_model_file(path):
                      "model.save(path) writes")
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Module:
     """Load a model written by ``Module.save``. Reads with ``allow_pickle=False``."""
     _check_model_file(path)
     try:

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("adam")
@@ -13,11 +20,14 @@ class Adam(Optimizer):
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+    beta1: float
+    beta2: float
+    eps: float
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         b1, b2 = self.beta1, self.beta2
         backend.ops().adam(w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, b2, self.eps,
                            1 - b1 ** self.t, 1 - b2 ** self.t)

@@ -1,8 +1,15 @@
 """Eve: the worked example of adding an optimizer. Nothing outside this file knows about it."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("eve")
@@ -22,12 +29,18 @@ class Eve(Optimizer):
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, beta3=0.999, eps=1e-8, k=0.1, K=10.0)
+    beta1: float
+    beta2: float
+    beta3: float
+    eps: float
+    k: float
+    K: float
     ranges = {"beta3": (0.0, 1.0, False, False), "k": (0.0, 1.0, True, False), "K": (1.0, float("inf"), False, True)}
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
 
-    def prepare(self, loss):
+    def prepare(self, loss: float | None) -> None:
         if loss is None:
             raise ValueError("Eve needs the minibatch loss: call opt.step(loss=loss)")
         f = float(loss)
@@ -42,7 +55,7 @@ class Eve(Optimizer):
         r = abs(f_hat - f_prev) / min(f_hat, f_prev)
         self.shared.update(f_hat=f_hat, d=self.beta3 * self.shared["d"] + (1 - self.beta3) * r)
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         # mh / (d sqrt(vh) + eps) == (1/d) mh / (sqrt(vh) + eps/d): Adam's fused kernel with
         # lr/d and eps/d is exactly this update, so Eve needs no kernel of its own.
         b1, b2, d = self.beta1, self.beta2, self.shared["d"]

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("momentum")
@@ -12,11 +19,12 @@ class Momentum(Optimizer):
     """
 
     defaults = dict(lr=1e-2, momentum=0.9)
+    momentum: float
     nesterov = False
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {"u": np.zeros_like(w)}
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         backend.ops().momentum(w, g, state["u"], self.scratch(w), self.lr, self.momentum, self.nesterov)
 

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("nadam")
@@ -21,18 +28,22 @@ class NAdam(Optimizer):
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=0.0)
+    beta1: float
+    beta2: float
+    eps: float
+    momentum_decay: float
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
 
-    def prepare(self, loss):
+    def prepare(self, loss: float | None) -> None:
         if self.momentum_decay:     # P_t is a running product, so it is state (saved in state_dict)
             self.shared["mu_product"] = self.shared.get("mu_product", 1.0) * self._mu(self.t)
 
-    def _mu(self, t):
+    def _mu(self, t: int) -> float:
         return self.beta1 * (1 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         b1, t = self.beta1, self.t
         if self.momentum_decay:
             mu, mu_next, prod = self._mu(t), self._mu(t + 1), self.shared["mu_product"]

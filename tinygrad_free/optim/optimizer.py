@@ -16,23 +16,39 @@ A rule that is not element-wise (one that takes a norm or a mean of a tensor, or
 weight matrix as a matrix) sets ``elementwise = False``: ``update`` is then called once per
 parameter with that parameter's own arrays, in its own shape.
 """
+from __future__ import annotations
+
 import math
 import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 
 from .. import backend
 
-_REGISTRY = {}
+if TYPE_CHECKING:
+    from .._typing import Array
+    from ..nn.module import Module
+    from ..nn.parameter import Parameter
+
+    #: What an optimizer is built from: a Module, or Parameters, or (name, Parameter) pairs.
+    Params: TypeAlias = "Module | Iterable[Parameter | tuple[str, Parameter]]"
+
+_O = TypeVar("_O", bound="type[Optimizer]")
+#: (low, high, low open?, high open?) of a hyperparameter's allowed interval.
+Range = tuple[float, float, bool, bool]
+
+_REGISTRY: dict[str, type[Optimizer]] = {}
 
 
-def register(name, *aliases, override=False):
+def register(name: str, *aliases: str, override: bool = False) -> Callable[[_O], _O]:
     """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)``.
 
     A name (or alias) already registered to another class raises unless ``override=True``: a
     plugin must not silently replace a built-in optimizer.
     """
-    def wrap(cls):
+    def wrap(cls: _O) -> _O:
         for key in (name, *aliases):
             taken = _REGISTRY.get(key.lower())
             if taken is not None and _qualified(taken) != _qualified(cls) and not override:
@@ -45,29 +61,29 @@ def register(name, *aliases, override=False):
     return wrap
 
 
-def _qualified(cls):
+def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def available():
+def available() -> list[str]:
     """Registered names (aliases included)."""
     return sorted(_REGISTRY)
 
 
-def get(name):
+def get(name: str) -> type[Optimizer]:
     key = str(name).lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {available()}")
     return _REGISTRY[key]
 
 
-def create(name, params, **hyperparameters):
+def create(name: str, params: Params, **hyperparameters: Any) -> Optimizer:
     """``create("nadam", model.parameters(), lr=1e-3)``: an optimizer by registered name."""
     return get(name)(params, **hyperparameters)
 
 
 # Ranges of the hyperparameters every optimizer may have: (low, high, low open?, high open?).
-RANGES = {
+RANGES: dict[str, Range] = {
     "lr": (0.0, math.inf, True, True),
     "weight_decay": (0.0, math.inf, False, True),
     "momentum": (0.0, 1.0, False, True),
@@ -79,7 +95,7 @@ RANGES = {
 }
 
 
-def _check(name, value, low, high, low_open, high_open):
+def _check(name: str, value: Any, low: float, high: float, low_open: bool, high_open: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
             or not math.isfinite(value) or value < low or value > high \
             or (low_open and value == low) or (high_open and value == high):
@@ -94,22 +110,25 @@ class _Unit:
 
     __slots__ = ("w", "g", "state", "n_decay", "members", "decayed", "tmp")
 
-    def __init__(self, w, g, n_decay, members):
+    def __init__(self, w: Array, g: Array, n_decay: int, members: list[tuple[str, int, tuple[int, ...]]]) -> None:
         self.w, self.g, self.n_decay, self.members = w, g, n_decay, members
-        self.state = {}
-        self.decayed = None     # scratch for g + wd * w, made on first use
-        self.tmp = None         # scratch for the NumPy kernels
+        self.state: dict[str, Array] = {}
+        self.decayed: Array | None = None     # scratch for g + wd * w, made on first use
+        self.tmp: Array | None = None         # scratch for the NumPy kernels
 
 
 class Optimizer:
     """Base class of all optimizers; see the module docstring for the contract."""
 
-    name = None
-    defaults = {}
-    elementwise = True
-    ranges = {}
+    name: ClassVar[str | None] = None
+    defaults: ClassVar[dict[str, float]] = {}
+    elementwise: ClassVar[bool] = True
+    ranges: ClassVar[dict[str, Range]] = {}
+    # Set from the hyperparameters (every optimizer has these two; a subclass declares its own).
+    lr: float
+    weight_decay: float
 
-    def __init__(self, params, **hyperparameters):
+    def __init__(self, params: Params, **hyperparameters: Any) -> None:
         allowed = {"lr", "weight_decay", *self.defaults}
         unknown = sorted(set(hyperparameters) - allowed)
         if unknown:
@@ -125,33 +144,33 @@ class Optimizer:
             object.__setattr__(self, key, value)
         self.validate()
         self.t = 0
-        self.shared = {}
+        self.shared: dict[str, Any] = {}
         self._named = self._collect(params)
         self._ref = weakref.ref(self)
         self._units = self._pack() if self.elementwise else self._per_parameter()
         for unit in self._units:
             unit.state = self.init_state(unit.w)
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: Any) -> None:
         if key == "lr":
             value = _check("lr", value, *RANGES["lr"])
         object.__setattr__(self, key, value)
 
     # --- what a subclass writes -----------------------------------------------------------------
-    def validate(self):
+    def validate(self) -> None:
         """Check relations between hyperparameters (single ranges are checked already)."""
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {}
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement update(w, g, state)")
 
-    def prepare(self, loss):
+    def prepare(self, loss: float | None) -> None:
         """Called once per step before the updates, with the loss passed to ``step``."""
 
     # --- the step ---------------------------------------------------------------------------------
-    def step(self, loss=None):
+    def step(self, loss: float | None = None) -> None:
         """Apply one update to every parameter from its accumulated ``grad``."""
         me = self._ref
         for name, p in self._named:
@@ -169,7 +188,7 @@ class Optimizer:
                 g = backend.ops().weight_decay(g, unit.w, wd, unit.n_decay, unit.decayed)
             self.update(unit.w, g, unit.state)
 
-    def _lost(self, name, p):
+    def _lost(self, name: str, p: Parameter) -> None:
         other = p._owner() if p._owner is not None else None
         raise RuntimeError(
             f"{type(self).__name__}.step: parameter {name!r} is now packed by another optimizer "
@@ -177,7 +196,7 @@ class Optimizer:
             "one), so this optimizer's updates would never reach the model. Use one optimizer per parameter: "
             "step the newest one, or create the optimizer once and keep it")
 
-    def scratch(self, w):
+    def scratch(self, w: Array) -> Array:
         """A reusable (2, *w.shape) buffer for NumPy updates of ``w`` (one of this optimizer's arrays)."""
         for unit in self._units:
             if unit.w is w:
@@ -186,13 +205,13 @@ class Optimizer:
                 return unit.tmp
         return np.empty((2,) + w.shape, w.dtype)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for _, p in self._named:
             p.zero_grad()
 
     # --- parameters -----------------------------------------------------------------------------
     @staticmethod
-    def _collect(params):
+    def _collect(params: Params) -> list[tuple[str, Parameter]]:
         from ..nn.module import Module
         from ..nn.parameter import Parameter
         if isinstance(params, Module):
@@ -212,7 +231,7 @@ class Optimizer:
                              "pass model.parameters() of one model, or model.named_parameters()")
         return named
 
-    def _pack(self):
+    def _pack(self) -> list[_Unit]:
         units = []
         for dtype in dict.fromkeys(p.data.dtype for _, p in self._named):
             group = [(n, p) for n, p in self._named if p.data.dtype == dtype]
@@ -231,7 +250,7 @@ class Optimizer:
             units.append(_Unit(w, g, n_decay, members))
         return units
 
-    def _per_parameter(self):
+    def _per_parameter(self) -> list[_Unit]:
         units = []
         for n, p in self._named:
             p._bind(p.data, p.grad, self._ref)    # later p.data = ... copies into these arrays
@@ -239,20 +258,21 @@ class Optimizer:
         return units
 
     # --- state --------------------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **{k: getattr(self, k) for k in self._hyper}}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Step count, hyperparameters, optimizer-wide state and per-parameter state (copies),
         the last keyed by each parameter's dotted name."""
-        per_param = {name: None for name, _ in self._named}     # model order, not packing order
+        # model order, not packing order
+        per_param: dict[str, dict[str, Array] | None] = {name: None for name, _ in self._named}
         for unit in self._units:
             for name, offset, shape in unit.members:
                 per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
         return {"t": self.t, "config": self.get_config(),
                 "shared": {k: np.copy(v) for k, v in self.shared.items()}, "state": per_param}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a ``state_dict()``: same parameter names and shapes required."""
         theirs = state["state"]
         ours = {name for unit in self._units for name, _, _ in unit.members}
@@ -274,14 +294,14 @@ class Optimizer:
         self.t = int(state["t"])
 
     @staticmethod
-    def _slice(unit, array, offset, shape):
+    def _slice(unit: _Unit, array: Array, offset: int, shape: tuple[int, ...]) -> Array:
         if array.shape == unit.w.shape and len(unit.members) > 1:
             return array[offset:offset + int(np.prod(shape))].reshape(shape)
         return array.reshape(shape) if array.size == int(np.prod(shape)) else array
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # A hyperparameter may be None or another non-number (a subclass's option): repr() it.
-        def show(value):
+        def show(value: Any) -> str:
             number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
             return f"{value:g}" if number else repr(value)
         hp = ", ".join(f"{k}={show(getattr(self, k))}" for k in self._hyper)

@@ -1,7 +1,14 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("rmsprop")
@@ -12,9 +19,11 @@ class RMSProp(Optimizer):
     """
 
     defaults = dict(lr=1e-3, beta=0.9, eps=1e-8)
+    beta: float
+    eps: float
 
-    def init_state(self, w):
+    def init_state(self, w: Array) -> dict[str, Array]:
         return {"v": np.zeros_like(w)}
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         backend.ops().rmsprop(w, g, state["v"], self.scratch(w), self.lr, self.beta, self.eps)

@@ -10,25 +10,31 @@ cosine      (1 + cos(pi * progress)) / 2   (Loshchilov & Hutter 2017, no restart
 linear      1 - progress
 ==========  =================================================================
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+
+#: ``f(progress) -> factor`` of the base learning rate, progress in [0, 1).
+Schedule = Callable[[float], float]
 
 
-def constant(progress):
+def constant(progress: float) -> float:
     return 1.0
 
 
-def cosine(progress):
+def cosine(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def linear(progress):
+def linear(progress: float) -> float:
     return 1.0 - progress
 
 
-SCHEDULES = {"constant": constant, "cosine": cosine, "linear": linear}
+SCHEDULES: dict[str, Schedule] = {"constant": constant, "cosine": cosine, "linear": linear}
 
 
-def get(name):
+def get(name: str | Schedule) -> Schedule:
     """A schedule by name, or a callable passed through."""
     if callable(name):
         return name

@@ -1,5 +1,12 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .. import backend
 from .optimizer import Optimizer, register
+
+if TYPE_CHECKING:
+    from .._typing import Array
 
 
 @register("sgd")
@@ -8,5 +15,5 @@ class SGD(Optimizer):
 
     defaults = dict(lr=1e-2)
 
-    def update(self, w, g, state):
+    def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         backend.ops().sgd(w, g, self.scratch(w), self.lr)
