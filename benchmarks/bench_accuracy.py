@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 from common import ROOT  # noqa: E402
+
 from tinygrad_free.fileio import atomic_write_text  # noqa: E402
 
 MNIST = ["mnist_nadam_relu5", "mnist_adam_relu4", "mnist_nadam_tanh3"]

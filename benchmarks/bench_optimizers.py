@@ -76,8 +76,9 @@ def learning_rate(name, overrides):
 
 def make(name, lr, seed):
     import numpy as np
-    from tinygrad_free.recipes import build_mlp
+
     from tinygrad_free import nn, optim
+    from tinygrad_free.recipes import build_mlp
     model = build_mlp(784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32,
                       rng=seed)
     return model, optim.create(name, model.parameters(), lr=lr), nn.CrossEntropyLoss()

@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as C  # noqa: E402
 
-from tinygrad_free.cli import positive_int  # noqa: E402
-from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
 from tinygrad_free import tracking  # noqa: E402
+from tinygrad_free.cli import positive_int  # noqa: E402
+from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 
 WITHIN = 0.005  # "within 0.5 points" of the best validation accuracy
 

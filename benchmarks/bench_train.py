@@ -178,6 +178,7 @@ def main(argv=None):
             impls.append(impl)
 
     import numpy as np
+
     from tinygrad_free.data import load_split
     split = load_split("fashion_mnist")
     x, y = split.x_train, split.y_train

@@ -6,7 +6,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
-
 IMPLS = {
     "ours-numba": "tinygrad_free (numba)",
     "ours-numpy": "tinygrad_free (numpy)",

@@ -21,6 +21,7 @@ def _epochs_total(spec):
 
 def worker_ours(spec, x, y):
     import numpy as np
+
     from tinygrad_free import backend, kernels, nn, optim
     from tinygrad_free.callbacks import Callback
     from tinygrad_free.train import Trainer

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from tinygrad_free.cli import positive_int  # noqa: E402
 from tinygrad_free import report as R  # noqa: E402
 from tinygrad_free import sweep as S  # noqa: E402
 from tinygrad_free import tracking  # noqa: E402
+from tinygrad_free.cli import positive_int  # noqa: E402
 
 
 def _rel(path, out):

@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tinygrad_free.cli import positive_int, writable_file  # noqa: E402
-from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 from tinygrad_free import sweep, tracking  # noqa: E402
+from tinygrad_free.cli import positive_int, writable_file  # noqa: E402
 from tinygrad_free.sweep import command  # noqa: E402
+from tinygrad_free.sweep import parse_assignment as assignment  # noqa: E402
 
 
 def build_parser():

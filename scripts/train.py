@@ -28,10 +28,19 @@ for _var in BLAS_THREAD_VARIABLES:
 
 from tinygrad_free import config as C  # noqa: E402
 from tinygrad_free import init, nn, optim, tracking  # noqa: E402
-from tinygrad_free.optim import schedule  # noqa: E402
-from tinygrad_free.cli import (add_plugin_option, load_plugins, non_negative_float, non_negative_int,  # noqa: E402
-                               positive_float, positive_int, table_choice, unit_interval, writable_file)
+from tinygrad_free.cli import (  # noqa: E402
+    add_plugin_option,
+    load_plugins,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    table_choice,
+    unit_interval,
+    writable_file,
+)
 from tinygrad_free.config import optimizer_kwargs, run_name  # noqa: E402,F401  (the script's API)
+from tinygrad_free.optim import schedule  # noqa: E402
 from tinygrad_free.recipes import load_config  # noqa: E402
 from tinygrad_free.train_cli import run  # noqa: E402
 
@@ -54,7 +63,8 @@ def optimizer_name(text):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--config", default=DEFAULT_CONFIG, help="recipe name in tinygrad_free/recipes/ or a YAML path (default: %(default)s)")
+    a("--config", default=DEFAULT_CONFIG,
+      help="recipe name in tinygrad_free/recipes/ or a YAML path (default: %(default)s)")
     a("-wp", "--wandb_project", default="tinygrad_free", help="wandb project")
     a("-we", "--wandb_entity", default=None, help="wandb entity (user or team)")
     a("-d", "--dataset", type=table_choice(C.DATASETS), help="mnist or fashion_mnist")

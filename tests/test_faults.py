@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_free.recipes import build_mlp
 from tinygrad_free import nn, optim
 from tinygrad_free.callbacks import BackupAndRestore, Callback, ModelCheckpoint, check_writable
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

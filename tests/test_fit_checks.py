@@ -3,9 +3,9 @@ behind, and how an optimizer prints."""
 import numpy as np
 import pytest
 
-from tinygrad_free.recipes import build_mlp
 from tinygrad_free import nn, optim
 from tinygrad_free.callbacks import Callback
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free.train import Trainer, fit
 
 FEATURES, CLASSES = 12, 3

@@ -44,8 +44,8 @@ def sys_path_edits(source):
     lines = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if _is_sys_path(node.func.value) or (node.func.attr == "addsitedir" and isinstance(node.func.value, ast.Name)
-                                                 and node.func.value.id == "site"):
+            site = isinstance(node.func.value, ast.Name) and node.func.value.id == "site"
+            if _is_sys_path(node.func.value) or (node.func.attr == "addsitedir" and site):
                 lines.append(node.lineno)
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -108,7 +108,7 @@ def test_models_is_a_thin_alias_of_the_packages_recipes():
     import models
     from tinygrad_free import recipes
     assert models.build_mlp is recipes.build_mlp and models.load_config is recipes.load_config
-    assert not list((ROOT / "models").glob("*.yaml")), "recipes live in tinygrad_free/recipes/, shipped with the package"
+    assert not list((ROOT / "models").glob("*.yaml")), "recipes live in tinygrad_free/recipes/ (package data)"
     assert "fashion_mnist_best" in recipes.available()
 
 
@@ -126,7 +126,7 @@ def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
 #: layers below it, never from a layer above (README "Architecture"). Keys are the package's
 #: top-level modules and subpackages.
 LAYERS = (
-    ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking")),
+    ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking", "_typing")),
     ("backend", ("backend", "init", "threads")),
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),

@@ -4,11 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygrad_free.recipes import build_mlp
 from tinygrad_free import backend, kernels, nn, optim
 from tinygrad_free.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from tinygrad_free.data import load_split
 from tinygrad_free.metrics import accuracy, confusion_matrix, per_class_accuracy
+from tinygrad_free.recipes import build_mlp
 from tinygrad_free.train import Trainer, fit
 
 

@@ -1,13 +1,12 @@
 """scripts/train.py: the assignment's flags, its defaults, bad values, and an end-to-end run."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from scripts import train as train_script
 from tinygrad_free import recipes
 from tinygrad_free.recipes import load_config
-from scripts import train as train_script
 
 SCRIPT = train_script.__file__
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -297,7 +297,7 @@ class TrainingRun:
     model: Any
     optimizer: Any
     trainer: Trainer
-    augment: Optional[RandomShift]
+    augment: RandomShift | None
 
     def fit(self):
         """Train for the configured epochs with the configured schedule; returns the History."""

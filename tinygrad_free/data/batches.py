@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

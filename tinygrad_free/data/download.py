@@ -8,12 +8,11 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import sources
 from .folders import _keras_datasets_dir, _load_from_keras_cache
 from .sources import _Miss
-
 
 # One logger for the whole loader, as before it was split into modules.
 log = logging.getLogger("tinygrad_free.data")
@@ -30,7 +29,7 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _keras_get_file() -> Optional[Callable]:
+def _keras_get_file() -> Callable | None:
     """``keras.utils.get_file`` if keras imports and has a working backend."""
     try:
         import keras  # noqa: PLC0415 - optional, heavy, may be broken

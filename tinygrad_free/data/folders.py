@@ -6,7 +6,7 @@ import os
 
 from . import sources
 from .idx import _load_idx_set, _load_npz
-from .sources import IDX_FILES, _SUBDIRS, _Miss
+from .sources import _SUBDIRS, IDX_FILES, _Miss
 
 
 def _find_idx_set(folder: str) -> dict[str, str]:

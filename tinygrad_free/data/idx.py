@@ -8,12 +8,10 @@ import os
 import struct
 import zipfile
 import zlib
-from typing import Optional
 
 import numpy as np
 
 from .sources import _NPZ_KEYS
-
 
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}
 
@@ -37,7 +35,7 @@ def _read_bytes(path: str) -> bytes:
         ) from e
 
 
-def read_idx(path, ndim: Optional[int] = None) -> np.ndarray:
+def read_idx(path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file of unsigned bytes (gzip-compressed or raw).
 
     Parameters

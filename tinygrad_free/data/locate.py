@@ -7,12 +7,24 @@ import os
 
 from . import sources
 from .download import _download
-from .folders import (_find_idx_set, _keras_cache_target, _keras_datasets_dir, _load_from_data_root,
-                      _load_from_keras_cache)
+from .folders import (
+    _find_idx_set,
+    _keras_cache_target,
+    _keras_datasets_dir,
+    _load_from_data_root,
+    _load_from_keras_cache,
+)
 from .idx import _load_idx_set
-from .sources import (IDX_FILES, CLASS_NAMES, ENV_DATA, ENV_NO_DOWNLOAD, _DISPLAY_NAMES, DatasetNotFoundError,
-                      _Miss, _canonical_name)
-
+from .sources import (
+    _DISPLAY_NAMES,
+    CLASS_NAMES,
+    ENV_DATA,
+    ENV_NO_DOWNLOAD,
+    IDX_FILES,
+    DatasetNotFoundError,
+    _canonical_name,
+    _Miss,
+)
 
 # One logger for the whole loader, as before it was split into modules.
 log = logging.getLogger("tinygrad_free.data")

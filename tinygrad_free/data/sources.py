@@ -3,9 +3,6 @@ under, where they are downloaded from (with every file's sha256), and the errors
 place did not hold one."""
 from __future__ import annotations
 
-from typing import Optional
-
-
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "fashion_mnist": (
         "T-shirt/top",
@@ -102,8 +99,8 @@ class DatasetNotFoundError(FileNotFoundError):
         Every place tried, in order, with the reason it failed.
     """
 
-    def __init__(self, message: str, name: Optional[str] = None,
-                 attempts: Optional[list[tuple[str, str]]] = None):
+    def __init__(self, message: str, name: str | None = None,
+                 attempts: list[tuple[str, str]] | None = None):
         super().__init__(message)
         self.name = name
         self.attempts = list(attempts or [])

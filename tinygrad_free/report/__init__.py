@@ -21,8 +21,15 @@ from .figures import _figure, log_to_wandb, save_figure
 from .findings import sweep_findings, top_runs_table
 from .losses import LOSS_LABELS, loss_conclusion, loss_summary, plot_loss_comparison
 from .samples import plot_class_samples
-from .sweep_analysis import (GOALS, NEAR_CHANCE, analysis_rows, metric_goal, optuna_importance, param_effects,
-                             varied_params)
+from .sweep_analysis import (
+                             GOALS,
+                             NEAR_CHANCE,
+                             analysis_rows,
+                             metric_goal,
+                             optuna_importance,
+                             param_effects,
+                             varied_params,
+)
 from .sweep_figures import STATUS_COLORS, plot_parallel_coordinates, plot_param_importance, plot_sweep_timeline
 from .tables import markdown_table, plot_table
 from .transfer import TRANSFER_KEYS, choose_transfer_configs

@@ -5,7 +5,6 @@ import os
 
 from ..fileio import atomic_write_text
 
-
 #: Order of the sections in report.md.
 SECTIONS = ("samples", "sweep", "confusion", "losses", "mnist")
 

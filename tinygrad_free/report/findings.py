@@ -9,8 +9,16 @@ from itertools import combinations
 import numpy as np
 
 from ..sweep import best_record
-from .sweep_analysis import (NEAR_CHANCE, _is_continuous, _sign, _sort_key, analysis_rows, metric_goal,
-                             param_effects, varied_params)
+from .sweep_analysis import (
+    NEAR_CHANCE,
+    _is_continuous,
+    _sign,
+    _sort_key,
+    analysis_rows,
+    metric_goal,
+    param_effects,
+    varied_params,
+)
 
 
 def _gap_is_clear(a, b, min_gap):

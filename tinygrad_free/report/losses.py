@@ -8,7 +8,6 @@ import numpy as np
 from .figures import _figure, save_figure
 from .findings import _gap_is_clear, _stats
 
-
 LOSS_LABELS = {"cross_entropy": "cross-entropy", "mean_squared_error": "squared error"}
 
 

@@ -9,7 +9,6 @@ from collections import defaultdict
 
 import numpy as np
 
-
 #: Accuracy below which a 10-class run learned (almost) nothing.
 NEAR_CHANCE = 0.2
 

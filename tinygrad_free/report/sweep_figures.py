@@ -4,9 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from .figures import _figure, save_figure
-from .sweep_analysis import (_is_continuous, _log_scale, _sign, _sort_key, analysis_rows, metric_goal,
-                             optuna_importance, param_effects, varied_params)
-
+from .sweep_analysis import (
+    _is_continuous,
+    _log_scale,
+    _sign,
+    _sort_key,
+    analysis_rows,
+    metric_goal,
+    optuna_importance,
+    param_effects,
+    varied_params,
+)
 
 STATUS_COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "diverged": "#d62728", "stopped": "#9467bd",
                  "failed": "#7f7f7f"}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from .sweep_analysis import metric_goal
 
-
 TRANSFER_KEYS = ("optimizer", "activation", "num_layers", "hidden_size", "batch_size", "learning_rate",
                  "weight_init", "weight_decay")
 

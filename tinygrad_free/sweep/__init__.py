@@ -45,15 +45,24 @@ from ..config import DEFAULTS, check_value, normalize_config
 from ..config import trial_run_name as run_name
 from ..fileio import atomic_write_text
 from .export import export_results
-from .local import SweepSummary, _LocalTrial, _local_worker, _process_salt, _sampler_seed, run_local_sweep
+from .local import SweepSummary, _local_worker, _LocalTrial, _process_salt, _sampler_seed, run_local_sweep
 from .locks import _FileLock, _PostgresLock, _study_lock
 from .recovery import _machine_id, _pid_alive, fail_dead_trials, recover_dead_trials
 from .results import RESULT_ATTR, append_jsonl, best_record, read_results, results_record
 from .samplers import make_pruner, make_sampler, suggest_params
-from .spec import (DISTRIBUTIONS, EARLY_TERMINATE, GOALS, METHODS, METRICS, Param, SweepSpec, load_sweep,
-                   parse_assignment, parse_sweep)
-from .storage import (POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage,
-                      resolve_storage_url)
+from .spec import (
+                   DISTRIBUTIONS,
+                   EARLY_TERMINATE,
+                   GOALS,
+                   METHODS,
+                   METRICS,
+                   Param,
+                   SweepSpec,
+                   load_sweep,
+                   parse_assignment,
+                   parse_sweep,
+)
+from .storage import POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage, resolve_storage_url
 from .trial import STATUSES, PruningCallback, _clean, get_data, run_trial
 from .wandb_backend import run_wandb_sweep, wandb_sweep_config
 from .workers import THREAD_VARIABLES, map_trials, run_workers

@@ -10,7 +10,6 @@ import traceback
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -23,8 +22,7 @@ from .recovery import _counts, _machine_id, recover_dead_trials
 from .results import RESULT_ATTR, _status_value, append_jsonl, best_record, read_results, results_record
 from .samplers import make_pruner, make_sampler, suggest_params
 from .spec import parse_sweep
-from .storage import (_retry_callback, default_results, default_storage, display_url, open_storage,
-                      resolve_storage_url)
+from .storage import _retry_callback, default_results, default_storage, display_url, open_storage, resolve_storage_url
 from .trial import PruningCallback, _clean
 from .workers import run_workers
 
@@ -228,7 +226,7 @@ class SweepSummary:
     results: str
     n_finished: int
     seconds: float
-    best: Optional[dict]
+    best: dict | None
     errors: list
 
 

@@ -7,12 +7,11 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from ..config import DEFAULTS, _number, check_value
-
 
 METHODS = ("random", "grid", "bayes")
 
@@ -55,7 +54,7 @@ class Param:
     kind: str
     distribution: Any = None
     value: Any = None
-    q: Optional[float] = None
+    q: float | None = None
     encoded: bool = False
 
     def choices(self):
@@ -87,8 +86,8 @@ class SweepSpec:
     metric: str
     goal: str
     params: dict
-    early_terminate: Optional[dict] = None
-    run_cap: Optional[int] = None
+    early_terminate: dict | None = None
+    run_cap: int | None = None
     raw: dict = field(default_factory=dict)
 
     @property
