@@ -209,16 +209,17 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
         raise RuntimeError(
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
             "can be backpropagated once (as in PyTorch); run forward again first")
-    ctx.used = True
+    call: Context = ctx
+    call.used = True
     d = module.__dict__
-    if d.get("_last_forward") is ctx:
-        # The module's attributes are this call's already (the usual case: no reuse since).
-        saved, previous = None, ()
-    else:
-        saved = ctx.saved
+    previous: list[tuple[str, Any]] = []
+    saved = call.saved
+    if saved is not None and d.get("_last_forward") is not call:
+        # Another call ran since: put this one's attributes back. (Otherwise the module's
+        # attributes are this call's already, the usual case.)
         previous = [(k, d.get(k, _MISSING)) for k in saved]
         d.update(saved)
-    _replaying.append(ctx)
+    _replaying.append(call)
     try:
         cls = type(module)
         if cls._backward_takes_input_grad:
@@ -228,7 +229,7 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
     except BaseException:
         # A backward that raised (a bad gradient, say) may be retried; a container's children
         # that did finish stay used, so a retry cannot count them twice.
-        ctx.used = False
+        call.used = False
         raise
     finally:
         _replaying.pop()
@@ -237,8 +238,8 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
                 d.pop(k, None)
             else:
                 d[k] = v
-    ctx.saved = ctx.children = None     # free the saved arrays, as PyTorch does after backward
-    if d.get("_pending") is ctx:
+    call.saved = call.children = None   # free the saved arrays, as PyTorch does after backward
+    if d.get("_pending") is call:
         d["_pending"] = None
         d["_pending_calls"] = 0
     return out if input_grad else None
@@ -259,7 +260,7 @@ def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
         if ctx is not None:
             _register(self, ctx)
         return y
-    forward.raw = fn
+    setattr(forward, "raw", fn)     # noqa: B010 (a function attribute mypy cannot see)
     return forward
 
 
@@ -272,5 +273,5 @@ def wrap_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
         if type(self).backward is not backward:     # super().backward() from a subclass
             return fn(self, grad, input_grad=input_grad) if takes else fn(self, grad)
         return backward_ctx(self, _resolve(self), grad, input_grad)
-    backward.raw = fn
+    setattr(backward, "raw", fn)    # noqa: B010
     return backward
