@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as C  # noqa: E402
+
 from tinygrad_free import kernels  # noqa: E402
 from tinygrad_free.kernels import dense  # noqa: E402
 
@@ -324,7 +325,8 @@ def main(argv=None):
                 steps.append({"batch": batch, "dtype": str(dtype), "kernels": label, "calls": sum(k for k, _ in ks),
                               "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb})
 
-    meta = {"quick": quick, "numba_threading_layer": layer, "repeats": repeats, "min_time_s": min_time, "batches": batches,
+    meta = {"quick": quick, "numba_threading_layer": layer, "repeats": repeats, "min_time_s": min_time,
+            "batches": batches,
             "layers": list(LAYERS), "n_params": n_params()[0], "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "gemm": kernels.blas.describe(),
             "machine": platform.machine(),

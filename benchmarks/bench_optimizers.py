@@ -101,7 +101,7 @@ def step_times(names, lrs, xb, yb, repeats, min_time, seed):
             opt.step(loss=loss)                     # first call: compile/load, allocate scratch
             setups[be] = (opt, loss, unit)
 
-        def run(be, number):
+        def run(be, number, setups=setups):
             opt, loss = setups[be][:2]
             backend.set_backend(be)
             t0 = time.perf_counter()
@@ -168,9 +168,10 @@ def main(argv=None):
     name = args.name or ("optimizers_quick" if quick else "optimizers")
     data_dir = C.ensure_data_env()
 
-    from threadpoolctl import threadpool_limits
-    import numpy as np
     import numba
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
     from tinygrad_free import kernels
     from tinygrad_free.data import load_split
 

@@ -191,9 +191,10 @@ def main(argv=None):
             "quick": quick, "rounds": rounds, "timed_epochs_per_run": args.epochs,
             "warmup_epochs_per_run": warmup_epochs, "batches": batches, "threads": args.threads,
             "openblas_env_mode": args.openblas_env, "affinity": args.affinity, "n_train": n_train,
-            "data_dir": C.repo_relative(data_dir), "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, "
-                                                                           "softmax cross-entropy",
-            "implementations": {k: IMPLS[k] for k in impls}, "baseline_commit": _commit(args.baseline), "skipped": sorted(set(args.impls) - set(impls)),
+            "data_dir": C.repo_relative(data_dir),
+            "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, softmax cross-entropy",
+            "implementations": {k: IMPLS[k] for k in impls}, "baseline_commit": _commit(args.baseline),
+            "skipped": sorted(set(args.impls) - set(impls)),
             "openblas_vars_in_parent_env": C.openblas_vars(), "seed": args.seed, **C.machine_info()}
     ob_text = ", ".join(ob + (f" (= {', '.join(same)}: neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set)"
                               if same else "") for ob, same in openblas_settings(args.openblas_env))

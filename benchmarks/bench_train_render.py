@@ -124,7 +124,8 @@ def plot(result, path):
     batches = result["meta"]["batches"]
     names = [k for k in list(IMPLS) + [FLOOR] if any(k in s["summary"] for s in settings)]
     labels = {**IMPLS, FLOOR: "GEMM-only floor"}
-    colors = {"ours-numba": "tab:blue", "ours-numpy": "tab:cyan", "ours-baseline": "tab:purple", "torch": "tab:red", "keras": "tab:orange",
+    colors = {"ours-numba": "tab:blue", "ours-numpy": "tab:cyan", "ours-baseline": "tab:purple", "torch": "tab:red",
+              "keras": "tab:orange",
               FLOOR: "tab:gray"}
     fig, axes = plt.subplots(1, len(settings), figsize=(max(6.5, 4.2 * len(settings)), 4.6), squeeze=False)
     width = 0.8 / max(1, len(names))

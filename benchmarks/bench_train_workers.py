@@ -199,7 +199,8 @@ def worker_floor(spec, x, y):
     return out
 
 
-WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "ours-baseline": worker_ours, "torch": worker_torch, "keras": worker_keras,
+WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "ours-baseline": worker_ours, "torch": worker_torch,
+           "keras": worker_keras,
            FLOOR: worker_floor}
 
 

@@ -105,8 +105,8 @@ def cmd_sweep(args):
     timed = [r for r in records if r.get("started_at") and r.get("finished_at")]
     span = (max(r["finished_at"] for r in timed) - min(r["started_at"] for r in timed)) / 60 if timed else None
     lines = ["## Hyperparameter sweep", "",
-             f"{len(records)} runs from `{_shown(args.results)}`" + (f", {span:.1f} minutes from first start to last finish"
-                                                             if span else "") + ".", "",
+             f"{len(records)} runs from `{_shown(args.results)}`"
+             + (f", {span:.1f} minutes from first start to last finish" if span else "") + ".", "",
              f"![{metric} over time]({_rel(paths['timeline'], out)})", "",
              f"![parallel coordinates]({_rel(paths['parallel'], out)})", "",
              f"![parameter importance]({_rel(paths['importance'], out)})", "",
@@ -201,7 +201,7 @@ def cmd_losses(args):
     path = R.plot_loss_comparison(runs, os.path.join(args.out, "losses.png"))
     final, _ = R.loss_summary(runs)
     rows = []
-    for label, cfg, _ in configs:
+    for label, _cfg, _ in configs:
         for loss in ("cross_entropy", "mean_squared_error"):
             m, s, n = final.get(label, {}).get(loss, (float("nan"), float("nan"), 0))
             rows.append([label, R.LOSS_LABELS[loss], f"{100 * m:.2f} ± {100 * s:.2f}", n])
@@ -235,7 +235,7 @@ def cmd_mnist(args):
     columns = ["#", "configuration", "Fashion-MNIST val acc", "Fashion-MNIST test acc", "MNIST val acc",
                "MNIST test acc"]
     rows = []
-    for i, ((cfg, why, rec), res) in enumerate(zip(configs, results), 1):
+    for i, ((cfg, _why, rec), res) in enumerate(zip(configs, results), 1):
         rows.append([i, S.run_name(cfg), rec.get("val_accuracy"), rec.get("test_accuracy"),
                      res.get("val_accuracy"), res.get("test_accuracy")])
     S.atomic_write_text(os.path.join(args.out, "data", "mnist.json"),

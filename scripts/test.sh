@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install the package with its test extras, then run the whole suite.
+# Install the package with its test extras, lint, then run the whole suite.
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The linter first: CI fails on what it finds (rules in pyproject.toml).
+python3 -m ruff check .
 python3 -m pytest "$@"

@@ -64,7 +64,8 @@ def test_conv2d_passes_gradcheck(cfg, rng, each_backend):
 
 @pytest.mark.parametrize("cls, kwargs, torch_fn", [
     (nn.MaxPool2D, dict(kernel_size=2), lambda x: torch.nn.functional.max_pool2d(x, 2)),
-    (nn.MaxPool2D, dict(kernel_size=(3, 2), stride=(2, 1)), lambda x: torch.nn.functional.max_pool2d(x, (3, 2), (2, 1))),
+    (nn.MaxPool2D, dict(kernel_size=(3, 2), stride=(2, 1)),
+     lambda x: torch.nn.functional.max_pool2d(x, (3, 2), (2, 1))),
     (nn.AvgPool2D, dict(kernel_size=2), lambda x: torch.nn.functional.avg_pool2d(x, 2)),
     (nn.AvgPool2D, dict(kernel_size=(2, 3), stride=1), lambda x: torch.nn.functional.avg_pool2d(x, (2, 3), 1)),
     (nn.GlobalAvgPool2D, {}, lambda x: torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)),

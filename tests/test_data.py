@@ -787,7 +787,7 @@ def test_batch_iterator_is_reproducible_from_seed():
     c = data.BatchIterator(x, y, 8, seed=2)
     for _ in range(3):
         ea, eb, ec = _epoch(a), _epoch(b), _epoch(c)
-        for (xa, ya), (xb, yb) in zip(ea, eb):
+        for (_xa, ya), (_xb, yb) in zip(ea, eb):
             np.testing.assert_array_equal(ya, yb)
         assert not np.array_equal(np.concatenate([t[1] for t in ea]), np.concatenate([t[1] for t in ec]))
     # Any epoch can be replayed on its own, and matches the function form.

@@ -49,7 +49,8 @@ def test_numba_namespace_has_a_numba_twin_of_every_kernel():
 
 
 def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
-    from tinygrad_free import nn, optim as opt, use_backend
+    from tinygrad_free import nn, use_backend
+    from tinygrad_free import optim as opt
     assert kernels.warmup() >= 0.0
     dispatchers = [obj for mod in (approx, blas, dense, loss, optim, parallel) for obj in vars(mod).values()
                    if isinstance(obj, CPUDispatcher)]
@@ -61,9 +62,9 @@ def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
                                   nn.Dense(width, 4, dtype=dtype, rng=1))
             params = model.parameters()
             # One optimizer at a time: a newer one re-packs the parameters, and a stale one refuses to step.
-            for make in [lambda: opt.Adam(params, weight_decay=1e-3), lambda: opt.NAdam(params),
-                         lambda: opt.NAG(params), lambda: opt.RMSProp(params), lambda: opt.SGD(params)]:
-                o = make()
+            for make, kwargs in [(opt.Adam, {"weight_decay": 1e-3}), (opt.NAdam, {}), (opt.NAG, {}),
+                                 (opt.RMSProp, {}), (opt.SGD, {})]:
+                o = make(params, **kwargs)
                 for loss_fn in (nn.CrossEntropyLoss(), nn.MSELoss()):
                     o.zero_grad()
                     x = rng.standard_normal((3, 6)).astype(dtype)

@@ -126,7 +126,7 @@ def test_a_backward_that_fails_leaves_a_cleared_gradient_cleared(rng, each_backe
     layer.backward(gy)
     layer.zero_grad()
     layer(x)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (numpy's TypeError or numba's TypingError)
         layer.backward(np.full((5, 3), "x"))              # right shape, not numbers
     assert not layer.W.grad.any() and not layer.b.grad.any()
     layer.backward(gy)                                    # a retry of that call starts from zero

@@ -157,4 +157,5 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup", "approx", "blas", "conv", "dense", "loss", "optim", "parallel", "pool", "shift"]
+__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup",
+           "approx", "blas", "conv", "dense", "loss", "optim", "parallel", "pool", "shift"]

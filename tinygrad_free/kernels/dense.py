@@ -90,7 +90,7 @@ def backward_products_numpy(x, W, dz, dW, beta, dx):
 # the loop adds the bias and NumPy's exact SIMD np.tanh finishes (see bias_act_numba).
 # --------------------------------------------------------------------------------------------
 from . import approx, blas  # noqa: E402
-from ._nb import NJIT, njit, as2d, as2d_in, flat_in  # noqa: E402
+from ._nb import NJIT, as2d, as2d_in, flat_in, njit  # noqa: E402
 
 
 @njit(**NJIT)

@@ -99,7 +99,7 @@ def weight_decay_numpy(g, w, wd, n_decay, out):
 # Arrays may be 1-D of any stride, or C-contiguous of any shape (updated through a raveled
 # view); read-only arguments of other layouts are copied first.
 # --------------------------------------------------------------------------------------------
-from ._nb import NJIT, njit, flat, flat_in  # noqa: E402
+from ._nb import NJIT, flat, flat_in, njit  # noqa: E402
 
 
 @njit(**NJIT)
