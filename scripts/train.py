@@ -7,23 +7,11 @@ The defaults are the best configuration found on the validation set
 The last line printed is ``test_accuracy: <fraction>``.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-# One thread unless the user says otherwise (--threads N, which the Trainer applies to BLAS and
-# numba alike, or OMP_NUM_THREADS and the like): two make an epoch 6-15% shorter
-# (benchmarks/results/train.md), but make results depend on the thread count and collapse (10x
-# slower steps) when another process is busy on the second core. Must happen before numpy is
-# imported, so before the package (whose sweep workers list the same variables, plus numba's, in
-# tinygrad_free.sweep.workers.THREAD_VARIABLES; a test holds the two lists equal) can be imported.
-# Numba's own is left alone: --threads 2 must be able to raise numba's threads above 1.
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-for _var in BLAS_THREAD_VARIABLES:
-    os.environ.setdefault(_var, "1")
 
 
 from tinygrad_free import config as C  # noqa: E402
@@ -89,7 +77,8 @@ def build_parser():
       help="augment: shift each training image by up to PIXELS in x and y, zero fill (default from the config; 0: off)")
     a("--seed", type=non_negative_int, help="seeds the initial weights, the validation split and the batch order")
     a("--threads", type=positive_int, default=None, metavar="N",
-      help="threads of BLAS and of the numba kernels (default: 1, or what OMP_NUM_THREADS etc. set)")
+      help="threads of BLAS and of the numba kernels (default: measured, see tinygrad_free.threads; "
+           "OMP_NUM_THREADS and the like cap it)")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
     a("--save", type=writable_file, default=None, metavar="PATH",
       help="save the best model (by validation accuracy) to PATH (.npz)")

@@ -84,6 +84,8 @@ def test_hidden_size_may_list_the_widths():
     assert [p.data.shape for p in model.parameters()][::2] == [(16, 8), (8, 4), (4, 3)]
 
 
-def test_the_script_defaults_the_sweep_workers_thread_variables_except_numbas():
+def test_the_thread_variables_are_listed_once_and_the_script_leaves_them_to_the_policy():
+    from tinygrad_free import threads
     from tinygrad_free.sweep import THREAD_VARIABLES
-    assert set(train_script.BLAS_THREAD_VARIABLES) == set(THREAD_VARIABLES) - {"NUMBA_NUM_THREADS"}
+    assert THREAD_VARIABLES is threads.THREAD_VARIABLES
+    assert not hasattr(train_script, "BLAS_THREAD_VARIABLES")

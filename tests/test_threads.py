@@ -94,3 +94,13 @@ def test_one_thread_two_threads_and_auto_train_to_identical_weights():
         weights.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
     np.testing.assert_array_equal(weights[0], weights[1])
     np.testing.assert_array_equal(weights[0], weights[2])
+
+
+def test_a_thread_variable_caps_the_candidates(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.available_threads() == 1
+    policy = threads.StepThreads()
+    try:
+        assert policy.candidates == (1,)
+    finally:
+        policy.close()

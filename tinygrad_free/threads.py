@@ -28,13 +28,22 @@ import time
 
 from .kernels import parallel as kernels_parallel
 
+#: The variables that cap a process's BLAS, OpenMP and numba threads (listed here only).
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-def available_threads():
-    """The CPUs this process may run on (its affinity), at least 1."""
+
+def available_threads() -> int:
+    """The CPUs this process may run on (its affinity), capped by any thread variable that is
+    set (``OMP_NUM_THREADS=1`` and the like: the user's, or a sweep worker's); at least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:          # not on Linux
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    for var in THREAD_VARIABLES:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            n = min(n, int(value))
+    return max(1, n)
 
 
 def _set(n):

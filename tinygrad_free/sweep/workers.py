@@ -4,10 +4,8 @@ import contextlib
 import os
 
 from ..config import trial_run_name as run_name
+from ..threads import THREAD_VARIABLES  # a worker sets each to 1 before numpy loads
 from . import trial as _trial
-
-#: The thread-count variables a worker sets to 1 before numpy loads (BLAS, OpenMP, MKL, numba).
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def _set_single_thread_env():
