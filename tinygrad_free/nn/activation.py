@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import backend
+from ..kernels.dense import IDENTITY, RELU, SIGMOID, TANH  # the codes numba dispatches on: one table
 from .module import Module
 
 if TYPE_CHECKING:
     from .._typing import Array
 
-# Codes shared with the kernels (numba dispatches on these ints).
-IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu"}
 

@@ -89,7 +89,7 @@ class Parameter:
 
     @property
     def grad(self) -> Array:
-        if self._grad_is_zero:          # a zero_grad() is pending: make it real before anyone reads
+        if self._grad_is_zero:          # materialize_grad(), inlined: the hot path reads grad often
             self._grad.fill(0)
             _set(self, "_grad_is_zero", False)
         return self._grad
@@ -105,6 +105,13 @@ class Parameter:
         else:
             self._grad = value
         self._grad_is_zero = False
+
+    def materialize_grad(self) -> None:
+        """Make a pending lazy ``zero_grad`` real: zero the array now. For code that reads the
+        gradient's memory directly (an optimizer's flat buffer) rather than through ``grad``."""
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            _set(self, "_grad_is_zero", False)
 
     def zero_grad(self) -> None:
         """Clear the gradient. Lazy: the next ``gemm_target`` user overwrites instead of adding,

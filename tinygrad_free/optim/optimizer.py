@@ -176,7 +176,7 @@ class Optimizer:
         for name, p in self._named:
             if p._owner is not me:
                 self._lost(name, p)
-            p.grad  # noqa: B018  (materialises a pending lazy zero_grad in the flat buffer)
+            p.materialize_grad()    # the update reads the flat buffer, not p.grad
         self.t += 1
         self.prepare(loss)
         wd = self.weight_decay
