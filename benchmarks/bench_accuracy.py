@@ -11,6 +11,7 @@ the Fashion-MNIST findings; and the Fashion-MNIST default with the shift, which 
 
 Writes benchmarks/results/accuracy.json and accuracy.md.
 """
+
 import argparse
 import json
 import os
@@ -33,17 +34,34 @@ EPOCH = re.compile(r"^epoch\s+(\d+).*val_acc ([0-9.]+)\s+([0-9.]+)s$")
 
 
 def run(config, seed):
-    C.ensure_data_env()             # ../shared/data beside the clone when TINYGRAD_FREE_DATA is unset
+    C.ensure_data_env()  # ../shared/data beside the clone when TINYGRAD_FREE_DATA is unset
     env = dict(os.environ)
     name, _, extra = config.partition(":")
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--config", name,
-                          "--seed", str(seed), "--wandb_mode", "disabled", *filter(None, extra.split(","))],
-                         capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--config",
+            name,
+            "--seed",
+            str(seed),
+            "--wandb_mode",
+            "disabled",
+            *filter(None, extra.split(",")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     epochs = [EPOCH.match(line).groups() for line in out.splitlines() if EPOCH.match(line)]
-    return {"config": config, "seed": seed,
-            "val_accuracy": [float(v) for _, v, _ in epochs],
-            "epoch_seconds": [float(s) for _, _, s in epochs],
-            "test_accuracy": float(out.strip().splitlines()[-1].split()[-1])}
+    return {
+        "config": config,
+        "seed": seed,
+        "val_accuracy": [float(v) for _, v, _ in epochs],
+        "epoch_seconds": [float(s) for _, _, s in epochs],
+        "test_accuracy": float(out.strip().splitlines()[-1].split()[-1]),
+    }
 
 
 def main(argv=None):
@@ -56,11 +74,16 @@ def main(argv=None):
     for config in args.configs:
         for seed in args.seeds:
             r = run(config, seed)
-            print(f"{config} seed {seed}: val {r['val_accuracy'][-1]:.4f} test {r['test_accuracy']:.4f} "
-                  f"median epoch {statistics.median(r['epoch_seconds']):.2f}s", flush=True)
+            print(
+                f"{config} seed {seed}: val {r['val_accuracy'][-1]:.4f} test {r['test_accuracy']:.4f} "
+                f"median epoch {statistics.median(r['epoch_seconds']):.2f}s",
+                flush=True,
+            )
             runs.append(r)
-    rows = ["| config | seeds | final val acc (each seed) | test acc (each seed) | mean test | median s/epoch |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| config | seeds | final val acc (each seed) | test acc (each seed) | mean test | median s/epoch |",
+        "|---|---|---|---|---|---|",
+    ]
     for config in args.configs:
         rs = [r for r in runs if r["config"] == config]
         seeds = " ".join(str(r["seed"]) for r in rs)

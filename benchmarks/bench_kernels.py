@@ -17,6 +17,7 @@ in a fresh process).
 
 Writes benchmarks/results/kernels.json and benchmarks/results/kernels.md.
 """
+
 import argparse
 import os
 import platform
@@ -34,13 +35,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as C  # noqa: E402
+from bench_kernels_cases import BACKENDS, LAYERS, make_cases  # noqa: E402
+from bench_kernels_render import markdown  # noqa: E402
 
 from tinygrad_free import kernels  # noqa: E402
 from tinygrad_free.kernels import dense  # noqa: E402
-
-LAYERS = (784, 128, 128, 128, 10)
-ACT_NAMES = {dense.IDENTITY: "identity", dense.SIGMOID: "sigmoid", dense.TANH: "tanh", dense.RELU: "relu"}
-BACKENDS = (("numpy", kernels.NUMPY), ("numba", kernels.NUMBA))
 
 
 def parse_args(argv=None):
@@ -49,10 +48,17 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64 256)")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=None, help="timing repeats per case (default 41, quick 11)")
-    p.add_argument("--min-time", type=float, default=None,
-                   help="seconds each repeat should last at least (default 2e-3, quick 5e-4)")
-    p.add_argument("--no-cold-compile", action="store_true",
-                   help="skip measuring the cold compile time (a fresh process with an empty numba cache)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds each repeat should last at least (default 2e-3, quick 5e-4)",
+    )
+    p.add_argument(
+        "--no-cold-compile",
+        action="store_true",
+        help="skip measuring the cold compile time (a fresh process with an empty numba cache)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="output directory")
     return p.parse_args(argv)
 
@@ -90,53 +96,6 @@ def n_params(layers=LAYERS):
     return weights + sum(layers[1:]), weights
 
 
-def make_cases(batch, dtype, rng):
-    """(kernel, variant, shape, {backend: (fn, args)}) for the per-batch kernels."""
-    hidden, classes = LAYERS[1], LAYERS[-1]
-    out = []
-
-    def arr(*shape, scale=1.0):
-        return (rng.standard_normal(shape) * scale).astype(dtype)
-
-    for code in (dense.TANH, dense.SIGMOID, dense.RELU):
-        z, b = arr(batch, hidden, scale=2.0), arr(hidden)
-        out.append(("bias_act", ACT_NAMES[code], (batch, hidden),
-                    {name: (ops.bias_act, (z.copy(), b, code)) for name, ops in BACKENDS}))
-    z, b = arr(batch, classes, scale=2.0), arr(classes)
-    out.append(("bias_act", "identity", (batch, classes),
-                {name: (ops.bias_act, (z.copy(), b, dense.IDENTITY)) for name, ops in BACKENDS}))
-    for code in (dense.TANH, dense.SIGMOID, dense.RELU):
-        y = dense.bias_act_numpy(arr(batch, hidden, scale=2.0), None, code)
-        gy = arr(batch, hidden)
-        out.append(("dense_grad", ACT_NAMES[code], (batch, hidden),
-                    {name: (ops.dense_grad, (y, gy, code, np.empty_like(y), np.zeros(hidden, dtype)))
-                     for name, ops in BACKENDS}))
-        out.append(("act_grad", ACT_NAMES[code], (batch, hidden),
-                    {name: (ops.act_grad, (y, gy, code, np.empty_like(y))) for name, ops in BACKENDS}))
-    # The whole layer, products included (numba: one jitted call through kernels.blas), at the
-    # reference network's three layer shapes; the first layer's backward wants no input gradient.
-    for n_in, n_out, code in ((LAYERS[0], hidden, dense.TANH), (hidden, hidden, dense.TANH),
-                              (hidden, classes, dense.IDENTITY)):
-        x, W, b = arr(batch, n_in), arr(n_in, n_out, scale=n_in ** -0.5), arr(n_out)
-        variant = f"{n_in}x{n_out} {ACT_NAMES[code]}"
-        out.append(("dense_forward", variant, (batch, n_in),
-                    {name: (ops.dense_forward, (x, W, b, code, np.empty((batch, n_out), dtype)))
-                     for name, ops in BACKENDS}))
-        y, gy = dense.dense_forward_numpy(x, W, b, code, np.empty((batch, n_out), dtype)), arr(batch, n_out)
-        dx = None if n_in == LAYERS[0] else np.empty_like(x)
-        out.append(("dense_backward", variant, (batch, n_in),
-                    {name: (ops.dense_backward, (x, W, y, gy, code, np.empty_like(y), np.empty_like(W), 0.0,
-                                                 np.zeros(n_out, dtype), dx)) for name, ops in BACKENDS}))
-    logits, labels = arr(batch, classes, scale=3.0), rng.integers(0, classes, batch).astype(np.uint8)
-    for kernel in ("softmax_cross_entropy", "softmax_squared_error"):
-        out.append((kernel, "", (batch, classes),
-                    {name: (getattr(ops, kernel), (logits, labels, np.empty_like(logits))) for name, ops in BACKENDS}))
-    images, shifts = arr(batch, 28, 28), rng.integers(-1, 2, size=(batch, 2))      # augment.RandomShift(1)
-    out.append(("shift_images", "max 1 px", (batch, 28, 28),
-                {name: (ops.shift_images, (images, shifts, np.empty_like(images))) for name, ops in BACKENDS}))
-    return out
-
-
 def make_optimizer_cases(dtype, rng, n=None, n_decay=None):
     """Optimizer kernels on the packed parameter buffer (independent of the batch size)."""
     if n is None:
@@ -146,6 +105,7 @@ def make_optimizer_cases(dtype, rng, n=None, n_decay=None):
         # every backend gets its own copy of the same values, so both follow the same trajectory
         base = np.abs(rng.standard_normal(n)).astype(dtype) * dtype.type(1e-2)
         return {be: base.copy() for be, _ in BACKENDS}
+
     w, g, u, m, v = (state() for _ in range(5))
     tmp = {be: np.empty((2, n), dtype) for be, _ in BACKENDS}
     hp = dict(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8)
@@ -154,14 +114,47 @@ def make_optimizer_cases(dtype, rng, n=None, n_decay=None):
         ("momentum", "heavy-ball", lambda be: (w[be], g[be], u[be], tmp[be], hp["lr"], 0.9, False)),
         ("momentum", "nesterov", lambda be: (w[be], g[be], u[be], tmp[be], hp["lr"], 0.9, True)),
         ("rmsprop", "", lambda be: (w[be], g[be], v[be], tmp[be], hp["lr"], 0.9, hp["eps"])),
-        ("adam", "", lambda be: (w[be], g[be], m[be], v[be], tmp[be], hp["lr"], hp["b1"], hp["b2"], hp["eps"],
-                                 1 - 0.9 ** 10, 1 - 0.999 ** 10)),
-        ("nadam", "", lambda be: (w[be], g[be], m[be], v[be], tmp[be], hp["lr"], hp["b1"], hp["b2"], hp["eps"],
-                                  1 - 0.999 ** 10, 0.9 / (1 - 0.9 ** 10), 0.1 / (1 - 0.9 ** 10))),
+        (
+            "adam",
+            "",
+            lambda be: (
+                w[be],
+                g[be],
+                m[be],
+                v[be],
+                tmp[be],
+                hp["lr"],
+                hp["b1"],
+                hp["b2"],
+                hp["eps"],
+                1 - 0.9**10,
+                1 - 0.999**10,
+            ),
+        ),
+        (
+            "nadam",
+            "",
+            lambda be: (
+                w[be],
+                g[be],
+                m[be],
+                v[be],
+                tmp[be],
+                hp["lr"],
+                hp["b1"],
+                hp["b2"],
+                hp["eps"],
+                1 - 0.999**10,
+                0.9 / (1 - 0.9**10),
+                0.1 / (1 - 0.9**10),
+            ),
+        ),
         ("weight_decay", f"n_decay={n_decay}", lambda be: (g[be], w[be], 5e-4, n_decay, np.empty_like(g[be]))),
     ]
-    return [(kernel, variant, (n,), {be: (getattr(ops, kernel), make(be)) for be, ops in BACKENDS})
-            for kernel, variant, make in specs]
+    return [
+        (kernel, variant, (n,), {be: (getattr(ops, kernel), make(be)) for be, ops in BACKENDS})
+        for kernel, variant, make in specs
+    ]
 
 
 def overhead_cases(dtype):
@@ -176,8 +169,10 @@ def overhead_cases(dtype):
         "act_grad": lambda ops: (ops.act_grad, (y, gy, dense.TANH, t.reshape(1, 1))),
         "dense_grad": lambda ops: (ops.dense_grad, (y, gy, dense.TANH, np.empty_like(y), b.copy())),
         "dense_forward": lambda ops: (ops.dense_forward, (z, z, b, dense.TANH, np.empty_like(z))),
-        "dense_backward": lambda ops: (ops.dense_backward, (z, z, y, gy, dense.TANH, np.empty_like(y),
-                                                            np.empty_like(z), 0.0, b.copy(), np.empty_like(z))),
+        "dense_backward": lambda ops: (
+            ops.dense_backward,
+            (z, z, y, gy, dense.TANH, np.empty_like(y), np.empty_like(z), 0.0, b.copy(), np.empty_like(z)),
+        ),
         "softmax_cross_entropy": lambda ops: (ops.softmax_cross_entropy, (lg, lb, np.empty_like(lg))),
         "softmax_squared_error": lambda ops: (ops.softmax_squared_error, (lg, lb, np.empty_like(lg))),
         "sgd": lambda ops: (ops.sgd, (w, g, tmp, 1e-3)),
@@ -186,8 +181,10 @@ def overhead_cases(dtype):
         "adam": lambda ops: (ops.adam, (w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.5, 0.5)),
         "nadam": lambda ops: (ops.nadam, (w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.5, 1.0, 0.5)),
         "weight_decay": lambda ops: (ops.weight_decay, (g, w, 1e-4, 1, np.empty_like(g))),
-        "shift_images": lambda ops: (ops.shift_images, (z.reshape(1, 1, 1), np.zeros((1, 2), np.int64),
-                                                        np.empty((1, 1, 1), dtype))),
+        "shift_images": lambda ops: (
+            ops.shift_images,
+            (z.reshape(1, 1, 1), np.zeros((1, 2), np.int64), np.empty((1, 1, 1), dtype)),
+        ),
     }
     return [(kernel, "", (1,), {be: make(ops) for be, ops in BACKENDS}) for kernel, make in specs.items()]
 
@@ -206,14 +203,17 @@ def dispatch_floor():
     def wrapped(z, b, code):
         noop(z, b, code)
         return z
+
     return [("numba no-op (z, b, code)", noop, (z, b, 2)), ("python wrapper + no-op", wrapped, (z, b, 2))]
 
 
 # --- compile time ----------------------------------------------------------------------------------
 def cold_compile_seconds():
     """kernels.warmup() in a fresh process with an empty numba cache directory."""
-    code = ("import time; t = time.perf_counter(); import tinygrad_free.kernels as k; "
-            "t_import = time.perf_counter() - t; print(t_import, k.warmup())")
+    code = (
+        "import time; t = time.perf_counter(); import tinygrad_free.kernels as k; "
+        "t_import = time.perf_counter() - t; print(t_import, k.warmup())"
+    )
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -231,10 +231,12 @@ def main(argv=None):
     # MKL while NumPy calls its OpenBLAS, two 2-thread pools spinning on two cores make each
     # other's GEMMs up to 40x slower (measured here: 1.7 ms for a 36 us product).
     from threadpoolctl import threadpool_limits
+
     threadpool_limits(1)
     # ... and one numba thread, so the optimizer rows are the serial kernels; their parallel
     # twins get a section of their own.
     import numba
+
     numba_threads = numba.get_num_threads()
     numba.set_num_threads(1)
     quick = args.quick
@@ -254,11 +256,23 @@ def main(argv=None):
     def run(kind, batch, dtype, cases):
         for kernel, variant, shape, impls in cases:
             t_np, t_nb = time_pair([impls["numpy"], impls["numba"]], repeats, min_time)
-            row = {"section": kind, "kernel": kernel, "variant": variant, "batch": batch, "shape": list(shape),
-                   "dtype": str(dtype), "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb}
+            row = {
+                "section": kind,
+                "kernel": kernel,
+                "variant": variant,
+                "batch": batch,
+                "shape": list(shape),
+                "dtype": str(dtype),
+                "numpy_us": t_np,
+                "numba_us": t_nb,
+                "speedup": t_np / t_nb,
+            }
             rows.append(row)
-            print(f"{kind:9s} {kernel:22s} {variant:12s} {str(shape):12s} {str(dtype):8s} "
-                  f"numpy {t_np:9.2f} us  numba {t_nb:9.2f} us  x{t_np / t_nb:6.2f}", flush=True)
+            print(
+                f"{kind:9s} {kernel:22s} {variant:12s} {str(shape):12s} {str(dtype):8s} "
+                f"numpy {t_np:9.2f} us  numba {t_nb:9.2f} us  x{t_np / t_nb:6.2f}",
+                flush=True,
+            )
 
     for dtype in dtypes:
         run("overhead", None, dtype, overhead_cases(dtype))
@@ -277,11 +291,23 @@ def main(argv=None):
                 continue
             with kernels.parallel.num_threads(numba_threads):
                 t_1, t_n = time_pair([(fn.serial, fargs), (fn.parallel, fargs)], repeats, min_time)
-            parallel_rows.append({"kernel": kernel, "variant": variant, "shape": list(shape), "dtype": "float32",
-                                  "threads": numba_threads, "serial_us": t_1, "parallel_us": t_n,
-                                  "speedup": t_1 / t_n})
-            print(f"parallel  {kernel:22s} {variant:12s} {str(shape):12s} 1 thread {t_1:9.2f} us  "
-                  f"{numba_threads} threads {t_n:9.2f} us  x{t_1 / t_n:6.2f}", flush=True)
+            parallel_rows.append(
+                {
+                    "kernel": kernel,
+                    "variant": variant,
+                    "shape": list(shape),
+                    "dtype": "float32",
+                    "threads": numba_threads,
+                    "serial_us": t_1,
+                    "parallel_us": t_n,
+                    "speedup": t_1 / t_n,
+                }
+            )
+            print(
+                f"parallel  {kernel:22s} {variant:12s} {str(shape):12s} 1 thread {t_1:9.2f} us  "
+                f"{numba_threads} threads {t_n:9.2f} us  x{t_1 / t_n:6.2f}",
+                flush=True,
+            )
         layer = numba.threading_layer()
     else:
         layer = None
@@ -296,101 +322,87 @@ def main(argv=None):
     # kernel time of one training step of the reference net (tanh hidden layers, cross-entropy, Adam + L2)
     def pick(section, kernel, variant, batch, dtype, shape=None):
         for r in rows:
-            if (r["section"], r["kernel"], r["variant"], r["batch"], r["dtype"]) == (section, kernel, variant, batch,
-                                                                                        str(dtype)) \
-                    and (shape is None or r["shape"] == list(shape)):
+            if (r["section"], r["kernel"], r["variant"], r["batch"], r["dtype"]) == (
+                section,
+                kernel,
+                variant,
+                batch,
+                str(dtype),
+            ) and (shape is None or r["shape"] == list(shape)):
                 return r
         raise KeyError((section, kernel, variant, batch, dtype))
+
     steps = []
     n_hidden = len(LAYERS) - 2
     for dtype in dtypes:
         for batch in batches:
-            parts = [(n_hidden, pick("batch", "bias_act", "tanh", batch, dtype)),
-                     (1, pick("batch", "bias_act", "identity", batch, dtype)),
-                     (n_hidden, pick("batch", "dense_grad", "tanh", batch, dtype)),
-                     (1, pick("batch", "softmax_cross_entropy", "", batch, dtype)),
-                     (1, pick("optimizer", "weight_decay", f"n_decay={n_params()[1]}", None, dtype)),
-                     (1, pick("optimizer", "adam", "", None, dtype))]
-            first, hidden_, last = (f"{a}x{b} {t}" for a, b, t in ((LAYERS[0], LAYERS[1], "tanh"),
-                                                                   (LAYERS[1], LAYERS[1], "tanh"),
-                                                                   (LAYERS[-2], LAYERS[-1], "identity")))
-            whole = [(1, pick("batch", kind, first, batch, dtype)) for kind in ("dense_forward", "dense_backward")] \
-                + [(n_hidden - 1, pick("batch", kind, hidden_, batch, dtype)) for kind in ("dense_forward",
-                                                                                          "dense_backward")] \
-                + [(1, pick("batch", kind, last, batch, dtype)) for kind in ("dense_forward", "dense_backward")] \
+            parts = [
+                (n_hidden, pick("batch", "bias_act", "tanh", batch, dtype)),
+                (1, pick("batch", "bias_act", "identity", batch, dtype)),
+                (n_hidden, pick("batch", "dense_grad", "tanh", batch, dtype)),
+                (1, pick("batch", "softmax_cross_entropy", "", batch, dtype)),
+                (1, pick("optimizer", "weight_decay", f"n_decay={n_params()[1]}", None, dtype)),
+                (1, pick("optimizer", "adam", "", None, dtype)),
+            ]
+            first, hidden_, last = (
+                f"{a}x{b} {t}"
+                for a, b, t in (
+                    (LAYERS[0], LAYERS[1], "tanh"),
+                    (LAYERS[1], LAYERS[1], "tanh"),
+                    (LAYERS[-2], LAYERS[-1], "identity"),
+                )
+            )
+            whole = (
+                [(1, pick("batch", kind, first, batch, dtype)) for kind in ("dense_forward", "dense_backward")]
+                + [
+                    (n_hidden - 1, pick("batch", kind, hidden_, batch, dtype))
+                    for kind in ("dense_forward", "dense_backward")
+                ]
+                + [(1, pick("batch", kind, last, batch, dtype)) for kind in ("dense_forward", "dense_backward")]
                 + parts[3:]
+            )
             for label, ks in (("activations, losses, optimizer", parts), ("whole layers incl. GEMMs", whole)):
                 t_np = sum(k * r["numpy_us"] for k, r in ks)
                 t_nb = sum(k * r["numba_us"] for k, r in ks)
-                steps.append({"batch": batch, "dtype": str(dtype), "kernels": label, "calls": sum(k for k, _ in ks),
-                              "numpy_us": t_np, "numba_us": t_nb, "speedup": t_np / t_nb})
+                steps.append(
+                    {
+                        "batch": batch,
+                        "dtype": str(dtype),
+                        "kernels": label,
+                        "calls": sum(k for k, _ in ks),
+                        "numpy_us": t_np,
+                        "numba_us": t_nb,
+                        "speedup": t_np / t_nb,
+                    }
+                )
 
-    meta = {"quick": quick, "numba_threading_layer": layer, "repeats": repeats, "min_time_s": min_time,
-            "batches": batches,
-            "layers": list(LAYERS), "n_params": n_params()[0], "python": platform.python_version(),
-            "numpy": np.__version__, "numba": numba.__version__, "gemm": kernels.blas.describe(),
-            "machine": platform.machine(),
-            "processor": platform.processor() or platform.uname().processor, "cpu_count": os.cpu_count(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    result = {"meta": meta, "compile": compile_info, "dispatch_floor": floor, "train_step_kernels": steps,
-              "results": rows, "parallel": parallel_rows}
+    meta = {
+        "quick": quick,
+        "numba_threading_layer": layer,
+        "repeats": repeats,
+        "min_time_s": min_time,
+        "batches": batches,
+        "layers": list(LAYERS),
+        "n_params": n_params()[0],
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "gemm": kernels.blas.describe(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.uname().processor,
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    result = {
+        "meta": meta,
+        "compile": compile_info,
+        "dispatch_floor": floor,
+        "train_step_kernels": steps,
+        "results": rows,
+        "parallel": parallel_rows,
+    }
     C.write_report(args.out, "kernels", result, markdown)
     return result
-
-
-def markdown(result):
-    meta, comp = result["meta"], result["compile"]
-    lines = ["# Kernel benchmark: numba vs NumPy", "",
-             f"Reference network {'-'.join(map(str, meta['layers']))} ({meta['n_params']} parameters). "
-             f"Median of {meta['repeats']} repeats (each >= {meta['min_time_s'] * 1e3:g} ms of calls), "
-             f"times per call in microseconds; speedup = numpy / numba. "
-             f"{'Quick run. ' if meta['quick'] else ''}"
-             f"Python {meta['python']}, NumPy {meta['numpy']}, numba {meta['numba']}, "
-             f"{meta['cpu_count']} CPUs, {meta['date']}.", "",
-             "## Compile time (`kernels.warmup()`, all kernels, float32 + float64)", ""]
-    if "cold_warmup_s" in comp:
-        lines.append(f"- cold (empty numba cache, fresh process): {comp['cold_warmup_s']:.2f} s")
-        lines.append(f"- from the on-disk cache (fresh process): {comp['cached_warmup_s']:.2f} s")
-    lines += [f"- in this process: {comp['warmup_in_process_s']:.2f} s", "",
-              "## Kernel time of one training step", "",
-              "*activations, losses, optimizer*: 3 x bias_act(tanh) + bias_act(identity) + 3 x dense_grad(tanh) "
-              "+ softmax_cross_entropy + weight_decay + adam, without the GEMMs. *whole layers incl. GEMMs*: "
-              "dense_forward + dense_backward of each of the 4 layers (numpy's `@` against the numba "
-              f"kernels' GEMM, {meta.get('gemm', 'see kernels.blas')}) + softmax_cross_entropy + weight_decay "
-              "+ adam.", "",
-              "| batch | dtype | kernels | calls | numpy us | numba us | speedup |",
-              "|---:|---|---|---:|---:|---:|---:|"]
-    for s in result["train_step_kernels"]:
-        lines.append(f"| {s['batch']} | {s['dtype']} | {s.get('kernels', '')} | {s['calls']} | {s['numpy_us']:.1f} "
-                     f"| {s['numba_us']:.1f} | {s['speedup']:.2f}x |")
-    lines += ["", "## All kernels", "", "| kernel | shape | dtype | numpy us | numba us | speedup |",
-              "|---|---|---|---:|---:|---:|"]
-    for r in result["results"]:
-        if r["section"] == "overhead":
-            continue
-        name = r["kernel"] + (f" ({r['variant']})" if r["variant"] else "")
-        shape = "x".join(map(str, r["shape"]))
-        lines.append(f"| {name} | {shape} | {r['dtype']} | {r['numpy_us']:.2f} | {r['numba_us']:.2f} "
-                     f"| {r['speedup']:.2f}x |")
-    if result.get("parallel"):
-        lines += ["", f"## Optimizer updates on several threads (`kernels.parallel`, numba "
-                      f"{meta.get('numba_threading_layer')} layer)", "",
-                  "The serial numba kernel against its parallel twin on the float32 parameter buffer "
-                  "(the same result bit for bit).", "",
-                  "| kernel | shape | 1 thread us | threads | parallel us | speedup |", "|---|---|---:|---:|---:|---:|"]
-        for r in result["parallel"]:
-            name = r["kernel"] + (f" ({r['variant']})" if r["variant"] else "")
-            lines.append(f"| {name} | {'x'.join(map(str, r['shape']))} | {r['serial_us']:.2f} | {r['threads']} "
-                         f"| {r['parallel_us']:.2f} | {r['speedup']:.2f}x |")
-    lines += ["", "## Per-call overhead (smallest shapes: 1x1 activations, 1x2 logits, 1-element buffers)", "",
-              "| kernel | dtype | numpy us | numba us | speedup |", "|---|---|---:|---:|---:|"]
-    for r in result["results"]:
-        if r["section"] == "overhead":
-            lines.append(f"| {r['kernel']} | {r['dtype']} | {r['numpy_us']:.2f} | {r['numba_us']:.2f} "
-                         f"| {r['speedup']:.2f}x |")
-    lines += ["", "numba dispatch floor (a jitted no-op with bias_act's arguments): " +
-              ", ".join(f"{f['call']}: {f['us'] * 1e3:.0f} ns" for f in result["dispatch_floor"]), ""]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

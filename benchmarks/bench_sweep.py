@@ -18,6 +18,7 @@ bench_sweep.json holds what the page and the figure need, and ``--replot`` redra
     python benchmarks/bench_sweep.py --n_trials 4 --limit 2000 --set epochs=1 --tag smoke
     python benchmarks/bench_sweep.py --replot                          # page and figure from bench_sweep.json
 """
+
 import argparse
 import json
 import os
@@ -42,8 +43,10 @@ WITHIN = 0.005  # "within 0.5 points" of the best validation accuracy
 
 def best_so_far(records, metric="val_accuracy"):
     """Best value after each finished trial, in the order trials finished (diverged count as 0)."""
-    done = sorted((r for r in records if r.get("status") in ("completed", "diverged", "pruned")),
-                  key=lambda r: r.get("finished_at") or 0)
+    done = sorted(
+        (r for r in records if r.get("status") in ("completed", "diverged", "pruned")),
+        key=lambda r: r.get("finished_at") or 0,
+    )
     out, best = [], float("-inf")
     for r in done:
         v = r.get(metric) if r["status"] != "diverged" else r.get("value")
@@ -66,9 +69,19 @@ def run_arm(method, args, tag, storage):
     name = f"{tag}-{method}"
     results = os.path.join(args.out, f"bench_sweep-{name}.jsonl")
     print(f"== {method}: {args.n_trials} trials, {args.workers} worker(s)", flush=True)
-    summary = S.run_local_sweep(spec, n_trials=args.n_trials, workers=args.workers, storage=storage,
-                                study_name=name, results=results, limit=args.limit, data_dir=args.data_dir,
-                                seed=args.seed, wandb_mode=args.wandb_mode, verbose=not args.quiet)
+    summary = S.run_local_sweep(
+        spec,
+        n_trials=args.n_trials,
+        workers=args.workers,
+        storage=storage,
+        study_name=name,
+        results=results,
+        limit=args.limit,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        wandb_mode=args.wandb_mode,
+        verbose=not args.quiet,
+    )
     records = [r for r in S.read_results(results) if r.get("study") == name]
     best = S.best_record(records)
     statuses = {}
@@ -76,24 +89,35 @@ def run_arm(method, args, tag, storage):
         statuses[r.get("status")] = statuses.get(r.get("status"), 0) + 1
     secs = sorted(r["seconds"] for r in records if r.get("seconds"))
     return {
-        "study": name, "results": C.repo_relative(results), "wall_seconds": round(summary.seconds, 1),
-        "n_finished": summary.n_finished, "statuses": statuses,
+        "study": name,
+        "results": C.repo_relative(results),
+        "wall_seconds": round(summary.seconds, 1),
+        "n_finished": summary.n_finished,
+        "statuses": statuses,
         "median_trial_seconds": round(secs[len(secs) // 2], 2) if secs else None,
-        "best_val_accuracy": best and best["val_accuracy"], "best_test_accuracy": best and best.get("test_accuracy"),
-        "best_run": best and best.get("run_name"), "best_config": best and best.get("params"),
-        "best_so_far": best_so_far(records), "errors": summary.errors,
+        "best_val_accuracy": best and best["val_accuracy"],
+        "best_test_accuracy": best and best.get("test_accuracy"),
+        "best_run": best and best.get("run_name"),
+        "best_config": best and best.get("params"),
+        "best_so_far": best_so_far(records),
+        "errors": summary.errors,
     }
 
 
 def plot(arms, target, path):
     from tinygrad_free.report import _figure, save_figure
+
     fig = _figure((8, 4.5))
     ax = fig.add_subplot()
     for method, arm in arms.items():
         curve = [v for v in arm["best_so_far"]]
-        ax.step(range(1, len(curve) + 1), [float("nan") if v is None else v for v in curve], where="post",
-                label=f"{'TPE (bayes)' if method == 'bayes' else 'random'}: best {arm['best_val_accuracy']:.4f}"
-                + (f", within 0.5 pt after {arm['trials_to_within']} trials" if arm.get("trials_to_within") else ""))
+        ax.step(
+            range(1, len(curve) + 1),
+            [float("nan") if v is None else v for v in curve],
+            where="post",
+            label=f"{'TPE (bayes)' if method == 'bayes' else 'random'}: best {arm['best_val_accuracy']:.4f}"
+            + (f", within 0.5 pt after {arm['trials_to_within']} trials" if arm.get("trials_to_within") else ""),
+        )
     ax.axhline(target, color="0.4", ls="--", lw=1, label=f"best of both - 0.5 points ({target:.4f})")
     ax.set_xlabel("finished trials")
     ax.set_ylabel("best validation accuracy so far")
@@ -108,27 +132,39 @@ def plot(arms, target, path):
 
 def markdown(report):
     c = report["config"]
-    lines = [f"# Sweep benchmark ({report['tag']})", "",
-             f"Machine: {report['machine']['cpus']} CPU(s), {report['machine']['platform']}, "
-             f"Python {report['machine']['python']}. Space: `sweeps/assignment.yaml`"
-             + (f" with {c['overrides']}" if c["overrides"] else "")
-             + (f", trained on the first {c['limit']} images" if c["limit"] else "") + ".", "",
-             "| search | trials | workers | wall time | best val acc | its test acc | trials to within 0.5 pt | "
-             "median trial | statuses |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sweep benchmark ({report['tag']})",
+        "",
+        f"Machine: {report['machine']['cpus']} CPU(s), {report['machine']['platform']}, "
+        f"Python {report['machine']['python']}. Space: `sweeps/assignment.yaml`"
+        + (f" with {c['overrides']}" if c["overrides"] else "")
+        + (f", trained on the first {c['limit']} images" if c["limit"] else "")
+        + ".",
+        "",
+        "| search | trials | workers | wall time | best val acc | its test acc | trials to within 0.5 pt | "
+        "median trial | statuses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, arm in report["arms"].items():
-        lines.append(f"| {'TPE (bayes)' if method == 'bayes' else 'random'} | {arm['n_finished']} | {c['workers']} | "
-                     f"{arm['wall_seconds'] / 60:.1f} min | {arm['best_val_accuracy']:.4f} | "
-                     f"{(arm['best_test_accuracy'] or float('nan')):.4f} | {arm.get('trials_to_within')} | "
-                     f"{arm['median_trial_seconds']} s | "
-                     + ", ".join(f"{n} {s}" for s, n in arm["statuses"].items()) + " |")
+        lines.append(
+            f"| {'TPE (bayes)' if method == 'bayes' else 'random'} | {arm['n_finished']} | {c['workers']} | "
+            f"{arm['wall_seconds'] / 60:.1f} min | {arm['best_val_accuracy']:.4f} | "
+            f"{(arm['best_test_accuracy'] or float('nan')):.4f} | {arm.get('trials_to_within')} | "
+            f"{arm['median_trial_seconds']} s | " + ", ".join(f"{n} {s}" for s, n in arm["statuses"].items()) + " |"
+        )
     lines += ["", f"Best run (random): `{report['arms']['random']['best_run']}`."]
     if "bayes" in report["arms"]:
         lines.append(f"Best run (TPE): `{report['arms']['bayes']['best_run']}`.")
-    lines += ["", f"Target for 'within 0.5 points': {report['target']:.4f}.", "",
-              "![random vs TPE](random_vs_tpe.png)", "",
-              f"Per-trial results: `bench_sweep-{report['tag']}-random.jsonl` and `-bayes.jsonl` beside this file, "
-              f"not kept in git; `python3 benchmarks/bench_sweep.py --tag {report['tag']}` runs the sweeps again "
-              "(the report's sweep figures are drawn from the random one)."]
+    lines += [
+        "",
+        f"Target for 'within 0.5 points': {report['target']:.4f}.",
+        "",
+        "![random vs TPE](random_vs_tpe.png)",
+        "",
+        f"Per-trial results: `bench_sweep-{report['tag']}-random.jsonl` and `-bayes.jsonl` beside this file, "
+        f"not kept in git; `python3 benchmarks/bench_sweep.py --tag {report['tag']}` runs the sweeps again "
+        "(the report's sweep figures are drawn from the random one).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +172,9 @@ def replot(out):
     """bench_sweep.md and random_vs_tpe.png again from ``out``/bench_sweep.json (no sweep is run)."""
     path = os.path.join(out, "bench_sweep.json")
     if not os.path.isfile(path):
-        raise SystemExit(f"error: no {path} to redraw from; `python3 benchmarks/bench_sweep.py` runs the sweeps "
-                         "and writes it")
+        raise SystemExit(
+            f"error: no {path} to redraw from; `python3 benchmarks/bench_sweep.py` runs the sweeps and writes it"
+        )
     with open(path) as f:
         report = json.load(f)
     png = plot(report["arms"], report["target"], os.path.join(out, "random_vs_tpe.png"))
@@ -153,18 +190,32 @@ def main(argv=None):
     p.add_argument("--n_trials", type=positive_int, default=100)
     p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images (smoke runs)")
-    p.add_argument("--set", dest="overrides", type=assignment, action="append", default=[], metavar="KEY=VALUE",
-                   help="fix a parameter, e.g. --set epochs=1 (smoke runs)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a parameter, e.g. --set epochs=1 (smoke runs)",
+    )
     p.add_argument("--skip_tpe", action="store_true", help="only the random sweep")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--tag", default=time.strftime("%Y%m%d-%H%M%S"), help="names the studies (default: now)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data_dir", default=None)
-    p.add_argument("--wandb_mode", choices=tracking.WANDB_MODES, default="disabled",
-                   help="per-trial wandb logging (default disabled: time the sweep, not the logging)")
+    p.add_argument(
+        "--wandb_mode",
+        choices=tracking.WANDB_MODES,
+        default="disabled",
+        help="per-trial wandb logging (default disabled: time the sweep, not the logging)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--replot", action="store_true",
-                   help="redraw bench_sweep.md and random_vs_tpe.png from --out's bench_sweep.json, running nothing")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="redraw bench_sweep.md and random_vs_tpe.png from --out's bench_sweep.json, running nothing",
+    )
     args = p.parse_args(argv)
     if args.replot:
         return replot(args.out)
@@ -178,13 +229,25 @@ def main(argv=None):
     for arm in arms.values():
         arm["trials_to_within"] = trials_to_reach(arm["best_so_far"], target)
     import numpy
+
     report = {
         "tag": args.tag,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "numpy": numpy.__version__},
-        "config": {"n_trials": args.n_trials, "workers": args.workers, "limit": args.limit,
-                   "overrides": dict(args.overrides), "seed": args.seed, "wandb_mode": args.wandb_mode},
-        "target": target, "arms": arms,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+        },
+        "config": {
+            "n_trials": args.n_trials,
+            "workers": args.workers,
+            "limit": args.limit,
+            "overrides": dict(args.overrides),
+            "seed": args.seed,
+            "wandb_mode": args.wandb_mode,
+        },
+        "target": target,
+        "arms": arms,
         "random_under_15_minutes": arms["random"]["wall_seconds"] < 900,
     }
     png = plot(arms, target, os.path.join(args.out, "random_vs_tpe.png"))

@@ -51,6 +51,7 @@ Writes benchmarks/results/train.json, train.md and train.png (``--quick``: train
 train.json, the raw per-run dump, is not kept in git; ``--replot`` redraws train.md and
 train.png from a local one without measuring anything.
 """
+
 import argparse
 import json
 import subprocess
@@ -70,35 +71,63 @@ from bench_train_workers import worker_main  # noqa: E402
 # The parent: settings x rounds x batch sizes x implementations, then the summary.
 # =====================================================================================================
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 5,000 images, 1 round, batch 64 only (writes train_quick.*)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke test: 5,000 images, 1 round, batch 64 only (writes train_quick.*)"
+    )
     p.add_argument("--rounds", type=int, default=None, help="rounds of alternated runs (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after 1 warm-up epoch (default 2)")
     p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64)")
-    p.add_argument("--threads", type=_thread_setting, nargs="+", default=[1, 2, "auto"],
-                   help="thread counts, one whole comparison per count; auto: no thread variables, "
-                        "each library's default (default: 1 2 auto)")
-    p.add_argument("--openblas-env", choices=("as_set", "unset", "both"), default="both",
-                   help="OpenBLAS variables as set, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both")
-    p.add_argument("--affinity", choices=("all", "jax", "none"), default="all",
-                   help="restrict the CPU affinity of the subprocess to --threads CPUs: for every "
-                        "implementation (all, default), only Keras/JAX (jax), or never (none)")
-    p.add_argument("--impls", nargs="+", choices=list(IMPLS), default=None,
-                   help="implementations to run (default all; ours-baseline only with --baseline)")
-    p.add_argument("--baseline", default=None, metavar="DIR",
-                   help="a checkout of an earlier commit (e.g. `git worktree add /tmp/before REF`): adds "
-                        "ours-baseline, its numba path, alternated with the others in the same run")
+    p.add_argument(
+        "--threads",
+        type=_thread_setting,
+        nargs="+",
+        default=[1, 2, "auto"],
+        help="thread counts, one whole comparison per count; auto: no thread variables, "
+        "each library's default (default: 1 2 auto)",
+    )
+    p.add_argument(
+        "--openblas-env",
+        choices=("as_set", "unset", "both"),
+        default="both",
+        help="OpenBLAS variables as set, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed, or both",
+    )
+    p.add_argument(
+        "--affinity",
+        choices=("all", "jax", "none"),
+        default="all",
+        help="restrict the CPU affinity of the subprocess to --threads CPUs: for every "
+        "implementation (all, default), only Keras/JAX (jax), or never (none)",
+    )
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        choices=list(IMPLS),
+        default=None,
+        help="implementations to run (default all; ours-baseline only with --baseline)",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="a checkout of an earlier commit (e.g. `git worktree add /tmp/before REF`): adds "
+        "ours-baseline, its numba path, alternated with the others in the same run",
+    )
     p.add_argument("--no-floor", action="store_true", help="skip the GEMM-only floor")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images (default all 54,000; "
-                                                            "quick 5,000)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="train on the first N images (default all 54,000; quick 5,000)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=3600, help="seconds one subprocess may take")
     p.add_argument("--out", default=str(C.RESULTS), help="output directory")
     p.add_argument("--name", default=None, help="output file stem (default train, quick: train_quick)")
-    p.add_argument("--replot", action="store_true",
-                   help="redraw the .md and .png from the .json of an earlier run (not kept in git), measuring nothing")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="redraw the .md and .png from the .json of an earlier run (not kept in git), measuring nothing",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is None:
@@ -130,12 +159,20 @@ def run_one(spec, env, cpus, timeout, tmpdir):
     try:
         proc = C.run_python([str(Path(__file__).resolve()), "--worker", json.dumps(spec)], env, cpus, timeout)
     except subprocess.TimeoutExpired:
-        return {"impl": spec["impl"], "batch": spec["batch"], "round": spec["round"],
-                "error": f"timed out after {timeout:g} s (--timeout)"}
+        return {
+            "impl": spec["impl"],
+            "batch": spec["batch"],
+            "round": spec["round"],
+            "error": f"timed out after {timeout:g} s (--timeout)",
+        }
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
-        return {"impl": spec["impl"], "batch": spec["batch"], "round": spec["round"],
-                "error": f"exit code {proc.returncode}: {tail}"}
+        return {
+            "impl": spec["impl"],
+            "batch": spec["batch"],
+            "round": spec["round"],
+            "error": f"exit code {proc.returncode}: {tail}",
+        }
     result = json.loads(out.read_text())
     result["subprocess_s"] = time.perf_counter() - t0
     return result
@@ -159,8 +196,9 @@ def main(argv=None):
     limit = args.limit or (5000 if quick else None)
     name = args.name or ("train_quick" if quick else "train")
     if args.replot:
-        return C.replot(args.out, name, markdown, plot,
-                        command="python3 benchmarks/bench_train.py" + (" --quick" if quick else ""))
+        return C.replot(
+            args.out, name, markdown, plot, command="python3 benchmarks/bench_train.py" + (" --quick" if quick else "")
+        )
     warmup_epochs = 1
     data_dir = C.ensure_data_env()
 
@@ -180,6 +218,7 @@ def main(argv=None):
     import numpy as np
 
     from tinygrad_free.data import load_split
+
     split = load_split("fashion_mnist")
     x, y = split.x_train, split.y_train
     if limit:
@@ -187,19 +226,35 @@ def main(argv=None):
     n_train = len(x)
 
     settings = [(ob, same, t) for ob, same in openblas_settings(args.openblas_env) for t in args.threads]
-    meta = {"command": C.command_line(argv),
-            "quick": quick, "rounds": rounds, "timed_epochs_per_run": args.epochs,
-            "warmup_epochs_per_run": warmup_epochs, "batches": batches, "threads": args.threads,
-            "openblas_env_mode": args.openblas_env, "affinity": args.affinity, "n_train": n_train,
-            "data_dir": C.repo_relative(data_dir),
-            "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, softmax cross-entropy",
-            "implementations": {k: IMPLS[k] for k in impls}, "baseline_commit": _commit(args.baseline),
-            "skipped": sorted(set(args.impls) - set(impls)),
-            "openblas_vars_in_parent_env": C.openblas_vars(), "seed": args.seed, **C.machine_info()}
-    ob_text = ", ".join(ob + (f" (= {', '.join(same)}: neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set)"
-                              if same else "") for ob, same in openblas_settings(args.openblas_env))
-    print(f"{n_train} training images; batches {batches}; {rounds} round(s) x {args.epochs} timed epoch(s) "
-          f"after {warmup_epochs} warm-up; threads {args.threads}; OpenBLAS env: {ob_text}", flush=True)
+    meta = {
+        "command": C.command_line(argv),
+        "quick": quick,
+        "rounds": rounds,
+        "timed_epochs_per_run": args.epochs,
+        "warmup_epochs_per_run": warmup_epochs,
+        "batches": batches,
+        "threads": args.threads,
+        "openblas_env_mode": args.openblas_env,
+        "affinity": args.affinity,
+        "n_train": n_train,
+        "data_dir": C.repo_relative(data_dir),
+        "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, softmax cross-entropy",
+        "implementations": {k: IMPLS[k] for k in impls},
+        "baseline_commit": _commit(args.baseline),
+        "skipped": sorted(set(args.impls) - set(impls)),
+        "openblas_vars_in_parent_env": C.openblas_vars(),
+        "seed": args.seed,
+        **C.machine_info(),
+    }
+    ob_text = ", ".join(
+        ob + (f" (= {', '.join(same)}: neither OPENBLAS_CORETYPE nor OPENBLAS_L2_SIZE is set)" if same else "")
+        for ob, same in openblas_settings(args.openblas_env)
+    )
+    print(
+        f"{n_train} training images; batches {batches}; {rounds} round(s) x {args.epochs} timed epoch(s) "
+        f"after {warmup_epochs} warm-up; threads {args.threads}; OpenBLAS env: {ob_text}",
+        flush=True,
+    )
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
@@ -211,28 +266,45 @@ def main(argv=None):
             cpus = C.cpu_set(threads) if args.affinity != "none" else None
             label = f"OpenBLAS env {ob}, threads {threads}"
             applies = "every implementation" if args.affinity == "all" else args.affinity
-            print(f"\n== {label}: OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE')} "
-                  f"OPENBLAS_L2_SIZE={env.get('OPENBLAS_L2_SIZE')}; affinity {cpus if cpus else 'all CPUs'} "
-                  f"({applies})", flush=True)
+            print(
+                f"\n== {label}: OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE')} "
+                f"OPENBLAS_L2_SIZE={env.get('OPENBLAS_L2_SIZE')}; affinity {cpus if cpus else 'all CPUs'} "
+                f"({applies})",
+                flush=True,
+            )
             runs = []
             t_setting = time.perf_counter()
             for rnd in range(1, rounds + 1):
                 for batch in batches:
                     for impl in impls + ([] if args.no_floor else [FLOOR]):
-                        spec = {"impl": impl, "batch": batch, "round": rnd, "epochs": args.epochs,
-                                "warmup_epochs": warmup_epochs, "threads": threads, "openblas": ob,
-                                "seed": args.seed, "data": str(data_path), "limit": None,
-                                "floor_repeats": 15 if not quick else 7,
-                                "source": str(Path(args.baseline).resolve())
-                                if impl == "ours-baseline" else None}
+                        spec = {
+                            "impl": impl,
+                            "batch": batch,
+                            "round": rnd,
+                            "epochs": args.epochs,
+                            "warmup_epochs": warmup_epochs,
+                            "threads": threads,
+                            "openblas": ob,
+                            "seed": args.seed,
+                            "data": str(data_path),
+                            "limit": None,
+                            "floor_repeats": 15 if not quick else 7,
+                            "source": str(Path(args.baseline).resolve()) if impl == "ours-baseline" else None,
+                        }
                         use_cpus = cpus if (args.affinity == "all" or impl == "keras") else None
                         r = run_one(spec, env, use_cpus, args.timeout, tmp)
                         runs.append(r)
                         print(f"[r{rnd} b{batch:<3d}] {impl:11s} {describe_run(r, warmup_epochs)}", flush=True)
-            setting = {"openblas_env": ob, "same_as": same, "threads": threads,
-                       "openblas_vars": C.openblas_vars(env), "affinity_cpus": cpus,
-                       "affinity_applies_to": args.affinity, "seconds": time.perf_counter() - t_setting,
-                       "runs": runs}
+            setting = {
+                "openblas_env": ob,
+                "same_as": same,
+                "threads": threads,
+                "openblas_vars": C.openblas_vars(env),
+                "affinity_cpus": cpus,
+                "affinity_applies_to": args.affinity,
+                "seconds": time.perf_counter() - t_setting,
+                "runs": runs,
+            }
             setting.update(summarize(runs, impls, batches, warmup_epochs, n_train))
             results.append(setting)
 

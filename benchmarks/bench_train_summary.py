@@ -1,5 +1,6 @@
 """bench_train.py's summary: the implementations compared, the targets, and the medians, ratios and
 checks computed from the workers' runs."""
+
 import sys
 from pathlib import Path
 
@@ -33,10 +34,10 @@ TARGETS = [
 ]
 
 
-NUMBA_SPEEDUP = 1.5     # the numba path >= 1.5x faster than our NumPy path, batch 16 and 64
+NUMBA_SPEEDUP = 1.5  # the numba path >= 1.5x faster than our NumPy path, batch 16 and 64
 
 
-SAME_LOSS_RTOL = 1e-3   # indicative "same result" check on the per-epoch training loss
+SAME_LOSS_RTOL = 1e-3  # indicative "same result" check on the per-epoch training loss
 
 
 def describe_run(r, warmup_epochs):
@@ -45,16 +46,20 @@ def describe_run(r, warmup_epochs):
     if "skipped" in r:
         return "skipped: " + r["skipped"]
     if r["impl"] == FLOOR:
-        return (f"floor {r['epoch_wall_s'][0]:.3f} s/epoch ({r['step_s'] * 1e6:.0f} us/step best, "
-                f"{r['step_median_s'] * 1e6:.0f} median, x {r['steps_per_epoch']} steps)")
+        return (
+            f"floor {r['epoch_wall_s'][0]:.3f} s/epoch ({r['step_s'] * 1e6:.0f} us/step best, "
+            f"{r['step_median_s'] * 1e6:.0f} median, x {r['steps_per_epoch']} steps)"
+        )
     wall, cpu = r["epoch_wall_s"], r["epoch_cpu_s"]
     timed = wall[warmup_epochs:]
     util = [c / w for c, w in zip(cpu[warmup_epochs:], timed) if w > 0]
     extra = f" compile {r['compile_s']:.2f}s" if r.get("compile_s") else ""
     arch = (r.get("numpy_openblas") or {}).get("architecture")
     warm = " ".join(f"{t:.2f}" for t in wall[:warmup_epochs])
-    return (f"epochs {' '.join(f'{t:.3f}' for t in timed)} s  (warm-up {warm}){extra}  "
-            f"cpu/wall {C.fmt(C.median(util), '.2f')}  openblas {arch}")
+    return (
+        f"epochs {' '.join(f'{t:.3f}' for t in timed)} s  (warm-up {warm}){extra}  "
+        f"cpu/wall {C.fmt(C.median(util), '.2f')}  openblas {arch}"
+    )
 
 
 def summarize(runs, impls, batches, warmup_epochs, n_train):
@@ -67,15 +72,20 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
                 continue
             skip = 0 if impl == FLOOR else warmup_epochs
             timed = [t for r in rs for t in r["epoch_wall_s"][skip:]]
-            util = [c / w for r in rs for c, w in zip(r.get("epoch_cpu_s", [])[skip:], r["epoch_wall_s"][skip:])
-                    if w > 0]
-            entry = {"epoch_s": timed, "median_s": C.median(timed), "n_epochs": len(timed),
-                     "min_s": min(timed), "max_s": max(timed), "cpu_util_median": C.median(util),
-                     "warmup_epoch_s": [r["epoch_wall_s"][0] for r in rs] if skip else [],
-                     "openblas_architecture": sorted({str((r.get("numpy_openblas") or {}).get("architecture"))
-                                                      for r in rs}),
-                     "openblas_num_threads": sorted({str((r.get("numpy_openblas") or {}).get("num_threads"))
-                                                     for r in rs})}
+            util = [
+                c / w for r in rs for c, w in zip(r.get("epoch_cpu_s", [])[skip:], r["epoch_wall_s"][skip:]) if w > 0
+            ]
+            entry = {
+                "epoch_s": timed,
+                "median_s": C.median(timed),
+                "n_epochs": len(timed),
+                "min_s": min(timed),
+                "max_s": max(timed),
+                "cpu_util_median": C.median(util),
+                "warmup_epoch_s": [r["epoch_wall_s"][0] for r in rs] if skip else [],
+                "openblas_architecture": sorted({str((r.get("numpy_openblas") or {}).get("architecture")) for r in rs}),
+                "openblas_num_threads": sorted({str((r.get("numpy_openblas") or {}).get("num_threads")) for r in rs}),
+            }
             if impl == "keras":
                 entry["first_epoch_s_incl_xla_compile"] = entry.pop("warmup_epoch_s")
             if impl == OURS:
@@ -83,9 +93,11 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
             if impl == FLOOR:
                 # the floor: the fastest round (each round already the best repeat of every GEMM)
                 k = min(range(len(rs)), key=lambda i: rs[i]["step_s"])
-                entry.update(median_s=min(timed), statistic="min over rounds of (sum over GEMMs of the best "
-                             "repeat) x steps per epoch", median_based_s=C.median(
-                                 [r["epoch_median_based_s"] for r in rs]))
+                entry.update(
+                    median_s=min(timed),
+                    statistic="min over rounds of (sum over GEMMs of the best repeat) x steps per epoch",
+                    median_based_s=C.median([r["epoch_median_based_s"] for r in rs]),
+                )
                 entry["step_us"] = rs[k]["step_s"] * 1e6
                 entry["step_median_us"] = C.median([r["step_median_s"] * 1e6 for r in rs])
                 entry["step_in_sequence_us"] = rs[k]["step_in_sequence_s"] * 1e6
@@ -102,25 +114,40 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
     ratios, floor = {}, {}
     for batch in batches:
         ours = med(OURS, batch)
-        ratios[str(batch)] = {impl: (ours / med(impl, batch) if ours and med(impl, batch) else None)
-                              for impl in impls}
+        ratios[str(batch)] = {impl: (ours / med(impl, batch) if ours and med(impl, batch) else None) for impl in impls}
         f = med(FLOOR, batch)
-        floor[str(batch)] = {"floor_s": f,
-                             "fraction_reached_numba": f / ours if f and ours else None,
-                             "fraction_reached_numpy": f / med("ours-numpy", batch)
-                             if f and med("ours-numpy", batch) else None}
+        floor[str(batch)] = {
+            "floor_s": f,
+            "fraction_reached_numba": f / ours if f and ours else None,
+            "fraction_reached_numpy": f / med("ours-numpy", batch) if f and med("ours-numpy", batch) else None,
+        }
 
     targets = []
     for label, batch, other, limit in TARGETS:
         r = ratios.get(str(batch), {}).get(other)
-        targets.append({"target": label, "batch": batch, "value": r, "limit": limit, "kind": "ratio",
-                        "met": None if r is None else bool(r <= limit)})
+        targets.append(
+            {
+                "target": label,
+                "batch": batch,
+                "value": r,
+                "limit": limit,
+                "kind": "ratio",
+                "met": None if r is None else bool(r <= limit),
+            }
+        )
     for batch in (16, 64):
         r = ratios.get(str(batch), {}).get("ours-numpy")
         speedup = 1 / r if r else None
-        targets.append({"target": f"Batch {batch}: numba path >= {NUMBA_SPEEDUP}x faster than the NumPy path",
-                        "batch": batch, "value": speedup, "limit": NUMBA_SPEEDUP, "kind": "speedup",
-                        "met": None if speedup is None else bool(speedup >= NUMBA_SPEEDUP)})
+        targets.append(
+            {
+                "target": f"Batch {batch}: numba path >= {NUMBA_SPEEDUP}x faster than the NumPy path",
+                "batch": batch,
+                "value": speedup,
+                "limit": NUMBA_SPEEDUP,
+                "kind": "speedup",
+                "met": None if speedup is None else bool(speedup >= NUMBA_SPEEDUP),
+            }
+        )
     # indicative: same seed -> same batches, so the numba and numpy runs' first-epoch losses agree
     # to float32 rounding. Later epochs drift apart as any two GEMM kernels make them (MKL vs
     # OpenBLAS here; numpy's OpenBLAS Haswell vs SkylakeX kernels drift as much), so they are
@@ -130,15 +157,26 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
         if a["impl"] != "ours-numba" or "train_loss" not in a:
             continue
         for b in runs:
-            if b["impl"] == "ours-numpy" and b["batch"] == a["batch"] and b["round"] == a["round"] \
-                    and "train_loss" in b:
+            if (
+                b["impl"] == "ours-numpy"
+                and b["batch"] == a["batch"]
+                and b["round"] == a["round"]
+                and "train_loss" in b
+            ):
                 d = [abs(p - q) / abs(q) for p, q in zip(a["train_loss"], b["train_loss"])]
                 first += d[:1]
                 later += d[1:]
     worst = max(first) if first else None
-    targets.append({"target": "Same result: first-epoch training loss, numba vs NumPy path (same seed), "
-                              f"max relative difference <= {SAME_LOSS_RTOL:g} (indicative; the tests are the check)"
-                              + (f"; later epochs drift to {max(later):.1e}" if later else ""),
-                    "batch": None, "value": worst, "limit": SAME_LOSS_RTOL, "kind": "rel_diff",
-                    "met": None if worst is None else bool(worst <= SAME_LOSS_RTOL)})
+    targets.append(
+        {
+            "target": "Same result: first-epoch training loss, numba vs NumPy path (same seed), "
+            f"max relative difference <= {SAME_LOSS_RTOL:g} (indicative; the tests are the check)"
+            + (f"; later epochs drift to {max(later):.1e}" if later else ""),
+            "batch": None,
+            "value": worst,
+            "limit": SAME_LOSS_RTOL,
+            "kind": "rel_diff",
+            "met": None if worst is None else bool(worst <= SAME_LOSS_RTOL),
+        }
+    )
     return {"summary": summary, "ratios_ours_over_it": ratios, "gemm_floor": floor, "targets": targets}

@@ -1,5 +1,6 @@
 """bench_train.py's workers: each runs in its own subprocess (``bench_train.py --worker SPEC``),
 trains one implementation at one batch size, and writes one JSON file."""
+
 import json
 import math
 import os
@@ -25,9 +26,10 @@ def worker_ours(spec, x, y):
     from tinygrad_free import backend, kernels, nn, optim
     from tinygrad_free.callbacks import Callback
     from tinygrad_free.train import Trainer
+
     try:
         from tinygrad_free.recipes import build_mlp
-    except ImportError:             # a --baseline checkout from before the recipes moved into the package
+    except ImportError:  # a --baseline checkout from before the recipes moved into the package
         from models import build_mlp
 
     name = "numpy" if spec["impl"] == "ours-numpy" else "numba"
@@ -42,28 +44,35 @@ def worker_ours(spec, x, y):
             self.marks.append((time.perf_counter(), time.process_time()))
 
     clock = Clock()
-    model = build_mlp(784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32,
-                      rng=spec["seed"])
+    model = build_mlp(
+        784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32, rng=spec["seed"]
+    )
     opt = optim.Adam(model.parameters(), lr=1e-3)
     # A fixed setting is fixed for us too; "auto" is the Trainer's default, the measured policy.
-    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=[clock], progress=False,
-                      threads=spec["threads"])
+    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=[clock], progress=False, threads=spec["threads"])
     hist = trainer.fit(x, y, epochs=_epochs_total(spec), batch_size=spec["batch"], seed=spec["seed"])
     if hist.status != "completed":
         raise RuntimeError(f"training did not complete: {hist.status} {hist.message}")
     wall = hist.history["train_seconds"]
     cpu = [c1 - c0 for (_, c0), (_, c1) in zip(clock.marks[:-1], clock.marks[1:])]
     loop_wall = [w1 - w0 for (w0, _), (w1, _) in zip(clock.marks[:-1], clock.marks[1:])]
-    return {"epoch_wall_s": wall, "epoch_cpu_s": cpu, "epoch_loop_wall_s": loop_wall,
-            "train_loss": hist.history["train_loss"], "compile_s": compile_s,
-            "trainer_warmup_s": hist.compile_seconds, "backend": backend.get_backend(),
-            "gemm": kernels.blas.describe() if name == "numba" else "numpy matmul"}
+    return {
+        "epoch_wall_s": wall,
+        "epoch_cpu_s": cpu,
+        "epoch_loop_wall_s": loop_wall,
+        "train_loss": hist.history["train_loss"],
+        "compile_s": compile_s,
+        "trainer_warmup_s": hist.compile_seconds,
+        "backend": backend.get_backend(),
+        "gemm": kernels.blas.describe() if name == "numba" else "numpy matmul",
+    }
 
 
 def worker_torch(spec, x, y):
     import torch
+
     threads = spec["threads"]
-    if threads != "auto":           # "auto": torch's own default
+    if threads != "auto":  # "auto": torch's own default
         torch.set_num_threads(threads)
         try:
             torch.set_num_interop_threads(threads)
@@ -71,8 +80,15 @@ def worker_torch(spec, x, y):
             pass
     torch.manual_seed(spec["seed"])
     nn = torch.nn
-    model = nn.Sequential(nn.Linear(784, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(),
-                          nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 10))
+    model = nn.Sequential(
+        nn.Linear(784, 128),
+        nn.Tanh(),
+        nn.Linear(128, 128),
+        nn.Tanh(),
+        nn.Linear(128, 128),
+        nn.Tanh(),
+        nn.Linear(128, 10),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     crit = nn.CrossEntropyLoss()
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
@@ -83,7 +99,7 @@ def worker_torch(spec, x, y):
         t0, c0 = time.perf_counter(), time.process_time()
         perm = torch.randperm(n)
         for i in range(0, n, bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             xb, yb = X[idx], Y[idx]
             opt.zero_grad()
             loss = crit(model(xb), yb)
@@ -92,8 +108,13 @@ def worker_torch(spec, x, y):
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         last_loss.append(float(loss))
-    return {"epoch_wall_s": wall, "epoch_cpu_s": cpu, "last_batch_loss": last_loss,
-            "torch_num_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+    return {
+        "epoch_wall_s": wall,
+        "epoch_cpu_s": cpu,
+        "last_batch_loss": last_loss,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
 
 
 def worker_keras(spec, x, y):
@@ -114,22 +135,34 @@ def worker_keras(spec, x, y):
             self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            loss = float((logs or {}).get("loss", float("nan")))   # waits for the last step to finish
+            loss = float((logs or {}).get("loss", float("nan")))  # waits for the last step to finish
             self.wall.append(time.perf_counter() - self.t0)
             self.cpu.append(time.process_time() - self.c0)
             self.loss.append(loss)
 
     layers = keras.layers
-    model = keras.Sequential([keras.Input((784,)), layers.Dense(128, activation="tanh"),
-                              layers.Dense(128, activation="tanh"), layers.Dense(128, activation="tanh"),
-                              layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            layers.Dense(128, activation="tanh"),
+            layers.Dense(128, activation="tanh"),
+            layers.Dense(128, activation="tanh"),
+            layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     clock = Clock()
-    model.fit(x, y, batch_size=spec["batch"], epochs=_epochs_total(spec), shuffle=True, verbose=0,
-              callbacks=[clock])
-    return {"epoch_wall_s": clock.wall, "epoch_cpu_s": clock.cpu, "train_loss": clock.loss,
-            "jax_devices": [str(d) for d in jax.devices()], "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    model.fit(x, y, batch_size=spec["batch"], epochs=_epochs_total(spec), shuffle=True, verbose=0, callbacks=[clock])
+    return {
+        "epoch_wall_s": clock.wall,
+        "epoch_cpu_s": clock.cpu,
+        "train_loss": clock.loss,
+        "jax_devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 def gemm_cases(batch, rng, matmul=None):
@@ -137,10 +170,11 @@ def gemm_cases(batch, rng, matmul=None):
     writing into preallocated outputs (as the framework does): (name, flops, fn). ``matmul(a, b,
     out)`` defaults to numpy's."""
     import numpy as np
+
     matmul = matmul or np.matmul
     sizes = C.LAYERS
     f32 = np.float32
-    xs = [rng.standard_normal((batch, a)).astype(f32) for a in sizes[:-1]]       # each layer's input
+    xs = [rng.standard_normal((batch, a)).astype(f32) for a in sizes[:-1]]  # each layer's input
     ws = [(rng.standard_normal((a, b)) * 0.05).astype(f32) for a, b in zip(sizes[:-1], sizes[1:])]
     zs = [np.empty((batch, b), f32) for b in sizes[1:]]
     dzs = [rng.standard_normal((batch, b)).astype(f32) for b in sizes[1:]]
@@ -148,21 +182,21 @@ def gemm_cases(batch, rng, matmul=None):
     dxs = [np.empty((batch, a), f32) for a in sizes[:-1]]
     cases = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        cases.append((f"fwd {batch}x{a} @ {a}x{b}", 2 * batch * a * b,
-                      lambda i=i: matmul(xs[i], ws[i], out=zs[i])))
+        cases.append((f"fwd {batch}x{a} @ {a}x{b}", 2 * batch * a * b, lambda i=i: matmul(xs[i], ws[i], out=zs[i])))
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        cases.append((f"dW {a}x{batch} @ {batch}x{b}", 2 * batch * a * b,
-                      lambda i=i: matmul(xs[i].T, dzs[i], out=dws[i])))
+        cases.append(
+            (f"dW {a}x{batch} @ {batch}x{b}", 2 * batch * a * b, lambda i=i: matmul(xs[i].T, dzs[i], out=dws[i]))
+        )
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         if i == 0:
-            continue                                    # the input layer's dx is never computed
-        cases.append((f"dx {batch}x{b} @ {b}x{a}", 2 * batch * a * b,
-                      lambda i=i: matmul(dzs[i], ws[i].T, out=dxs[i])))
+            continue  # the input layer's dx is never computed
+        cases.append((f"dx {batch}x{b} @ {b}x{a}", 2 * batch * a * b, lambda i=i: matmul(dzs[i], ws[i].T, out=dxs[i])))
     return cases
 
 
 def worker_floor(spec, x, y):
     import numpy as np
+
     rng = np.random.default_rng(spec["seed"])
     cases = gemm_cases(spec["batch"], rng)
     fns = [fn for _, _, fn in cases]
@@ -170,6 +204,7 @@ def worker_floor(spec, x, y):
     def whole_step():
         for fn in fns:
             fn()
+
     # each GEMM alone (tight loop), and the 11 in sequence as a step does them. A floor is the
     # best the GEMMs can do, so it uses the best repeat of each (the median is kept too: with 2
     # threads on a busy machine OpenBLAS can stall for milliseconds, which the median shows).
@@ -177,47 +212,71 @@ def worker_floor(spec, x, y):
     best = [min(s) for s in samples]
     steps = math.ceil(len(x) / spec["batch"])
     step_s, step_median_s = sum(best[:-1]), sum(medians[:-1])
-    gemms = [{"gemm": name, "flops": fl, "us_best": b * 1e6, "us_median": m * 1e6, "gflops_best": fl / b / 1e9}
-             for (name, fl, _), b, m in zip(cases, best[:-1], medians[:-1])]
-    out = {"epoch_wall_s": [step_s * steps], "step_s": step_s, "step_median_s": step_median_s,
-           "epoch_median_based_s": step_median_s * steps, "step_in_sequence_s": best[-1],
-           "step_in_sequence_median_s": medians[-1], "steps_per_epoch": steps, "gemms": gemms}
+    gemms = [
+        {"gemm": name, "flops": fl, "us_best": b * 1e6, "us_median": m * 1e6, "gflops_best": fl / b / 1e9}
+        for (name, fl, _), b, m in zip(cases, best[:-1], medians[:-1])
+    ]
+    out = {
+        "epoch_wall_s": [step_s * steps],
+        "step_s": step_s,
+        "step_median_s": step_median_s,
+        "epoch_median_based_s": step_median_s * steps,
+        "step_in_sequence_s": best[-1],
+        "step_in_sequence_median_s": medians[-1],
+        "steps_per_epoch": steps,
+        "gemms": gemms,
+    }
     # The same products through the GEMM the numba kernels call (kernels.blas), one jitted call each.
     from tinygrad_free.kernels import blas
+
     if blas.AVAILABLE:
         from numba import njit
 
         @njit
         def jitted(a, b, c):
             blas.gemm(a, b, c, 0.0)
-        kcases = gemm_cases(spec["batch"], np.random.default_rng(spec["seed"]),
-                            matmul=lambda a, b, out: jitted(a, b, out))
+
+        kcases = gemm_cases(
+            spec["batch"], np.random.default_rng(spec["seed"]), matmul=lambda a, b, out: jitted(a, b, out)
+        )
         for _, _, fn in kcases:
-            fn()                                       # compile outside the timing
+            fn()  # compile outside the timing
         _, ksamples = C.time_alternating([fn for _, _, fn in kcases], repeats=spec["floor_repeats"], min_time=0.02)
         out.update(kernels_gemm=blas.describe(), kernels_step_s=sum(min(s) for s in ksamples))
     return out
 
 
-WORKERS = {"ours-numba": worker_ours, "ours-numpy": worker_ours, "ours-baseline": worker_ours, "torch": worker_torch,
-           "keras": worker_keras,
-           FLOOR: worker_floor}
+WORKERS = {
+    "ours-numba": worker_ours,
+    "ours-numpy": worker_ours,
+    "ours-baseline": worker_ours,
+    "torch": worker_torch,
+    "keras": worker_keras,
+    FLOOR: worker_floor,
+}
 
 
 def worker_main(spec_json):
     spec = json.loads(spec_json)
     t0 = time.perf_counter()
-    if spec.get("source"):          # --baseline: that checkout's package (and models/) come first
+    if spec.get("source"):  # --baseline: that checkout's package (and models/) come first
         sys.path.insert(0, spec["source"])
     import numpy as np
+
     with np.load(spec["data"]) as data:
         x, y = data["x"], data["y"]
     n = spec.get("limit")
     if n:
         x, y = x[:n], y[:n]
-    result = {"impl": spec["impl"], "batch": spec["batch"], "round": spec["round"], "n_train": len(x),
-              "pid": os.getpid(), "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-              else None, "env": {k: os.environ.get(k) for k in C.THREAD_VARS + C.OPENBLAS_VARS + ("XLA_FLAGS",)}}
+    result = {
+        "impl": spec["impl"],
+        "batch": spec["batch"],
+        "round": spec["round"],
+        "n_train": len(x),
+        "pid": os.getpid(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "env": {k: os.environ.get(k) for k in C.THREAD_VARS + C.OPENBLAS_VARS + ("XLA_FLAGS",)},
+    }
     try:
         result.update(WORKERS[spec["impl"]](spec, x, y))
     except ImportError as e:

@@ -8,6 +8,7 @@ and version, never a machine's folders: they are committed (tests/test_hygiene.p
 Nothing here imports a deep-learning framework: the parent process of a benchmark stays
 clean, and every framework is imported only inside the subprocess that measures it.
 """
+
 import importlib.metadata
 import importlib.util
 import json
@@ -21,12 +22,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-LAYERS = (784, 128, 128, 128, 10)           # the reference network
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")   # what --openblas-env unset removes
-VERSION_PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "torch", "jax", "jaxlib", "keras", "threadpoolctl",
-                    "matplotlib")
+LAYERS = (784, 128, 128, 128, 10)  # the reference network
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # what --openblas-env unset removes
+VERSION_PACKAGES = (
+    "numpy",
+    "numba",
+    "llvmlite",
+    "scipy",
+    "torch",
+    "jax",
+    "jaxlib",
+    "keras",
+    "threadpoolctl",
+    "matplotlib",
+)
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -87,7 +104,7 @@ def worker_env(threads, openblas="as_set", base=None):
     """
     env = dict(os.environ if base is None else base)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_cpu_multi_thread_eigen")]
-    if threads == "auto":       # each library's own default (ours: the measured policy)
+    if threads == "auto":  # each library's own default (ours: the measured policy)
         for k in THREAD_VARS:
             env.pop(k, None)
     else:
@@ -120,10 +137,18 @@ def cpu_set(threads):
 
 def run_python(args, env, cpus=None, timeout=None):
     """Run ``python args...`` with ``env`` (and restricted to ``cpus``); returns CompletedProcess."""
+
     def pin():
         os.sched_setaffinity(0, cpus)
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=pin if cpus is not None else None)
+
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=pin if cpus is not None else None,
+    )
 
 
 # --- what the machine and the libraries are -------------------------------------------------------
@@ -154,11 +179,16 @@ def installed(module):
 
 
 def machine_info():
-    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-            "cpus_allowed": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": versions()}
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "versions": versions(),
+    }
 
 
 def blas_info():
@@ -229,6 +259,7 @@ def write_text(path, text, atomic=True):
     path.parent.mkdir(parents=True, exist_ok=True)
     if atomic:
         from tinygrad_free.fileio import atomic_write_text
+
         atomic_write_text(path, text)
     else:
         path.write_text(text)
@@ -264,8 +295,10 @@ def replot(out_dir, name, markdown, plot=None, command="the benchmark"):
     out_dir = Path(out_dir)
     path = out_dir / f"{name}.json"
     if not path.is_file():
-        raise SystemExit(f"error: no {path} to redraw from: raw results are not kept in git; "
-                         f"`{command}` measures them again (and writes {name}.md and the figure too)")
+        raise SystemExit(
+            f"error: no {path} to redraw from: raw results are not kept in git; "
+            f"`{command}` measures them again (and writes {name}.md and the figure too)"
+        )
     result = json.loads(path.read_text())
     md = markdown(result)
     write_text(out_dir / f"{name}.md", md)
@@ -279,6 +312,7 @@ def pyplot():
     """matplotlib.pyplot on the Agg backend, or None (with one line saying so) when missing."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -290,6 +324,7 @@ def pyplot():
 def save_figure(fig, path):
     """``fig.savefig`` as PNG, written atomically."""
     from tinygrad_free.fileio import atomic_open
+
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
     return path
@@ -298,6 +333,7 @@ def save_figure(fig, path):
 def _json_default(o):
     try:
         import numpy as np
+
         if isinstance(o, np.generic):
             return o.item()
         if isinstance(o, np.ndarray):

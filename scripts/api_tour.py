@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The README's API tour, runnable: one training step of a small MLP, save and load."""
+
 import os
 import sys
 import tempfile
@@ -15,7 +16,8 @@ def main():
     y = rng.integers(0, 10, 64)
 
     model = nn.Sequential(
-        nn.Dense(784, 128, init="xavier"), nn.Tanh(),
+        nn.Dense(784, 128, init="xavier"),
+        nn.Tanh(),
         nn.Dense(128, 128, init="xavier", activation="relu"),
         nn.Dense(128, 10, init="xavier"),
     )

@@ -20,6 +20,7 @@ With a wandb login the default backend is wandb (wandb.sweep + wandb.agent):
     python scripts/sweep.py sweeps/assignment.yaml --backend wandb --count 50
     python scripts/sweep.py sweeps/assignment.yaml --backend wandb --sweep_id ENTITY/PROJECT/ID
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -37,21 +38,40 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("sweep_file", help="wandb sweep YAML, e.g. sweeps/assignment.yaml")
-    a("--backend", choices=("local", "wandb"), default=None,
-      help="local (Optuna) or wandb; default: local with --storage or --export, else wandb when logged in")
-    a("--n_trials", type=positive_int, default=None,
-      help="local: total finished trials the study should hold (default: run_cap, grid size, else 20); "
-           "wandb: run_cap of a new sweep")
+    a(
+        "--backend",
+        choices=("local", "wandb"),
+        default=None,
+        help="local (Optuna) or wandb; default: local with --storage or --export, else wandb when logged in",
+    )
+    a(
+        "--n_trials",
+        type=positive_int,
+        default=None,
+        help="local: total finished trials the study should hold (default: run_cap, grid size, else 20); "
+        "wandb: run_cap of a new sweep",
+    )
     a("--workers", type=positive_int, default=1, help="trials (or wandb agents) run at once on this machine")
     a("--storage", default=None, help="Optuna storage URL (default: sqlite:///<sweep folder>/<study>.db)")
     a("--study_name", default=None, help="Optuna study name (default: the sweep's name)")
     a("--results", type=writable_file, default=None, help="results JSONL (default: next to the study)")
-    a("--export", default=None, metavar="JSONL",
-      help="local: run nothing; write every finished trial of the study (from any machine) to this results "
-           "file, replacing it")
+    a(
+        "--export",
+        default=None,
+        metavar="JSONL",
+        help="local: run nothing; write every finished trial of the study (from any machine) to this results "
+        "file, replacing it",
+    )
     a("--method", choices=sweep.METHODS, default=None, help="override the file's method")
-    a("--set", dest="overrides", type=assignment, action="append", default=[], metavar="KEY=VALUE",
-      help="fix a parameter for this run, e.g. --set epochs=1 (repeatable)")
+    a(
+        "--set",
+        dest="overrides",
+        type=assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a parameter for this run, e.g. --set epochs=1 (repeatable)",
+    )
     a("--limit", type=positive_int, default=None, help="train every trial on the first N training images")
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/")
     a("--seed", type=int, default=0, help="sampler seed (mixed with the worker index)")
@@ -59,8 +79,12 @@ def build_parser():
     a("--count", type=positive_int, default=None, help="wandb: runs per agent (default: until the sweep ends)")
     a("-wp", "--wandb_project", default="tinygrad_free")
     a("-we", "--wandb_entity", default=None)
-    a("--wandb_mode", choices=tracking.WANDB_MODES, default=None,
-      help="local backend: how each trial logs to wandb (default: online when logged in, else offline)")
+    a(
+        "--wandb_mode",
+        choices=tracking.WANDB_MODES,
+        default=None,
+        help="local backend: how each trial logs to wandb (default: online when logged in, else offline)",
+    )
     a("-q", "--quiet", action="store_true", help="no line per trial")
     return p
 

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
-# The linter first: CI fails on what it finds (rules in pyproject.toml).
+# The linter and the formatter first: CI fails on what they find (settings in pyproject.toml).
 python3 -m ruff check .
+python3 -m ruff format --check .
 python3 -m pytest "$@"

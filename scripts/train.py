@@ -6,6 +6,7 @@ The defaults are the best configuration found on the validation set
 ``--config NAME_OR_PATH`` starts from another configuration; flags given explicitly win.
 The last line printed is ``test_accuracy: <fraction>``.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -51,8 +52,11 @@ def optimizer_name(text):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--config", default=DEFAULT_CONFIG,
-      help="recipe name in tinygrad_free/recipes/ or a YAML path (default: %(default)s)")
+    a(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="recipe name in tinygrad_free/recipes/ or a YAML path (default: %(default)s)",
+    )
     a("-wp", "--wandb_project", default="tinygrad_free", help="wandb project")
     a("-we", "--wandb_entity", default=None, help="wandb entity (user or team)")
     a("-d", "--dataset", type=table_choice(C.DATASETS), help="mnist or fashion_mnist")
@@ -71,30 +75,53 @@ def build_parser():
     a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers")
     a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer")
     a("-a", "--activation", type=table_choice(ACTIVATIONS), help=f"one of {', '.join(ACTIVATIONS)} (any case)")
-    a("--lr_schedule", type=table_choice(SCHEDULES),
-      help="learning-rate schedule over the whole run (default from the config)")
-    a("--shift", type=non_negative_int, default=0, metavar="PIXELS",
-      help="augment: shift each training image by up to PIXELS in x and y, zero fill (default from the config; 0: off)")
+    a(
+        "--lr_schedule",
+        type=table_choice(SCHEDULES),
+        help="learning-rate schedule over the whole run (default from the config)",
+    )
+    a(
+        "--shift",
+        type=non_negative_int,
+        default=0,
+        metavar="PIXELS",
+        help="augment: shift each training image by up to PIXELS in x and y, zero fill "
+        "(default from the config; 0: off)",
+    )
     a("--seed", type=non_negative_int, help="seeds the initial weights, the validation split and the batch order")
-    a("--threads", type=positive_int, default=None, metavar="N",
-      help="threads of BLAS and of the numba kernels (default: measured, see tinygrad_free.threads; "
-           "OMP_NUM_THREADS and the like cap it)")
+    a(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="threads of BLAS and of the numba kernels (default: measured, see tinygrad_free.threads; "
+        "OMP_NUM_THREADS and the like cap it)",
+    )
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
-    a("--save", type=writable_file, default=None, metavar="PATH",
-      help="save the best model (by validation accuracy) to PATH (.npz)")
-    a("--backup", type=writable_file, default=None, metavar="PATH",
-      help="write the training state to PATH (.npz) after every epoch; if PATH exists, resume from it "
-           "(same seed and options: the result is the uninterrupted run's); deleted when the run ends")
+    a(
+        "--save",
+        type=writable_file,
+        default=None,
+        metavar="PATH",
+        help="save the best model (by validation accuracy) to PATH (.npz)",
+    )
+    a(
+        "--backup",
+        type=writable_file,
+        default=None,
+        metavar="PATH",
+        help="write the training state to PATH (.npz) after every epoch; if PATH exists, resume from it "
+        "(same seed and options: the result is the uninterrupted run's); deleted when the run ends",
+    )
     add_plugin_option(p)
-    a("--wandb_mode", choices=tracking.WANDB_MODES, default=None,
-      help="default: online with credentials, else offline")
+    a("--wandb_mode", choices=tracking.WANDB_MODES, default=None, help="default: online with credentials, else offline")
     a("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)  # train on a subset (tests)
     return p
 
 
 def parse_args(argv=None):
     try:
-        load_plugins(argv)      # before the parser is built: a plugin adds choices for -o
+        load_plugins(argv)  # before the parser is built: a plugin adds choices for -o
     except ValueError as e:
         build_parser().error(str(e))
     parser = build_parser()
@@ -126,8 +153,11 @@ def warn_unused_hyperparameters(parser, explicit, optimizer):
         if getattr(explicit, dest) is None or key in own:
             continue
         users = sorted({optim.get(name).name for name in optim.available() if key in optim.get(name).defaults})
-        print(f"warning: {flags[dest]} {getattr(explicit, dest)} is ignored: optimizer {optimizer} has no {key}; "
-              f"it is used by {', '.join(users) or 'no registered optimizer'}", file=sys.stderr)
+        print(
+            f"warning: {flags[dest]} {getattr(explicit, dest)} is ignored: optimizer {optimizer} has no {key}; "
+            f"it is used by {', '.join(users) or 'no registered optimizer'}",
+            file=sys.stderr,
+        )
 
 
 def main(argv=None):

@@ -23,5 +23,6 @@ def rng():
 def each_backend(request):
     """Run a test once per kernel backend."""
     from tinygrad_free import use_backend
+
     with use_backend(request.param):
         yield request.param

@@ -1,5 +1,6 @@
 """Data augmentation: the shift kernels against a pixel-by-pixel definition, RandomShift, and
 its use through BatchIterator, Trainer.fit and train.py --shift."""
+
 import numpy as np
 import pytest
 
@@ -27,9 +28,9 @@ def shifted_by_definition(x, shifts):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (7, 5, 9), (33, 3, 2)])
 def test_shift_kernels_equal_the_pixel_definition_exactly(rng, impl, dtype, shape):
-    x = rng.random(shape).astype(dtype) + 1           # no zeros: a misplaced fill would show
+    x = rng.random(shape).astype(dtype) + 1  # no zeros: a misplaced fill would show
     B, H, W = shape
-    shifts = rng.integers(-max(H, W) - 2, max(H, W) + 3, size=(B, 2))   # includes whole-image shifts
+    shifts = rng.integers(-max(H, W) - 2, max(H, W) + 3, size=(B, 2))  # includes whole-image shifts
     shifts[0] = (0, 0)
     out = np.full_like(x, np.nan)
     got = getattr(shift, f"shift_images_{impl}")(x, shifts, out)
@@ -49,11 +50,15 @@ def test_random_shift_moves_each_image_by_at_most_max_shift(rng, each_backend):
     images = x.reshape(-1, 6, 6)
     seen = set()
     for b, o in enumerate(out.reshape(-1, 6, 6)):
-        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                   if np.array_equal(o, shifted_by_definition(images[b:b + 1], np.array([[dy, dx]]))[0])]
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(o, shifted_by_definition(images[b : b + 1], np.array([[dy, dx]]))[0])
+        ]
         assert len(matches) == 1
         seen.add(matches[0])
-    assert len(seen) > 10                              # the 25 shifts are all being drawn
+    assert len(seen) > 10  # the 25 shifts are all being drawn
 
 
 def test_random_shift_is_reproducible_and_zero_is_the_identity(rng):
@@ -65,10 +70,16 @@ def test_random_shift_is_reproducible_and_zero_is_the_identity(rng):
     assert RandomShift(0)(x, np.random.default_rng(5)) is x
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"max_shift": -1}, "max_shift"), ({"max_shift": 1.5}, "max_shift"), ({"max_shift": True}, "max_shift"),
-    ({"image_shape": (28,)}, "image_shape"), ({"image_shape": (0, 28)}, "image_shape"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_shift": -1}, "max_shift"),
+        ({"max_shift": 1.5}, "max_shift"),
+        ({"max_shift": True}, "max_shift"),
+        ({"image_shape": (28,)}, "image_shape"),
+        ({"image_shape": (0, 28)}, "image_shape"),
+    ],
+)
 def test_random_shift_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RandomShift(**kwargs)
@@ -93,15 +104,16 @@ def test_batch_iterator_transform_changes_images_not_labels_or_order(rng):
 def test_batch_iterator_without_reuse_buffers_yields_transformed_batches_safe_to_keep(rng):
     x, y = rng.random((30, 16)).astype(np.float32), np.arange(30)
     kept = list(BatchIterator(x, y, 10, seed=1, transform=RandomShift(1, (4, 4))))
-    reused = [xb.copy() for xb, _ in BatchIterator(x, y, 10, seed=1, reuse_buffers=True,
-                                                   transform=RandomShift(1, (4, 4)))]
+    reused = [
+        xb.copy() for xb, _ in BatchIterator(x, y, 10, seed=1, reuse_buffers=True, transform=RandomShift(1, (4, 4)))
+    ]
     for (xb, _), expected in zip(kept, reused):
         np.testing.assert_array_equal(xb, expected)
 
 
 def test_batch_iterator_transform_gets_a_generator_seeded_by_seed_and_epoch(rng):
     draws = []
-    record = lambda xb, g: draws.append(g.integers(1 << 30)) or xb      # noqa: E731
+    record = lambda xb, g: draws.append(g.integers(1 << 30)) or xb  # noqa: E731
     x, y = rng.random((6, 4)), np.arange(6)
     for _ in range(2):
         it = BatchIterator(x, y, 3, seed=7, transform=record)
@@ -116,6 +128,7 @@ def test_batch_iterator_rejects_a_transform_that_is_not_callable(rng):
 
 def _train(augment, x, y, seed=0):
     from tinygrad_free.recipes import build_mlp
+
     model = build_mlp(16, 1, 8, "relu", rng=seed)
     trainer = Trainer(model, nn.CrossEntropyLoss(), optim.create("adam", model.parameters()), progress=False)
     history = trainer.fit(x, y, epochs=2, batch_size=10, validation_data=(x, y), seed=seed, augment=augment)

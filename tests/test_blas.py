@@ -1,4 +1,5 @@
 """BLAS called from numba (``kernels.blas``) and the whole-layer kernels built on it."""
+
 import os
 import subprocess
 import sys
@@ -36,9 +37,14 @@ def _views(rng, m, k, n, dtype):
     wide[:, ::2] = a
     tall = rng.standard_normal((2 * m, k)).astype(dtype)
     tall[::2] = a
-    return [("C", a, b), ("F", np.asfortranarray(a), np.asfortranarray(b)),
-            ("transposed", np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T),
-            ("row-strided", tall[::2], b), ("no unit stride", big[::2, ::3], b), ("column-strided", wide[:, ::2], b)]
+    return [
+        ("C", a, b),
+        ("F", np.asfortranarray(a), np.asfortranarray(b)),
+        ("transposed", np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T),
+        ("row-strided", tall[::2], b),
+        ("no unit stride", big[::2, ::3], b),
+        ("column-strided", wide[:, ::2], b),
+    ]
 
 
 @needs_blas
@@ -65,11 +71,11 @@ def test_gemm_with_beta_zero_overwrites_even_nan(rng):
 @needs_blas
 def test_gemm_handles_empty_products():
     c = np.full((3, 2), 7.0)
-    _gemm(np.ones((3, 0)), np.ones((0, 2)), c, 1.0)       # k == 0: c <- beta c
+    _gemm(np.ones((3, 0)), np.ones((0, 2)), c, 1.0)  # k == 0: c <- beta c
     assert (c == 7.0).all()
     _gemm(np.ones((3, 0)), np.ones((0, 2)), c, 0.0)
     assert (c == 0.0).all()
-    _gemm(np.ones((0, 4)), np.ones((4, 2)), np.ones((0, 2)), 0.0)   # nothing to write
+    _gemm(np.ones((0, 4)), np.ones((4, 2)), np.ones((0, 2)), 0.0)  # nothing to write
 
 
 @needs_blas
@@ -103,7 +109,7 @@ def test_dense_forward_numba_matches_numpy(rng, dtype, code, with_bias, shape):
 @pytest.mark.parametrize("with_bias,input_grad", [(True, True), (False, True), (True, False)])
 def test_dense_backward_numba_matches_numpy(rng, dtype, code, beta, with_bias, input_grad):
     batch, n_in, n_out = 9, 20, 6
-    x = rng.standard_normal((batch, 2 * n_in)).astype(dtype)[:, ::2]          # a strided batch
+    x = rng.standard_normal((batch, 2 * n_in)).astype(dtype)[:, ::2]  # a strided batch
     W = rng.standard_normal((n_in, n_out)).astype(dtype)
     y = kernels.NUMPY.dense_forward(x, W, None, code, np.empty((batch, n_out), dtype))
     gy = rng.standard_normal((batch, n_out)).astype(dtype)
@@ -162,8 +168,9 @@ print(blas.PROVIDER)
 def test_each_provider_trains_like_the_numpy_backend(provider):
     # The provider is bound once per process, so each one gets a process of its own.
     env = {**os.environ, "TINYGRAD_FREE_BLAS": provider}
-    out = subprocess.run([sys.executable, "-c", STEP], capture_output=True, text=True, env=env, cwd=str(ROOT),
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", STEP], capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == provider
 
@@ -176,4 +183,4 @@ def test_a_missing_provider_fails_with_the_fix_and_auto_falls_back(monkeypatch):
     monkeypatch.setattr(blas, "_numpy_openblas", lambda: None)
     assert blas._select("auto")[0] == "none"
     monkeypatch.setattr(blas, "HAVE_NUMBA", False)
-    assert blas._select("openblas")[0] == "none"          # nothing calls BLAS from numba without numba
+    assert blas._select("openblas")[0] == "none"  # nothing calls BLAS from numba without numba

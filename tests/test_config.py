@@ -1,6 +1,7 @@
 """tinygrad_free.config is the one place a configuration is read: the same names are accepted and
 resolved alike by scripts/train.py and by sweeps (from the registries of init, nn and optim), and
 the same configuration builds the same model, optimizer and training run from either."""
+
 import numpy as np
 import pytest
 
@@ -10,14 +11,26 @@ from tinygrad_free import init, nn, optim
 from tinygrad_free.data import Split
 from tinygrad_free.optim import schedule
 
-FLAGS = {"loss": "-l", "activation": "-a", "weight_init": "-w_i", "lr_schedule": "--lr_schedule",
-         "optimizer": "-o", "dataset": "-d"}
+FLAGS = {
+    "loss": "-l",
+    "activation": "-a",
+    "weight_init": "-w_i",
+    "lr_schedule": "--lr_schedule",
+    "optimizer": "-o",
+    "dataset": "-d",
+}
 
 
-@pytest.mark.parametrize("option, registry", [
-    ("loss", nn.loss.LOSSES), ("activation", nn.activation.CODES), ("weight_init", init.INITIALIZERS),
-    ("lr_schedule", schedule.SCHEDULES), ("optimizer", {n: n for n in optim.available()}),
-])
+@pytest.mark.parametrize(
+    "option, registry",
+    [
+        ("loss", nn.loss.LOSSES),
+        ("activation", nn.activation.CODES),
+        ("weight_init", init.INITIALIZERS),
+        ("lr_schedule", schedule.SCHEDULES),
+        ("optimizer", {n: n for n in optim.available()}),
+    ],
+)
 def test_the_alias_table_is_built_from_the_librarys_registries(option, registry):
     table = C.aliases()[option]
     assert set(table) == {k.lower() for k in registry}
@@ -33,26 +46,44 @@ def test_train_script_and_sweeps_resolve_every_name_alike(option):
             assert C.check_value(option, spelling) == from_flag, (option, spelling)
 
 
-@pytest.mark.parametrize("option, alias, canonical", [
-    ("weight_init", "kaiming", "he"), ("weight_init", "Glorot", "xavier"), ("activation", "linear", "identity"),
-    ("loss", "MSE", "mean_squared_error"), ("dataset", "fashion-mnist", "fashion_mnist"),
-])
+@pytest.mark.parametrize(
+    "option, alias, canonical",
+    [
+        ("weight_init", "kaiming", "he"),
+        ("weight_init", "Glorot", "xavier"),
+        ("activation", "linear", "identity"),
+        ("loss", "MSE", "mean_squared_error"),
+        ("dataset", "fashion-mnist", "fashion_mnist"),
+    ],
+)
 def test_a_sweep_takes_the_aliases_the_script_takes(option, alias, canonical):
     assert C.normalize_config({option: alias})[option] == canonical
 
 
 def test_an_unknown_name_lists_the_canonical_names():
-    with pytest.raises(ValueError, match=r"weight_init: unknown value 'orthogonal'; choose one of random, xavier, he "
-                                         r"\(any case\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight_init: unknown value 'orthogonal'; choose one of random, xavier, he "
+        r"\(any case\)",
+    ):
         C.check_value("weight_init", "orthogonal")
 
 
 def test_optimizer_kwargs_keep_only_what_the_optimizer_has_and_what_is_set():
-    base = {"optimizer": "rmsprop", "learning_rate": 0.01, "weight_decay": None, "beta": 0.8, "beta1": 0.5,
-            "momentum": None}
+    base = {
+        "optimizer": "rmsprop",
+        "learning_rate": 0.01,
+        "weight_decay": None,
+        "beta": 0.8,
+        "beta1": 0.5,
+        "momentum": None,
+    }
     assert C.optimizer_kwargs(base) == {"lr": 0.01, "weight_decay": 0.0, "beta": 0.8}
-    assert C.optimizer_kwargs({**base, "optimizer": "momentum", "momentum": 0.7}) == \
-        {"lr": 0.01, "weight_decay": 0.0, "momentum": 0.7}
+    assert C.optimizer_kwargs({**base, "optimizer": "momentum", "momentum": 0.7}) == {
+        "lr": 0.01,
+        "weight_decay": 0.0,
+        "momentum": 0.7,
+    }
 
 
 def _tiny_split(rng):
@@ -63,8 +94,30 @@ def _tiny_split(rng):
 
 def test_the_script_and_a_sweep_trial_build_the_same_run(rng):
     data = _tiny_split(rng)
-    argv = ["-nhl", "2", "-sz", "8", "-a", "tanh", "-o", "adam", "-lr", "0.01", "-w_i", "he", "-e", "2", "-b", "8",
-            "--lr_schedule", "cosine", "--shift", "1", "--seed", "3"]
+    argv = [
+        "-nhl",
+        "2",
+        "-sz",
+        "8",
+        "-a",
+        "tanh",
+        "-o",
+        "adam",
+        "-lr",
+        "0.01",
+        "-w_i",
+        "he",
+        "-e",
+        "2",
+        "-b",
+        "8",
+        "--lr_schedule",
+        "cosine",
+        "--shift",
+        "1",
+        "--seed",
+        "3",
+    ]
     args = train_script.parse_args(argv)
     trial = C.normalize_config({k: getattr(args, k) for k in C.DEFAULTS})
     runs = [C.build_run(cfg, data, limit=20, progress=False) for cfg in (args, trial)]
@@ -87,5 +140,6 @@ def test_hidden_size_may_list_the_widths():
 def test_the_thread_variables_are_listed_once_and_the_script_leaves_them_to_the_policy():
     from tinygrad_free import threads
     from tinygrad_free.sweep import THREAD_VARIABLES
+
     assert THREAD_VARIABLES is threads.THREAD_VARIABLES
     assert not hasattr(train_script, "BLAS_THREAD_VARIABLES")

@@ -1,4 +1,5 @@
 """Per-call contexts: reuse without extra code, and a clear error for every misuse of backward."""
+
 import numpy as np
 import pytest
 
@@ -37,10 +38,10 @@ def test_a_users_layer_backpropagated_through_begin_update_in_any_order(rng):
     a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     ya, back_a = s.begin_update(a)
     yb, back_b = s.begin_update(b)
-    back_a(np.ones_like(a))          # forward order: each callback has its own call's x
+    back_a(np.ones_like(a))  # forward order: each callback has its own call's x
     back_b(np.ones_like(b))
     assert s.s.grad[0] == pytest.approx(a.sum() + b.sum())
-    assert s.x is b                  # the module keeps its latest forward's attributes
+    assert s.x is b  # the module keeps its latest forward's attributes
 
 
 def test_a_subclass_calling_super_forward_is_one_call(rng):
@@ -61,7 +62,7 @@ def test_backward_after_an_eval_mode_forward_names_eval_mode(rng):
     model(x)
     model.backward(np.ones((4, 2), np.float32))
     model.eval()
-    model(x)                          # the loop forgot model.train()
+    model(x)  # the loop forgot model.train()
     with pytest.raises(RuntimeError, match=r"Sequential.backward: the last forward ran in eval mode.*model.train\(\)"):
         model.backward(np.ones((4, 2), np.float32))
 
@@ -137,7 +138,7 @@ def test_an_output_kept_for_backward_cannot_be_modified_in_place(rng):
 
         def forward(self, x):
             out = self.f(x)
-            out += x                  # would corrupt the y that f's backward reads
+            out += x  # would corrupt the y that f's backward reads
             return out
 
     with pytest.raises(ValueError, match="read-only"):
@@ -146,10 +147,10 @@ def test_an_output_kept_for_backward_cannot_be_modified_in_place(rng):
     y = model(rng.random((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="read-only"):
         y[0, 0] = 1.0
-    z = y.copy()                      # a copy is the caller's to change
+    z = y.copy()  # a copy is the caller's to change
     z += 1
     model.eval()
-    assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable   # eval keeps nothing
+    assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable  # eval keeps nothing
 
 
 def test_a_layer_returning_its_input_leaves_the_callers_array_writable(rng):
@@ -167,17 +168,20 @@ def test_assigning_parameter_data_after_packing_copies_into_the_optimizers_buffe
     x = np.ones((1, 3), np.float32)
     model(x)
     model.backward(np.ones((1, 2), np.float32))
-    model[0].W.grad = model[0].W.grad + 1.0          # also copied, so the step sees it
+    model[0].W.grad = model[0].W.grad + 1.0  # also copied, so the step sees it
     opt.step()
     np.testing.assert_allclose(model[0].W.data, 5.0 - 2.0)
-    model[0].W.grad = None                           # PyTorch's way to clear it
+    model[0].W.grad = None  # PyTorch's way to clear it
     assert not model[0].W.grad.any()
 
 
-@pytest.mark.parametrize("value, match", [
-    (np.zeros((2, 3), np.float32), r"Parameter '0.W': the new data has shape \(2, 3\).*shape is \(3, 2\)"),
-    (np.zeros((3, 2), np.float64), r"the new data has dtype float64, but the parameter is float32.*astype"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (np.zeros((2, 3), np.float32), r"Parameter '0.W': the new data has shape \(2, 3\).*shape is \(3, 2\)"),
+        (np.zeros((3, 2), np.float64), r"the new data has dtype float64, but the parameter is float32.*astype"),
+    ],
+)
 def test_assigning_parameter_data_of_another_shape_or_dtype_raises(value, match):
     model = nn.Sequential(nn.Dense(3, 2, rng=0))
     optim.Adam(model.parameters())
@@ -212,7 +216,7 @@ def test_per_tensor_rules_see_each_parameter_in_its_own_shape():
     opt.step()
     np.testing.assert_allclose(w0 - model[0].W.data, 0.1 / np.sqrt(6), rtol=1e-12)
     np.testing.assert_allclose(b0 - model[0].b.data, 0.1 / np.sqrt(2), rtol=1e-12)
-    model[0].W.data = np.zeros((3, 2), F64)   # copied into the array update() gets
+    model[0].W.data = np.zeros((3, 2), F64)  # copied into the array update() gets
     opt.step()
     assert np.all(model[0].W.data < 0)
 
@@ -222,14 +226,18 @@ def test_registering_a_taken_optimizer_name_needs_override():
     from tinygrad_free.optim.optimizer import _REGISTRY
 
     with pytest.raises(ValueError, match=r"optimizer name 'adam' is already registered to .*Adam.*override=True"):
+
         @register("adam")
         class MyAdam(Adam):
             pass
+
     assert _REGISTRY["adam"] is Adam
     try:
+
         @register("adam", override=True)
         class MyAdam2(Adam):
             pass
+
         assert optim.get("adam") is MyAdam2
     finally:
         _REGISTRY["adam"] = Adam
@@ -241,6 +249,7 @@ def test_registering_a_taken_module_name_needs_override():
         pass
 
     with pytest.raises(ValueError, match=r"module name 'tests.scale_block' is already registered.*override=True"):
+
         @nn.register("tests.scale_block")
         class Other(Scale):
             pass
@@ -251,8 +260,9 @@ def test_multi_input_modules_are_called_and_gradchecked_with_several_arrays(rng)
     x1, x2 = rng.standard_normal((3, 2)), rng.standard_normal((3, 3))
     assert model(x1, x2).shape == (3, 2)
     report = gradcheck(model, x1, x2)
-    assert [t.name for t in report.tensors] == ["input0", "input1", "0.W", "0.b"] or \
-        [t.name for t in report.tensors] == ["input0", "input1", "1.W", "1.b"]
+    assert [t.name for t in report.tensors] == ["input0", "input1", "0.W", "0.b"] or [
+        t.name for t in report.tensors
+    ] == ["input0", "input1", "1.W", "1.b"]
 
 
 def test_the_function_form_of_gradcheck_checks_parameters_too(rng):
@@ -265,9 +275,11 @@ def test_the_function_form_of_gradcheck_checks_parameters_too(rng):
 
         def backprop(g):
             dx = back(g)
-            layer.b.grad += 1.0               # a wrong bias gradient
+            layer.b.grad += 1.0  # a wrong bias gradient
             return dx
+
         return y, backprop
+
     with pytest.raises(AssertionError, match="gradient mismatch in b"):
         gradcheck(wrong, rng.standard_normal((4, 3)), params=layer.named_parameters())
 

@@ -1,5 +1,6 @@
 """The convolution and pooling kernels: numba twins against the NumPy kernels, and both against
 direct loop references (and PyTorch where it has the same operation)."""
+
 import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
@@ -11,8 +12,12 @@ CODES = [dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU]
 DTYPES = [np.float32, np.float64]
 # (N, C, H, W, O, kh, kw, sh, sw, ph, pw): odd sizes, batch 1, non-square kernels and strides,
 # padding on one axis only, a kernel as large as the padded input, stride larger than the kernel.
-GEOMETRIES = [(2, 3, 7, 9, 4, 3, 3, 2, 2, 1, 1), (1, 1, 5, 6, 2, 2, 3, 1, 2, 0, 1),
-              (3, 2, 4, 4, 3, 6, 2, 1, 3, 1, 0), (2, 4, 8, 5, 5, 1, 1, 3, 1, 0, 0)]
+GEOMETRIES = [
+    (2, 3, 7, 9, 4, 3, 3, 2, 2, 1, 1),
+    (1, 1, 5, 6, 2, 2, 3, 1, 2, 0, 1),
+    (3, 2, 4, 4, 3, 6, 2, 1, 3, 1, 0),
+    (2, 4, 8, 5, 5, 1, 1, 3, 1, 0, 0),
+]
 
 
 def tol(dtype):
@@ -57,8 +62,11 @@ def test_im2col_matches_the_definition_and_col2im_is_its_adjoint(rng, geometry, 
     dx_np = conv.col2im_numpy(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
     dx_nb = conv.col2im_numba(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
     np.testing.assert_array_equal(dx_nb, dx_np)
-    np.testing.assert_allclose(np.vdot(expected.astype(np.float64), g), np.vdot(x.astype(np.float64), dx_np),
-                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        np.vdot(expected.astype(np.float64), g),
+        np.vdot(x.astype(np.float64), dx_np),
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+    )
 
 
 def run_conv(ns, x, W, b, geometry, code, gy, beta, with_dx, dW0, db0):
@@ -153,7 +161,7 @@ def pool_out(shape, kh, kw, sh, sw):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry, dtype):
     *shape, kh, kw, sh, sw = geometry
-    x = rng.integers(-2, 3, shape).astype(dtype)            # few distinct values: many ties
+    x = rng.integers(-2, 3, shape).astype(dtype)  # few distinct values: many ties
     x.reshape(-1)[rng.choice(x.size, 2, replace=False)] = np.nan
     out = pool_out(shape, kh, kw, sh, sw)
     results = []
@@ -170,7 +178,7 @@ def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry
 def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):
     torch = pytest.importorskip("torch")
     for *shape, kh, kw, sh, sw in POOLS:
-        x = rng.integers(-3, 4, shape).astype(np.float64)     # ties: torch keeps the first maximum too
+        x = rng.integers(-3, 4, shape).astype(np.float64)  # ties: torch keeps the first maximum too
         out = pool_out(shape, kh, kw, sh, sw)
         xt = torch.tensor(x, requires_grad=True)
         yt, it = torch.nn.functional.max_pool2d(xt, (kh, kw), (sh, sw), return_indices=True)
@@ -181,8 +189,9 @@ def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):
             ns.maxpool2d_forward(x, kh, kw, sh, sw, y, arg)
             np.testing.assert_array_equal(y, yt.detach().numpy())
             np.testing.assert_array_equal(arg, it.numpy())
-            np.testing.assert_allclose(ns.maxpool2d_backward(gy, arg, np.empty_like(x)), xt.grad.numpy(),
-                                       rtol=1e-15, atol=0)
+            np.testing.assert_allclose(
+                ns.maxpool2d_backward(gy, arg, np.empty_like(x)), xt.grad.numpy(), rtol=1e-15, atol=0
+            )
 
 
 @pytest.mark.parametrize("geometry", POOLS)
@@ -231,15 +240,21 @@ def test_pool_kernels_refuse_a_wrong_output_shape(rng):
 
 def test_warmup_compiles_what_a_cnn_training_step_uses(rng):
     from tinygrad_free import nn, optim, use_backend
-    dispatchers = [obj for mod in (blas, conv, dense, pool) for obj in vars(mod).values()
-                   if isinstance(obj, CPUDispatcher)]
+
+    dispatchers = [
+        obj for mod in (blas, conv, dense, pool) for obj in vars(mod).values() if isinstance(obj, CPUDispatcher)
+    ]
     before = {d: len(d.signatures) for d in dispatchers}
     with use_backend("numba"):
         for dtype, act in ((np.float32, "relu"), (np.float64, "tanh")):
-            model = nn.Sequential(nn.Conv2D(1, 3, 3, padding=1, activation=act, dtype=dtype, rng=0),
-                                  nn.MaxPool2D(2), nn.Conv2D(3, 4, (2, 3), stride=(1, 2), dtype=dtype, rng=1),
-                                  nn.AvgPool2D(2, stride=1), nn.Conv2D(4, 2, 1, bias=False, dtype=dtype, rng=2),
-                                  nn.GlobalAvgPool2D())
+            model = nn.Sequential(
+                nn.Conv2D(1, 3, 3, padding=1, activation=act, dtype=dtype, rng=0),
+                nn.MaxPool2D(2),
+                nn.Conv2D(3, 4, (2, 3), stride=(1, 2), dtype=dtype, rng=1),
+                nn.AvgPool2D(2, stride=1),
+                nn.Conv2D(4, 2, 1, bias=False, dtype=dtype, rng=2),
+                nn.GlobalAvgPool2D(),
+            )
             opt = optim.SGD(model.parameters(), lr=0.1)
             x = rng.standard_normal((2, 1, 8, 13)).astype(dtype)
             y = model(x)

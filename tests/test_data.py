@@ -33,8 +33,12 @@ _DEFAULT_REAL_DATA = _REPO_ROOT.parent / "shared" / "data"
 # The autouse fixture replaces data.sources.SOURCES; keep the shipped values to test.
 _SHIPPED_SOURCES = copy.deepcopy(data.SOURCES)
 
-FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 # --------------------------------------------------------------------------
@@ -53,10 +57,8 @@ def make_arrays(n_train=30, n_test=20, seed=0):
     """Small random dataset shaped like MNIST: ((xtr, ytr), (xte, yte))."""
     rng = np.random.default_rng(seed)
     return (
-        (rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-         rng.integers(0, 10, n_train, dtype=np.uint8)),
-        (rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-         rng.integers(0, 10, n_test, dtype=np.uint8)),
+        (rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_train, dtype=np.uint8)),
+        (rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_test, dtype=np.uint8)),
     )
 
 
@@ -131,9 +133,9 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(data.sources, "DEBIAN_DIR", str(tmp_path / "no-debian"))
     # Any real download attempt would have to go through SOURCES; point it
     # at a closed local port so a bug cannot reach the internet.
-    monkeypatch.setattr(data.sources, "SOURCES", {
-        k: dict(v, base_url="http://127.0.0.1:9/") for k, v in data.sources.SOURCES.items()
-    })
+    monkeypatch.setattr(
+        data.sources, "SOURCES", {k: dict(v, base_url="http://127.0.0.1:9/") for k, v in data.sources.SOURCES.items()}
+    )
     return types.SimpleNamespace(tmp=tmp_path, keras_datasets=keras_home / "datasets")
 
 
@@ -155,8 +157,7 @@ def real_sets(real_data_dir, tmp_path_factory):
         mp.setenv("TINYGRAD_FREE_NO_DOWNLOAD", "1")
         mp.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras")))
         mp.setattr(data.sources, "DEBIAN_DIR", str(tmp_path_factory.mktemp("debian")))
-        return {name: data.load_dataset(name, data_dir=real_data_dir)
-                for name in ("fashion_mnist", "mnist")}
+        return {name: data.load_dataset(name, data_dir=real_data_dir) for name in ("fashion_mnist", "mnist")}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -204,11 +205,15 @@ def serve_dataset(monkeypatch, server, name, files: dict[str, bytes], served=Non
     """
     for fname, content in {**files, **(served or {})}.items():
         server.files["data/" + fname] = content
-    monkeypatch.setitem(data.sources.SOURCES, name, {
-        "base_url": server.base_url,
-        "cache_subdir": "fashion-mnist" if name == "fashion_mnist" else "",
-        "files": {fname: sha256(content) for fname, content in files.items()},
-    })
+    monkeypatch.setitem(
+        data.sources.SOURCES,
+        name,
+        {
+            "base_url": server.base_url,
+            "cache_subdir": "fashion-mnist" if name == "fashion_mnist" else "",
+            "files": {fname: sha256(content) for fname, content in files.items()},
+        },
+    )
     monkeypatch.delenv("TINYGRAD_FREE_NO_DOWNLOAD")
 
 
@@ -217,22 +222,23 @@ def use_fetcher(monkeypatch):
     """Force one download backend: 'pooch', 'urllib' or 'keras' (a fake)."""
     calls = []
 
-    def fake_get_file(fname, origin, file_hash=None, hash_algorithm="auto",
-                      cache_dir=None, cache_subdir="datasets", **kw):
+    def fake_get_file(
+        fname, origin, file_hash=None, hash_algorithm="auto", cache_dir=None, cache_subdir="datasets", **kw
+    ):
         # Mimics keras.utils.get_file closely enough: downloads to
         # cache_dir/cache_subdir/fname and returns the path. Like old keras
         # versions it does not itself reject a bad hash, so the loader's own
         # check is what is under test.
-        calls.append(dict(fname=fname, origin=origin, file_hash=file_hash,
-                          hash_algorithm=hash_algorithm))
+        calls.append(dict(fname=fname, origin=origin, file_hash=file_hash, hash_algorithm=hash_algorithm))
         folder = os.path.join(cache_dir, cache_subdir)
         os.makedirs(folder, exist_ok=True)
         return data.download._fetch_urllib(origin, folder, fname, file_hash)
 
     def select(which):
         pooch = pytest.importorskip("pooch") if which == "pooch" else None
-        monkeypatch.setattr(data.download, "_keras_get_file",
-                            (lambda: fake_get_file) if which == "keras" else (lambda: None))
+        monkeypatch.setattr(
+            data.download, "_keras_get_file", (lambda: fake_get_file) if which == "keras" else (lambda: None)
+        )
         monkeypatch.setattr(data.download, "_pooch_module", lambda: pooch)
         return calls
 
@@ -267,11 +273,11 @@ def test_real_mnist_has_keras_shapes_and_known_label_counts(real_sets):
     assert xtr.shape == (60000, 28, 28) and xte.shape == (10000, 28, 28)
     assert {a.dtype for a in (xtr, ytr, xte, yte)} == {np.dtype(np.uint8)}
     np.testing.assert_array_equal(
-        np.bincount(ytr, minlength=10),
-        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+        np.bincount(ytr, minlength=10), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    )
     np.testing.assert_array_equal(
-        np.bincount(yte, minlength=10),
-        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+        np.bincount(yte, minlength=10), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    )
     np.testing.assert_array_equal(ytr[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
     assert names == tuple("0123456789")
 
@@ -323,7 +329,7 @@ def _images():
 
 def _flip_middle(b: bytes) -> bytes:
     mid = len(b) // 2
-    return b[:mid] + bytes(x ^ 0xFF for x in b[mid:mid + 8]) + b[mid + 8:]
+    return b[:mid] + bytes(x ^ 0xFF for x in b[mid : mid + 8]) + b[mid + 8 :]
 
 
 CORRUPTIONS = {
@@ -383,8 +389,10 @@ def test_label_out_of_range_is_rejected(tmp_path):
 
 def test_images_that_are_not_28x28_are_rejected(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = ((rng.integers(0, 256, (4, 32, 32), dtype=np.uint8), np.zeros(4, np.uint8)),
-              (rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.zeros(2, np.uint8)))
+    arrays = (
+        (rng.integers(0, 256, (4, 32, 32), dtype=np.uint8), np.zeros(4, np.uint8)),
+        (rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.zeros(2, np.uint8)),
+    )
     write_idx_set(tmp_path, arrays)
     with pytest.raises(ValueError, match="32x32, expected 28x28"):
         data.load_dataset("mnist", data_dir=tmp_path)
@@ -519,8 +527,12 @@ def test_nothing_found_raises_one_error_listing_every_place_and_the_fixes(isolat
     assert labels[:4] == ["data_dir argument", "$TINYGRAD_FREE_DATA", "keras cache", "Debian package folder"]
     assert labels[4].startswith("download into")
     assert len(err.attempts) == 5
-    for place in ("dir-nowhere", "env-nowhere", str(isolated.keras_datasets / "fashion-mnist"),
-                  str(isolated.tmp / "no-debian")):
+    for place in (
+        "dir-nowhere",
+        "env-nowhere",
+        str(isolated.keras_datasets / "fashion-mnist"),
+        str(isolated.tmp / "no-debian"),
+    ):
         assert place in msg
     assert "does not exist" in msg
     assert "disabled by TINYGRAD_FREE_NO_DOWNLOAD=1" in msg
@@ -536,8 +548,15 @@ def test_nothing_found_reports_unset_options(isolated):
     assert "mnist.npz" in str(e.value)
 
 
-@pytest.mark.parametrize("alias,key", [("fashion_mnist", "fashion_mnist"), ("Fashion-MNIST", "fashion_mnist"),
-                                       ("FASHION_MNIST", "fashion_mnist"), ("MNIST", "mnist")])
+@pytest.mark.parametrize(
+    "alias,key",
+    [
+        ("fashion_mnist", "fashion_mnist"),
+        ("Fashion-MNIST", "fashion_mnist"),
+        ("FASHION_MNIST", "fashion_mnist"),
+        ("MNIST", "mnist"),
+    ],
+)
 def test_dataset_names_are_case_insensitive_and_accept_dash(alias, key, isolated):
     write_idx_set(isolated.tmp / "d" / "fashion-mnist", seed=16)
     write_idx_set(isolated.tmp / "d" / "mnist", seed=17)
@@ -572,8 +591,9 @@ def test_download_via_pooch_fills_keras_cache_then_reads_it_offline(isolated, mo
     assert len(http_server.requests) == 4
 
 
-def test_download_via_urllib_when_neither_keras_nor_pooch_is_available(isolated, monkeypatch, http_server,
-                                                                       use_fetcher, tmp_path):
+def test_download_via_urllib_when_neither_keras_nor_pooch_is_available(
+    isolated, monkeypatch, http_server, use_fetcher, tmp_path
+):
     use_fetcher("urllib")
     arrays = make_arrays(seed=21)
     npz = write_mnist_npz(tmp_path / "src" / "mnist.npz", arrays)
@@ -599,13 +619,13 @@ def test_download_uses_keras_get_file_with_sha256_when_keras_works(isolated, mon
 
 
 @pytest.mark.parametrize("fetcher", ["pooch", "urllib", "keras"])
-def test_download_with_wrong_sha256_is_rejected_and_not_cached(fetcher, isolated, monkeypatch, http_server,
-                                                               use_fetcher):
+def test_download_with_wrong_sha256_is_rejected_and_not_cached(
+    fetcher, isolated, monkeypatch, http_server, use_fetcher
+):
     use_fetcher(fetcher)
     files = idx_set_files(make_arrays(seed=23))
     bad_name = "train-images-idx3-ubyte.gz"
-    serve_dataset(monkeypatch, http_server, "fashion_mnist", files,
-                  served={bad_name: _flip_middle(files[bad_name])})
+    serve_dataset(monkeypatch, http_server, "fashion_mnist", files, served={bad_name: _flip_middle(files[bad_name])})
 
     with pytest.raises(data.DatasetNotFoundError) as e:
         data.load_dataset("fashion_mnist")

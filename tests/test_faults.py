@@ -1,6 +1,7 @@
 """Fault catalogue: what a killed run, a crash in the middle of a save, and a folder that cannot
 take the file do to training, and that each is handled (resumed, survived, or refused before any
 training) rather than discovered at the end."""
+
 import contextlib
 import errno
 import io
@@ -74,15 +75,24 @@ def test_a_run_killed_after_its_first_backup_resumes_to_the_uninterrupted_weight
     backup = tmp_path / "run" / "state.npz"
 
     def run(backup_arg, out):
-        done = subprocess.run([sys.executable, str(script), backup_arg, str(out)], env=child_env(),
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(script), backup_arg, str(out)],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     whole = run("-", tmp_path / "whole.npz")
 
-    killed = subprocess.Popen([sys.executable, str(script), str(backup), str(tmp_path / "killed.npz")],
-                              env=dict(child_env(), STALL="1"), stdout=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(
+        [sys.executable, str(script), str(backup), str(tmp_path / "killed.npz")],
+        env=dict(child_env(), STALL="1"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert killed.stdout.readline().strip() == "epoch 1 backed up"
         killed.send_signal(signal.SIGKILL)
@@ -94,11 +104,11 @@ def test_a_run_killed_after_its_first_backup_resumes_to_the_uninterrupted_weight
     assert backup.exists() and not (tmp_path / "killed.npz").exists()
 
     resumed = run(str(backup), tmp_path / "resumed.npz")
-    assert resumed == whole                          # epoch 1 from the backup, 2-4 trained again
+    assert resumed == whole  # epoch 1 from the backup, 2-4 trained again
     a, b = nn.load(tmp_path / "whole.npz"), nn.load(tmp_path / "resumed.npz")
     for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
-    assert not backup.exists()                       # a finished run leaves no backup to resume
+    assert not backup.exists()  # a finished run leaves no backup to resume
 
 
 def small_trainer(callbacks=(), seed=0):
@@ -118,7 +128,7 @@ def savez_crashing_halfway():
     def crash(file, *args, **kwargs):
         buffer = io.BytesIO()
         real(buffer, *args, **kwargs)
-        file.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+        file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         raise OSError(errno.ENOSPC, "No space left on device (simulated mid-write)")
 
     np.savez = crash
@@ -142,7 +152,7 @@ def test_a_crash_in_the_middle_of_a_backup_leaves_the_previous_one_intact_and_re
         backup.save(trainer, 2)
     assert path.read_bytes() == before and no_temporary_files(tmp_path)
 
-    fresh, _, _ = small_trainer([BackupAndRestore(path)], seed=5)    # other initial weights
+    fresh, _, _ = small_trainer([BackupAndRestore(path)], seed=5)  # other initial weights
     history = fresh.fit(x, y, epochs=2, batch_size=16)
     assert history.history["epoch"] == [1, 2] and fresh.optimizer.t == 8
     reference, _, _ = small_trainer()
@@ -182,21 +192,47 @@ def test_a_save_path_under_a_file_is_refused_before_any_data_is_loaded(tmp_path)
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
     for flag in ("--save", "--backup"):
-        out = subprocess.run([sys.executable, TRAIN_SCRIPT, flag, str(blocker / "model.npz"), "--data_dir",
-                              str(tmp_path / "no_data_here"), "--wandb_mode", "disabled"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [
+                sys.executable,
+                TRAIN_SCRIPT,
+                flag,
+                str(blocker / "model.npz"),
+                "--data_dir",
+                str(tmp_path / "no_data_here"),
+                "--wandb_mode",
+                "disabled",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 2
-        assert f"argument {flag}: cannot save to {blocker / 'model.npz'}: {blocker} is a file, not a folder" \
-            in out.stderr
+        assert (
+            f"argument {flag}: cannot save to {blocker / 'model.npz'}: {blocker} is a file, not a folder" in out.stderr
+        )
         assert "epoch" not in out.stdout and "no_data_here" not in out.stderr
 
 
 def test_the_sweeps_results_file_is_checked_before_any_trial(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
-    out = subprocess.run([sys.executable, SWEEP_SCRIPT, str(ROOT / "sweeps" / "quick.yaml"), "--backend", "local",
-                          "--results", str(blocker / "results.jsonl"), "--storage", f"sqlite:///{tmp_path}/s.db"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            SWEEP_SCRIPT,
+            str(ROOT / "sweeps" / "quick.yaml"),
+            "--backend",
+            "local",
+            "--results",
+            str(blocker / "results.jsonl"),
+            "--storage",
+            f"sqlite:///{tmp_path}/s.db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert f"argument --results: cannot save to {blocker / 'results.jsonl'}" in out.stderr
     assert not (tmp_path / "s.db").exists()
@@ -207,8 +243,8 @@ def test_check_writable_names_each_reason(tmp_path):
         check_writable(tmp_path)
     with pytest.raises(OSError, match="no file can be created in /proc"):
         check_writable("/proc/model.npz")
-    check_writable(tmp_path / "new" / "deeper" / "model.npz")         # created by the save itself
-    assert list(tmp_path.iterdir()) == []                            # the check leaves nothing behind
+    check_writable(tmp_path / "new" / "deeper" / "model.npz")  # created by the save itself
+    assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
 
 
 @contextlib.contextmanager
@@ -239,14 +275,28 @@ def test_a_full_disk_is_refused_when_training_begins_not_at_the_first_save(tmp_p
     with tmpfs(tmp_path / "full", "64k") as folder:
         with contextlib.suppress(OSError):
             with open(folder / "filler", "wb") as f:
-                f.write(b"\0" * (1 << 20))           # fills the 64 KB disk
+                f.write(b"\0" * (1 << 20))  # fills the 64 KB disk
         trainer, x, y = small_trainer([BackupAndRestore(folder / "state.npz")])
         with pytest.raises(OSError, match=r"bytes free on the disk of .*, the file needs about"):
             trainer.fit(x, y)
         assert trainer.optimizer.t == 0
-        out = subprocess.run([sys.executable, TRAIN_SCRIPT, "--save", str(folder / "model.npz"), "-e", "1",
-                              "--limit", "200", "--wandb_mode", "disabled"],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [
+                sys.executable,
+                TRAIN_SCRIPT,
+                "--save",
+                str(folder / "model.npz"),
+                "-e",
+                "1",
+                "--limit",
+                "200",
+                "--wandb_mode",
+                "disabled",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 2, out.stderr
         assert "train.py: error: cannot save to" in out.stderr and "bytes free" in out.stderr
         assert "epoch   1" not in out.stdout
@@ -254,6 +304,7 @@ def test_a_full_disk_is_refused_when_training_begins_not_at_the_first_save(tmp_p
 
 def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
     """The best-model checkpoint listed before the backup still sees the restored history."""
+
     def run(folder, epochs, interrupt_after=None):
         class Interrupt(Callback):
             def on_epoch_end(self, trainer, logs):
@@ -269,7 +320,7 @@ def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
     (tmp_path / "b").mkdir()
     whole = run(tmp_path / "a", 6)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "b", 6, interrupt_after=5)      # the best epoch is 5; 6 is worse
+        run(tmp_path / "b", 6, interrupt_after=5)  # the best epoch is 5; 6 is worse
     resumed = run(tmp_path / "b", 6)
     assert (resumed.best, resumed.best_epoch) == (whole.best, whole.best_epoch)
     a, b = nn.load(tmp_path / "a" / "best.npz"), nn.load(tmp_path / "b" / "best.npz")
@@ -279,6 +330,7 @@ def test_the_best_model_of_a_resumed_run_is_the_uninterrupted_runs(tmp_path):
 
 def test_the_epoch_log_says_a_run_resumed(tmp_path, capsys):
     from tinygrad_free.callbacks import PrintLogger
+
     path = tmp_path / "state.npz"
     trainer, x, y = small_trainer([BackupAndRestore(path, delete_on_end=False)])
     trainer.fit(x, y, epochs=1, batch_size=16)

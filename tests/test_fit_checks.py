@@ -1,5 +1,6 @@
 """What fit checks before it trains (so a mistake costs no epoch), the learning rate it leaves
 behind, and how an optimizer prints."""
+
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ FEATURES, CLASSES = 12, 3
 def data():
     rng = np.random.default_rng(7)
     x = rng.random((120, FEATURES), dtype=np.float32)
-    y = (x[:, 0] * CLASSES).astype(np.int64)          # learnable: the class is in feature 0
+    y = (x[:, 0] * CLASSES).astype(np.int64)  # learnable: the class is in feature 0
     return x, y
 
 
@@ -54,12 +55,15 @@ def test_python_lists_train_exactly_like_the_arrays_they_hold(data):
     assert b.evaluate(x.tolist(), y.tolist()) == b.evaluate(x, y)
 
 
-@pytest.mark.parametrize("bad_x, match", [
-    ([[1.0, 2.0], [3.0]], "x could not be converted to a float32 array"),
-    (list(range(120)), r"x must have one row per sample.*got shape \(120,\); for a single feature use x.reshape"),
-])
+@pytest.mark.parametrize(
+    "bad_x, match",
+    [
+        ([[1.0, 2.0], [3.0]], "x could not be converted to a float32 array"),
+        (list(range(120)), r"x must have one row per sample.*got shape \(120,\); for a single feature use x.reshape"),
+    ],
+)
 def test_malformed_training_samples_are_named(data, bad_x, match):
-    fails_before_any_step(make_trainer(), match, bad_x, data[1][:len(bad_x)])
+    fails_before_any_step(make_trainer(), match, bad_x, data[1][: len(bad_x)])
 
 
 def test_x_and_y_of_different_lengths_name_both_lengths(data):
@@ -67,18 +71,23 @@ def test_x_and_y_of_different_lengths_name_both_lengths(data):
     fails_before_any_step(make_trainer(), "x and y have different lengths: 120 samples but 119 labels", x, y[:-1])
 
 
-@pytest.mark.parametrize("make_validation, match", [
-    (lambda x, y: (x,), r"validation_data must be a pair \(x_val, y_val\).*got a tuple of length 1"),
-    (lambda x, y: (x, y, np.ones(len(y))), "sample weights are not supported.*got a tuple of length 3"),
-    (lambda x, y: x, "validation_data must be a pair.*got type ndarray"),
-    (lambda x, y: (x[:, :5], y), r"x_val's samples have shape \(5,\), the training data's \(12,\)"),
-    (lambda x, y: (x, y[:10]), "x_val and y_val have different lengths: 120 samples but 10 labels"),
-    (lambda x, y: (x[:0], y[:0]), "validation_data is empty"),
-    (lambda x, y: (x.astype(np.float64), y), "validation_data: .*expected float32 input"),
-    (lambda x, y: (x, y.astype(np.float64)), "validation_data: labels must be integers"),
-    (lambda x, y: (x, np.where(np.arange(len(y)) == 50, 3, y)),
-     r"validation_data: labels must be in 0..2 \(the model has 3 outputs\), got labels from 0 to 3"),
-])
+@pytest.mark.parametrize(
+    "make_validation, match",
+    [
+        (lambda x, y: (x,), r"validation_data must be a pair \(x_val, y_val\).*got a tuple of length 1"),
+        (lambda x, y: (x, y, np.ones(len(y))), "sample weights are not supported.*got a tuple of length 3"),
+        (lambda x, y: x, "validation_data must be a pair.*got type ndarray"),
+        (lambda x, y: (x[:, :5], y), r"x_val's samples have shape \(5,\), the training data's \(12,\)"),
+        (lambda x, y: (x, y[:10]), "x_val and y_val have different lengths: 120 samples but 10 labels"),
+        (lambda x, y: (x[:0], y[:0]), "validation_data is empty"),
+        (lambda x, y: (x.astype(np.float64), y), "validation_data: .*expected float32 input"),
+        (lambda x, y: (x, y.astype(np.float64)), "validation_data: labels must be integers"),
+        (
+            lambda x, y: (x, np.where(np.arange(len(y)) == 50, 3, y)),
+            r"validation_data: labels must be in 0..2 \(the model has 3 outputs\), got labels from 0 to 3",
+        ),
+    ],
+)
 def test_bad_validation_data_fails_before_the_first_epoch(data, make_validation, match):
     x, y = data
     epochs_run = []
@@ -94,7 +103,7 @@ def test_bad_validation_data_fails_before_the_first_epoch(data, make_validation,
 def test_training_labels_beyond_the_models_outputs_fail_before_training(data):
     x, y = data
     y = y.copy()
-    y[-1] = 7               # the last batch would only find it after almost a whole epoch
+    y[-1] = 7  # the last batch would only find it after almost a whole epoch
     fails_before_any_step(make_trainer(), r"the training data: labels must be in 0..2 .* from 0 to 7", x, y)
 
 
@@ -137,7 +146,7 @@ def test_a_schedule_leaves_the_base_rate_and_the_next_fit_trains_as_asked(data):
     assert first[0] == 1e-3 and first[-1] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 5 / 6)))
     assert opt.lr == 1e-3
     opt.rates = []
-    trainer.fit(x, y, epochs=1, batch_size=40)                        # constant: the base rate throughout
+    trainer.fit(x, y, epochs=1, batch_size=40)  # constant: the base rate throughout
     assert opt.rates == [1e-3] * 3
     opt.rates = []
     trainer.fit(x, y, epochs=2, batch_size=40, lr_schedule="cosine")  # the same decay again, from the base
@@ -175,8 +184,13 @@ def test_a_callback_that_changes_lr_under_a_constant_schedule_keeps_its_change(d
 
 @pytest.mark.parametrize("initial_epoch", [-1, 4, 1.0, True])
 def test_initial_epoch_must_lie_within_the_run(data, initial_epoch):
-    fails_before_any_step(make_trainer(), r"initial_epoch must be an integer in \[0, epochs=3\]",
-                          *data, epochs=3, initial_epoch=initial_epoch)
+    fails_before_any_step(
+        make_trainer(),
+        r"initial_epoch must be an integer in \[0, epochs=3\]",
+        *data,
+        epochs=3,
+        initial_epoch=initial_epoch,
+    )
 
 
 def test_initial_epoch_continues_an_interrupted_run_with_the_same_batches_and_rates(data):
@@ -209,5 +223,7 @@ def test_optimizer_repr_shows_hyperparameters_that_are_not_numbers():
     model = build_mlp(FEATURES, 0, 8, num_classes=CLASSES, rng=0)
     text = repr(Clipped(model.parameters()))
     assert text == "Clipped(clip=None, lr=0.01, mode='global', weight_decay=0, params=2, t=0)"
-    assert repr(optim.Adam(model.parameters(), lr=1e-3)) == \
-        "Adam(beta1=0.9, beta2=0.999, eps=1e-08, lr=0.001, weight_decay=0, params=2, t=0)"
+    assert (
+        repr(optim.Adam(model.parameters(), lr=1e-3))
+        == "Adam(beta1=0.9, beta2=0.999, eps=1e-08, lr=0.001, weight_decay=0, params=2, t=0)"
+    )

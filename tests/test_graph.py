@@ -1,4 +1,5 @@
 """Graph (functional API), merge layers, Residual, and saving networks that share modules."""
+
 import numpy as np
 import pytest
 
@@ -15,8 +16,9 @@ def away_from_kink(x):
     return np.where(np.abs(x) < 1e-3, 0.1, x)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: nn.Add(), lambda: nn.Multiply(), lambda: nn.Concat(), lambda: nn.Concat(axis=1)])
+@pytest.mark.parametrize(
+    "make", [lambda: nn.Add(), lambda: nn.Multiply(), lambda: nn.Concat(), lambda: nn.Concat(axis=1)]
+)
 def test_merge_layers_pass_gradcheck(make, rng):
     gradcheck(make(), rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4)))
 
@@ -78,17 +80,22 @@ def test_a_cycle_is_an_error():
     x = nn.Input(3)
     d1 = nn.Dense(3, 3)(x)
     d2 = nn.Dense(3, 3)(d1)
-    d1.inputs = (d2,)                 # only possible by editing a node by hand
+    d1.inputs = (d2,)  # only possible by editing a node by hand
     with pytest.raises(ValueError, match="cycle"):
         nn.Graph(inputs=x, outputs=d2)
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda x: nn.Dense(5, 2)(x),
-     r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)"),
-    (lambda x: nn.Add()(x, nn.Dense(4, 3)(x)), r"Add\(\) cannot take inputs.*one shape"),
-    (lambda x: nn.Dense(4, 2, dtype=F64)(x), r"expected float64 input"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (
+            lambda x: nn.Dense(5, 2)(x),
+            r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)",
+        ),
+        (lambda x: nn.Add()(x, nn.Dense(4, 3)(x)), r"Add\(\) cannot take inputs.*one shape"),
+        (lambda x: nn.Dense(4, 2, dtype=F64)(x), r"expected float64 input"),
+    ],
+)
 def test_shape_and_dtype_mismatches_fail_when_the_graph_is_built(build, match):
     with pytest.raises(ValueError, match=match):
         build(nn.Input(4))
@@ -150,7 +157,7 @@ def test_a_graph_with_two_inputs_two_outputs_and_reuse_round_trips(tmp_path, rng
 
 def test_a_parameter_shared_by_two_modules_is_shared_again_after_load(tmp_path, rng):
     d1, d2 = nn.Dense(4, 4, rng=0), nn.Dense(4, 4, activation="tanh", rng=1)
-    d2.W = d1.W                                   # tied weights, separate biases
+    d2.W = d1.W  # tied weights, separate biases
     model = nn.Sequential(d1, d2)
     again = roundtrip(model, tmp_path, rng.random((2, 4), dtype=np.float32))
     assert again[0].W is again[1].W and again[0].b is not again[1].b
@@ -174,14 +181,16 @@ class UserBlock(nn.Module):
 
 
 def test_a_user_container_and_residuals_round_trip(tmp_path, rng):
-    model = nn.Sequential(UserBlock(nn.Dense(3, 3, activation="tanh", rng=0), 0.5),
-                          nn.Residual(nn.Sequential(nn.Dense(3, 3, rng=1), nn.ReLU())))
+    model = nn.Sequential(
+        UserBlock(nn.Dense(3, 3, activation="tanh", rng=0), 0.5),
+        nn.Residual(nn.Sequential(nn.Dense(3, 3, rng=1), nn.ReLU())),
+    )
     again = roundtrip(model, tmp_path, rng.random((2, 3), dtype=np.float32))
     assert isinstance(again[0], UserBlock) and again[0].scale == 0.5
 
 
 def test_a_user_class_named_like_a_builtin_does_not_replace_it_for_load(tmp_path, rng):
-    class Dense(nn.Module):           # noqa: F811 (the point of the test)
+    class Dense(nn.Module):  # noqa: F811 (the point of the test)
         def forward(self, x):
             return x
 
@@ -193,10 +202,13 @@ def test_a_user_class_named_like_a_builtin_does_not_replace_it_for_load(tmp_path
     assert type(again[0]) is nn.Dense and type(again[1]) is Dense
 
 
-@pytest.mark.parametrize("write, match", [
-    (lambda p: p.write_text("hello"), "not a zip archive"),
-    (lambda p: np.save(p, np.ones(3)), r"a \.npy array"),
-])
+@pytest.mark.parametrize(
+    "write, match",
+    [
+        (lambda p: p.write_text("hello"), "not a zip archive"),
+        (lambda p: np.save(p, np.ones(3)), r"a \.npy array"),
+    ],
+)
 def test_loading_a_file_that_is_not_a_model_says_what_it_is(tmp_path, write, match):
     path = tmp_path / "thing"
     write(path)
@@ -212,7 +224,7 @@ def test_running_buffers_are_saved_with_the_model(tmp_path):
             self.register_buffer("seen", np.zeros(1))
 
         def forward(self, x):
-            self.seen += len(x)               # in place: persistent, not per call
+            self.seen += len(x)  # in place: persistent, not per call
             return x
 
         def backward(self, grad_out):
@@ -249,7 +261,7 @@ def test_a_cnn_graph_with_two_conv_branches_passes_gradcheck_and_round_trips(rng
     x = nn.Input((1, 7, 9), F64)
     a = nn.Conv2D(1, 2, 3, padding=1, activation="tanh", dtype=F64, rng=0)(x)
     b = nn.Conv2D(1, 2, (1, 3), padding=(0, 1), dtype=F64, rng=1)(x)
-    h = nn.MaxPool2D(2)(nn.Concat(axis=1)(a, b))              # channels joined: (4, 3, 4)
+    h = nn.MaxPool2D(2)(nn.Concat(axis=1)(a, b))  # channels joined: (4, 3, 4)
     assert h.shape == (4, 3, 4)
     y = nn.Dense(48, 3, dtype=F64, rng=2)(nn.Flatten()(h))
     model = nn.Graph(inputs=x, outputs=y)

@@ -1,4 +1,5 @@
 """Networks that reuse modules, branch and merge: gradients equal PyTorch autograd's (float64)."""
+
 import numpy as np
 import pytest
 
@@ -30,8 +31,9 @@ class Torch:
 
     def check_grads(self):
         for p in self.model.parameters():
-            np.testing.assert_allclose(p.grad, self.t[id(p)].grad.numpy(), rtol=RTOL, atol=1e-12,
-                                       err_msg=self.names[id(p)])
+            np.testing.assert_allclose(
+                p.grad, self.t[id(p)].grad.numpy(), rtol=RTOL, atol=1e-12, err_msg=self.names[id(p)]
+            )
 
 
 def leaf(x):
@@ -97,6 +99,7 @@ def test_a_siamese_pair_backpropagated_in_forward_order_matches_torch(rng):
 
     def tf(v):
         return T.lin(f[1], T.lin(f[0], v))
+
     backprop_torch(tf(ta) - tf(tb), R)
     np.testing.assert_allclose(da, ta.grad.numpy(), rtol=RTOL)
     np.testing.assert_allclose(db, tb.grad.numpy(), rtol=RTOL)
@@ -123,7 +126,7 @@ def test_a_residual_with_fan_out_matches_torch(rng):
     d1, d2, d3 = dense(5, 4, "relu", 1), dense(4, 4, "tanh", 2), dense(8, 3, seed=3)
     x = nn.Input(5, F64)
     h = d1(x)
-    r = nn.Add()(h, d2(h))                   # h feeds d2, Add and Concat: three consumers
+    r = nn.Add()(h, d2(h))  # h feeds d2, Add and Concat: three consumers
     model = nn.Graph(inputs=x, outputs=d3(nn.Concat()(r, h)))
     xv, R = rng.standard_normal((6, 5)), rng.standard_normal((6, 3))
     y = model(xv)
@@ -150,6 +153,7 @@ def test_residual_blocks_sharing_one_block_match_torch(rng):
 
     def tres(v):
         return v + T.lin(block[1], T.lin(block[0], v))
+
     backprop_torch(tres(torch.relu(tres(tx))), R)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=RTOL)
     T.check_grads()

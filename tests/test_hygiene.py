@@ -5,6 +5,7 @@ The forbidden folders are derived from the running interpreter (its installation
 library and site-packages), the checkout (this one and every worktree of the same repository),
 the home folder and the data folder, so the test holds on any machine.
 """
+
 import os
 import re
 import site
@@ -71,7 +72,7 @@ def tracked_text_files():
         if not path.is_file():
             continue
         data = path.read_bytes()
-        if b"\0" in data[:8192]:      # binary (PNG): no text to hold a path
+        if b"\0" in data[:8192]:  # binary (PNG): no text to hold a path
             continue
         yield name, data.decode("utf-8", errors="replace")
 
@@ -88,9 +89,12 @@ def test_no_tracked_file_names_this_machines_checkout_or_python_installation():
             m = pattern.search(line)
             if m:
                 found.append(f"{name}:{lineno}: {m.group(0)!r} in {line.strip()[:120]!r}")
-    assert not found, ("tracked files name folders of this machine; record paths relative to the repository "
-                       "(benchmarks/common.py: repo_relative) and libraries by name, or drop them:\n"
-                       + "\n".join(found[:30]) + (f"\n... and {len(found) - 30} more" if len(found) > 30 else ""))
+    assert not found, (
+        "tracked files name folders of this machine; record paths relative to the repository "
+        "(benchmarks/common.py: repo_relative) and libraries by name, or drop them:\n"
+        + "\n".join(found[:30])
+        + (f"\n... and {len(found) - 30} more" if len(found) > 30 else "")
+    )
 
 
 def test_the_path_check_catches_a_machine_path_and_spares_relative_and_system_ones():
@@ -99,7 +103,7 @@ def test_the_path_check_catches_a_machine_path_and_spares_relative_and_system_on
     assert pattern.search(f'"filepath": "{site_packages}/numpy.libs/libopenblas.so"')
     assert pattern.search(f"cd {ROOT} && pytest")
     assert pattern.search(f"see {ROOT}")
-    assert not pattern.search(f"{ROOT}-other/x")              # a sibling folder whose name only starts the same
+    assert not pattern.search(f"{ROOT}-other/x")  # a sibling folder whose name only starts the same
     assert not pattern.search('"data_dir": "../shared/data", "results": "benchmarks/results/x.jsonl"')
     assert not pattern.search("#!/usr/bin/env python3")
     assert not pattern.search('DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"')
@@ -124,12 +128,14 @@ def test_benchmark_paths_are_recorded_relative_to_the_repository(common):
     assert common.repo_relative("/nowhere-else/data") == "<outside the repository>/data"
     assert common.repo_relative(None) is None
     assert common.command_line(["--out", str(ROOT / "benchmarks" / "results"), "--quick"]).endswith(
-        " --out benchmarks/results --quick")
+        " --out benchmarks/results --quick"
+    )
 
 
 def test_benchmark_blas_info_names_libraries_not_their_folders(common):
     pytest.importorskip("threadpoolctl")
     import numpy as np
+
     np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
     info = common.blas_info()
     assert info["pools"], info
@@ -139,8 +145,11 @@ def test_benchmark_blas_info_names_libraries_not_their_folders(common):
 
 
 def test_a_missing_raw_dump_is_an_error_naming_the_command_that_measures_it(common, tmp_path):
-    with pytest.raises(SystemExit, match=r"no .*train\.json to redraw from: raw results are not kept in git; "
-                                         r"`python3 benchmarks/bench_train.py` measures them again"):
+    with pytest.raises(
+        SystemExit,
+        match=r"no .*train\.json to redraw from: raw results are not kept in git; "
+        r"`python3 benchmarks/bench_train.py` measures them again",
+    ):
         common.replot(tmp_path, "train", lambda r: "", command="python3 benchmarks/bench_train.py")
 
 
@@ -154,6 +163,7 @@ def test_the_tracked_sweep_benchmark_page_is_what_its_json_gives(tmp_path):
     """bench_sweep.md and its figure come from bench_sweep.json alone (the per-trial JSONL is not in git)."""
     pytest.importorskip("matplotlib")
     import shutil
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_sweep
@@ -176,9 +186,9 @@ def test_every_link_and_image_of_a_tracked_markdown_file_is_tracked():
         text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue                      # a web address or an anchor
+                continue  # a web address or an anchor
             folder = os.path.dirname(name)
-            if os.path.basename(folder) == "sections":   # report fragments, pasted into ../report.md
+            if os.path.basename(folder) == "sections":  # report fragments, pasted into ../report.md
                 folder = os.path.dirname(folder)
             path = os.path.normpath(os.path.join(folder, target.split("#")[0]))
             if path not in tracked and not any(t.startswith(path + "/") for t in tracked):

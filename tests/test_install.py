@@ -2,6 +2,7 @@
 installed into a folder of its own, and used from a folder outside the repository, with the
 repository nowhere on the path. There every import of every README snippet succeeds, the
 README's ``Trainer`` snippet trains as written, and a tiny local sweep runs."""
+
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What a wheel is built from (copied, so the build leaves nothing in the checkout).
 SOURCES = ("tinygrad_free", "setup.cfg", "pyproject.toml", "README.md")
 
-CHECK = textwrap.dedent('''
+CHECK = textwrap.dedent("""
     import ast, os, re, sys
     import tinygrad_free
     assert tinygrad_free.__file__.startswith(os.environ["SITE"]), tinygrad_free.__file__
@@ -51,7 +52,7 @@ CHECK = textwrap.dedent('''
     summary = run_local_sweep(spec, n_trials=2, limit=300, storage="sqlite:///tiny.db", verbose=False)
     assert summary.n_finished == 2 and not summary.errors, summary
     print("sweep", summary.n_finished, summary.best["run_name"])
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,7 @@ def installed(tmp_path_factory):
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
         else:
             shutil.copy(path, src / name)
+
     def pip(*args):
         out = subprocess.run([sys.executable, "-m", "pip", "-q", *args], capture_output=True, text=True, timeout=300)
         if out.returncode != 0 and "No module named pip" in out.stderr:
@@ -81,8 +83,9 @@ def installed(tmp_path_factory):
 
 
 def test_the_wheel_ships_the_recipes_and_no_repository_modules(installed):
-    assert sorted(p.name for p in (installed / "tinygrad_free" / "recipes").glob("*.yaml")) == \
-        sorted(p.name for p in (ROOT / "tinygrad_free" / "recipes").glob("*.yaml"))
+    assert sorted(p.name for p in (installed / "tinygrad_free" / "recipes").glob("*.yaml")) == sorted(
+        p.name for p in (ROOT / "tinygrad_free" / "recipes").glob("*.yaml")
+    )
     assert not (installed / "models").exists() and not (installed / "scripts").exists()
 
 
@@ -91,11 +94,18 @@ def test_readme_imports_trainer_snippet_and_a_sweep_run_from_another_folder(inst
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     # The numpy backend: a fresh install has no numba cache, and compiling it is not what is tested.
-    env.update(PYTHONPATH=str(installed), SITE=str(installed), README=str(ROOT / "README.md"),
-               TINYGRAD_FREE_BACKEND="numpy", WANDB_MODE="disabled", MPLBACKEND="Agg")
-    out = subprocess.run([sys.executable, "-c", CHECK], cwd=elsewhere, env=env, capture_output=True, text=True,
-                         timeout=600)
+    env.update(
+        PYTHONPATH=str(installed),
+        SITE=str(installed),
+        README=str(ROOT / "README.md"),
+        TINYGRAD_FREE_BACKEND="numpy",
+        WANDB_MODE="disabled",
+        MPLBACKEND="Agg",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert int(re.search(r"^imports (\d+)$", out.stdout, re.M).group(1)) >= 8
-    assert re.search(r"^\(\d\.\d+, 0\.\d+\)$", out.stdout, re.M), out.stdout     # the snippet's evaluate() printout
+    assert re.search(r"^\(\d\.\d+, 0\.\d+\)$", out.stdout, re.M), out.stdout  # the snippet's evaluate() printout
     assert re.search(r"^sweep 2 hl_1_sz_16_", out.stdout, re.M), out.stdout

@@ -4,6 +4,7 @@ Tolerances: float32 results may differ from NumPy by float32 rounding only (the 
 tanh is within ~5 ulp of the correctly rounded value, NumPy's within ~1.4), float64 ones
 by a few float64 ulps; most kernels are in fact bit-identical to NumPy.
 """
+
 import os
 import subprocess
 import sys
@@ -51,19 +52,35 @@ def test_numba_namespace_has_a_numba_twin_of_every_kernel():
 def test_warmup_returns_seconds_and_compiles_what_a_training_step_uses(rng):
     from tinygrad_free import nn, use_backend
     from tinygrad_free import optim as opt
+
     assert kernels.warmup() >= 0.0
-    dispatchers = [obj for mod in (approx, blas, dense, loss, optim, parallel) for obj in vars(mod).values()
-                   if isinstance(obj, CPUDispatcher)]
+    dispatchers = [
+        obj
+        for mod in (approx, blas, dense, loss, optim, parallel)
+        for obj in vars(mod).values()
+        if isinstance(obj, CPUDispatcher)
+    ]
     before = {d: len(d.signatures) for d in dispatchers}
     with use_backend("numba"), parallel.num_threads(2):
-        for dtype, act, width in [(np.float32, "tanh", 5), (np.float32, "sigmoid", 5), (np.float64, "relu", 5),
-                                  (np.float32, "tanh", 6000), (np.float64, "relu", 6000)]:   # parallel updates
-            model = nn.Sequential(nn.Dense(6, width, activation=act, dtype=dtype, rng=0),
-                                  nn.Dense(width, 4, dtype=dtype, rng=1))
+        for dtype, act, width in [
+            (np.float32, "tanh", 5),
+            (np.float32, "sigmoid", 5),
+            (np.float64, "relu", 5),
+            (np.float32, "tanh", 6000),
+            (np.float64, "relu", 6000),
+        ]:  # parallel updates
+            model = nn.Sequential(
+                nn.Dense(6, width, activation=act, dtype=dtype, rng=0), nn.Dense(width, 4, dtype=dtype, rng=1)
+            )
             params = model.parameters()
             # One optimizer at a time: a newer one re-packs the parameters, and a stale one refuses to step.
-            for make, kwargs in [(opt.Adam, {"weight_decay": 1e-3}), (opt.NAdam, {}), (opt.NAG, {}),
-                                 (opt.RMSProp, {}), (opt.SGD, {})]:
+            for make, kwargs in [
+                (opt.Adam, {"weight_decay": 1e-3}),
+                (opt.NAdam, {}),
+                (opt.NAG, {}),
+                (opt.RMSProp, {}),
+                (opt.SGD, {}),
+            ]:
                 o = make(params, **kwargs)
                 for loss_fn in (nn.CrossEntropyLoss(), nn.MSELoss()):
                     o.zero_grad()
@@ -84,9 +101,9 @@ def test_bias_act_numba_matches_numpy(rng, dtype, shape, code, with_bias):
     b = data(rng, shape[1], dtype, 1.0) if with_bias else None
     expected = dense.bias_act_numpy(z.copy(), b, code)
     got = z.copy()
-    assert dense.bias_act_numba(got, b, code) is got           # in place, returns z
+    assert dense.bias_act_numba(got, b, code) is got  # in place, returns z
     np.testing.assert_allclose(got, expected, **tol(dtype))
-    if code in (IDENTITY, RELU) or dtype == np.float64:        # no approximation involved: exact
+    if code in (IDENTITY, RELU) or dtype == np.float64:  # no approximation involved: exact
         np.testing.assert_array_equal(got, expected)
 
 
@@ -127,10 +144,11 @@ def test_dense_grad_numba_matches_numpy_dz_and_db(rng, dtype, shape, code, with_
 def test_act_grad_formulas_from_the_output(rng):
     y = rng.uniform(-0.99, 0.99, (5, 7))
     gy = rng.standard_normal((5, 7))
-    expected = {IDENTITY: gy, SIGMOID: gy * y * (1 - y), TANH: gy * (1 - y ** 2), RELU: gy * (y > 0)}
+    expected = {IDENTITY: gy, SIGMOID: gy * y * (1 - y), TANH: gy * (1 - y**2), RELU: gy * (y > 0)}
     for code in CODES:
-        np.testing.assert_allclose(dense.act_grad_numba(y, gy, code, np.empty_like(y)), expected[code],
-                                   rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(
+            dense.act_grad_numba(y, gy, code, np.empty_like(y)), expected[code], rtol=1e-14, atol=1e-15
+        )
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -144,22 +162,25 @@ def test_dense_kernels_propagate_nan_and_inf_like_numpy(code):
         np.testing.assert_allclose(b, a, **tol(dtype))
         gy = np.array([[1.0, np.nan, np.inf, 2.0, -1.0, 0.5, 1.0, -np.inf]], dtype)
         y = np.array([[0.5, 0.5, 0.1, 0.0, -0.3, 1.0, 0.0, 0.7]], dtype)
-        np.testing.assert_array_equal(dense.act_grad_numba(y, gy, code, np.empty_like(y)),
-                                      dense.act_grad_numpy(y, gy, code, np.empty_like(y)))
+        np.testing.assert_array_equal(
+            dense.act_grad_numba(y, gy, code, np.empty_like(y)), dense.act_grad_numpy(y, gy, code, np.empty_like(y))
+        )
 
 
 def test_dense_kernels_accept_other_ranks_and_layouts(rng):
-    makers = [lambda: data(rng, 11, np.float32),                                  # 1-D
-              lambda: data(rng, (2, 3, 5), np.float32),                           # 3-D, C order
-              lambda: np.asfortranarray(data(rng, (6, 5), np.float32)),           # Fortran order
-              lambda: data(rng, (6, 10), np.float64)[:, ::2]]                     # strided view
+    makers = [
+        lambda: data(rng, 11, np.float32),  # 1-D
+        lambda: data(rng, (2, 3, 5), np.float32),  # 3-D, C order
+        lambda: np.asfortranarray(data(rng, (6, 5), np.float32)),  # Fortran order
+        lambda: data(rng, (6, 10), np.float64)[:, ::2],
+    ]  # strided view
     for code in CODES:
         for make in makers:
             for with_bias in (True, False):
                 z = make()
                 b = data(rng, z.shape[-1], z.dtype, 1.0) if with_bias else None
                 expected = dense.bias_act_numpy(z.copy(), b, code)
-                assert dense.bias_act_numba(z, b, code) is z                     # in place, whatever the layout
+                assert dense.bias_act_numba(z, b, code) is z  # in place, whatever the layout
                 np.testing.assert_allclose(z, expected, **tol(z.dtype))
         # a non-contiguous 3-D gradient is read through a copy; the output is written in place
         y = dense.bias_act_numpy(data(rng, (3, 4, 5), np.float32), None, code)
@@ -178,7 +199,7 @@ def test_dense_kernels_accept_other_ranks_and_layouts(rng):
 
 
 def test_dense_kernels_refuse_what_they_cannot_do_in_place(rng):
-    z = data(rng, (4, 6, 8), np.float32)[:, ::2]            # rank 3 and not contiguous: no flat view
+    z = data(rng, (4, 6, 8), np.float32)[:, ::2]  # rank 3 and not contiguous: no flat view
     with pytest.raises(TypingError):
         dense.bias_act_numba(z, None, TANH)
     with pytest.raises(ValueError):
@@ -199,9 +220,9 @@ def test_rational_tanh_within_float32_rounding_on_a_dense_sweep():
     x = np.linspace(-20, 20, 2_000_001, dtype=np.float32)
     y, ref = _tanh32(x), np.tanh(x.astype(np.float64))
     rel = np.abs(y - ref) / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
-    assert rel.max() <= 3.5e-7                               # <= ~6 ulp anywhere (5.1 measured exhaustively)
-    assert rel.mean() <= 5e-8                                # and well under one ulp on average
-    np.testing.assert_array_equal(_tanh32(-x), -y)           # exactly odd
+    assert rel.max() <= 3.5e-7  # <= ~6 ulp anywhere (5.1 measured exhaustively)
+    assert rel.mean() <= 5e-8  # and well under one ulp on average
+    np.testing.assert_array_equal(_tanh32(-x), -y)  # exactly odd
 
 
 def test_rational_tanh_within_float32_rounding_on_a_bit_pattern_sweep():
@@ -209,7 +230,7 @@ def test_rational_tanh_within_float32_rounding_on_a_bit_pattern_sweep():
     lo, hi = np.float32(1e-30).view(np.int32), np.float32(12).view(np.int32)
     x = np.arange(lo, hi, 499, dtype=np.int32).view(np.float32)
     ref = np.tanh(x.astype(np.float64))
-    ulp = np.spacing(np.minimum(ref.astype(np.float32), np.float32(1 - 2 ** -24))).astype(np.float64)
+    ulp = np.spacing(np.minimum(ref.astype(np.float32), np.float32(1 - 2**-24))).astype(np.float64)
     assert (np.abs(_tanh32(x) - ref) / ulp).max() <= 6.0
 
 
@@ -219,7 +240,7 @@ def test_rational_tanh_saturates_exactly_and_keeps_tiny_inputs():
     np.testing.assert_array_equal(_tanh32(-big), -1.0)
     np.testing.assert_array_equal(_tanh32(np.float32([3.4e38, -3.4e38])), [1.0, -1.0])
     tiny = np.concatenate([np.geomspace(1e-45, 1e-4, 400).astype(np.float32), np.float32([1e-45, 1.2e-38])])
-    np.testing.assert_array_equal(_tanh32(tiny), tiny)       # tanh x = x to float32 precision here
+    np.testing.assert_array_equal(_tanh32(tiny), tiny)  # tanh x = x to float32 precision here
     np.testing.assert_array_equal(_tanh32(-tiny), -tiny)
     zeros = _tanh32([0.0, -0.0])
     assert zeros.tolist() == [0.0, 0.0] and np.signbit(zeros).tolist() == [False, True]
@@ -241,11 +262,12 @@ def test_sigmoid_within_float32_tolerance_of_float64_reference():
     x = np.concatenate([np.linspace(-40, 40, 1_000_001), np.geomspace(40, 1e30, 200)]).astype(np.float32)
     x = np.concatenate([x, -x])
     s = approx.sigmoid_array(x)
-    ref = 0.5 * np.tanh(0.5 * x.astype(np.float64)) + 0.5      # = 1 / (1 + exp(-x)), overflow-free
+    ref = 0.5 * np.tanh(0.5 * x.astype(np.float64)) + 0.5  # = 1 / (1 + exp(-x)), overflow-free
     assert np.abs(s - ref).max() <= 2.5e-7
     assert s.min() >= 0.0 and s.max() <= 1.0
-    np.testing.assert_allclose(1.0 / (1.0 + np.exp(-x[np.abs(x) < 30].astype(np.float64))),
-                               ref[np.abs(x) < 30], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        1.0 / (1.0 + np.exp(-x[np.abs(x) < 30].astype(np.float64))), ref[np.abs(x) < 30], rtol=1e-12, atol=1e-15
+    )
 
 
 def test_float64_uses_exact_tanh():
@@ -257,7 +279,7 @@ def test_float64_uses_exact_tanh():
 
 def test_fit_tanh_coefficients_reaches_the_shipped_accuracy():
     pytest.importorskip("scipy")
-    _, _, fit_err = approx.fit_tanh_coefficients(n=300)      # the shipped fit used n=4000
+    _, _, fit_err = approx.fit_tanh_coefficients(n=300)  # the shipped fit used n=4000
     assert fit_err < 1e-8
     # the shipped (float32-rounded) coefficients, evaluated in float64, are as good
     p = np.array([getattr(approx, f"P{i}") for i in range(7)], np.float64)
@@ -384,11 +406,11 @@ def reference_steps(name, w, g_seq, hp):
             b1, b2 = hp["b1"], hp["b2"]
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
-            mh, vh = m / (1 - b1 ** t), v / (1 - b2 ** t)
+            mh, vh = m / (1 - b1**t), v / (1 - b2**t)
             if name == "adam":
                 w = w - lr * mh / (np.sqrt(vh) + hp["eps"])
             else:  # nadam (Dozat)
-                w = w - lr / (np.sqrt(vh) + hp["eps"]) * (b1 * mh + (1 - b1) * g / (1 - b1 ** t))
+                w = w - lr / (np.sqrt(vh) + hp["eps"]) * (b1 * mh + (1 - b1) * g / (1 - b1**t))
     return w
 
 
@@ -406,10 +428,10 @@ def kernel_steps(ops, name, w, g_seq, hp):
         elif name == "rmsprop":
             ops.rmsprop(w, g, v, tmp, lr, hp["beta"], hp["eps"])
         elif name == "adam":
-            ops.adam(w, g, m, v, tmp, lr, b1, b2, hp["eps"], 1 - b1 ** t, 1 - b2 ** t)
+            ops.adam(w, g, m, v, tmp, lr, b1, b2, hp["eps"], 1 - b1**t, 1 - b2**t)
         else:
-            bc1 = 1 - b1 ** t
-            ops.nadam(w, g, m, v, tmp, lr, b1, b2, hp["eps"], 1 - b2 ** t, b1 / bc1, (1 - b1) / bc1)
+            bc1 = 1 - b1**t
+            ops.nadam(w, g, m, v, tmp, lr, b1, b2, hp["eps"], 1 - b2**t, b1 / bc1, (1 - b1) / bc1)
     return w
 
 
@@ -435,13 +457,13 @@ def test_optimizer_kernels_follow_the_update_equations(rng, backend, name, dtype
 @pytest.mark.parametrize("name", OPTIMIZERS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizer_numba_matches_numpy(rng, name, dtype):
-    n = 118_282                                             # the reference network's parameter count
+    n = 118_282  # the reference network's parameter count
     w = data(rng, n, dtype, 1.0)
     g_seq = [data(rng, n, dtype, 1.0) for _ in range(3)]
     a = kernel_steps(kernels.NUMPY, name, w, g_seq, HP)
     b = kernel_steps(kernels.NUMBA, name, w, g_seq, HP)
     np.testing.assert_allclose(b, a, rtol=2 * np.finfo(dtype).eps, atol=np.finfo(dtype).eps)
-    if name not in ("adam", "nadam"):                       # same operations in the same order
+    if name not in ("adam", "nadam"):  # same operations in the same order
         np.testing.assert_array_equal(b, a)
 
 
@@ -490,7 +512,7 @@ def test_optimizer_numba_kernels_work_on_any_contiguous_shape_and_strided_vector
     base = data(rng, 40, np.float64, 1.0)
     w = base.copy()
     g_seq = [data(rng, 20, np.float64, 1.0)]
-    kernels.NUMBA.sgd(w[::2], g_seq[0], None, 0.5)          # tmp is not needed by the numba kernels
+    kernels.NUMBA.sgd(w[::2], g_seq[0], None, 0.5)  # tmp is not needed by the numba kernels
     np.testing.assert_array_equal(w[1::2], base[1::2])
     np.testing.assert_array_equal(w[::2], base[::2] - g_seq[0] * 0.5)
 
@@ -498,8 +520,19 @@ def test_optimizer_numba_kernels_work_on_any_contiguous_shape_and_strided_vector
 def test_optimizer_numba_kernels_reject_mismatched_sizes():
     w = np.zeros(10, np.float32)
     with pytest.raises(ValueError):
-        kernels.NUMBA.adam(w, np.zeros(9, np.float32), np.zeros(10, np.float32), np.zeros(10, np.float32), None,
-                           1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+        kernels.NUMBA.adam(
+            w,
+            np.zeros(9, np.float32),
+            np.zeros(10, np.float32),
+            np.zeros(10, np.float32),
+            None,
+            1e-3,
+            0.9,
+            0.999,
+            1e-8,
+            0.1,
+            0.001,
+        )
 
 
 def test_numpy_backend_works_without_numba_installed():
@@ -522,6 +555,11 @@ else:
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "TINYGRAD_FREE_BACKEND"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

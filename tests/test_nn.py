@@ -75,8 +75,16 @@ def test_random_sequential_stacks_pass_gradcheck(depth, each_backend):
     layers = []
     for i in range(depth):
         fused = ACTS[rng.integers(4)]
-        layers.append(nn.Dense(int(widths[i]), int(widths[i + 1]), activation=fused, dtype=F64,
-                               init=["xavier", "he", "random"][i % 3], rng=rng))
+        layers.append(
+            nn.Dense(
+                int(widths[i]),
+                int(widths[i + 1]),
+                activation=fused,
+                dtype=F64,
+                init=["xavier", "he", "random"][i % 3],
+                rng=rng,
+            )
+        )
         if rng.random() < 0.5:
             layers.append([nn.Sigmoid, nn.Tanh, nn.Identity][rng.integers(3)]())
     model = nn.Sequential(*layers)
@@ -87,6 +95,7 @@ def test_random_sequential_stacks_pass_gradcheck(depth, each_backend):
 def test_gradcheck_accepts_thinc_style_functions(rng):
     def square(x):
         return x * x, lambda dy: 2 * x * dy
+
     assert gradcheck(square, rng.standard_normal((3, 2))).ok
 
 
@@ -96,6 +105,7 @@ def test_gradcheck_names_the_tensor_and_index_of_a_wrong_gradient(rng):
             dx = super().backward(grad_out)
             self.b.grad[1] += 0.5
             return dx
+
     with pytest.raises(GradcheckError, match=r"mismatch in b at index \(1,\)"):
         gradcheck(WrongBias(3, 2, dtype=F64, rng=0), rng.standard_normal((2, 3)))
 
@@ -127,10 +137,10 @@ def test_a_backward_that_fails_leaves_a_cleared_gradient_cleared(rng, each_backe
     layer.zero_grad()
     layer(x)
     with pytest.raises(Exception):  # noqa: B017 (numpy's TypeError or numba's TypingError)
-        layer.backward(np.full((5, 3), "x"))              # right shape, not numbers
+        layer.backward(np.full((5, 3), "x"))  # right shape, not numbers
     assert not layer.W.grad.any() and not layer.b.grad.any()
-    layer.backward(gy)                                    # a retry of that call starts from zero
-    want = x.T @ ((1 - layer._y ** 2) * gy)
+    layer.backward(gy)  # a retry of that call starts from zero
+    want = x.T @ ((1 - layer._y**2) * gy)
     np.testing.assert_allclose(layer.W.grad, want, rtol=1e-12)
 
 
@@ -208,8 +218,9 @@ def test_state_dict_round_trip_restores_predictions(rng):
 
 
 def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, rng):
-    model = nn.Sequential(nn.Dense(5, 4, activation="relu", rng=1), nn.Sigmoid(), nn.Dense(4, 3, bias=False, rng=2),
-                          nn.Softmax())
+    model = nn.Sequential(
+        nn.Dense(5, 4, activation="relu", rng=1), nn.Sigmoid(), nn.Dense(4, 3, bias=False, rng=2), nn.Softmax()
+    )
     path = tmp_path / "model.npz"
     model.save(path)
     loaded = nn.load(path)
@@ -222,11 +233,13 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, rng):
 def test_save_of_a_custom_module_without_config_says_how_to_fix(tmp_path):
     class Custom(nn.Module):
         pass
+
     with pytest.raises(NotImplementedError, match="get_config"):
         nn.Sequential(Custom()).save(tmp_path / "m.npz")
 
 
 # --- bad input ----------------------------------------------------------------------------------
+
 
 def test_shape_mismatch_names_layer_and_shapes():
     model = nn.Sequential(nn.Dense(4, 3), nn.Dense(5, 2))
@@ -239,16 +252,19 @@ def test_wrong_input_dtype_is_rejected_with_the_fix():
         nn.Dense(2, 2)(np.ones((1, 2)))
 
 
-@pytest.mark.parametrize("z, y, match", [
-    (np.array([[np.nan, 0.0]]), np.array([0]), "NaN or inf"),
-    (np.ones((2, 3), np.int64), np.array([0, 1]), "float32 or float64"),
-    (np.ones((2, 3)), np.array([0, 3]), "out of range"),
-    (np.ones((2, 3)), np.array([0, -1]), "out of range"),
-    (np.ones((2, 3)), np.array([0.0, 1.0]), "integers"),
-    (np.ones((2, 3)), np.array([0, 1, 2]), "shape"),
-    (np.ones(3), np.array([0]), "batch, classes"),
-    (np.ones((2, 3)), np.array([[0.5, 0.5, 0], [1, 0, 0]]), "one-hot"),
-])
+@pytest.mark.parametrize(
+    "z, y, match",
+    [
+        (np.array([[np.nan, 0.0]]), np.array([0]), "NaN or inf"),
+        (np.ones((2, 3), np.int64), np.array([0, 1]), "float32 or float64"),
+        (np.ones((2, 3)), np.array([0, 3]), "out of range"),
+        (np.ones((2, 3)), np.array([0, -1]), "out of range"),
+        (np.ones((2, 3)), np.array([0.0, 1.0]), "integers"),
+        (np.ones((2, 3)), np.array([0, 1, 2]), "shape"),
+        (np.ones(3), np.array([0]), "batch, classes"),
+        (np.ones((2, 3)), np.array([[0.5, 0.5, 0], [1, 0, 0]]), "one-hot"),
+    ],
+)
 def test_bad_loss_inputs_raise_clear_errors(z, y, match, each_backend):
     for cls in (nn.CrossEntropyLoss, nn.MSELoss):
         with pytest.raises(ValueError, match=match):
@@ -258,7 +274,7 @@ def test_bad_loss_inputs_raise_clear_errors(z, y, match, each_backend):
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_non_finite_logits_raise_the_divergence_error(bad, each_backend):
     for cls in (nn.CrossEntropyLoss, nn.MSELoss):
-        with pytest.raises(nn.NonFiniteError):      # even -inf, which a log-sum-exp would survive
+        with pytest.raises(nn.NonFiniteError):  # even -inf, which a log-sum-exp would survive
             cls()(np.array([[0.5, 0.0], [bad, 0.0]], np.float32), np.array([0, 1]))
 
 
@@ -269,15 +285,18 @@ def test_loss_counts_the_rows_whose_argmax_is_the_label(rng, cls, each_backend):
     loss_fn = cls()
     loss_fn(z, y)
     assert loss_fn.correct == np.count_nonzero(z.argmax(axis=1) == y) > 0
-    loss_fn(z, np.eye(10, dtype=np.float32)[z.argmax(axis=1)])          # one-hot targets too
+    loss_fn(z, np.eye(10, dtype=np.float32)[z.argmax(axis=1)])  # one-hot targets too
     assert loss_fn.correct == 50
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(activation="swish"), "unknown activation 'swish'; choose one of identity, sigmoid, tanh, relu"),
-    (dict(init="orthogonal"), "unknown init 'orthogonal'"),
-    (dict(dtype=np.int32), "float32 or float64"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(activation="swish"), "unknown activation 'swish'; choose one of identity, sigmoid, tanh, relu"),
+        (dict(init="orthogonal"), "unknown init 'orthogonal'"),
+        (dict(dtype=np.int32), "float32 or float64"),
+    ],
+)
 def test_unknown_names_list_the_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         nn.Dense(2, 2, **kwargs)

@@ -1,5 +1,6 @@
 """BatchNorm, LayerNorm and Dropout: PyTorch parity (float64), running statistics saved with the
 model, finite differences, dropout's masks, and the errors for bad input."""
+
 import numpy as np
 import pytest
 
@@ -18,7 +19,8 @@ def assert_rel(got, want, tol=1e-6):
 
 def torch_batchnorm(bn, ndim):
     ref = (torch.nn.BatchNorm1d if ndim == 2 else torch.nn.BatchNorm2d)(
-        bn.num_features, eps=bn.eps, momentum=bn.momentum, dtype=torch.float64)
+        bn.num_features, eps=bn.eps, momentum=bn.momentum, dtype=torch.float64
+    )
     with torch.no_grad():
         ref.weight.copy_(torch.tensor(bn.gamma.data))
         ref.bias.copy_(torch.tensor(bn.beta.data))
@@ -34,7 +36,7 @@ def test_batchnorm_matches_torch_in_training_running_stats_and_eval(shape, rng):
     ref = torch_batchnorm(bn, len(shape))
     running_mean = bn.running_mean
     for step in range(4):
-        x = rng.standard_normal(shape) * (step + 1) + step         # statistics that move
+        x = rng.standard_normal(shape) * (step + 1) + step  # statistics that move
         xt = torch.tensor(x, requires_grad=True)
         yt = ref(xt)
         y = bn(x)
@@ -46,9 +48,9 @@ def test_batchnorm_matches_torch_in_training_running_stats_and_eval(shape, rng):
         assert_rel(bn.backward(gy), xt.grad)
         assert_rel(bn.gamma.grad, ref.weight.grad)
         assert_rel(bn.beta.grad, ref.bias.grad)
-    assert bn.running_mean is running_mean                        # updated in place, never re-bound
+    assert bn.running_mean is running_mean  # updated in place, never re-bound
     assert_rel(bn.running_mean, ref.running_mean)
-    assert_rel(bn.running_var, ref.running_var)                   # unbiased variance, as torch
+    assert_rel(bn.running_var, ref.running_var)  # unbiased variance, as torch
     x = rng.standard_normal(shape)
     assert_rel(bn.eval()(x), ref.eval()(torch.tensor(x)))
 
@@ -62,8 +64,14 @@ def test_batchnorm_passes_gradcheck(shape, rng, each_backend):
 
 
 def test_batchnorm_running_stats_are_saved_and_loaded(tmp_path, rng):
-    model = nn.Sequential(nn.Conv2D(2, 3, 3, padding=1, rng=0), nn.BatchNorm(3), nn.ReLU(), nn.Flatten(),
-                          nn.Dense(3 * 5 * 4, 6, rng=1), nn.BatchNorm(6, momentum=0.5))
+    model = nn.Sequential(
+        nn.Conv2D(2, 3, 3, padding=1, rng=0),
+        nn.BatchNorm(3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Dense(3 * 5 * 4, 6, rng=1),
+        nn.BatchNorm(6, momentum=0.5),
+    )
     for _ in range(3):
         model(rng.standard_normal((4, 2, 5, 4)).astype(np.float32) + 1)
     state = model.state_dict()
@@ -96,7 +104,7 @@ def test_layernorm_matches_torch_and_passes_gradcheck(shape, rng, each_backend):
     assert_rel(ln.backward(gy), xt.grad)
     assert_rel(ln.gamma.grad, ref.weight.grad)
     assert_rel(ln.beta.grad, ref.bias.grad)
-    np.testing.assert_array_equal(ln.eval()(x), ln.train()(x))     # no running statistics
+    np.testing.assert_array_equal(ln.eval()(x), ln.train()(x))  # no running statistics
     ln.backward(gy)
     gradcheck(ln, x)
 
@@ -158,7 +166,7 @@ def test_dropout_passes_gradcheck_with_its_mask_held_fixed(rng):
     x = rng.standard_normal((3, 4, 5))
 
     def fn(x):
-        layer.rng = np.random.default_rng(3)        # the same mask at every evaluation
+        layer.rng = np.random.default_rng(3)  # the same mask at every evaluation
         return layer(x), layer.backward
 
     gradcheck(fn, x)
@@ -182,9 +190,18 @@ def test_dropout_rejects_p_outside_zero_one(p):
 def test_a_network_with_every_new_layer_learns_a_tiny_batch(rng, each_backend):
     x = rng.standard_normal((16, 1, 6, 6)).astype(np.float32)
     labels = (x[:, 0, :, :3].sum(axis=(1, 2)) > x[:, 0, :, 3:].sum(axis=(1, 2))).astype(np.intp)  # left vs right
-    model = nn.Sequential(nn.Conv2D(1, 4, 3, padding=1, rng=0), nn.BatchNorm(4), nn.ReLU(),
-                          nn.AvgPool2D(2), nn.Dropout(0.1, rng=0), nn.Flatten(), nn.Dense(36, 8, rng=1),
-                          nn.LayerNorm(8), nn.Tanh(), nn.Dense(8, 2, rng=2))
+    model = nn.Sequential(
+        nn.Conv2D(1, 4, 3, padding=1, rng=0),
+        nn.BatchNorm(4),
+        nn.ReLU(),
+        nn.AvgPool2D(2),
+        nn.Dropout(0.1, rng=0),
+        nn.Flatten(),
+        nn.Dense(36, 8, rng=1),
+        nn.LayerNorm(8),
+        nn.Tanh(),
+        nn.Dense(8, 2, rng=2),
+    )
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -197,34 +214,46 @@ def test_a_network_with_every_new_layer_learns_a_tiny_batch(rng, each_backend):
 
 
 # --- bad input --------------------------------------------------------------------------------
-@pytest.mark.parametrize("x, match", [
-    (np.ones((4, 3, 5)), r"BatchNorm\(3, eps=1e-05, momentum=0.1\): expected input of shape \(batch, 3\) or "
-                         r"\(batch, 3, height, width\), got \(4, 3, 5\)"),
-    (np.ones((4, 2)), r"expected input of shape \(batch, 3\) or .*got \(4, 2\)"),
-    (np.ones((4, 3), np.float32), "expected float64 input .*got float32"),
-    (np.ones((1, 3)), r"training needs more than one value per channel .*got input of shape \(1, 3\)"),
-])
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (
+            np.ones((4, 3, 5)),
+            r"BatchNorm\(3, eps=1e-05, momentum=0.1\): expected input of shape \(batch, 3\) or "
+            r"\(batch, 3, height, width\), got \(4, 3, 5\)",
+        ),
+        (np.ones((4, 2)), r"expected input of shape \(batch, 3\) or .*got \(4, 2\)"),
+        (np.ones((4, 3), np.float32), "expected float64 input .*got float32"),
+        (np.ones((1, 3)), r"training needs more than one value per channel .*got input of shape \(1, 3\)"),
+    ],
+)
 def test_batchnorm_rejects_bad_input(x, match):
     with pytest.raises(ValueError, match=match):
         nn.BatchNorm(3, dtype=F64)(x)
 
 
 def test_layernorm_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"LayerNorm\(4, eps=1e-05\): expected input of shape \(\.\.\., 4\), "
-                                         r"got \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"LayerNorm\(4, eps=1e-05\): expected input of shape \(\.\.\., 4\), "
+        r"got \(2, 3\)",
+    ):
         nn.LayerNorm(4)(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="expected float32 input .*got float64"):
         nn.LayerNorm(3)(np.ones((2, 3)))
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nn.BatchNorm(0), "BatchNorm: num_features must be a positive integer, got 0"),
-    (lambda: nn.BatchNorm(3, eps=0), "BatchNorm: eps must be a positive number, got 0"),
-    (lambda: nn.BatchNorm(3, momentum=1.5), r"BatchNorm: momentum must be in \[0, 1\], got 1.5"),
-    (lambda: nn.BatchNorm(3, dtype=np.int64), "BatchNorm: dtype must be a float type"),
-    (lambda: nn.LayerNorm(-2), "LayerNorm: num_features must be a positive integer, got -2"),
-    (lambda: nn.LayerNorm(3, eps=-1.0), "LayerNorm: eps must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nn.BatchNorm(0), "BatchNorm: num_features must be a positive integer, got 0"),
+        (lambda: nn.BatchNorm(3, eps=0), "BatchNorm: eps must be a positive number, got 0"),
+        (lambda: nn.BatchNorm(3, momentum=1.5), r"BatchNorm: momentum must be in \[0, 1\], got 1.5"),
+        (lambda: nn.BatchNorm(3, dtype=np.int64), "BatchNorm: dtype must be a float type"),
+        (lambda: nn.LayerNorm(-2), "LayerNorm: num_features must be a positive integer, got -2"),
+        (lambda: nn.LayerNorm(3, eps=-1.0), "LayerNorm: eps must be a positive number"),
+    ],
+)
 def test_norm_layers_reject_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()

@@ -1,4 +1,5 @@
 """Optimizers against independent references written from the equations in their docstrings."""
+
 import numpy as np
 import pytest
 
@@ -32,22 +33,25 @@ class Reference:
             return w - lr * (s["u"] if name == "momentum" else g + beta * s["u"])
         if name == "rmsprop":
             beta, eps = hp.get("beta", 0.9), hp.get("eps", 1e-8)
-            s["v"] = beta * s["v"] + (1 - beta) * g ** 2
+            s["v"] = beta * s["v"] + (1 - beta) * g**2
             return w - lr * g / (np.sqrt(s["v"]) + eps)
         b1, b2, eps = hp.get("beta1", 0.9), hp.get("beta2", 0.999), hp.get("eps", 1e-8)
         s["m"] = b1 * s["m"] + (1 - b1) * g
-        s["v"] = b2 * s["v"] + (1 - b2) * g ** 2
-        mh, vh = s["m"] / (1 - b1 ** t), s["v"] / (1 - b2 ** t)
+        s["v"] = b2 * s["v"] + (1 - b2) * g**2
+        mh, vh = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
         if name == "adam":
             return w - lr * mh / (np.sqrt(vh) + eps)
         if name == "nadam":
-            return w - lr / (np.sqrt(vh) + eps) * (b1 * mh + (1 - b1) * g / (1 - b1 ** t))
+            return w - lr / (np.sqrt(vh) + eps) * (b1 * mh + (1 - b1) * g / (1 - b1**t))
         raise AssertionError(name)
 
 
 NAMES = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam"]
-HPS = [dict(), dict(weight_decay=0.1), dict(lr=0.05, weight_decay=0.01, beta1=0.8, beta2=0.99, momentum=0.5,
-                                             beta=0.7, eps=1e-6)]
+HPS = [
+    dict(),
+    dict(weight_decay=0.1),
+    dict(lr=0.05, weight_decay=0.01, beta1=0.8, beta2=0.99, momentum=0.5, beta=0.7, eps=1e-6),
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,7 +89,7 @@ def torch_nadam_reference(ws, grads_per_step, lr, b1, b2, eps, psi, wd):
             g = g + wd * ws[i]
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
-            denom = np.sqrt(v[i] / (1 - b2 ** t)) + eps
+            denom = np.sqrt(v[i] / (1 - b2**t)) + eps
             ws[i] = ws[i] - lr * (1 - mu) / (1 - mu_prod) * g / denom
             ws[i] = ws[i] - lr * mu_next / (1 - mu_prod * mu_next) * m[i] / denom
     return ws
@@ -94,7 +98,7 @@ def torch_nadam_reference(ws, grads_per_step, lr, b1, b2, eps, psi, wd):
 def test_nadam_with_momentum_decay_matches_torch_nadam(each_backend):
     rng = np.random.default_rng(3)
     W = nn.Parameter(rng.standard_normal((3, 4)), "W")
-    b = nn.Parameter(rng.standard_normal(4), "b", decay=True)   # torch decays every tensor
+    b = nn.Parameter(rng.standard_normal(4), "b", decay=True)  # torch decays every tensor
     steps = [[rng.standard_normal((3, 4)), rng.standard_normal(4)] for _ in range(6)]
     expected = torch_nadam_reference([W.data, b.data], steps, 2e-3, 0.9, 0.999, 1e-8, 0.004, 0.01)
     opt = optim.NAdam([W, b], lr=2e-3, momentum_decay=0.004, weight_decay=0.01)
@@ -127,10 +131,10 @@ def test_weight_decay_skips_biases():
     W = nn.Parameter(np.ones((2, 2)), "W", decay=True)
     b = nn.Parameter(np.ones(2), "b", decay=False)
     opt = optim.SGD([W, b], lr=0.1, weight_decay=0.5)
-    opt.step()                                  # zero gradients: only decay moves anything
+    opt.step()  # zero gradients: only decay moves anything
     np.testing.assert_allclose(W.data, 1 - 0.1 * 0.5)
     np.testing.assert_array_equal(b.data, 1.0)
-    assert not W.grad.any()                     # the user's gradient is left untouched
+    assert not W.grad.any()  # the user's gradient is left untouched
 
 
 def test_lr_is_settable_for_schedules_and_validated():
@@ -190,11 +194,17 @@ def test_registry_creates_by_name_and_alias_and_lists_choices():
         optim.create("adagrad", params)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=-1), "lr must be"), (dict(lr=0), "lr must be"), (dict(beta1=1.0), "beta1 must be"),
-    (dict(weight_decay=-0.1), "weight_decay must be"), (dict(eps=float("nan")), "eps must be"),
-    (dict(momentum=0.9), "unknown hyperparameter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=-1), "lr must be"),
+        (dict(lr=0), "lr must be"),
+        (dict(beta1=1.0), "beta1 must be"),
+        (dict(weight_decay=-0.1), "weight_decay must be"),
+        (dict(eps=float("nan")), "eps must be"),
+        (dict(momentum=0.9), "unknown hyperparameter"),
+    ],
+)
 def test_bad_hyperparameters_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         optim.Adam(make_params(np.random.default_rng(0)), **kwargs)
@@ -216,6 +226,7 @@ def test_user_registered_optimizer_needs_only_its_update_rule():
 
 
 # --- Eve ---------------------------------------------------------------------------------------
+
 
 def run_pair(eve_kwargs, losses, seed=0):
     rng = np.random.default_rng(seed)
@@ -279,6 +290,7 @@ def test_eve_state_dict_keeps_d_and_f_hat():
 
 # --- training behaviour --------------------------------------------------------------------------
 
+
 def blobs(n=256, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((4, 8)) * 2
@@ -341,7 +353,7 @@ def test_eve_update_divides_the_adam_step_by_d(each_backend):
         opt.step(loss=loss)
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
-        mh, vh = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        mh, vh = m / (1 - 0.9**t), v / (1 - 0.999**t)
         w = w - 0.01 * mh / (opt.shared["d"] * np.sqrt(vh) + 1e-8)
         np.testing.assert_allclose(p.data, w, rtol=1e-12)
     assert opt.shared["d"] != 1.0

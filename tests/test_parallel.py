@@ -1,5 +1,6 @@
 """The optimizer kernels' parallel twins (kernels.parallel): same result as the serial kernels,
 bit for bit, and taken only when they pay off."""
+
 import os
 import subprocess
 import sys
@@ -15,8 +16,10 @@ numba = pytest.importorskip("numba")
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = parallel.CHUNK
 
-two_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2 or not parallel.layer_ok(),
-                                 reason="needs two numba threads on the OpenMP or TBB layer")
+two_threads = pytest.mark.skipif(
+    numba.config.NUMBA_NUM_THREADS < 2 or not parallel.layer_ok(),
+    reason="needs two numba threads on the OpenMP or TBB layer",
+)
 
 
 def run_all(kernel_set, w, g, m, v, u):
@@ -26,8 +29,8 @@ def run_all(kernel_set, w, g, m, v, u):
         fn["sgd"](w, g, None, 0.01)
         fn["momentum"](w, g, u, None, 0.01, 0.9, t % 2 == 0)
         fn["rmsprop"](w, g, v, None, 1e-3, 0.9, 1e-8)
-        fn["adam"](w, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 1 - 0.9 ** t, 1 - 0.999 ** t)
-        fn["nadam"](w, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 1 - 0.999 ** t, 9.0 / t, 1.0 / t)
+        fn["adam"](w, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 1 - 0.9**t, 1 - 0.999**t)
+        fn["nadam"](w, g, m, v, None, 1e-3, 0.9, 0.999, 1e-8, 1 - 0.999**t, 9.0 / t, 1.0 / t)
 
 
 @two_threads
@@ -35,7 +38,7 @@ def run_all(kernel_set, w, g, m, v, u):
 @pytest.mark.parametrize("n", [1, 15, CHUNK - 1, CHUNK, CHUNK + 3, 5 * CHUNK + 7, 134_794])
 def test_parallel_twins_equal_the_serial_kernels_bit_for_bit(rng, dtype, n):
     arrays = [rng.standard_normal(n).astype(dtype) for _ in range(5)]
-    arrays[3] = np.abs(arrays[3])                                    # v >= 0
+    arrays[3] = np.abs(arrays[3])  # v >= 0
     serial = [a.copy() for a in arrays]
     with parallel.num_threads(2):
         run_all("parallel", *arrays)
@@ -46,7 +49,7 @@ def test_parallel_twins_equal_the_serial_kernels_bit_for_bit(rng, dtype, n):
 
 @two_threads
 def test_parallel_twins_take_any_contiguous_shape_and_strided_vectors(rng):
-    w = rng.standard_normal((300, 200)).astype(np.float32)           # C-contiguous 2-D: 60,000 elements
+    w = rng.standard_normal((300, 200)).astype(np.float32)  # C-contiguous 2-D: 60,000 elements
     g = rng.standard_normal((300, 200)).astype(np.float32)
     expected = w - np.float32(0.5) * g
     with parallel.num_threads(2):
@@ -55,15 +58,26 @@ def test_parallel_twins_take_any_contiguous_shape_and_strided_vectors(rng):
         base = rng.standard_normal(2 * 40_000)
         w = base.copy()
         g = rng.standard_normal(40_000)
-        optim.sgd_parallel(w[::2], g, None, 0.5)                     # a strided vector, updated in place
+        optim.sgd_parallel(w[::2], g, None, 0.5)  # a strided vector, updated in place
     np.testing.assert_array_equal(w[1::2], base[1::2])
     np.testing.assert_array_equal(w[::2], base[::2] - g * 0.5)
 
 
 def test_parallel_twins_reject_mismatched_sizes():
     with pytest.raises(ValueError, match="same number of elements"):
-        optim.adam_parallel(np.zeros(10, np.float32), np.zeros(9, np.float32), np.zeros(10, np.float32),
-                            np.zeros(10, np.float32), None, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+        optim.adam_parallel(
+            np.zeros(10, np.float32),
+            np.zeros(9, np.float32),
+            np.zeros(10, np.float32),
+            np.zeros(10, np.float32),
+            None,
+            1e-3,
+            0.9,
+            0.999,
+            1e-8,
+            0.1,
+            0.001,
+        )
 
 
 def test_chunks_cover_the_buffer_once_on_cache_line_boundaries():
@@ -81,7 +95,7 @@ def test_the_parallel_twin_is_taken_only_for_large_buffers_and_several_threads()
         assert parallel.use_parallel(parallel.MIN_PARALLEL)
         assert not parallel.use_parallel(parallel.MIN_PARALLEL - 1)
     with parallel.num_threads(1):
-        assert not parallel.use_parallel(10 ** 7)
+        assert not parallel.use_parallel(10**7)
     assert kernels.NUMBA.adam.serial is optim.adam_numba and kernels.NUMBA.adam.parallel is optim.adam_parallel
 
 
@@ -89,7 +103,7 @@ def test_num_threads_sets_numba_threads_for_a_block_and_restores_them():
     before = numba.get_num_threads()
     with parallel.num_threads(1):
         assert numba.get_num_threads() == 1
-    with parallel.num_threads(10 ** 6):                              # capped at what numba started
+    with parallel.num_threads(10**6):  # capped at what numba started
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
     assert numba.get_num_threads() == before
 
@@ -132,6 +146,7 @@ def test_openmp_is_preferred_unless_the_user_chose_a_layer():
 def _tbb_available():
     try:
         import numba.np.ufunc.tbbpool  # noqa: F401
+
         return True
     except ImportError:
         return False
@@ -157,6 +172,6 @@ if __name__ == "__main__":
 def test_a_child_forked_after_a_parallel_update_updates_serially_instead_of_dying():
     out = _in_subprocess(FORK)
     parent_w, parent_parallel, parent_layer, child_w, child_parallel = out
-    assert parent_w == child_w and abs(float(child_w) - 0.5) < 1e-6   # 1 - 0.5 * mh / sqrt(vh), mh 2, vh 4
+    assert parent_w == child_w and abs(float(child_w) - 0.5) < 1e-6  # 1 - 0.5 * mh / sqrt(vh), mh 2, vh 4
     if parent_parallel == "True" and parent_layer == "omp":
         assert child_parallel == "False"

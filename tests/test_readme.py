@@ -1,5 +1,6 @@
 """Every Python snippet in the README runs as written, in order, in one namespace (as a reader
 pasting them into one session would)."""
+
 import re
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def test_every_python_snippet_in_the_readme_runs_as_written(tmp_path, monkeypatc
     from tinygrad_free.nn import serialize
     from tinygrad_free.optim import optimizer
 
-    monkeypatch.chdir(tmp_path)                  # the snippets write model files
+    monkeypatch.chdir(tmp_path)  # the snippets write model files
     # The snippets register an example optimizer and classes: keep them out of the other tests.
     saved = [(t, dict(t)) for t in (optimizer._REGISTRY, serialize._SHORT, serialize._CLASSES)]
     try:
@@ -36,5 +37,5 @@ def _run_blocks():
     for i, block in enumerate(python_blocks()):
         try:
             exec(compile(block, f"README.md python block {i}", "exec"), namespace)
-        except Exception as e:          # name the block: the traceback alone points into exec
+        except Exception as e:  # name the block: the traceback alone points into exec
             pytest.fail(f"README python block {i} failed: {type(e).__name__}: {e}\n--- block ---\n{block}")

@@ -1,5 +1,6 @@
 """Report figures (each a non-empty PNG from a small results file), the findings computed from
 the data, and the report CLI end to end on tiny budgets."""
+
 import json
 import re
 import sys
@@ -24,13 +25,21 @@ def synthetic_records(n=60, seed=0):
     rng = np.random.default_rng(seed)
     recs, t = [], 1_700_000_000.0
     for i in range(n):
-        p = {"activation": str(rng.choice(["sigmoid", "tanh", "relu"])),
-             "weight_init": str(rng.choice(["random", "xavier"])),
-             "optimizer": str(rng.choice(["sgd", "adam", "nadam"])),
-             "learning_rate": float(rng.choice([1e-3, 1e-4])), "num_layers": int(rng.choice([3, 4, 5])),
-             "hidden_size": int(rng.choice([32, 64, 128])), "epochs": 2}
-        acc = 0.86 - (0.10 if p["optimizer"] == "sgd" else 0) - (0.03 if p["learning_rate"] == 1e-4 else 0) \
+        p = {
+            "activation": str(rng.choice(["sigmoid", "tanh", "relu"])),
+            "weight_init": str(rng.choice(["random", "xavier"])),
+            "optimizer": str(rng.choice(["sgd", "adam", "nadam"])),
+            "learning_rate": float(rng.choice([1e-3, 1e-4])),
+            "num_layers": int(rng.choice([3, 4, 5])),
+            "hidden_size": int(rng.choice([32, 64, 128])),
+            "epochs": 2,
+        }
+        acc = (
+            0.86
+            - (0.10 if p["optimizer"] == "sgd" else 0)
+            - (0.03 if p["learning_rate"] == 1e-4 else 0)
             + rng.normal(0, 0.01)
+        )
         if p["activation"] == "sigmoid" and p["weight_init"] == "random":
             acc = 0.1 + rng.normal(0, 0.003)
         status = "completed"
@@ -43,12 +52,25 @@ def synthetic_records(n=60, seed=0):
         start = t
         t += float(rng.uniform(5, 30))
         done = status in ("completed", "pruned")
-        recs.append({"study": "syn", "trial": i, "run_name": S.run_name(p), "status": status,
-                     "metric": "val_accuracy", "value": 0.0 if status == "diverged" else (acc if done else None),
-                     "val_accuracy": acc if done else None, "val_accuracy_best": acc if done else None,
-                     "test_accuracy": acc - 0.01 if done else None, "params": p, "config": S.normalize_config(p),
-                     "history": {"epoch": [1, 2], "val_accuracy": [acc - 0.05, acc], "val_loss": [0.6, 0.5]},
-                     "started_at": start, "finished_at": t, "seconds": t - start})
+        recs.append(
+            {
+                "study": "syn",
+                "trial": i,
+                "run_name": S.run_name(p),
+                "status": status,
+                "metric": "val_accuracy",
+                "value": 0.0 if status == "diverged" else (acc if done else None),
+                "val_accuracy": acc if done else None,
+                "val_accuracy_best": acc if done else None,
+                "test_accuracy": acc - 0.01 if done else None,
+                "params": p,
+                "config": S.normalize_config(p),
+                "history": {"epoch": [1, 2], "val_accuracy": [acc - 0.05, acc], "val_loss": [0.6, 0.5]},
+                "started_at": start,
+                "finished_at": t,
+                "seconds": t - start,
+            }
+        )
     return recs
 
 
@@ -96,7 +118,7 @@ def test_class_samples_grid(tmp_path):
     x = rng.integers(0, 255, size=(40, 28, 28), dtype=np.uint8)
     y = np.arange(40) % 10
     assert_png(R.plot_class_samples(x, y, [f"class {i}" for i in range(10)], tmp_path / "s.png", title="t"))
-    flat = x.reshape(40, 784)[:9]                               # class 9 missing: still drawn, labelled
+    flat = x.reshape(40, 784)[:9]  # class 9 missing: still drawn, labelled
     assert_png(R.plot_class_samples(flat, y[:9], [str(i) for i in range(10)], tmp_path / "s2.png"))
 
 
@@ -104,8 +126,8 @@ def test_confusion_figures_and_most_confused_pairs(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 2000)
     pred = y.copy()
-    pred[(y == 6) & (rng.random(2000) < 0.4)] = 0               # shirts called T-shirts
-    pred[(y == 4) & (rng.random(2000) < 0.2)] = 2               # coats called pullovers
+    pred[(y == 6) & (rng.random(2000) < 0.4)] = 0  # shirts called T-shirts
+    pred[(y == 4) & (rng.random(2000) < 0.2)] = 2  # coats called pullovers
     cm = np.zeros((10, 10), int)
     np.add.at(cm, (y, pred), 1)
     pairs = R.most_confused_pairs(cm, 3)
@@ -124,8 +146,15 @@ def synthetic_loss_runs(ce_gain=0.05, seeds=3):
             for seed in range(seeds):
                 top = base + (ce_gain if loss == "cross_entropy" else 0) + rng.normal(0, 0.002)
                 acc = list(top - 0.1 * np.exp(-np.arange(4)))
-                runs.append({"label": label, "loss": loss, "seed": seed, "status": "completed",
-                             "history": {"val_accuracy": acc, "val_loss": list(1.0 / (np.arange(4) + 1))}})
+                runs.append(
+                    {
+                        "label": label,
+                        "loss": loss,
+                        "seed": seed,
+                        "status": "completed",
+                        "history": {"val_accuracy": acc, "val_loss": list(1.0 / (np.arange(4) + 1))},
+                    }
+                )
     return runs
 
 
@@ -144,8 +173,11 @@ def test_table_png_and_markdown(tmp_path):
     cols, rows = ["#", "configuration", "MNIST test acc"], [[1, "hl_3_sz_128", 0.98123], [2, "a|b", None]]
     assert_png(R.plot_table(cols, rows, tmp_path / "t.png", title="MNIST"), min_bytes=2000)
     md = R.markdown_table(cols, rows)
-    assert md.splitlines()[:3] == ["| # | configuration | MNIST test acc |", "|---|---|---|",
-                                   "| 1 | hl_3_sz_128 | 0.9812 |"]
+    assert md.splitlines()[:3] == [
+        "| # | configuration | MNIST test acc |",
+        "|---|---|---|",
+        "| 1 | hl_3_sz_128 | 0.9812 |",
+    ]
     assert "a\\|b" in md
 
 
@@ -182,7 +214,7 @@ def test_findings_name_what_the_data_shows(records):
 
 def test_findings_change_with_the_data(records):
     flipped = json.loads(json.dumps(records))
-    for r in flipped:                                           # now adam is the bad optimizer
+    for r in flipped:  # now adam is the bad optimizer
         if r["status"] in ("completed", "diverged"):
             r["status"] = "completed"
             r["val_accuracy"] = 0.3 if r["params"]["optimizer"] == "adam" else 0.85
@@ -199,13 +231,13 @@ def loss_sweep(records):
         acc = r.pop("val_accuracy")
         r["val_loss"] = None if acc is None else 1.0 - acc
         if r["status"] == "diverged":
-            r["value"] = float("inf")          # what the sweep gives a diverged run of a minimized metric
+            r["value"] = float("inf")  # what the sweep gives a diverged run of a minimized metric
     return out
 
 
 def test_loss_sweep_findings_speak_of_the_loss_not_of_accuracy(records):
     lines = R.sweep_findings(loss_sweep(records), "val_loss")
-    assert lines == R.sweep_findings(loss_sweep(records), "val_loss", "minimize")   # the name's direction
+    assert lines == R.sweep_findings(loss_sweep(records), "val_loss", "minimize")  # the name's direction
     text = "\n".join(lines)
     assert "val_accuracy" not in text and not re.search(r"val_loss [0-9.]+%", text)
     best = min((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
@@ -263,8 +295,10 @@ def test_transfer_configs_are_good_and_different(records):
 def test_transfer_configs_of_a_loss_sweep_start_from_the_lowest_loss(records):
     losses = loss_sweep(records)
     lowest = min((r for r in losses if r["status"] == "completed"), key=lambda r: r["val_loss"])
-    for chosen in (R.choose_transfer_configs(losses, k=3, metric="val_loss"),
-                   R.choose_transfer_configs(losses, k=3, metric="val_loss", goal="minimize")):
+    for chosen in (
+        R.choose_transfer_configs(losses, k=3, metric="val_loss"),
+        R.choose_transfer_configs(losses, k=3, metric="val_loss", goal="minimize"),
+    ):
         assert chosen[0][0] is lowest and chosen[0][1] == f"best on Fashion-MNIST (val_loss {lowest['val_loss']:.4f})"
         # going down the ranking means going up in loss
         ranks = [int(why.split()[1]) for _, why in chosen[1:]]
@@ -288,6 +322,7 @@ def test_sweep_figures_of_a_loss_sweep(tmp_path, records):
 
 def test_cli_sweep_section(tmp_path, results_file, capsys):
     import report as cli
+
     out = tmp_path / "rep"
     assert cli.main(["sweep", "--out", str(out), "--results", str(results_file), "--wandb_mode", "disabled"]) == 0
     for name in ("sweep_timeline.png", "sweep_parallel.png", "sweep_importance.png"):
@@ -300,12 +335,26 @@ def test_cli_sweep_section(tmp_path, results_file, capsys):
 
 def test_cli_sweep_section_of_a_loss_sweep_ranks_low_first_and_names_no_machine_path(tmp_path, records, capsys):
     import report as cli
+
     results = tmp_path / "loss.jsonl"
     for r in loss_sweep(records):
         S.append_jsonl(results, r)
     out = tmp_path / "rep"
-    assert cli.main(["sweep", "--out", str(out), "--results", str(results), "--wandb_mode", "disabled",
-                     "--no_optuna_importance"]) == 0
+    assert (
+        cli.main(
+            [
+                "sweep",
+                "--out",
+                str(out),
+                "--results",
+                str(results),
+                "--wandb_mode",
+                "disabled",
+                "--no_optuna_importance",
+            ]
+        )
+        == 0
+    )
     md = (out / "report.md").read_text()
     assert "runs from `loss.jsonl`" in md and str(tmp_path) not in md
     lowest = min((r for r in loss_sweep(records) if r["status"] == "completed"), key=lambda r: r["val_loss"])
@@ -320,13 +369,22 @@ def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
     """samples, confusion, losses and mnist end to end: 1 epoch, 200 images, 16 units."""
     import report as cli
     from tinygrad_free.recipes import build_mlp
+
     results = tmp_path / "sweep.jsonl"
     for i, (act, opt) in enumerate([("tanh", "adam"), ("relu", "nadam"), ("sigmoid", "rmsprop"), ("tanh", "sgd")]):
-        cfg = S.normalize_config({"epochs": 1, "num_layers": 1, "hidden_size": 16, "activation": act,
-                                  "optimizer": opt})
-        S.append_jsonl(results, {"status": "completed", "metric": "val_accuracy", "val_accuracy": 0.8 - 0.01 * i,
-                                 "test_accuracy": 0.79 - 0.01 * i, "config": cfg, "params": cfg,
-                                 "run_name": S.run_name(cfg)})
+        cfg = S.normalize_config({"epochs": 1, "num_layers": 1, "hidden_size": 16, "activation": act, "optimizer": opt})
+        S.append_jsonl(
+            results,
+            {
+                "status": "completed",
+                "metric": "val_accuracy",
+                "val_accuracy": 0.8 - 0.01 * i,
+                "test_accuracy": 0.79 - 0.01 * i,
+                "config": cfg,
+                "params": cfg,
+                "run_name": S.run_name(cfg),
+            },
+        )
     model = build_mlp(784, 1, 16, "tanh", "xavier", rng=0)
     model.save(tmp_path / "m.npz")
     out = tmp_path / "rep"
@@ -335,17 +393,31 @@ def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
     assert cli.main(["confusion", *common, "--model", str(tmp_path / "m.npz")]) == 0
     assert cli.main(["losses", *common, "--results", str(results), "--top", "1", "--seeds", "2", "--limit", "200"]) == 0
     assert cli.main(["mnist", *common, "--results", str(results), "--limit", "200"]) == 0
-    for name in ("samples_fashion_mnist.png", "samples_mnist.png", "confusion.png", "confused_pairs.png",
-                 "losses.png", "mnist_table.png"):
+    for name in (
+        "samples_fashion_mnist.png",
+        "samples_mnist.png",
+        "confusion.png",
+        "confused_pairs.png",
+        "losses.png",
+        "mnist_table.png",
+    ):
         assert_png(out / name)
     md = (out / "report.md").read_text()
     heads = [line for line in md.splitlines() if line.startswith("## ")]
-    assert heads == ["## Sample images", "## Confusion matrix of the best model", "## Cross-entropy vs squared error",
-                     "## Transfer to MNIST"]
+    assert heads == [
+        "## Sample images",
+        "## Confusion matrix of the best model",
+        "## Cross-entropy vs squared error",
+        "## Transfer to MNIST",
+    ]
     assert "**Conclusion.**" in md and "MNIST test acc" in (out / "mnist_table.md").read_text()
     runs = json.loads((out / "data" / "losses.json").read_text())
-    assert sorted((r["loss"], r["seed"]) for r in runs) == [("cross_entropy", 0), ("cross_entropy", 1),
-                                                            ("mean_squared_error", 0), ("mean_squared_error", 1)]
+    assert sorted((r["loss"], r["seed"]) for r in runs) == [
+        ("cross_entropy", 0),
+        ("cross_entropy", 1),
+        ("mean_squared_error", 0),
+        ("mean_squared_error", 1),
+    ]
     mnist = json.loads((out / "data" / "mnist.json").read_text())
     assert len(mnist) == 3 and all(m["config"]["dataset"] == "mnist" for m in mnist)
     assert all(0 <= m["result"]["test_accuracy"] <= 1 for m in mnist)
@@ -353,13 +425,15 @@ def test_cli_training_sections_on_a_tiny_budget(tmp_path, capsys):
 
 def test_cli_errors(tmp_path, capsys):
     import report as cli
+
     with pytest.raises(SystemExit, match="no results file"):
         cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "none.jsonl")])
     # the benchmark's raw sweep results are not in git: the error names the command that makes them
     with pytest.raises(SystemExit, match=r"`python3 benchmarks/bench_sweep.py --tag assignment` regenerates"):
         cli.main(["sweep", "--out", str(tmp_path), "--results", str(tmp_path / "bench_sweep-assignment-random.jsonl")])
     with pytest.raises(SystemExit, match="scripts/train.py --save"):
-        cli.main(["confusion", "--out", str(tmp_path), "--model", str(tmp_path / "none.npz"),
-                  "--wandb_mode", "disabled"])
+        cli.main(
+            ["confusion", "--out", str(tmp_path), "--model", str(tmp_path / "none.npz"), "--wandb_mode", "disabled"]
+        )
     with pytest.raises(SystemExit):
         cli.main(["nonsense", "--out", str(tmp_path)])

@@ -1,6 +1,7 @@
 """The package stands on its own: nothing in tinygrad_free/ imports the repository's scripts/ or
 models/ or edits sys.path (read from the code's syntax tree, so a docstring that mentions them
 does not count), and no module is over 500 lines (one concept per file)."""
+
 import ast
 from pathlib import Path
 
@@ -22,9 +23,14 @@ def repository_imports(source):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
-        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
-              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Attribute, ast.Name))
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             names = [node.args[0].value]
         else:
             continue
@@ -33,8 +39,12 @@ def repository_imports(source):
 
 
 def _is_sys_path(node):
-    return (isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name)
-            and node.value.id == "sys")
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "path"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
 
 
 def sys_path_edits(source):
@@ -61,27 +71,33 @@ def package_files():
     return sorted(PACKAGE.rglob("*.py"))
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import models\n", [(1, "models")]),
-    ("from scripts.train import main\n", [(1, "scripts.train")]),
-    ("import os, models.x as m\n", [(1, "models.x")]),
-    ("import importlib\nimportlib.import_module('scripts')\n", [(2, "scripts")]),
-    ("from . import models\nfrom .recipes import build_mlp\n'''import models'''\n", []),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import models\n", [(1, "models")]),
+        ("from scripts.train import main\n", [(1, "scripts.train")]),
+        ("import os, models.x as m\n", [(1, "models.x")]),
+        ("import importlib\nimportlib.import_module('scripts')\n", [(2, "scripts")]),
+        ("from . import models\nfrom .recipes import build_mlp\n'''import models'''\n", []),
+    ],
+)
 def test_the_import_check_finds_imports_of_the_repository_not_mentions(source, expected):
     assert repository_imports(source) == expected
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import sys\nsys.path.insert(0, 'x')\n", [2]),
-    ("import sys\nsys.path.append('x')\n", [2]),
-    ("import sys\nsys.path = ['x']\n", [2]),
-    ("import sys\nsys.path[:0] = ['x']\n", [2]),
-    ("import sys\nsys.path += ['x']\n", [2]),
-    ("from sys import path\n", [1]),
-    ("import site\nsite.addsitedir('x')\n", [2]),
-    ("import sys\n'''sys.path.insert(0, x)'''\nif 'x' in sys.path:\n    pass\n", []),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import sys\nsys.path.insert(0, 'x')\n", [2]),
+        ("import sys\nsys.path.append('x')\n", [2]),
+        ("import sys\nsys.path = ['x']\n", [2]),
+        ("import sys\nsys.path[:0] = ['x']\n", [2]),
+        ("import sys\nsys.path += ['x']\n", [2]),
+        ("from sys import path\n", [1]),
+        ("import site\nsite.addsitedir('x')\n", [2]),
+        ("import sys\n'''sys.path.insert(0, x)'''\nif 'x' in sys.path:\n    pass\n", []),
+    ],
+)
 def test_the_sys_path_check_finds_edits_not_reads(source, expected):
     assert sys_path_edits(source) == expected
 
@@ -107,6 +123,7 @@ def test_no_module_is_over_500_lines(folder):
 def test_models_is_a_thin_alias_of_the_packages_recipes():
     import models
     from tinygrad_free import recipes
+
     assert models.build_mlp is recipes.build_mlp and models.load_config is recipes.load_config
     assert not list((ROOT / "models").glob("*.yaml")), "recipes live in tinygrad_free/recipes/ (package data)"
     assert "fashion_mnist_best" in recipes.available()
@@ -114,6 +131,7 @@ def test_models_is_a_thin_alias_of_the_packages_recipes():
 
 def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
     from tinygrad_free import recipes
+
     monkeypatch.setattr(recipes, "CONFIG_DIR", tmp_path)
     (tmp_path / "tiny_mlp.yaml").write_text("dataset: mnist\nnum_layers: 1\n")
     assert recipes.available() == ["tiny_mlp"]
@@ -147,7 +165,7 @@ def package_imports(path):
                 found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tinygrad_free.")}
             continue
         if node.level:
-            base = folder[:len(folder) - (node.level - 1)]
+            base = folder[: len(folder) - (node.level - 1)]
             parts = base + (node.module.split(".") if node.module else [])
         elif node.module and node.module.split(".")[0] == "tinygrad_free":
             parts = node.module.split(".")[1:]
@@ -164,12 +182,15 @@ def test_every_module_imports_only_from_its_layer_or_below():
     unplaced, upward = set(), []
     for path in package_files():
         unit, imported = package_imports(path)
-        if unit == "__init__":          # the package's own namespace re-exports from every layer
+        if unit == "__init__":  # the package's own namespace re-exports from every layer
             continue
         if unit not in rank:
             unplaced.add(unit)
             continue
-        upward += [f"{path.relative_to(ROOT)} ({names[rank[unit]]}) imports {other} ({names[rank[other]]})"
-                   for other in sorted(imported) if other in rank and rank[other] > rank[unit]]
+        upward += [
+            f"{path.relative_to(ROOT)} ({names[rank[unit]]}) imports {other} ({names[rank[other]]})"
+            for other in sorted(imported)
+            if other in rank and rank[other] > rank[unit]
+        ]
     assert not unplaced, f"place {sorted(unplaced)} in a layer of LAYERS here and in README 'Architecture'"
     assert upward == []

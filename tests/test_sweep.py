@@ -1,5 +1,6 @@
 """Sweeps: wandb YAML -> Optuna translation, the local backend (workers, resume, divergence),
 the results file, run names, and the wandb backend with wandb mocked."""
+
 import json
 import math
 import os
@@ -45,8 +46,10 @@ def write(tmp_path, text, name="tiny.yaml"):
 
 
 def parse(params, method="random", **top):
-    return S.parse_sweep({"method": method, "metric": {"name": "val_accuracy", "goal": "maximize"},
-                          "parameters": params, **top}, name="t")
+    return S.parse_sweep(
+        {"method": method, "metric": {"name": "val_accuracy", "goal": "maximize"}, "parameters": params, **top},
+        name="t",
+    )
 
 
 def lines(path):
@@ -59,8 +62,9 @@ def lines(path):
 
 
 def test_values_become_categorical_with_canonical_names():
-    spec = parse({"activation": {"values": ["sigmoid", "tanh", "ReLU"]},
-                  "weight_init": {"values": ["random", "Xavier"]}})
+    spec = parse(
+        {"activation": {"values": ["sigmoid", "tanh", "ReLU"]}, "weight_init": {"values": ["random", "Xavier"]}}
+    )
     d = spec.distributions()
     assert d["activation"] == CategoricalDistribution(("sigmoid", "tanh", "relu"))
     assert d["weight_init"] == CategoricalDistribution(("random", "xavier"))
@@ -74,20 +78,35 @@ def test_value_is_a_constant_and_not_sampled():
     assert spec.varied == ["optimizer"]
 
 
-@pytest.mark.parametrize("key, spec, expected", [
-    ("num_layers", {"min": 1, "max": 4}, IntDistribution(1, 4)),                   # both ints -> int_uniform
-    ("weight_decay", {"min": 0.0, "max": 0.5}, FloatDistribution(0.0, 0.5)),       # otherwise uniform
-    ("num_layers", {"min": 2, "max": 6, "distribution": "int_uniform"}, IntDistribution(2, 6)),
-    ("momentum", {"min": 0.1, "max": 0.9, "distribution": "uniform"}, FloatDistribution(0.1, 0.9)),
-    ("weight_decay", {"min": 0.0, "max": 0.5, "distribution": "q_uniform", "q": 0.1},
-     FloatDistribution(0.0, 0.5, step=0.1)),
-    ("learning_rate", {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
-     FloatDistribution(1e-4, 1e-2, log=True)),
-    ("learning_rate", {"min": math.log(1e-4), "max": math.log(1e-2), "distribution": "log_uniform"},
-     FloatDistribution(1e-4, 1e-2, log=True)),                                     # wandb: bounds are exponents
-    ("learning_rate", {"min": 1e-4, "max": 1e-2, "distribution": "q_log_uniform_values", "q": 1e-4},
-     FloatDistribution(1e-4, 1e-2, log=True)),                                     # q applied after sampling
-])
+@pytest.mark.parametrize(
+    "key, spec, expected",
+    [
+        ("num_layers", {"min": 1, "max": 4}, IntDistribution(1, 4)),  # both ints -> int_uniform
+        ("weight_decay", {"min": 0.0, "max": 0.5}, FloatDistribution(0.0, 0.5)),  # otherwise uniform
+        ("num_layers", {"min": 2, "max": 6, "distribution": "int_uniform"}, IntDistribution(2, 6)),
+        ("momentum", {"min": 0.1, "max": 0.9, "distribution": "uniform"}, FloatDistribution(0.1, 0.9)),
+        (
+            "weight_decay",
+            {"min": 0.0, "max": 0.5, "distribution": "q_uniform", "q": 0.1},
+            FloatDistribution(0.0, 0.5, step=0.1),
+        ),
+        (
+            "learning_rate",
+            {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
+            FloatDistribution(1e-4, 1e-2, log=True),
+        ),
+        (
+            "learning_rate",
+            {"min": math.log(1e-4), "max": math.log(1e-2), "distribution": "log_uniform"},
+            FloatDistribution(1e-4, 1e-2, log=True),
+        ),  # wandb: bounds are exponents
+        (
+            "learning_rate",
+            {"min": 1e-4, "max": 1e-2, "distribution": "q_log_uniform_values", "q": 1e-4},
+            FloatDistribution(1e-4, 1e-2, log=True),
+        ),  # q applied after sampling
+    ],
+)
 def test_each_distribution_kind(key, spec, expected):
     got = parse({key: spec}).distributions()[key]
     assert type(got) is type(expected)
@@ -96,9 +115,15 @@ def test_each_distribution_kind(key, spec, expected):
 
 
 def test_suggested_values_respect_bounds_and_q():
-    spec = parse({"learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "q_log_uniform_values", "q": 1e-4},
-                  "num_layers": {"min": 1, "max": 3}, "momentum": {"min": 0.5, "max": 0.9},
-                  "activation": {"values": ["tanh", "relu"]}, "epochs": {"value": 2}})
+    spec = parse(
+        {
+            "learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "q_log_uniform_values", "q": 1e-4},
+            "num_layers": {"min": 1, "max": 3},
+            "momentum": {"min": 0.5, "max": 0.9},
+            "activation": {"values": ["tanh", "relu"]},
+            "epochs": {"value": 2},
+        }
+    )
     study = optuna.create_study(sampler=S.make_sampler(spec, seed=0))
     for _ in range(30):
         p = S.suggest_params(study.ask(), spec)
@@ -116,16 +141,21 @@ def test_list_values_survive_the_round_trip():
 
 
 def test_grid_enumerates_discrete_parameters():
-    spec = parse({"num_layers": {"min": 1, "max": 3}, "weight_decay": {"min": 0.0, "max": 0.2,
-                                                                       "distribution": "q_uniform", "q": 0.1},
-                  "optimizer": {"values": ["adam", "sgd"]}, "epochs": {"value": 1}}, method="grid")
+    spec = parse(
+        {
+            "num_layers": {"min": 1, "max": 3},
+            "weight_decay": {"min": 0.0, "max": 0.2, "distribution": "q_uniform", "q": 0.1},
+            "optimizer": {"values": ["adam", "sgd"]},
+            "epochs": {"value": 1},
+        },
+        method="grid",
+    )
     assert spec.grid() == {"num_layers": [1, 2, 3], "weight_decay": [0.0, 0.1, 0.2], "optimizer": ["adam", "sgd"]}
     assert spec.grid_size() == 18
     assert isinstance(S.make_sampler(spec), optuna.samplers.GridSampler)
 
 
-@pytest.mark.parametrize("method, cls", [("random", "RandomSampler"), ("grid", "GridSampler"),
-                                         ("bayes", "TPESampler")])
+@pytest.mark.parametrize("method, cls", [("random", "RandomSampler"), ("grid", "GridSampler"), ("bayes", "TPESampler")])
 def test_sampler_for_each_method(method, cls):
     spec = parse({"optimizer": {"values": ["adam", "sgd"]}}, method=method)
     assert type(S.make_sampler(spec, seed=0)).__name__ == cls
@@ -145,25 +175,39 @@ def test_pruners_from_early_terminate():
     assert isinstance(S.make_pruner(med), optuna.pruners.MedianPruner)
 
 
-@pytest.mark.parametrize("params, top, message", [
-    ({"optimizer": {"values": ["adam"]}}, {"method": "hyperopt"},
-     "unknown sweep method 'hyperopt'; choose one of random, grid, bayes"),
-    ({"learning_rate": {"min": 0.1, "max": 1.0, "distribution": "gaussian"}}, {}, "unknown distribution 'gaussian'"),
-    ({"learning_rate": {"min": 0.1, "max": 1.0, "distribution": "normal"}}, {}, "wandb backend only"),
-    ({"learning_rate": {"min": 0.1}}, {}, "both 'min' and 'max'"),
-    ({"learning_rate": {"min": 0.1, "max": 0.01}}, {}, "greater than max"),
-    ({"learning_rate": {"values": [0.1], "step": 2}}, {}, "unknown key(s) ['step']"),
-    ({"dropout": {"values": [0.1]}}, {}, "unknown parameter 'dropout'"),
-    ({"activation": {"values": ["swish"]}}, {}, "choose one of identity, sigmoid, tanh, relu"),
-    ({"optimizer": {"values": ["adamw"]}}, {}, "unknown value 'adamw'"),
-    ({"weight_decay": {"min": 0.0, "max": 0.1, "distribution": "log_uniform_values"}}, {}, "needs min > 0"),
-    ({"weight_decay": {"min": 0.0, "max": 0.1}}, {"method": "grid"}, "grid search needs a finite set"),
-    ({"optimizer": {"values": ["adam"]}}, {"metric": {"name": "f1", "goal": "maximize"}}, "unknown metric 'f1'"),
-    ({"optimizer": {"values": ["adam"]}}, {"metric": {"name": "val_loss", "goal": "lowest"}}, "unknown metric goal"),
-    ({"optimizer": {"values": ["adam"]}}, {"early_terminate": {"type": "asha"}}, "unknown type 'asha'"),
-    ({"optimizer": {"parameters": {"x": {"value": 1}}}}, {}, "nested parameters"),
-    ({"optimizer": "adam"}, {}, "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "params, top, message",
+    [
+        (
+            {"optimizer": {"values": ["adam"]}},
+            {"method": "hyperopt"},
+            "unknown sweep method 'hyperopt'; choose one of random, grid, bayes",
+        ),
+        (
+            {"learning_rate": {"min": 0.1, "max": 1.0, "distribution": "gaussian"}},
+            {},
+            "unknown distribution 'gaussian'",
+        ),
+        ({"learning_rate": {"min": 0.1, "max": 1.0, "distribution": "normal"}}, {}, "wandb backend only"),
+        ({"learning_rate": {"min": 0.1}}, {}, "both 'min' and 'max'"),
+        ({"learning_rate": {"min": 0.1, "max": 0.01}}, {}, "greater than max"),
+        ({"learning_rate": {"values": [0.1], "step": 2}}, {}, "unknown key(s) ['step']"),
+        ({"dropout": {"values": [0.1]}}, {}, "unknown parameter 'dropout'"),
+        ({"activation": {"values": ["swish"]}}, {}, "choose one of identity, sigmoid, tanh, relu"),
+        ({"optimizer": {"values": ["adamw"]}}, {}, "unknown value 'adamw'"),
+        ({"weight_decay": {"min": 0.0, "max": 0.1, "distribution": "log_uniform_values"}}, {}, "needs min > 0"),
+        ({"weight_decay": {"min": 0.0, "max": 0.1}}, {"method": "grid"}, "grid search needs a finite set"),
+        ({"optimizer": {"values": ["adam"]}}, {"metric": {"name": "f1", "goal": "maximize"}}, "unknown metric 'f1'"),
+        (
+            {"optimizer": {"values": ["adam"]}},
+            {"metric": {"name": "val_loss", "goal": "lowest"}},
+            "unknown metric goal",
+        ),
+        ({"optimizer": {"values": ["adam"]}}, {"early_terminate": {"type": "asha"}}, "unknown type 'asha'"),
+        ({"optimizer": {"parameters": {"x": {"value": 1}}}}, {}, "nested parameters"),
+        ({"optimizer": "adam"}, {}, "expected a mapping"),
+    ],
+)
 def test_bad_sweep_files_are_named_clearly(params, top, message):
     raw = {"method": "random", "metric": {"name": "val_accuracy", "goal": "maximize"}, "parameters": params, **top}
     with pytest.raises(ValueError) as e:
@@ -173,24 +217,36 @@ def test_bad_sweep_files_are_named_clearly(params, top, message):
 
 def test_yaml_reads_1e_minus_3_as_a_number(tmp_path):
     # PyYAML (YAML 1.1) reads 1e-3 as a string; the sweep must still see a number.
-    path = write(tmp_path, "method: random\nparameters:\n  learning_rate: {values: [1e-3, 1e-4]}\n"
-                           "  weight_decay: {min: 1e-5, max: 1e-3, distribution: log_uniform_values}\n")
+    path = write(
+        tmp_path,
+        "method: random\nparameters:\n  learning_rate: {values: [1e-3, 1e-4]}\n"
+        "  weight_decay: {min: 1e-5, max: 1e-3, distribution: log_uniform_values}\n",
+    )
     spec = S.load_sweep(path)
     assert spec.distributions()["learning_rate"].choices == (0.001, 0.0001)
     assert spec.distributions()["weight_decay"].low == pytest.approx(1e-5)
     assert (spec.metric, spec.goal) == ("val_accuracy", "maximize")  # no metric: the assignment's
-    assert S.parse_sweep({"method": "random", "metric": {"name": "val_loss"},
-                          "parameters": {"epochs": {"value": 1}}}).goal == "minimize"  # wandb's default goal
+    assert (
+        S.parse_sweep({"method": "random", "metric": {"name": "val_loss"}, "parameters": {"epochs": {"value": 1}}}).goal
+        == "minimize"
+    )  # wandb's default goal
 
 
 def test_shipped_assignment_sweep_is_the_assignments_space():
     spec = S.load_sweep(ROOT / "sweeps" / "assignment.yaml")
     assert spec.method == "random" and spec.metric == "val_accuracy" and spec.goal == "maximize"
     g = {k: d.choices for k, d in spec.distributions().items()}
-    assert g == {"epochs": (5, 10), "num_layers": (3, 4, 5), "hidden_size": (32, 64, 128),
-                 "weight_decay": (0, 0.0005, 0.5), "learning_rate": (0.001, 0.0001),
-                 "optimizer": ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam"), "batch_size": (16, 32, 64),
-                 "weight_init": ("random", "xavier"), "activation": ("sigmoid", "tanh", "relu")}
+    assert g == {
+        "epochs": (5, 10),
+        "num_layers": (3, 4, 5),
+        "hidden_size": (32, 64, 128),
+        "weight_decay": (0, 0.0005, 0.5),
+        "learning_rate": (0.001, 0.0001),
+        "optimizer": ("sgd", "momentum", "nag", "rmsprop", "adam", "nadam"),
+        "batch_size": (16, 32, 64),
+        "weight_init": ("random", "xavier"),
+        "activation": ("sigmoid", "tanh", "relu"),
+    }
     quick = S.load_sweep(ROOT / "sweeps" / "quick.yaml")
     assert quick.early_terminate["type"] == "hyperband"
     assert max(quick.params["epochs"].choices()) <= 3
@@ -208,13 +264,46 @@ def test_overrides_and_method_replacement():
 
 
 def test_run_name_uses_the_training_cli_format():
-    cfg = {"num_layers": 3, "hidden_size": 128, "batch_size": 16, "activation": "tanh", "optimizer": "nadam",
-           "learning_rate": 1e-3, "weight_decay": 0.0005, "weight_init": "Xavier", "epochs": 5}
+    cfg = {
+        "num_layers": 3,
+        "hidden_size": 128,
+        "batch_size": 16,
+        "activation": "tanh",
+        "optimizer": "nadam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0005,
+        "weight_init": "Xavier",
+        "epochs": 5,
+    }
     assert S.run_name(cfg) == "hl_3_sz_128_bs_16_ac_tanh_opt_nadam_lr_1e-3_wd_0.0005_init_xavier_ep_5"
     import train as train_cli
-    args = train_cli.parse_args(["--num_layers", "3", "--hidden_size", "128", "--batch_size", "16", "-a", "tanh",
-                                 "-o", "nadam", "-lr", "0.001", "-w_d", "0.0005", "-w_i", "xavier", "-e", "5",
-                                 "-l", "cross_entropy", "--lr_schedule", "constant"])
+
+    args = train_cli.parse_args(
+        [
+            "--num_layers",
+            "3",
+            "--hidden_size",
+            "128",
+            "--batch_size",
+            "16",
+            "-a",
+            "tanh",
+            "-o",
+            "nadam",
+            "-lr",
+            "0.001",
+            "-w_d",
+            "0.0005",
+            "-w_i",
+            "xavier",
+            "-e",
+            "5",
+            "-l",
+            "cross_entropy",
+            "--lr_schedule",
+            "constant",
+        ]
+    )
     assert S.run_name(cfg) == train_cli.run_name(args)
     # Options the name format does not show are appended when the sweep varies them.
     assert S.run_name({**cfg, "momentum": 0.8, "loss": "mse"}, varied=("momentum",)).endswith("_mse_mom_0.8")
@@ -250,9 +339,9 @@ def test_results_lines_are_whole_under_concurrent_appends(tmp_path):
         t.join()
     recs = S.read_results(path)
     assert len(recs) == 100 and all(r["pad"] == big for r in recs)
-    assert recs[0]["nan"] is None and recs[0]["np"] == 0.5   # strict JSON: NaN -> null
+    assert recs[0]["nan"] is None and recs[0]["np"] == 0.5  # strict JSON: NaN -> null
     with open(path, "a") as f:
-        f.write('{"torn": ')                                  # a crash mid-line
+        f.write('{"torn": ')  # a crash mid-line
     with pytest.warns(UserWarning, match="not valid JSON"):
         assert len(S.read_results(path)) == 100
 
@@ -281,8 +370,11 @@ def test_pruning_callback_stops_training_and_marks_the_run_pruned():
     assert trial.reports[0][0] == 1 and 0 <= trial.reports[0][1] <= 1
     # The last epoch is reported but never pruned: the run is finished by then.
     trial = FakeTrial(prune_after=1)
-    res = S.run_trial({"epochs": 1, "num_layers": 1, "hidden_size": 16}, limit=300,
-                      callbacks=[S.PruningCallback(trial, "val_accuracy", epochs=1)])
+    res = S.run_trial(
+        {"epochs": 1, "num_layers": 1, "hidden_size": 16},
+        limit=300,
+        callbacks=[S.PruningCallback(trial, "val_accuracy", epochs=1)],
+    )
     assert res["status"] == "completed" and len(trial.reports) == 1
 
 
@@ -337,20 +429,34 @@ def test_local_sweep_with_two_worker_processes(tmp_path):
 
 def test_cli_resumes_a_stopped_sweep(tmp_path, capsys):
     import sweep as cli
+
     path = write(tmp_path, TINY.format(name="resume", method="bayes"))
     db = tmp_path / "store" / "study.db"
-    args = [str(path), "--backend", "local", "--storage", f"sqlite:///{db}", "--study_name", "resume",
-            "--limit", "300", "--wandb_mode", "disabled", "--seed", "3"]
+    args = [
+        str(path),
+        "--backend",
+        "local",
+        "--storage",
+        f"sqlite:///{db}",
+        "--study_name",
+        "resume",
+        "--limit",
+        "300",
+        "--wandb_mode",
+        "disabled",
+        "--seed",
+        "3",
+    ]
     assert cli.main(args + ["--n_trials", "2"]) == 0
     assert "2 finished trials in study 'resume'" in capsys.readouterr().out
-    results = tmp_path / "store" / "study-resume.jsonl"   # next to the study
+    results = tmp_path / "store" / "study-resume.jsonl"  # next to the study
     assert len(lines(results)) == 2
     assert cli.main(args + ["--n_trials", "3"]) == 0
     out = capsys.readouterr().out
     assert "3 finished trials" in out and "best: hl_1_sz_16" in out
     assert len(lines(results)) == 3
     assert len(finished_trials(f"sqlite:///{db}", "resume")) == 3
-    assert cli.main(args + ["--n_trials", "3"]) == 0      # already done: nothing runs
+    assert cli.main(args + ["--n_trials", "3"]) == 0  # already done: nothing runs
     assert len(lines(results)) == 3
 
 
@@ -362,7 +468,7 @@ def test_trial_of_a_killed_process_is_failed_and_rerun(tmp_path):
     study = optuna.create_study(storage=S.open_storage(storage), study_name="killed", direction="maximize")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    trial = study.ask()                       # what a worker leaves behind when it is killed mid-trial
+    trial = study.ask()  # what a worker leaves behind when it is killed mid-trial
     params = S.suggest_params(trial, spec)
     trial.set_user_attr("machine", S._machine_id())
     trial.set_user_attr("pid", dead.pid)
@@ -371,12 +477,14 @@ def test_trial_of_a_killed_process_is_failed_and_rerun(tmp_path):
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].params == {k: v for k, v in params.items() if k in spec.distributions()}
     assert trials[1].system_attrs.get("failed_trial") == 0
-    assert trials[1].user_attrs["pid"] == os.getpid()     # the re-run claimed the copied attributes
+    assert trials[1].user_attrs["pid"] == os.getpid()  # the re-run claimed the copied attributes
     assert summary.n_finished == 1 and len(lines(tmp_path / "killed.jsonl")) == 1
 
 
 def test_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 method: grid
 metric: {name: val_accuracy, goal: maximize}
 parameters:
@@ -386,10 +494,12 @@ parameters:
   activation: {value: relu}
   optimizer: {value: sgd}
   learning_rate: {values: [1000.0, 0.01]}
-""", name="diverge.yaml")
+""",
+        name="diverge.yaml",
+    )
     summary = S.run_local_sweep(S.load_sweep(path), n_trials=10, limit=500, sweep_path=path, verbose=False)
     recs = {r["config"]["learning_rate"]: r for r in lines(tmp_path / "diverge.jsonl")}
-    assert set(recs) == {1000.0, 0.01}                 # grid size caps n_trials
+    assert set(recs) == {1000.0, 0.01}  # grid size caps n_trials
     bad, good = recs[1000.0], recs[0.01]
     assert bad["status"] == "diverged" and bad["value"] == 0.0 and bad["test_accuracy"] is None
     assert "NaN" in bad["message"]
@@ -398,8 +508,11 @@ parameters:
 
 
 def test_map_trials_returns_results_in_order():
-    res = S.map_trials([{"epochs": 1, "num_layers": 1, "hidden_size": 16, "loss": loss}
-                        for loss in ("cross_entropy", "mse")], limit=300, verbose=False)
+    res = S.map_trials(
+        [{"epochs": 1, "num_layers": 1, "hidden_size": 16, "loss": loss} for loss in ("cross_entropy", "mse")],
+        limit=300,
+        verbose=False,
+    )
     assert [r["config"]["loss"] for r in res] == ["cross_entropy", "mean_squared_error"]
     bad = S.map_trials([{"epochs": 1, "optimizer": "nope"}], verbose=False)
     assert bad[0]["status"] == "failed" and "nope" in bad[0]["message"]
@@ -439,8 +552,17 @@ def test_wandb_backend_with_wandb_mocked(tmp_path, monkeypatch):
 
     def fake_init(**kwargs):
         pick = next(choices)
-        run = FakeRun({"epochs": 1, "num_layers": 1, "hidden_size": 16, "batch_size": 64, "weight_init": "Xavier",
-                       "learning_rate": 0.001, **pick})
+        run = FakeRun(
+            {
+                "epochs": 1,
+                "num_layers": 1,
+                "hidden_size": 16,
+                "batch_size": 64,
+                "weight_init": "Xavier",
+                "learning_rate": 0.001,
+                **pick,
+            }
+        )
         runs.append(run)
         return run
 
@@ -450,6 +572,7 @@ def test_wandb_backend_with_wandb_mocked(tmp_path, monkeypatch):
     small = _small_split()
     monkeypatch.setattr(S.trial, "get_data", lambda *a, **k: small)
     import sweep as cli
+
     assert cli.main([str(path), "--backend", "wandb", "--count", "2", "--n_trials", "2", "-wp", "proj"]) == 0
     config, project, _ = calls["sweep"]
     assert project == "proj" and config["method"] == "random" and config["run_cap"] == 2
@@ -469,9 +592,17 @@ def _small_split():
     global _SPLIT
     if _SPLIT is None:
         from tinygrad_free.data import Split
+
         full = S.get_data()
-        _SPLIT = Split(full.x_train[:300], full.y_train[:300], full.x_val[:500], full.y_val[:500],
-                       full.x_test[:500], full.y_test[:500], full.class_names)
+        _SPLIT = Split(
+            full.x_train[:300],
+            full.y_train[:300],
+            full.x_val[:500],
+            full.y_val[:500],
+            full.x_test[:500],
+            full.y_test[:500],
+            full.class_names,
+        )
     return _SPLIT
 
 
@@ -487,6 +618,7 @@ def test_default_backend_and_wandb_mode(monkeypatch, tmp_path):
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     import sweep as cli
+
     with pytest.raises(SystemExit):
         cli.main([str(tmp_path / "missing.yaml"), "--backend", "local"])
     assert "no sweep file" in capsys.readouterr().err
@@ -502,13 +634,14 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypatch, capsys):
     import sweep as cli
+
     path = write(tmp_path, TINY.format(name="exp", method="random"))
     spec = S.load_sweep(path)
     storage = f"sqlite:///{tmp_path / 'exp.db'}"
     study = optuna.create_study(storage=S.open_storage(storage), study_name="exp", direction="maximize")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    trial = study.ask()                       # trial 0: its worker was killed before it recorded anything
+    trial = study.ask()  # trial 0: its worker was killed before it recorded anything
     trial.set_user_attr("machine", S._machine_id())
     trial.set_user_attr("pid", dead.pid)
     real, calls = S.run_trial, []
@@ -523,17 +656,19 @@ def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypa
     S.run_local_sweep(spec, n_trials=2, storage=storage, limit=300, sweep_path=path, verbose=False)
     local = lines(tmp_path / "exp.jsonl")
     assert [(r["trial"], r["status"]) for r in local] == [(1, "failed"), (2, "completed"), (3, "completed")]
-    (tmp_path / "exp.jsonl").unlink()         # the export needs only the study
+    (tmp_path / "exp.jsonl").unlink()  # the export needs only the study
     out = tmp_path / "gathered" / "all.jsonl"
     assert cli.main([str(path), "--storage", storage, "--export", str(out)]) == 0
-    assert (f"exported 3 trials of study 'exp' to {out} (3 from {S._machine_id()}); "
-            "1 unfinished or killed trials left out") in capsys.readouterr().out
+    assert (
+        f"exported 3 trials of study 'exp' to {out} (3 from {S._machine_id()}); 1 unfinished or killed trials left out"
+    ) in capsys.readouterr().out
     assert lines(out) == local
     assert "simulated crash" in lines(out)[0]["message"]
 
 
 def test_export_errors_are_clear(tmp_path, capsys):
     import sweep as cli
+
     path = write(tmp_path, TINY.format(name="none", method="random"))
     with pytest.raises(SystemExit):
         cli.main([str(path), "--export", str(tmp_path / "out.jsonl")])

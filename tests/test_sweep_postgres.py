@@ -6,6 +6,7 @@ user when the tests run as root, since PostgreSQL refuses to run as root), on a 
 127.0.0.1; it is stopped and its folder removed at the end, whether the tests passed or not.
 Without the server binaries the server tests are skipped, with the reason in pytest's summary.
 """
+
 import glob
 import json
 import os
@@ -54,8 +55,11 @@ def _server_bin():
     """The folder with initdb and pg_ctl: on PATH, else Debian/Ubuntu's /usr/lib/postgresql/<version>/bin."""
     on_path = shutil.which("initdb")
     folders = [os.path.dirname(on_path)] if on_path else []
-    folders += sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                      key=lambda f: [int(x) for x in Path(f).parent.name.split(".") if x.isdigit()], reverse=True)
+    folders += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda f: [int(x) for x in Path(f).parent.name.split(".") if x.isdigit()],
+        reverse=True,
+    )
     for folder in folders:
         if all(os.access(os.path.join(folder, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres", "createdb")):
             return folder
@@ -79,6 +83,7 @@ class PostgresServer:
         self.started = False
         if os.geteuid() == 0:  # the server will not run as root
             import pwd
+
             user = pwd.getpwnam("postgres")
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             self.as_user = ["runuser", "-u", "postgres", "--"]
@@ -86,8 +91,9 @@ class PostgresServer:
         self.port = None
 
     def run(self, *cmd):
-        out = subprocess.run(self.as_user + [os.path.join(self.bindir, cmd[0]), *cmd[1:]],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            self.as_user + [os.path.join(self.bindir, cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=120
+        )
         if out.returncode != 0:
             log = Path(self.log).read_text() if os.path.exists(self.log) else ""
             raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}{out.stderr}{log}")
@@ -98,8 +104,19 @@ class PostgresServer:
         for attempt in range(3):  # another process may take the free port before the server binds it
             self.port = _free_port()
             try:
-                self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
-                         f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+                self.run(
+                    "pg_ctl",
+                    "-D",
+                    self.data,
+                    "-l",
+                    self.log,
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start",
+                )
                 break
             except RuntimeError:
                 if attempt == 2:
@@ -120,10 +137,12 @@ class PostgresServer:
 def postgres_url():
     bindir = _server_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH "
-                    "or in /usr/lib/postgresql/*/bin")
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or in /usr/lib/postgresql/*/bin"
+        )
     if os.geteuid() == 0:
         import pwd
+
         try:
             pwd.getpwnam("postgres")
         except KeyError:
@@ -143,16 +162,31 @@ def postgres_url():
 
 
 def lines(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()] \
-        if os.path.exists(path) else []
+    return (
+        [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if os.path.exists(path)
+        else []
+    )
 
 
 def sweep_process(sweep_file, url, results, log):
     """scripts/sweep.py as another machine would run it, with one BLAS thread (two share 2 cores)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               NUMBA_NUM_THREADS="1")
-    cmd = [sys.executable, str(ROOT / "scripts" / "sweep.py"), str(sweep_file), "--storage", url,
-           "--n_trials", str(N_TRIALS), "--limit", "300", "--wandb_mode", "disabled", "--results", str(results)]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "sweep.py"),
+        str(sweep_file),
+        "--storage",
+        url,
+        "--n_trials",
+        str(N_TRIALS),
+        "--limit",
+        "300",
+        "--wandb_mode",
+        "disabled",
+        "--results",
+        str(results),
+    ]
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
 
 
@@ -187,18 +221,20 @@ def wait_for_running_trial(storage, pids, n_params, timeout=240):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_two_sweeps_share_a_postgres_study_and_a_killed_worker_is_rerun(postgres_url, tmp_path, capsys):
     import sweep as cli
+
     sweep_file = tmp_path / "shared.yaml"
     sweep_file.write_text(SWEEP)
     # Separate results files, as on two machines; the export gathers them from the study.
     results = {"a": tmp_path / "a.jsonl", "b": tmp_path / "b.jsonl"}
     logs = {k: open(tmp_path / f"{k}.log", "w") for k in ("a", "b", "restarted")}
-    storage = S.open_storage(postgres_url)   # to watch the study, as the processes fill it
+    storage = S.open_storage(postgres_url)  # to watch the study, as the processes fill it
     procs = []
     try:
         procs = [sweep_process(sweep_file, postgres_url, results[k], logs[k]) for k in ("a", "b")]
         # Kill whichever process is first seen training a trial.
-        killed, victim_pid = wait_for_running_trial(storage, {p.pid for p in procs},
-                                                    len(S.load_sweep(sweep_file).varied))
+        killed, victim_pid = wait_for_running_trial(
+            storage, {p.pid for p in procs}, len(S.load_sweep(sweep_file).varied)
+        )
         victim = next(k for k, p in zip("ab", procs) if p.pid == victim_pid)
         os.kill(victim_pid, signal.SIGKILL)
         assert procs["ab".index(victim)].wait(timeout=30) == -signal.SIGKILL
@@ -257,7 +293,8 @@ def test_two_sweeps_share_a_postgres_study_and_a_killed_worker_is_rerun(postgres
 def test_machines_opening_an_empty_database_at_once_all_get_the_storage(postgres_url):
     # Optuna creates its tables on open, without IF NOT EXISTS: the losers of that race retry.
     import threading
-    url = postgres_url.rsplit("/", 1)[0] + "/postgres"      # the server's own database, still empty
+
+    url = postgres_url.rsplit("/", 1)[0] + "/postgres"  # the server's own database, still empty
     barrier, out = threading.Barrier(4), []
 
     def join():
@@ -278,6 +315,7 @@ def test_machines_opening_an_empty_database_at_once_all_get_the_storage(postgres
 def test_starting_trials_is_serialised_by_the_server_for_workers_of_any_machine(postgres_url):
     # Two workers' locks on one study (as on two machines, which share no lock file).
     import threading
+
     first, second = (S._study_lock(postgres_url, "locked") for _ in range(2))
     other_study = S._study_lock(postgres_url, "another")
     assert isinstance(first, S._PostgresLock)
@@ -285,14 +323,14 @@ def test_starting_trials_is_serialised_by_the_server_for_workers_of_any_machine(
     got = threading.Event()
     waiter = threading.Thread(target=lambda: (second.acquire(), got.set()))
     waiter.start()
-    assert not got.wait(0.5)                  # blocked while the first worker counts and creates
-    other_study.acquire()                     # another study's workers are not held up
+    assert not got.wait(0.5)  # blocked while the first worker counts and creates
+    other_study.acquire()  # another study's workers are not held up
     other_study.release()
     first.release()
     assert got.wait(10)
     waiter.join()
     second.release()
-    first.acquire()                            # free again, and re-acquirable
+    first.acquire()  # free again, and re-acquirable
     first.release()
 
 
@@ -303,23 +341,27 @@ def test_starting_trials_is_serialised_by_the_server_for_workers_of_any_machine(
 
 def _default_driver():
     from sqlalchemy.engine import make_url
+
     return make_url("postgresql://u@h/db").get_dialect().driver
 
 
 def test_missing_postgres_driver_names_the_extra_before_the_study_starts(monkeypatch, tmp_path, capsys):
     import sweep as cli
+
     for module in ("psycopg", "psycopg2"):
-        monkeypatch.setitem(sys.modules, module, None)      # `import psycopg` raises ImportError
+        monkeypatch.setitem(sys.modules, module, None)  # `import psycopg` raises ImportError
     sweep_file = tmp_path / "shared.yaml"
     sweep_file.write_text(SWEEP)
     url = "postgresql://sweeper:s3cret@db.example.org:5432/sweeps"
     with pytest.raises(ImportError) as err:
         S.run_local_sweep(S.load_sweep(sweep_file), storage=url, results=str(tmp_path / "r.jsonl"), n_trials=1)
     message = str(err.value)
-    assert message == ("storage postgresql://sweeper:***@db.example.org:5432/sweeps needs a PostgreSQL driver "
-                       f"({' or '.join(dict.fromkeys([_default_driver(), 'psycopg', 'psycopg2']))}), and none is "
-                       "installed: pip install 'tinygrad_free[postgres]'")
-    assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == [sweep_file]   # nothing started
+    assert message == (
+        "storage postgresql://sweeper:***@db.example.org:5432/sweeps needs a PostgreSQL driver "
+        f"({' or '.join(dict.fromkeys([_default_driver(), 'psycopg', 'psycopg2']))}), and none is "
+        "installed: pip install 'tinygrad_free[postgres]'"
+    )
+    assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == [sweep_file]  # nothing started
     with pytest.raises(SystemExit):
         cli.main([str(sweep_file), "--storage", url, "--wandb_mode", "disabled"])
     err_out = capsys.readouterr().err
@@ -329,23 +371,27 @@ def test_missing_postgres_driver_names_the_extra_before_the_study_starts(monkeyp
 
 def test_a_named_driver_that_is_missing_names_its_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg2", None)
-    with pytest.raises(ImportError, match=r"names the PostgreSQL driver 'psycopg2', which is not installed: "
-                                          r"pip install 'psycopg2-binary', or write postgresql:// and "
-                                          r"pip install 'tinygrad_free\[postgres\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"names the PostgreSQL driver 'psycopg2', which is not installed: "
+        r"pip install 'psycopg2-binary', or write postgresql:// and "
+        r"pip install 'tinygrad_free\[postgres\]'",
+    ):
         S.resolve_storage_url("postgresql+psycopg2://u@h/db")
 
 
 def test_plain_postgresql_url_uses_whichever_driver_is_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    monkeypatch.setitem(sys.modules, "psycopg2", types.ModuleType("psycopg2"))   # only psycopg2 "installed"
+    monkeypatch.setitem(sys.modules, "psycopg2", types.ModuleType("psycopg2"))  # only psycopg2 "installed"
     expected = "postgresql://u@h/db" if _default_driver() == "psycopg2" else "postgresql+psycopg2://u@h/db"
     assert S.resolve_storage_url("postgresql://u@h/db") == expected
-    assert S.resolve_storage_url("postgres://u@h/db") == expected        # Heroku's spelling
+    assert S.resolve_storage_url("postgres://u@h/db") == expected  # Heroku's spelling
     assert S.resolve_storage_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_postgres_extra_installs_the_driver_sqlalchemy_needs():
     import configparser
+
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extras = cfg["options.extras_require"]
@@ -358,7 +404,7 @@ def test_postgres_extra_installs_the_driver_sqlalchemy_needs():
 def test_machines_joining_a_server_study_sample_different_streams():
     # Worker 0 of two machines starting on the same study: same seed, index and study size.
     same = [S._sampler_seed(0, 0, 0, S._process_salt("sqlite:///s.db")) for _ in range(2)]
-    assert same[0] == same[1] == S._sampler_seed(0, 0, 0)          # one machine: --seed reproduces
+    assert same[0] == same[1] == S._sampler_seed(0, 0, 0)  # one machine: --seed reproduces
     url = "postgresql://u@h/db"
     assert S._process_salt(url) == f"{S._machine_id()}:{os.getpid()}"
     assert S._sampler_seed(0, 0, 0, "hostA:1234") != S._sampler_seed(0, 0, 0, "hostB:1234")

@@ -1,6 +1,7 @@
 """Storage and locking of local sweeps, unit by unit: where a study and its results file live,
 how a storage URL is shown and resolved, which lock serialises starting trials (and that the
 file lock excludes another process), and how a dead worker's trial is found and re-queued."""
+
 import os
 import subprocess
 import sys
@@ -46,8 +47,11 @@ def test_sqlite_urls_resolve_unchanged_and_postgres_is_read_as_postgresql(monkey
 def test_no_postgres_driver_is_an_import_error_naming_the_extra(monkeypatch):
     pytest.importorskip("sqlalchemy")
     monkeypatch.setattr(storage, "_dialect_dbapi_ok", lambda name: False)
-    with pytest.raises(ImportError, match=r"storage postgresql://u:\*\*\*@h/db needs a PostgreSQL driver .* "
-                                          r"pip install 'tinygrad_free\[postgres\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"storage postgresql://u:\*\*\*@h/db needs a PostgreSQL driver .* "
+        r"pip install 'tinygrad_free\[postgres\]'",
+    ):
         storage.resolve_storage_url("postgresql://u:pw@h/db")
 
 
@@ -67,19 +71,24 @@ def test_lock_file_is_hidden_beside_a_sqlite_study_and_hashed_in_tmp_otherwise(t
     assert _lock_path("sqlite:///:memory:", "t") != other
 
 
-@pytest.mark.parametrize("url, kind", [
-    ("sqlite:///x.db", _FileLock), ("postgresql://u@h/db", _PostgresLock),
-    ("postgresql+psycopg2://u@h/db", _PostgresLock), ("postgres://u@h/db", _PostgresLock),
-])
+@pytest.mark.parametrize(
+    "url, kind",
+    [
+        ("sqlite:///x.db", _FileLock),
+        ("postgresql://u@h/db", _PostgresLock),
+        ("postgresql+psycopg2://u@h/db", _PostgresLock),
+        ("postgres://u@h/db", _PostgresLock),
+    ],
+)
 def test_the_study_lock_is_server_wide_for_postgresql_and_a_file_otherwise(url, kind):
     assert type(_study_lock(url, "s")) is kind
 
 
 def test_postgres_lock_key_is_a_stable_signed_64_bit_number_per_study():
     a, b = _PostgresLock("postgresql://h/db", "s"), _PostgresLock("postgresql://other/db", "s")
-    assert a.key == b.key and -2**63 <= a.key < 2**63
+    assert a.key == b.key and -(2**63) <= a.key < 2**63
     assert _PostgresLock("postgresql://h/db", "t").key != a.key
-    a.release()                                 # never acquired: nothing to release, no connection opened
+    a.release()  # never acquired: nothing to release, no connection opened
     assert a.conn is None and not a.held
 
 
@@ -101,14 +110,15 @@ def test_file_lock_excludes_another_process_until_released(tmp_path):
     lock = _FileLock(path)
 
     def other_process_sees():
-        return subprocess.run([sys.executable, "-c", _TRY_LOCK, path], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", _TRY_LOCK, path], capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     lock.acquire()
-    lock.acquire()                              # re-entrant within the holder: no deadlock
+    lock.acquire()  # re-entrant within the holder: no deadlock
     assert other_process_sees() == "busy"
     lock.release()
-    lock.release()                              # idempotent: the trial may have released it already
+    lock.release()  # idempotent: the trial may have released it already
     assert other_process_sees() == "free"
 
 
@@ -134,7 +144,7 @@ def test_a_dead_workers_running_trial_is_failed_and_its_parameters_requeued(tmp_
     dead.set_user_attr("pid", _dead_pid())
     alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     alive.set_user_attr("machine", me)
-    alive.set_user_attr("pid", os.getppid())   # a live process: its trial is left alone
+    alive.set_user_attr("pid", os.getppid())  # a live process: its trial is left alone
     elsewhere = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     elsewhere.set_user_attr("machine", "another-host:0")
     elsewhere.set_user_attr("pid", _dead_pid())  # a pid on another machine says nothing here
@@ -146,4 +156,4 @@ def test_a_dead_workers_running_trial_is_failed_and_its_parameters_requeued(tmp_
     assert states[alive.number] == states[elsewhere.number] == T.RUNNING
     waiting = study.get_trials(deepcopy=False, states=(T.WAITING,))
     assert [t.params for t in waiting] == [{"x": dead.params["x"]}]
-    assert recovery.fail_dead_trials(study) == 0     # already failed: not counted twice
+    assert recovery.fail_dead_trials(study) == 0  # already failed: not counted twice

@@ -1,5 +1,6 @@
 """The measured thread policy: it keeps the faster count, probes again on a drift, and never
 changes a result."""
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def test_the_policy_keeps_the_count_with_the_shorter_steps():
     for cost, best in (({1: 1.0, 2: 0.6}, 2), ({1: 1.0, 2: 1.7}, 1)):
         policy, clock = make(cost)
         try:
-            clock.run(4 * 5)            # two probe blocks per count, each block 4 timed + 1 warm-up step
+            clock.run(4 * 5)  # two probe blocks per count, each block 4 timed + 1 warm-up step
             assert policy.chosen == best and policy.current == best
             assert [e for e, _, _ in policy.history].count("probe") == 4
         finally:
@@ -47,10 +48,10 @@ def test_a_drift_makes_the_policy_probe_again_and_follow_the_machine():
     try:
         clock.run(20)
         assert policy.chosen == 2
-        clock.cost[2] = 3.0             # another process took the second core
+        clock.cost[2] = 3.0  # another process took the second core
         clock.run(40)
         assert policy.chosen == 1 and policy.current == 1
-        clock.cost[2] = 0.6             # it left: the periodic probe finds out
+        clock.cost[2] = 0.6  # it left: the periodic probe finds out
         clock.run(5 * 60)
         assert policy.chosen == 2
     finally:
@@ -62,6 +63,7 @@ def test_closing_restores_the_thread_counts_of_before():
 
     def blas():
         return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
     with threadpool_limits(limits=2, user_api="blas"):
         before = (blas(), parallel.numba.get_num_threads())
         with threads.autotune(candidates=(1,)) as tick:
@@ -88,8 +90,7 @@ def test_one_thread_two_threads_and_auto_train_to_identical_weights():
     weights = []
     for setting in (1, 2, "auto"):
         model = build_mlp(784, 2, 128, activation="tanh", rng=0)
-        trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters()), progress=False,
-                          threads=setting)
+        trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters()), progress=False, threads=setting)
         trainer.fit(x, y, epochs=2, batch_size=32, seed=0)
         weights.append(np.concatenate([p.data.ravel() for p in model.parameters()]))
     np.testing.assert_array_equal(weights[0], weights[1])

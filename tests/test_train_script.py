@@ -1,4 +1,5 @@
 """scripts/train.py: the assignment's flags, its defaults, bad values, and an end-to-end run."""
+
 import subprocess
 import sys
 
@@ -21,35 +22,110 @@ def test_defaults_are_the_best_configuration_file():
         assert getattr(args, key) == (value.lower() if isinstance(value, str) else value), key
 
 
-@pytest.mark.parametrize("flag, values", [
-    ("-d", ["mnist", "fashion_mnist"]),
-    ("-l", ["mean_squared_error", "cross_entropy"]),
-    ("-o", ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "nesterov", "eve"]),
-    ("-w_i", ["random", "Xavier", "xavier", "he"]),
-    ("-a", ["identity", "sigmoid", "tanh", "ReLU", "relu"]),
-])
+@pytest.mark.parametrize(
+    "flag, values",
+    [
+        ("-d", ["mnist", "fashion_mnist"]),
+        ("-l", ["mean_squared_error", "cross_entropy"]),
+        ("-o", ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "nesterov", "eve"]),
+        ("-w_i", ["random", "Xavier", "xavier", "he"]),
+        ("-a", ["identity", "sigmoid", "tanh", "ReLU", "relu"]),
+    ],
+)
 def test_every_choice_parses_case_insensitively(flag, values):
     for value in values:
-        assert getattr(parse(flag, value), {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init",
-                                             "-a": "activation"}[flag]) == value.lower()
+        assert (
+            getattr(
+                parse(flag, value),
+                {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init", "-a": "activation"}[flag],
+            )
+            == value.lower()
+        )
 
 
 def test_short_and_long_forms_set_the_same_options():
-    short = parse("-wp", "p", "-we", "e", "-e", "3", "-b", "16", "-lr", "0.01", "-m", "0.5", "-beta", "0.8",
-                  "-beta1", "0.7", "-beta2", "0.99", "-eps", "1e-6", "-w_d", "0.0005", "-nhl", "4", "-sz", "64")
-    long = parse("--wandb_project", "p", "--wandb_entity", "e", "--epochs", "3", "--batch_size", "16",
-                 "--learning_rate", "0.01", "--momentum", "0.5", "--beta", "0.8", "--beta1", "0.7", "--beta2", "0.99",
-                 "--epsilon", "1e-6", "--weight_decay", "0.0005", "--num_layers", "4", "--hidden_size", "64")
+    short = parse(
+        "-wp",
+        "p",
+        "-we",
+        "e",
+        "-e",
+        "3",
+        "-b",
+        "16",
+        "-lr",
+        "0.01",
+        "-m",
+        "0.5",
+        "-beta",
+        "0.8",
+        "-beta1",
+        "0.7",
+        "-beta2",
+        "0.99",
+        "-eps",
+        "1e-6",
+        "-w_d",
+        "0.0005",
+        "-nhl",
+        "4",
+        "-sz",
+        "64",
+    )
+    long = parse(
+        "--wandb_project",
+        "p",
+        "--wandb_entity",
+        "e",
+        "--epochs",
+        "3",
+        "--batch_size",
+        "16",
+        "--learning_rate",
+        "0.01",
+        "--momentum",
+        "0.5",
+        "--beta",
+        "0.8",
+        "--beta1",
+        "0.7",
+        "--beta2",
+        "0.99",
+        "--epsilon",
+        "1e-6",
+        "--weight_decay",
+        "0.0005",
+        "--num_layers",
+        "4",
+        "--hidden_size",
+        "64",
+    )
     assert vars(short) == vars(long)
     assert (short.epochs, short.batch_size, short.num_layers, short.hidden_size) == (3, 16, 4, 64)
 
 
-@pytest.mark.parametrize("argv", [
-    ["-o", "adagrad"], ["-a", "swish"], ["-l", "hinge"], ["-d", "cifar10"], ["-w_i", "orthogonal"],
-    ["-b", "0"], ["-e", "-1"], ["-sz", "-5"], ["-nhl", "-1"], ["-lr", "0"], ["-lr", "-0.1"],
-    ["-w_d", "-1"], ["-beta1", "1.5"], ["--wandb_mode", "sometimes"], ["--config", "no_such_config"],
-    ["--threads", "0"], ["--threads", "two"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-o", "adagrad"],
+        ["-a", "swish"],
+        ["-l", "hinge"],
+        ["-d", "cifar10"],
+        ["-w_i", "orthogonal"],
+        ["-b", "0"],
+        ["-e", "-1"],
+        ["-sz", "-5"],
+        ["-nhl", "-1"],
+        ["-lr", "0"],
+        ["-lr", "-0.1"],
+        ["-w_d", "-1"],
+        ["-beta1", "1.5"],
+        ["--wandb_mode", "sometimes"],
+        ["--config", "no_such_config"],
+        ["--threads", "0"],
+        ["--threads", "two"],
+    ],
+)
 def test_bad_flags_exit_with_argparse_code_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse(*argv)
@@ -80,6 +156,7 @@ def test_optimizer_gets_only_its_own_hyperparameters():
 def test_threads_flag_sets_the_trainers_threads_and_auto_without_it(argv, expected, monkeypatch):
     from tinygrad_free import config
     from tinygrad_free.train import Trainer
+
     seen = []
 
     class Spy(Trainer):
@@ -87,16 +164,33 @@ def test_threads_flag_sets_the_trainers_threads_and_auto_without_it(argv, expect
             seen.append(kwargs.get("threads"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(config, "Trainer", Spy)   # config.build_run makes every trainer
+    monkeypatch.setattr(config, "Trainer", Spy)  # config.build_run makes every trainer
     code = train_script.main(["-e", "1", "-nhl", "1", "-sz", "8", "--limit", "500", "--wandb_mode", "disabled", *argv])
     assert code == 0 and seen == [expected]
 
 
 def test_end_to_end_one_epoch_on_a_subset_prints_test_accuracy_last(tmp_path):
     out = subprocess.run(
-        [sys.executable, SCRIPT, "-e", "1", "-nhl", "1", "-sz", "32", "--limit", "3000", "--wandb_mode", "disabled",
-         "--save", str(tmp_path / "best.npz")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            SCRIPT,
+            "-e",
+            "1",
+            "-nhl",
+            "1",
+            "-sz",
+            "32",
+            "--limit",
+            "3000",
+            "--wandb_mode",
+            "disabled",
+            "--save",
+            str(tmp_path / "best.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert any(line.startswith("epoch   1") for line in lines)
@@ -107,8 +201,30 @@ def test_end_to_end_one_epoch_on_a_subset_prints_test_accuracy_last(tmp_path):
 
 def test_diverging_configuration_reports_diverged(tmp_path):
     out = subprocess.run(
-        [sys.executable, SCRIPT, "-e", "2", "-nhl", "1", "-sz", "16", "-o", "sgd", "-lr", "10000", "-a", "identity",
-         "--limit", "1000", "--wandb_mode", "disabled"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            SCRIPT,
+            "-e",
+            "2",
+            "-nhl",
+            "1",
+            "-sz",
+            "16",
+            "-o",
+            "sgd",
+            "-lr",
+            "10000",
+            "-a",
+            "identity",
+            "--limit",
+            "1000",
+            "--wandb_mode",
+            "disabled",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1
     assert "diverged" in out.stdout and out.stdout.strip().splitlines()[-1] == "test_accuracy: nan"
 
@@ -117,11 +233,12 @@ def test_diverging_configuration_reports_diverged(tmp_path):
 def test_every_shipped_config_parses_completely(config):
     args = parse("--config", config)
     assert args.dataset in ("mnist", "fashion_mnist") and args.epochs <= 10
-    assert args.num_layers <= 5 and args.hidden_size <= 128      # the assignment's space
+    assert args.num_layers <= 5 and args.hidden_size <= 128  # the assignment's space
 
 
 def test_wandb_online_without_credentials_falls_back_to_offline(monkeypatch, tmp_path, capsys):
     from tinygrad_free import tracking
+
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)

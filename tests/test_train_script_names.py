@@ -1,5 +1,6 @@
 """scripts/train.py accepts every name the library accepts, says when a flag has no effect,
 refuses a negative seed, and imports --plugin modules before it checks -o."""
+
 import subprocess
 import sys
 
@@ -15,12 +16,15 @@ def parse(*argv):
     return train_script.parse_args(list(argv))
 
 
-@pytest.mark.parametrize("flag, dest, table", [
-    ("-l", "loss", nn.loss.LOSSES),
-    ("-a", "activation", nn.activation.CODES),
-    ("-w_i", "weight_init", init.INITIALIZERS),
-    ("--lr_schedule", "lr_schedule", schedule.SCHEDULES),
-])
+@pytest.mark.parametrize(
+    "flag, dest, table",
+    [
+        ("-l", "loss", nn.loss.LOSSES),
+        ("-a", "activation", nn.activation.CODES),
+        ("-w_i", "weight_init", init.INITIALIZERS),
+        ("--lr_schedule", "lr_schedule", schedule.SCHEDULES),
+    ],
+)
 def test_every_name_of_the_librarys_tables_is_accepted_in_any_case(flag, dest, table):
     for name in table:
         for spelling in (name, name.upper()):
@@ -28,13 +32,16 @@ def test_every_name_of_the_librarys_tables_is_accepted_in_any_case(flag, dest, t
             assert table[chosen] is table[name] or table[chosen] == table[name]
 
 
-@pytest.mark.parametrize("argv, dest, expected", [
-    (["-a", "linear"], "activation", "identity"),
-    (["-l", "MSE"], "loss", "mean_squared_error"),
-    (["-l", "crossentropy"], "loss", "cross_entropy"),
-    (["-w_i", "Glorot"], "weight_init", "xavier"),
-    (["-w_i", "kaiming"], "weight_init", "he"),
-])
+@pytest.mark.parametrize(
+    "argv, dest, expected",
+    [
+        (["-a", "linear"], "activation", "identity"),
+        (["-l", "MSE"], "loss", "mean_squared_error"),
+        (["-l", "crossentropy"], "loss", "cross_entropy"),
+        (["-w_i", "Glorot"], "weight_init", "xavier"),
+        (["-w_i", "kaiming"], "weight_init", "he"),
+    ],
+)
 def test_aliases_resolve_to_the_name_run_names_use(argv, dest, expected):
     args = parse(*argv)
     assert getattr(args, dest) == expected
@@ -47,16 +54,26 @@ def test_an_unknown_name_lists_every_accepted_one(capsys):
     assert "invalid choice 'swish' (choose from identity, linear, sigmoid, tanh, relu)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, warnings", [
-    (["-o", "sgd", "-m", "0.9"],
-     ["warning: -m/--momentum 0.9 is ignored: optimizer sgd has no momentum; it is used by momentum, nag"]),
-    (["-o", "momentum", "-beta1", "0.8", "-eps", "1e-6"],
-     ["warning: -beta1/--beta1 0.8 is ignored: optimizer momentum has no beta1; it is used by adam, eve, nadam",
-      "warning: -eps/--epsilon 1e-06 is ignored: optimizer momentum has no eps; it is used by adam, eve, nadam, "
-      "rmsprop"]),
-    (["-o", "nesterov", "-m", "0.5"], []),
-    (["-o", "sgd"], []),            # the config's momentum, beta1, ... are not the user's flags
-])
+@pytest.mark.parametrize(
+    "argv, warnings",
+    [
+        (
+            ["-o", "sgd", "-m", "0.9"],
+            ["warning: -m/--momentum 0.9 is ignored: optimizer sgd has no momentum; it is used by momentum, nag"],
+        ),
+        (
+            ["-o", "momentum", "-beta1", "0.8", "-eps", "1e-6"],
+            [
+                "warning: -beta1/--beta1 0.8 is ignored: optimizer momentum has no beta1; "
+                "it is used by adam, eve, nadam",
+                "warning: -eps/--epsilon 1e-06 is ignored: optimizer momentum has no eps; "
+                "it is used by adam, eve, nadam, rmsprop",
+            ],
+        ),
+        (["-o", "nesterov", "-m", "0.5"], []),
+        (["-o", "sgd"], []),  # the config's momentum, beta1, ... are not the user's flags
+    ],
+)
 def test_optimizer_flags_the_optimizer_ignores_are_warned_about_on_stderr(argv, warnings, capsys):
     parse(*argv)
     captured = capsys.readouterr()
@@ -115,10 +132,13 @@ def test_a_plugin_module_name_is_imported_from_the_current_folder(plugin_file, m
     assert parse("--plugin", path.stem, "-o", name).optimizer == name
 
 
-@pytest.mark.parametrize("source, match", [
-    (None, "plugin {path}: no such file"),
-    ("1 / 0\n", "plugin {path} raised ZeroDivisionError while importing: division by zero"),
-])
+@pytest.mark.parametrize(
+    "source, match",
+    [
+        (None, "plugin {path}: no such file"),
+        ("1 / 0\n", "plugin {path} raised ZeroDivisionError while importing: division by zero"),
+    ],
+)
 def test_a_broken_plugin_is_named_with_its_error(tmp_path, source, match, capsys):
     path = tmp_path / "broken.py"
     if source is not None:
@@ -134,8 +154,28 @@ def test_a_broken_plugin_is_named_with_its_error(tmp_path, source, match, capsys
 
 def test_a_plugin_optimizer_trains_from_the_command_line(plugin_file):
     name, path = plugin_file
-    out = subprocess.run([sys.executable, train_script.__file__, "--plugin", str(path), "-o", name, "-e", "1",
-                          "-nhl", "1", "-sz", "16", "--limit", "500", "--wandb_mode", "disabled"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            train_script.__file__,
+            "--plugin",
+            str(path),
+            "-o",
+            name,
+            "-e",
+            "1",
+            "-nhl",
+            "1",
+            "-sz",
+            "16",
+            "--limit",
+            "500",
+            "--wandb_mode",
+            "disabled",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert f"_opt_{name}_" in out.stdout and out.stdout.strip().splitlines()[-1].startswith("test_accuracy: ")

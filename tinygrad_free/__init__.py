@@ -1,4 +1,5 @@
 """tinygrad_free: a small, fast neural-network framework with hand-written gradients."""
+
 from . import init, nn, optim
 from .backend import get_backend, set_backend, use_backend
 from .gradcheck import GradcheckError, gradcheck

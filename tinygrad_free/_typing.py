@@ -1,5 +1,6 @@
 """Type aliases shared by the annotations of the public API (for type checkers only: the
 modules import this under ``typing.TYPE_CHECKING``, so it costs nothing at run time)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -5,6 +5,7 @@ A transform is any callable ``transform(xb, rng) -> xb'`` taking a batch and a
 ``numpy.random.Generator``; the iterator seeds that generator from ``(seed, epoch)``, so an
 augmented run is as reproducible as a plain one.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -53,8 +54,9 @@ class RandomShift:
             return x
         H, W = self.image_shape
         if x.ndim < 2 or x[0].size != H * W:
-            raise ValueError(f"RandomShift: expected images of {H}x{W} = {H * W} values each, "
-                             f"got a batch of shape {x.shape}")
+            raise ValueError(
+                f"RandomShift: expected images of {H}x{W} = {H * W} values each, got a batch of shape {x.shape}"
+            )
         B = len(x)
         if self._out is None or self._out.shape != x.shape or self._out.dtype != x.dtype:
             self._out = np.empty_like(x)

@@ -7,6 +7,7 @@ Both compute the same thing; the tests hold them equal. Choose with the environm
     with tinygrad_free.use_backend("numba"):
         ...
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,7 @@ def get_backend() -> str:
     if _current is None:
         requested = os.environ.get("TINYGRAD_FREE_BACKEND", "").strip().lower()
         set_backend(requested or ("numba" if _numba_available() else "numpy"))
-        assert _current is not None     # set_backend set it (or raised); tells mypy
+        assert _current is not None  # set_backend set it (or raised); tells mypy
     return _current
 
 
@@ -47,6 +48,7 @@ def set_backend(name: str) -> None:
     if key == "numba" and not _numba_available():
         raise RuntimeError("backend 'numba' requested but numba is not installed (pip install numba)")
     from . import kernels
+
     _current = key
     _ops = kernels.NUMBA if key == "numba" else kernels.NUMPY
 
@@ -68,5 +70,5 @@ def ops() -> SimpleNamespace:
     """
     if _ops is None:
         get_backend()
-        assert _ops is not None         # only on the first call: the hot path stays one lookup
+        assert _ops is not None  # only on the first call: the hot path stays one lookup
     return _ops

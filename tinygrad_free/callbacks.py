@@ -2,6 +2,7 @@
 early stopping, resuming a killed run, wandb. A callback overrides any of the hooks; ``logs`` is
 the epoch's metrics (``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
 ``val_accuracy``, ``seconds``)."""
+
 from __future__ import annotations
 
 import errno
@@ -47,14 +48,20 @@ class PrintLogger(Callback):
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if trainer.compile_seconds:
-            print(f"kernels compiled/loaded in {trainer.compile_seconds:.2f}s (not counted in epoch times)",
-                  file=self.file or sys.stdout, flush=True)
+            print(
+                f"kernels compiled/loaded in {trainer.compile_seconds:.2f}s (not counted in epoch times)",
+                file=self.file or sys.stdout,
+                flush=True,
+            )
         if getattr(trainer, "initial_epoch", 0):
             print(f"resuming after epoch {trainer.initial_epoch}", file=self.file or sys.stdout, flush=True)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
-        parts = [f"epoch {logs['epoch']:>3}", f"train_loss {logs['train_loss']:.4f}",
-                 f"train_acc {logs['train_accuracy']:.4f}"]
+        parts = [
+            f"epoch {logs['epoch']:>3}",
+            f"train_loss {logs['train_loss']:.4f}",
+            f"train_acc {logs['train_accuracy']:.4f}",
+        ]
         if "val_loss" in logs:
             parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
         parts.append(f"{logs['seconds']:.2f}s")
@@ -68,8 +75,9 @@ class PrintLogger(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    def __init__(self, monitor: str = "val_accuracy", patience: int = 3, min_delta: float = 0.0,
-                 mode: str | None = None) -> None:
+    def __init__(
+        self, monitor: str = "val_accuracy", patience: int = 3, min_delta: float = 0.0, mode: str | None = None
+    ) -> None:
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = mode or ("min" if "loss" in monitor else "max")
         self.best: float | None = None
@@ -77,8 +85,9 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         value = logs[self.monitor]
-        better = self.best is None or (value < self.best - self.min_delta if self.mode == "min"
-                                       else value > self.best + self.min_delta)
+        better = self.best is None or (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        )
         if better:
             self.best, self.wait = value, 0
             return
@@ -99,8 +108,10 @@ def check_writable(path: PathLike, need_bytes: int = 0) -> None:
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path}: it is a folder; give a file name "
-                                f"such as {os.path.join(path, 'model.npz')}")
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"cannot save to {path}: it is a folder; give a file name such as {os.path.join(path, 'model.npz')}",
+        )
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.lexists(folder):
         folder = os.path.dirname(folder)
@@ -111,12 +122,17 @@ def check_writable(path: PathLike, need_bytes: int = 0) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OSError(e.errno, f"cannot save to {path}: no file can be created in {folder} "
-                               f"({e.strerror}); choose a writable folder") from None
+        raise OSError(
+            e.errno,
+            f"cannot save to {path}: no file can be created in {folder} ({e.strerror}); choose a writable folder",
+        ) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise OSError(errno.ENOSPC, f"cannot save to {path}: {free:,} bytes free on the disk of {folder}, "
-                                    f"the file needs about {need_bytes:,}; free some space or save elsewhere")
+        raise OSError(
+            errno.ENOSPC,
+            f"cannot save to {path}: {free:,} bytes free on the disk of {folder}, "
+            f"the file needs about {need_bytes:,}; free some space or save elsewhere",
+        )
 
 
 def _model_bytes(model: Module) -> int:
@@ -202,17 +218,25 @@ class BackupAndRestore(Callback):
         """Write the state after ``epoch`` epochs to ``self.path``, atomically."""
         opt = trainer.optimizer
         state = opt.state_dict()
-        config = dict(state["config"], lr=trainer._base_lr)     # the base rate, not the scheduled one
+        config = dict(state["config"], lr=trainer._base_lr)  # the base rate, not the scheduled one
         arrays: dict[str, Any] = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
         state_keys = {}
         for name, per_param in state["state"].items():
             state_keys[name] = sorted(per_param)
             arrays.update({f"optimizer/state/{name}/{k}": v for k, v in per_param.items()})
         arrays.update({f"optimizer/shared/{k}": np.asarray(v) for k, v in state["shared"].items()})
-        meta = {"format": self.FORMAT, "epoch": int(epoch), "run": trainer.run_signature,
-                "optimizer": {"t": int(state["t"]), "config": config, "state_keys": state_keys,
-                              "shared_keys": sorted(state["shared"])},
-                "history": trainer.history.history}
+        meta = {
+            "format": self.FORMAT,
+            "epoch": int(epoch),
+            "run": trainer.run_signature,
+            "optimizer": {
+                "t": int(state["t"]),
+                "config": config,
+                "state_keys": state_keys,
+                "shared_keys": sorted(state["shared"]),
+            },
+            "history": trainer.history.history,
+        }
         arrays["meta"] = np.array(json.dumps(meta))
         with atomic_open(self.path) as f:
             np.savez(f, **arrays)
@@ -224,26 +248,39 @@ class BackupAndRestore(Callback):
                 arrays = {k: f[k] for k in f.files}
             meta = json.loads(str(arrays.pop("meta")))
         except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"{self.path}: not a readable training state written by BackupAndRestore ({e}); "
-                             "delete it to start afresh") from None
+            raise ValueError(
+                f"{self.path}: not a readable training state written by BackupAndRestore ({e}); "
+                "delete it to start afresh"
+            ) from None
         if meta.get("format") != self.FORMAT:
             raise ValueError(f"{self.path}: format {meta.get('format')!r}, expected {self.FORMAT!r}")
         ours = trainer.run_signature
         if meta["run"] != ours:
-            diff = ", ".join(f"{k} {meta['run'].get(k)} (now {ours.get(k)})" for k in ours
-                             if meta["run"].get(k) != ours.get(k))
-            raise ValueError(f"{self.path} was written by a run with other settings: {diff}; resume with the "
-                             "same seed, batch size and data, or delete the file to start afresh")
+            diff = ", ".join(
+                f"{k} {meta['run'].get(k)} (now {ours.get(k)})" for k in ours if meta["run"].get(k) != ours.get(k)
+            )
+            raise ValueError(
+                f"{self.path} was written by a run with other settings: {diff}; resume with the "
+                "same seed, batch size and data, or delete the file to start afresh"
+            )
         saved = meta["optimizer"]
         if saved["config"]["name"] != trainer.optimizer.name:
-            raise ValueError(f"{self.path} holds the state of optimizer {saved['config']['name']!r}, "
-                             f"the trainer's is {trainer.optimizer.name!r}")
-        trainer.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
-        trainer.optimizer.load_state_dict({
-            "t": saved["t"], "config": saved["config"],
-            "shared": {k: arrays[f"optimizer/shared/{k}"] for k in saved["shared_keys"]},
-            "state": {name: {k: arrays[f"optimizer/state/{name}/{k}"] for k in keys}
-                      for name, keys in saved["state_keys"].items()}})
+            raise ValueError(
+                f"{self.path} holds the state of optimizer {saved['config']['name']!r}, "
+                f"the trainer's is {trainer.optimizer.name!r}"
+            )
+        trainer.model.load_state_dict({k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")})
+        trainer.optimizer.load_state_dict(
+            {
+                "t": saved["t"],
+                "config": saved["config"],
+                "shared": {k: arrays[f"optimizer/shared/{k}"] for k in saved["shared_keys"]},
+                "state": {
+                    name: {k: arrays[f"optimizer/state/{name}/{k}"] for k in keys}
+                    for name, keys in saved["state_keys"].items()
+                },
+            }
+        )
         trainer.initial_epoch = meta["epoch"]
         for key, values in meta["history"].items():
             trainer.history.history[key] = list(values)
@@ -256,7 +293,7 @@ class WandbLogger(Callback):
     KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
     def __init__(self, run: Any) -> None:
-        self.run = run      # a wandb Run (wandb is optional, so not imported here)
+        self.run = run  # a wandb Run (wandb is optional, so not imported here)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         self.run.log({k: logs[k] for k in self.KEYS if k in logs})

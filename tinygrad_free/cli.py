@@ -1,6 +1,7 @@
 """argparse types shared by the command-line scripts: each rejects bad input with a message
 that says what is allowed, and argparse turns it into exit code 2. Also ``--plugin``: a user's
 module imported before the options are resolved."""
+
 import argparse
 import importlib
 import importlib.machinery
@@ -65,6 +66,7 @@ def lower_choice(choices):
         if key not in choices:
             raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
         return key
+
     return parse
 
 
@@ -73,6 +75,7 @@ def table_choice(table):
     ...), case-insensitively, returned as the table's first name for the same entry, so an alias
     (``MSE``, ``linear``, ``glorot``) gives the name the rest of the code and the run names use."""
     from .config import canonical_names
+
     canonical = canonical_names(table)
     choices = list(canonical)
 
@@ -81,6 +84,7 @@ def table_choice(table):
         if key not in canonical:
             raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
         return canonical[key]
+
     return parse
 
 
@@ -88,6 +92,7 @@ def writable_file(text):
     """A path a file can be written to now (``callbacks.check_writable``): checked when the
     options are parsed, so a bad ``--save`` fails before any data is loaded or trained on."""
     from .callbacks import check_writable
+
     try:
         check_writable(text)
     except OSError as e:
@@ -115,7 +120,7 @@ def _import_module(name):
     except BaseException:
         del sys.modules[top]
         raise
-    return importlib.import_module(name)   # a submodule (pkg.mod) is found through the package's __path__
+    return importlib.import_module(name)  # a submodule (pkg.mod) is found through the package's __path__
 
 
 def load_plugin(name):
@@ -145,15 +150,19 @@ def load_plugin(name):
         return _import_module(name)
     except ModuleNotFoundError as e:
         if e.name and name.startswith(e.name):
-            raise ValueError(f"plugin {name}: no module named {e.name!r}; give a .py path or a module "
-                             "importable from the current folder") from None
+            raise ValueError(
+                f"plugin {name}: no module named {e.name!r}; give a .py path or a module "
+                "importable from the current folder"
+            ) from None
         raise ValueError(f"plugin {name} raised ModuleNotFoundError while importing: {e}") from e
     except Exception as e:
         raise ValueError(f"plugin {name} raised {type(e).__name__} while importing: {e}") from e
 
 
-PLUGIN_HELP = ("import this .py file or module first, so the optimizers it registers with "
-               "@optim.register(name) can be chosen with -o (repeatable)")
+PLUGIN_HELP = (
+    "import this .py file or module first, so the optimizers it registers with "
+    "@optim.register(name) can be chosen with -o (repeatable)"
+)
 
 
 def add_plugin_option(parser):

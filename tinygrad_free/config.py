@@ -11,6 +11,7 @@ learning-rate schedules, optimizers) come from the library's own registries
 ``optim.available()``), aliases included (``mse``, ``linear``, ``glorot``, ``kaiming``,
 ``nesterov``), each resolved to the canonical name run names use.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,18 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Options a training run cannot do without (scripts/train.py refuses a config that leaves one unset).
-REQUIRED = ("dataset", "epochs", "batch_size", "loss", "optimizer", "learning_rate", "weight_init", "num_layers",
-            "hidden_size", "activation")
+REQUIRED = (
+    "dataset",
+    "epochs",
+    "batch_size",
+    "loss",
+    "optimizer",
+    "learning_rate",
+    "weight_init",
+    "num_layers",
+    "hidden_size",
+    "activation",
+)
 
 #: The optimizer's hyperparameters, by the option that sets them.
 HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
@@ -200,10 +211,29 @@ def _options(config):
 # --------------------------------------------------------------------------------------------
 
 # Options run_name already shows; others a sweep varies are appended by trial_run_name.
-_NAMED_IN_RUN_NAME = ("num_layers", "hidden_size", "batch_size", "activation", "optimizer", "learning_rate",
-                      "weight_decay", "weight_init", "epochs", "loss", "lr_schedule", "shift")
-_SHORT = {"momentum": "mom", "beta": "beta", "beta1": "b1", "beta2": "b2", "epsilon": "eps", "seed": "seed",
-          "dataset": "ds"}
+_NAMED_IN_RUN_NAME = (
+    "num_layers",
+    "hidden_size",
+    "batch_size",
+    "activation",
+    "optimizer",
+    "learning_rate",
+    "weight_decay",
+    "weight_init",
+    "epochs",
+    "loss",
+    "lr_schedule",
+    "shift",
+)
+_SHORT = {
+    "momentum": "mom",
+    "beta": "beta",
+    "beta1": "b1",
+    "beta2": "b2",
+    "epsilon": "eps",
+    "seed": "seed",
+    "dataset": "ds",
+}
 
 
 def _format_value(value):
@@ -223,8 +253,10 @@ def run_name(config):
     """
     c = _options(config)
     lr = f"{c['learning_rate']:.0e}".replace("e-0", "e-").replace("e+0", "e")
-    name = (f"hl_{c['num_layers']}_sz_{c['hidden_size']}_bs_{c['batch_size']}_ac_{c['activation']}"
-            f"_opt_{c['optimizer']}_lr_{lr}_wd_{c['weight_decay']:g}_init_{c['weight_init']}_ep_{c['epochs']}")
+    name = (
+        f"hl_{c['num_layers']}_sz_{c['hidden_size']}_bs_{c['batch_size']}_ac_{c['activation']}"
+        f"_opt_{c['optimizer']}_lr_{lr}_wd_{c['weight_decay']:g}_init_{c['weight_init']}_ep_{c['epochs']}"
+    )
     if c.get("lr_schedule") and c["lr_schedule"] != "constant":
         name += f"_{c['lr_schedule']}"
     if c.get("shift"):
@@ -271,8 +303,15 @@ def build_model(config, input_size, num_classes):
     c = _options(config)
     widths = c["hidden_size"]
     seed = c.get("seed") if c.get("seed") is not None else 0
-    return build_mlp(input_size, None if isinstance(widths, list) else c["num_layers"], widths, c["activation"],
-                     c["weight_init"], num_classes=num_classes, rng=seed)
+    return build_mlp(
+        input_size,
+        None if isinstance(widths, list) else c["num_layers"],
+        widths,
+        c["activation"],
+        c["weight_init"],
+        num_classes=num_classes,
+        rng=seed,
+    )
 
 
 @dataclass
@@ -302,9 +341,16 @@ class TrainingRun:
     def fit(self):
         """Train for the configured epochs with the configured schedule; returns the History."""
         c, seed = self.config, self.config.get("seed") if self.config.get("seed") is not None else 0
-        return self.trainer.fit(self.x_train, self.y_train, epochs=c["epochs"], batch_size=c["batch_size"],
-                                validation_data=(self.data.x_val, self.data.y_val), seed=seed,
-                                lr_schedule=c.get("lr_schedule") or "constant", augment=self.augment)
+        return self.trainer.fit(
+            self.x_train,
+            self.y_train,
+            epochs=c["epochs"],
+            batch_size=c["batch_size"],
+            validation_data=(self.data.x_val, self.data.y_val),
+            seed=seed,
+            lr_schedule=c.get("lr_schedule") or "constant",
+            augment=self.augment,
+        )
 
 
 def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progress=None):
@@ -334,7 +380,7 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     c = _options(config)
     x_train, y_train = data.x_train, data.y_train
     if limit:
-        x_train, y_train = x_train[:int(limit)], y_train[:int(limit)]
+        x_train, y_train = x_train[: int(limit)], y_train[: int(limit)]
     model = build_model(c, x_train.shape[1], len(data.class_names))
     opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
     trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
@@ -343,6 +389,19 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
 
 
-__all__ = ["DEFAULTS", "REQUIRED", "HYPER", "DATASETS", "canonical_names", "aliases", "check_value",
-           "normalize_config", "run_name", "trial_run_name", "optimizer_kwargs", "build_model", "TrainingRun",
-           "build_run"]
+__all__ = [
+    "DEFAULTS",
+    "REQUIRED",
+    "HYPER",
+    "DATASETS",
+    "canonical_names",
+    "aliases",
+    "check_value",
+    "normalize_config",
+    "run_name",
+    "trial_run_name",
+    "optimizer_kwargs",
+    "build_model",
+    "TrainingRun",
+    "build_run",
+]

@@ -1,4 +1,5 @@
 """Atomic file writes: a crash never leaves a half-written model, figure or results file."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes 0600; the result should read like any new file
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result should read like any new file
     try:
         with os.fdopen(fd, mode) as f:
             yield f

@@ -6,13 +6,14 @@ its activations, gradients and Adam moments with subnormal numbers, on which x86
 FTZ and DAZ bits of the SSE control register (MXCSR) makes them zero instead. The bits are
 per thread and are restored on exit; on platforms without glibc on x86-64 this does nothing.
 """
+
 import contextlib
 import ctypes
 import ctypes.util
 import platform
 
-_FTZ_DAZ = 0x8040            # MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
-_FENV_SIZE, _MXCSR_OFFSET = 32, 28   # glibc's x86-64 fenv_t: x87 state, then the 32-bit mxcsr
+_FTZ_DAZ = 0x8040  # MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
+_FENV_SIZE, _MXCSR_OFFSET = 32, 28  # glibc's x86-64 fenv_t: x87 state, then the 32-bit mxcsr
 
 
 def _libm():
@@ -31,7 +32,7 @@ _LIBM = _libm()
 
 
 def _mxcsr(env):
-    return int.from_bytes(env.raw[_MXCSR_OFFSET:_MXCSR_OFFSET + 4], "little")
+    return int.from_bytes(env.raw[_MXCSR_OFFSET : _MXCSR_OFFSET + 4], "little")
 
 
 @contextlib.contextmanager
@@ -45,7 +46,7 @@ def flush_denormals(enabled=True):
         yield False
         return
     env = ctypes.create_string_buffer(saved.raw, _FENV_SIZE)
-    env[_MXCSR_OFFSET:_MXCSR_OFFSET + 4] = (_mxcsr(saved) | _FTZ_DAZ).to_bytes(4, "little")
+    env[_MXCSR_OFFSET : _MXCSR_OFFSET + 4] = (_mxcsr(saved) | _FTZ_DAZ).to_bytes(4, "little")
     _LIBM.fesetenv(env)
     try:
         yield True

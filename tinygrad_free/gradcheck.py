@@ -17,6 +17,7 @@ What can be checked:
   accumulates into are checked too when given as ``params=`` (or when ``fn`` is a module's
   ``begin_update``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
@@ -42,7 +43,7 @@ class TensorReport:
     name: str
     max_abs_err: float
     max_rel_err: float
-    worst_index: tuple[int | np.integer[Any], ...]      # np.unravel_index gives numpy ints
+    worst_index: tuple[int | np.integer[Any], ...]  # np.unravel_index gives numpy ints
     analytic: float
     numeric: float
     checked: int
@@ -63,16 +64,19 @@ class GradcheckReport:
 
     def __str__(self) -> str:
         rows = [f"{'tensor':<16}{'checked':>9}{'max abs err':>14}{'max rel err':>14}  ok"]
-        rows += [f"{t.name:<16}{t.checked:>9}{t.max_abs_err:>14.3e}{t.max_rel_err:>14.3e}  {t.ok}"
-                 for t in self.tensors]
+        rows += [
+            f"{t.name:<16}{t.checked:>9}{t.max_abs_err:>14.3e}{t.max_rel_err:>14.3e}  {t.ok}" for t in self.tensors
+        ]
         return "\n".join(rows)
 
 
 def _as_float64_inputs(inputs: Sequence[Any]) -> None:
     for i, x in enumerate(inputs):
         if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype != np.float64:
-            raise ValueError(f"gradcheck input {i} is {x.dtype}: finite differences need float64 "
-                             "(build the layer with dtype=np.float64 and pass float64 inputs)")
+            raise ValueError(
+                f"gradcheck input {i} is {x.dtype}: finite differences need float64 "
+                "(build the layer with dtype=np.float64 and pass float64 inputs)"
+            )
 
 
 def _differentiable(x: Any) -> bool:
@@ -99,9 +103,17 @@ def _per_input(grads: Any, n: int) -> Sequence[Any]:
     return grads
 
 
-def gradcheck(fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..., Any]]], *inputs: Any,
-              params: NamedParams | None = None, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-4,
-              max_checks: int | None = None, seed: int = 0, raise_on_fail: bool = True) -> GradcheckReport:
+def gradcheck(
+    fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..., Any]]],
+    *inputs: Any,
+    params: NamedParams | None = None,
+    eps: float = 1e-6,
+    atol: float = 1e-6,
+    rtol: float = 1e-4,
+    max_checks: int | None = None,
+    seed: int = 0,
+    raise_on_fail: bool = True,
+) -> GradcheckReport:
     """Compare the analytic gradient of every input and parameter with central differences.
 
     Parameters
@@ -180,8 +192,11 @@ def gradcheck(fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..
             return project(fn(*inputs)[0])
 
         grads = _per_input(backprop(_copy(R)), len(inputs))
-        analytic = [(f"input{i}", x, gx) for i, (x, gx) in enumerate(zip(inputs, grads))
-                    if _differentiable(x) and gx is not None]
+        analytic = [
+            (f"input{i}", x, gx)
+            for i, (x, gx) in enumerate(zip(inputs, grads))
+            if _differentiable(x) and gx is not None
+        ]
         analytic += [(name, p.data, p.grad.copy()) for name, p in ps]
     else:
         raise TypeError(f"gradcheck takes a Module, a Loss or a callable, got {type(fn_or_module).__name__}")
@@ -190,7 +205,7 @@ def gradcheck(fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..
     for name, array, grad in analytic:
         if np.shape(grad) != array.shape:
             raise GradcheckError(f"gradient of {name} has shape {np.shape(grad)}, expected {array.shape}")
-        flat = array.reshape(-1)          # a view: perturbing it perturbs the tensor in place
+        flat = array.reshape(-1)  # a view: perturbing it perturbs the tensor in place
         idx = np.arange(flat.size)
         if max_checks is not None and flat.size > max_checks:
             idx = rng.choice(flat.size, max_checks, replace=False)
@@ -208,14 +223,23 @@ def gradcheck(fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..
         tol = atol + rtol * np.abs(numeric)
         k = int(np.argmax(err - tol)) if idx.size else 0
         rel = err / np.maximum(np.abs(numeric), 1e-12)
-        report.tensors.append(TensorReport(
-            name=name, max_abs_err=float(err.max(initial=0.0)), max_rel_err=float(rel.max(initial=0.0)),
-            worst_index=np.unravel_index(int(idx[k]), array.shape) if idx.size else (),
-            analytic=float(a[k]) if idx.size else 0.0, numeric=float(numeric[k]) if idx.size else 0.0,
-            checked=int(idx.size), ok=bool(np.all(err <= tol))))
+        report.tensors.append(
+            TensorReport(
+                name=name,
+                max_abs_err=float(err.max(initial=0.0)),
+                max_rel_err=float(rel.max(initial=0.0)),
+                worst_index=np.unravel_index(int(idx[k]), array.shape) if idx.size else (),
+                analytic=float(a[k]) if idx.size else 0.0,
+                numeric=float(numeric[k]) if idx.size else 0.0,
+                checked=int(idx.size),
+                ok=bool(np.all(err <= tol)),
+            )
+        )
     if raise_on_fail and not report.ok:
         w = report.worst
-        raise GradcheckError(f"gradient mismatch in {w.name} at index {tuple(int(i) for i in w.worst_index)}: "
-                             f"analytic {w.analytic:.8g} vs numeric {w.numeric:.8g} "
-                             f"(abs err {w.max_abs_err:.3g})\n{report}")
+        raise GradcheckError(
+            f"gradient mismatch in {w.name} at index {tuple(int(i) for i in w.worst_index)}: "
+            f"analytic {w.analytic:.8g} vs numeric {w.numeric:.8g} "
+            f"(abs err {w.max_abs_err:.3g})\n{report}"
+        )
     return report

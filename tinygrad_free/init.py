@@ -14,6 +14,7 @@ that a seed makes a run reproducible. Biases start at zero. ``fans(shape)`` read
 ``he``      normal, std sqrt(2 / fan_in)
 ==========  ==========================================================
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
     from ._typing import Array, Initializer, Seed
 
 
-def random(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.float32,
-           std: float = 0.01) -> Array:
+def random(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.float32, std: float = 0.01) -> Array:
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 

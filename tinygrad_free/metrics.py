@@ -1,4 +1,5 @@
 """Classification metrics in plain NumPy (no scikit-learn needed)."""
+
 import numpy as np
 
 

@@ -22,6 +22,7 @@ hold a run on each equal). A hand-written loop gets the same policy::
             ...                        # forward, backward, step
             tick()                     # one call per step
 """
+
 import contextlib
 import os
 import time
@@ -37,7 +38,7 @@ def available_threads() -> int:
     set (``OMP_NUM_THREADS=1`` and the like: the user's, or a sweep worker's); at least 1."""
     try:
         n = len(os.sched_getaffinity(0))
-    except AttributeError:          # not on Linux
+    except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
     for var in THREAD_VARIABLES:
         value = os.environ.get(var, "").strip()
@@ -49,6 +50,7 @@ def available_threads() -> int:
 def _set(n):
     """Run BLAS and numba on ``n`` threads; returns the threadpoolctl limiter to undo it."""
     from threadpoolctl import threadpool_limits
+
     limiter = threadpool_limits(limits=n, user_api="blas")
     if kernels_parallel.numba is not None:
         kernels_parallel.numba.set_num_threads(min(n, kernels_parallel.numba.config.NUMBA_NUM_THREADS))
@@ -85,12 +87,12 @@ class StepThreads:
         if block < 2:
             raise ValueError(f"block must be at least 2 steps, got {block!r}")
         self.block, self.tolerance, self.reprobe_blocks, self.clock = block, tolerance, reprobe_blocks, clock
-        self.current = None         # the count in effect
-        self.chosen = None          # the count the last probe kept
-        self.history = []           # (event, count, seconds per step), for reports and tests
+        self.current = None  # the count in effect
+        self.chosen = None  # the count the last probe kept
+        self.history = []  # (event, count, seconds per step), for reports and tests
         self._limiter = None
-        self._plan = []             # counts still to probe
-        self._probe = {}            # count -> best seconds per step in this probe
+        self._plan = []  # counts still to probe
+        self._probe = {}  # count -> best seconds per step in this probe
         self._ref = None
         self._slow = 0
         self._blocks_since_probe = 0
@@ -103,7 +105,7 @@ class StepThreads:
         """Mark the end of one step."""
         now = self.clock()
         self._steps += 1
-        if self._steps == 1:            # the first step after a switch warms the pool: not timed
+        if self._steps == 1:  # the first step after a switch warms the pool: not timed
             self._t0 = now
             return
         if self._steps <= self.block:
@@ -154,13 +156,13 @@ class StepThreads:
         if count == self.current:
             return
         if self._limiter is None:
-            self._limiter = _set(count)         # remembers the counts before the first switch
+            self._limiter = _set(count)  # remembers the counts before the first switch
         else:
             from threadpoolctl import threadpool_limits
+
             threadpool_limits(limits=count, user_api="blas")
             if kernels_parallel.numba is not None:
-                kernels_parallel.numba.set_num_threads(
-                    min(count, kernels_parallel.numba.config.NUMBA_NUM_THREADS))
+                kernels_parallel.numba.set_num_threads(min(count, kernels_parallel.numba.config.NUMBA_NUM_THREADS))
         self.current = count
 
     # --- lifetime ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Experiment tracking with wandb, made safe for machines without an account or a network:
 credentials are detected up front, so nothing ever waits at a login prompt."""
+
 import os
 
 #: The modes of a wandb run: logged to the server, kept on disk for a later ``wandb sync``, or none.

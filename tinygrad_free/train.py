@@ -1,5 +1,6 @@
 """The training loop: epochs of forward -> loss -> backward -> optimizer.step(), with
 per-epoch evaluation, callbacks, and a clean stop when the run diverges."""
+
 from __future__ import annotations
 
 import contextlib
@@ -93,8 +94,16 @@ class Trainer:
         and every few thousand steps (see ``tinygrad_free.threads``). The count changes no result.
     """
 
-    def __init__(self, model: Module, loss_fn: Loss, optimizer: Optimizer, callbacks: Iterable[Callback] = (),
-                 progress: bool | None = None, flush_denormals: bool = True, threads: Threads = "auto") -> None:
+    def __init__(
+        self,
+        model: Module,
+        loss_fn: Loss,
+        optimizer: Optimizer,
+        callbacks: Iterable[Callback] = (),
+        progress: bool | None = None,
+        flush_denormals: bool = True,
+        threads: Threads = "auto",
+    ) -> None:
         positive_int = isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
         if not (positive_int or threads in (None, "auto")):
             raise ValueError(f"threads must be 'auto', a positive int or None, got {threads!r}")
@@ -107,10 +116,19 @@ class Trainer:
         self.stop_reason = ""
         self.compile_seconds = 0.0
 
-    def fit(self, x: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
-            validation_data: tuple[ArrayLike, ArrayLike] | None = None, seed: int = 0,
-            eval_batch_size: int = 1024, lr_schedule: str | Schedule | None = "constant",
-            augment: Augment | None = None, initial_epoch: int = 0) -> History:
+    def fit(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        seed: int = 0,
+        eval_batch_size: int = 1024,
+        lr_schedule: str | Schedule | None = "constant",
+        augment: Augment | None = None,
+        initial_epoch: int = 0,
+    ) -> History:
         """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
 
         The training loss/accuracy of an epoch are averaged over its batches as they are seen
@@ -136,10 +154,15 @@ class Trainer:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
-                or not 0 <= initial_epoch <= epochs:
-            raise ValueError(f"initial_epoch must be an integer in [0, epochs={epochs}] (the epochs already "
-                             f"done), got {initial_epoch!r}")
+        if (
+            isinstance(initial_epoch, bool)
+            or not isinstance(initial_epoch, (int, np.integer))
+            or not 0 <= initial_epoch <= epochs
+        ):
+            raise ValueError(
+                f"initial_epoch must be an integer in [0, epochs={epochs}] (the epochs already "
+                f"done), got {initial_epoch!r}"
+            )
         # (data.as_samples is not annotated yet: it returns the two arrays)
         x, y = cast("tuple[Array, Array]", as_samples(x, y, "the training data", self._input_dtype()))
         validation_data = self._check_validation_data(validation_data, x)
@@ -162,8 +185,10 @@ class Trainer:
                 cb.on_train_begin(self)
             first = self.initial_epoch
             if not 0 <= first <= epochs:
-                raise ValueError(f"training would resume after epoch {first} (set by a callback), but fit was "
-                                 f"asked for {epochs} epochs in all")
+                raise ValueError(
+                    f"training would resume after epoch {first} (set by a callback), but fit was "
+                    f"asked for {epochs} epochs in all"
+                )
             batches.epoch = first
             # Read after the callbacks: a restored optimizer brings its own base rate.
             base_lr = self.optimizer.lr
@@ -172,6 +197,7 @@ class Trainer:
             bar = None
             if _want_progress(self.progress):
                 from tqdm.auto import tqdm
+
                 bar = tqdm(total=(epochs - first) * len(batches), unit="step", leave=False, dynamic_ncols=True)
             self._train_threads = self._threads_for(batch_size)
             self._tuner = StepThreads() if self.threads == "auto" else None
@@ -206,15 +232,21 @@ class Trainer:
         if validation_data is None:
             return None
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            got = (f"a {type(validation_data).__name__} of length {len(validation_data)}"
-                   if isinstance(validation_data, (tuple, list)) else f"type {type(validation_data).__name__}")
-            raise ValueError(f"validation_data must be a pair (x_val, y_val) (sample weights are not "
-                             f"supported), got {got}")
+            got = (
+                f"a {type(validation_data).__name__} of length {len(validation_data)}"
+                if isinstance(validation_data, (tuple, list))
+                else f"type {type(validation_data).__name__}"
+            )
+            raise ValueError(
+                f"validation_data must be a pair (x_val, y_val) (sample weights are not supported), got {got}"
+            )
         x_val, y_val = validation_data
         x_val, y_val = as_samples(x_val, y_val, "validation_data", self._input_dtype(), names=("x_val", "y_val"))
         if x_val.shape[1:] != x.shape[1:]:
-            raise ValueError(f"validation_data: x_val's samples have shape {x_val.shape[1:]}, the training "
-                             f"data's {x.shape[1:]}; both must have the same features")
+            raise ValueError(
+                f"validation_data: x_val's samples have shape {x_val.shape[1:]}, the training "
+                f"data's {x.shape[1:]}; both must have the same features"
+            )
         return x_val, y_val
 
     def _check_labels(self, x: Array, y: Array, validation_data: tuple[Array, Array] | None) -> None:
@@ -231,20 +263,30 @@ class Trainer:
                     logits = self.model.forward(xs[:1])
                     self.loss_fn.forward(logits, ys[:1])
                 except NonFiniteError:
-                    pass        # untrained weights can overflow; training reports divergence itself
+                    pass  # untrained weights can overflow; training reports divergence itself
                 except (ValueError, TypeError) as e:
                     raise (ValueError if isinstance(e, ValueError) else TypeError)(f"{what}: {e}") from e
                 classes = logits.shape[1] if getattr(logits, "ndim", 0) == 2 else None
                 if classes and ys.ndim == 1 and ys.dtype.kind in "iu":
                     low, high = int(ys.min()), int(ys.max())
                     if low < 0 or high >= classes:
-                        raise ValueError(f"{what}: labels must be in 0..{classes - 1} (the model has {classes} "
-                                         f"outputs), got labels from {low} to {high}")
+                        raise ValueError(
+                            f"{what}: labels must be in 0..{classes - 1} (the model has {classes} "
+                            f"outputs), got labels from {low} to {high}"
+                        )
         finally:
             self.model.train()
 
-    def _run_epochs(self, history: History, batches: BatchIterator, first: int, epochs: int,
-                    validation_data: tuple[Array, Array] | None, eval_batch_size: int, bar: Any) -> None:
+    def _run_epochs(
+        self,
+        history: History,
+        batches: BatchIterator,
+        first: int,
+        epochs: int,
+        validation_data: tuple[Array, Array] | None,
+        eval_batch_size: int,
+        bar: Any,
+    ) -> None:
         for epoch in range(first + 1, epochs + 1):
             start = time.perf_counter()
             try:
@@ -308,7 +350,7 @@ class Trainer:
             x = np.asarray(x, dtype=self._input_dtype())
         self.model.eval()
         try:
-            return np.concatenate([self.model.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+            return np.concatenate([self.model.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         finally:
             self.model.train()
 
@@ -334,12 +376,14 @@ class Trainer:
         if backend.get_backend() != "numba":
             return 0.0
         from . import kernels
+
         return float(kernels.warmup())
 
 
 def _blas_threads() -> int | None:
     """The BLAS thread count in effect (the largest over the loaded BLAS libraries), or None."""
     from threadpoolctl import threadpool_info
+
     counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     return max(counts, default=None)
 
@@ -347,20 +391,40 @@ def _blas_threads() -> int | None:
 @contextlib.contextmanager
 def _limit_threads(n: int) -> Iterator[None]:
     from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=n, user_api="blas"), kernels_parallel.num_threads(n):
         yield
 
 
-def fit(model: Module, loss_fn: Loss, optimizer: Optimizer, x: ArrayLike, y: ArrayLike, epochs: int = 1,
-        batch_size: int = 32, validation_data: tuple[ArrayLike, ArrayLike] | None = None, seed: int = 0,
-        callbacks: Iterable[Callback] | None = None, progress: bool | None = None,
-        lr_schedule: str | Schedule | None = "constant", augment: Augment | None = None,
-        initial_epoch: int = 0) -> History:
+def fit(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    x: ArrayLike,
+    y: ArrayLike,
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    seed: int = 0,
+    callbacks: Iterable[Callback] | None = None,
+    progress: bool | None = None,
+    lr_schedule: str | Schedule | None = "constant",
+    augment: Augment | None = None,
+    initial_epoch: int = 0,
+) -> History:
     """Functional form of :meth:`Trainer.fit`; prints one line per epoch unless callbacks are given."""
     callbacks = [PrintLogger()] if callbacks is None else callbacks
     return Trainer(model, loss_fn, optimizer, callbacks, progress).fit(
-        x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data, seed=seed,
-        lr_schedule=lr_schedule, augment=augment, initial_epoch=initial_epoch)
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        seed=seed,
+        lr_schedule=lr_schedule,
+        augment=augment,
+        initial_epoch=initial_epoch,
+    )
 
 
 __all__ = ["Trainer", "History", "fit"]

@@ -4,6 +4,7 @@ line as ``scripts/train.py`` prints it (one line per epoch, last ``test_accuracy
 The parser stays in the script; this is the one call it makes, built on
 :func:`tinygrad_free.config.build_run` like every sweep trial.
 """
+
 import sys
 
 from . import config as C
@@ -20,8 +21,9 @@ def start_wandb(args):
     """A wandb run, or None. Never waits for a login prompt (see tinygrad_free.tracking)."""
     mode = resolve_mode(args.wandb_mode)
     config = {k: v for k, v in vars(args).items() if k not in _WANDB_OPTIONS}
-    run = start_wandb_run(mode, project=args.wandb_project, entity=args.wandb_entity, name=C.run_name(args),
-                          config=config)
+    run = start_wandb_run(
+        mode, project=args.wandb_project, entity=args.wandb_entity, name=C.run_name(args), config=config
+    )
     if run is None and mode != "disabled":
         print("wandb not installed: not logging (pip install wandb)")
     return run

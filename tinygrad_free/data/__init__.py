@@ -34,6 +34,7 @@ One concept per module: :mod:`.sources` (the datasets, their folders, URLs and h
 splitting, one-hot), :mod:`.checks` (input validation), :mod:`.batches` (mini-batches) and
 :mod:`.split` (the assignment's split). Everything is importable from here as before.
 """
+
 from .batches import BatchIterator, iterate_minibatches
 from .checks import as_samples, check_finite
 from .idx import read_idx

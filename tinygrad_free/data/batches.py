@@ -1,4 +1,5 @@
 """Mini-batches: seeded shuffles per epoch, and a gathering iterator that reuses its buffers."""
+
 from __future__ import annotations
 
 import operator
@@ -30,8 +31,9 @@ def _epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def iterate_minibatches(x, y, batch_size: int, shuffle: bool = True, seed: int = 0,
-                        epoch: int = 0, drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iterate_minibatches(
+    x, y, batch_size: int, shuffle: bool = True, seed: int = 0, epoch: int = 0, drop_last: bool = False
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(xb, yb)`` mini-batches for one epoch.
 
     Parameters
@@ -64,7 +66,7 @@ def _batch_indices(n, batch_size, shuffle, seed, epoch, drop_last):
     order = _epoch_order(n, shuffle, seed, epoch)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
 class BatchIterator:
@@ -109,8 +111,18 @@ class BatchIterator:
     (3, [4, 4, 2])
     """
 
-    def __init__(self, x, y, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, *, reuse_buffers: bool = False, transform=None):
+    def __init__(
+        self,
+        x,
+        y,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        *,
+        reuse_buffers: bool = False,
+        transform=None,
+    ):
         self.batch_size = _check_batch_args(x, y, batch_size)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be a callable (xb, rng) -> xb, got {type(transform).__name__}")
@@ -144,8 +156,9 @@ class BatchIterator:
 
     def _gather(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if not self.reuse_buffers:
-            yield from iterate_minibatches(self.x, self.y, self.batch_size, self.shuffle,
-                                           self.seed, epoch, self.drop_last)
+            yield from iterate_minibatches(
+                self.x, self.y, self.batch_size, self.shuffle, self.seed, epoch, self.drop_last
+            )
             return
         x, y, bs = self.x, self.y, self.batch_size
         if self._xbuf is None:

@@ -1,5 +1,6 @@
 """Downloading a dataset into the keras cache layout (with keras's ``get_file``, pooch or
 urllib, whichever is installed), every file checked against its sha256 before it is kept."""
+
 from __future__ import annotations
 
 import hashlib
@@ -107,8 +108,7 @@ def _download_verified(url: str, dest: str, sha256: str, fetch) -> None:
         actual = _sha256(got)
         if actual != sha256:
             raise ValueError(
-                f"sha256 mismatch for {url}: got {actual}, expected {sha256}; "
-                "the file was rejected and not cached"
+                f"sha256 mismatch for {url}: got {actual}, expected {sha256}; the file was rejected and not cached"
             )
         os.replace(got, dest)
 

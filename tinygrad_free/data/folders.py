@@ -1,5 +1,6 @@
 """A dataset read from one folder: a data root (``data_dir``, ``TINYGRAD_FREE_DATA``) or the
 keras cache, each either holding a complete set or saying what it misses."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Reading the files: IDX (gzipped or not) parsed by hand, keras's ``mnist.npz`` without pickle,
 and the checks that a set of images and labels is whole."""
+
 from __future__ import annotations
 
 import gzip
@@ -63,9 +64,7 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
     path = os.fspath(path)
     raw = _read_bytes(path)
     if len(raw) < 4:
-        raise ValueError(
-            f"{path}: truncated IDX header: {len(raw)} bytes, need at least 4"
-        )
+        raise ValueError(f"{path}: truncated IDX header: {len(raw)} bytes, need at least 4")
     (magic,) = struct.unpack(">I", raw[:4])
     if raw[0] != 0 or raw[1] != 0:
         raise ValueError(
@@ -80,8 +79,7 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
         )
     if nd not in _IDX_MAGIC:
         raise ValueError(
-            f"{path}: unsupported number of dimensions {nd} (magic "
-            f"0x{magic:08x}); expected 1 (labels) or 3 (images)"
+            f"{path}: unsupported number of dimensions {nd} (magic 0x{magic:08x}); expected 1 (labels) or 3 (images)"
         )
     if ndim is not None and nd != ndim:
         raise ValueError(
@@ -91,23 +89,18 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
         )
     header = 4 + 4 * nd
     if len(raw) < header:
-        raise ValueError(
-            f"{path}: truncated IDX header: {len(raw)} bytes, need {header} "
-            f"for {nd} dimension(s)"
-        )
+        raise ValueError(f"{path}: truncated IDX header: {len(raw)} bytes, need {header} for {nd} dimension(s)")
     dims = struct.unpack(f">{nd}I", raw[4:header])
     expected = math.prod(dims)
     payload = len(raw) - header
     shape = "x".join(map(str, dims))
     if payload < expected:
         raise ValueError(
-            f"{path}: truncated payload: header says {shape} = {expected} "
-            f"bytes but the file holds only {payload}"
+            f"{path}: truncated payload: header says {shape} = {expected} bytes but the file holds only {payload}"
         )
     if payload > expected:
         raise ValueError(
-            f"{path}: {payload - expected} unexpected trailing bytes after "
-            f"the {shape} = {expected} byte payload"
+            f"{path}: {payload - expected} unexpected trailing bytes after the {shape} = {expected} byte payload"
         )
     # Copy so callers get an ordinary writable array, as they would from keras.
     return np.frombuffer(raw, np.uint8, count=expected, offset=header).reshape(dims).copy()
@@ -115,27 +108,18 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
 
 def _check_split(images, labels, img_path, lbl_path, num_classes):
     if images.shape[1:] != (28, 28):
-        raise ValueError(
-            f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, "
-            "expected 28x28"
-        )
+        raise ValueError(f"{img_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     if len(images) != len(labels):
         raise ValueError(
             f"image/label count mismatch: {img_path} holds {len(images)} "
             f"images but {lbl_path} holds {len(labels)} labels"
         )
     if labels.size and int(labels.max()) >= num_classes:
-        raise ValueError(
-            f"{lbl_path}: label {int(labels.max())} out of range "
-            f"0..{num_classes - 1}"
-        )
+        raise ValueError(f"{lbl_path}: label {int(labels.max())} out of range 0..{num_classes - 1}")
 
 
 def _load_idx_set(files: dict[str, str], num_classes: int):
-    arrays = {
-        role: read_idx(p, ndim=3 if role.endswith("images") else 1)
-        for role, p in files.items()
-    }
+    arrays = {role: read_idx(p, ndim=3 if role.endswith("images") else 1) for role, p in files.items()}
     for split in ("train", "test"):
         _check_split(
             arrays[f"{split}_images"],
@@ -166,29 +150,17 @@ def _load_npz(path: str, num_classes: int):
         ) from e
     missing = [k for k in _NPZ_KEYS if k not in arrays]
     if missing:
-        raise ValueError(
-            f"{path}: missing array(s) {', '.join(missing)}; expected "
-            f"{', '.join(_NPZ_KEYS)}"
-        )
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(_NPZ_KEYS)}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim != 3:
-            raise ValueError(
-                f"{path}: x_{split} is {x.dtype} with shape {x.shape}, "
-                "expected uint8 (N, 28, 28)"
-            )
+            raise ValueError(f"{path}: x_{split} is {x.dtype} with shape {x.shape}, expected uint8 (N, 28, 28)")
         if y.ndim != 1 or y.dtype.kind not in "ui":
-            raise ValueError(
-                f"{path}: y_{split} is {y.dtype} with shape {y.shape}, "
-                "expected 1-D integer labels"
-            )
+            raise ValueError(f"{path}: y_{split} is {y.dtype} with shape {y.shape}, expected 1-D integer labels")
         if y.size and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-            raise ValueError(
-                f"{path}: y_{split} holds labels outside 0..{num_classes - 1}"
-            )
+            raise ValueError(f"{path}: y_{split} holds labels outside 0..{num_classes - 1}")
         arrays[f"y_{split}"] = y.astype(np.uint8, copy=False)
-        _check_split(x, arrays[f"y_{split}"], f"{path}[x_{split}]",
-                     f"{path}[y_{split}]", num_classes)
+        _check_split(x, arrays[f"y_{split}"], f"{path}[x_{split}]", f"{path}[y_{split}]", num_classes)
     return (
         (arrays["x_train"], arrays["y_train"]),
         (arrays["x_test"], arrays["y_test"]),

@@ -1,5 +1,6 @@
 """The search order: ``data_dir``, ``TINYGRAD_FREE_DATA``, the keras cache, Debian's folder, then a
 download; the first place holding a complete set wins, and a damaged file there is an error."""
+
 from __future__ import annotations
 
 import logging
@@ -82,6 +83,7 @@ def load_dataset(name: str, data_dir=None):
             if not value:
                 raise _Miss(what)
             return _load_from_data_root(os.fspath(value), key, num_classes)
+
         return loader
 
     def debian():

@@ -1,4 +1,5 @@
 """Preprocessing: images flattened and scaled to [0, 1], a seeded train/validation split, one-hot labels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -105,8 +106,7 @@ def one_hot(y, num_classes: int = 10, dtype=np.float32) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise ValueError(
-            f"{bad.size} label(s) out of range 0..{num_classes - 1}; first is "
-            f"{int(flat[i])} at flat index {i}"
+            f"{bad.size} label(s) out of range 0..{num_classes - 1}; first is {int(flat[i])} at flat index {i}"
         )
     out = np.zeros((flat.size, num_classes), dtype=dtype)
     out[np.arange(flat.size), flat] = 1

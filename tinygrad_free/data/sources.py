@@ -1,6 +1,7 @@
 """The datasets this loader knows: their names and classes, the folder names they are kept
 under, where they are downloaded from (with every file's sha256), and the errors that say a
 place did not hold one."""
+
 from __future__ import annotations
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
@@ -99,8 +100,7 @@ class DatasetNotFoundError(FileNotFoundError):
         Every place tried, in order, with the reason it failed.
     """
 
-    def __init__(self, message: str, name: str | None = None,
-                 attempts: list[tuple[str, str]] | None = None):
+    def __init__(self, message: str, name: str | None = None, attempts: list[tuple[str, str]] | None = None):
         super().__init__(message)
         self.name = name
         self.attempts = list(attempts or [])

@@ -1,4 +1,5 @@
 """The assignment's split of a dataset (54,000 train / 6,000 validation / 10,000 test), ready to train on."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,7 @@ class Split:
     class_names: tuple[str, ...]
 
 
-def load_split(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
-               dtype=np.float32) -> Split:
+def load_split(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0, dtype=np.float32) -> Split:
     """Load a dataset and split it the assignment's way.
 
     Parameters

@@ -7,6 +7,7 @@ in the numba ones the same (or MKL's) GEMM called from inside the jitted code (s
 The numba kernels compile on first use (and are cached on disk, so later processes only
 load them); ``warmup()`` compiles them all up front and returns how long that took.
 """
+
 import time
 from types import SimpleNamespace
 
@@ -101,12 +102,22 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
                 for x in (z, z_readonly):
                     ops.dense_forward(x, w, bias, code, np.empty_like(z))
                     for dx in (np.empty_like(z), None):
-                        ops.dense_backward(x, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0,
-                                           None if bias is None else b.copy(), dx)
+                        ops.dense_backward(
+                            x,
+                            w,
+                            y,
+                            z,
+                            code,
+                            np.empty_like(y),
+                            np.empty_like(w),
+                            0.0,
+                            None if bias is None else b.copy(),
+                            dx,
+                        )
             ops.act_grad(y, z, code, np.empty_like(y))
         for label_dtype in label_dtypes:
             labels = np.array([0, 3, 1], dtype=label_dtype)
-            for logits in (z, z_readonly):      # a model's output is read-only in training mode
+            for logits in (z, z_readonly):  # a model's output is read-only in training mode
                 ops.softmax_cross_entropy(logits, labels, np.empty_like(z))
                 ops.softmax_squared_error(logits, labels, np.empty_like(z))
         w, g, m, v = (np.full(5, 0.5, dtype) for _ in range(4))
@@ -115,9 +126,15 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         # The serial kernels, then their parallel twins (taken for large buffers when numba has
         # several threads; too small here to be chosen by ops, so called directly).
         for sgd, momentum, rmsprop, adam, nadam in (
-                (ops.sgd, ops.momentum, ops.rmsprop, ops.adam, ops.nadam),
-                (optim.sgd_parallel, optim.momentum_parallel, optim.rmsprop_parallel, optim.adam_parallel,
-                 optim.nadam_parallel)):
+            (ops.sgd, ops.momentum, ops.rmsprop, ops.adam, ops.nadam),
+            (
+                optim.sgd_parallel,
+                optim.momentum_parallel,
+                optim.rmsprop_parallel,
+                optim.adam_parallel,
+                optim.nadam_parallel,
+            ),
+        ):
             sgd(w, g, tmp, 0.1)
             for nesterov in (False, True):
                 momentum(w, g, m, tmp, 0.1, 0.9, nesterov)
@@ -149,13 +166,41 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
             for bias in (np.zeros(3, dtype), None):
                 for dx in (np.empty_like(x), None):
-                    ops.conv2d_backward(cols, W, y, y, code, np.empty_like(y), np.empty_like(W), 0.0,
-                                        None if bias is None else bias.copy(), 2, 2, 1, 1, dx)
+                    ops.conv2d_backward(
+                        cols,
+                        W,
+                        y,
+                        y,
+                        code,
+                        np.empty_like(y),
+                        np.empty_like(W),
+                        0.0,
+                        None if bias is None else bias.copy(),
+                        2,
+                        2,
+                        1,
+                        1,
+                        dx,
+                    )
         ops.maxpool2d_backward(p, arg, np.empty_like(x))
         ops.avgpool2d_backward(p, 2, 2, 2, 2, np.empty_like(x))
         ops.global_avgpool2d_backward(g, np.empty_like(x))
     return time.perf_counter() - start
 
 
-__all__ = ["NUMPY", "NUMBA", "KERNELS", "HAVE_NUMBA", "warmup",
-           "approx", "blas", "conv", "dense", "loss", "optim", "parallel", "pool", "shift"]
+__all__ = [
+    "NUMPY",
+    "NUMBA",
+    "KERNELS",
+    "HAVE_NUMBA",
+    "warmup",
+    "approx",
+    "blas",
+    "conv",
+    "dense",
+    "loss",
+    "optim",
+    "parallel",
+    "pool",
+    "shift",
+]

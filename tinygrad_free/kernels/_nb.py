@@ -14,6 +14,7 @@ that way:
 Arrays written by a kernel and arrays read by it are matched element for element by these
 views, which is exact for the layouts accepted (C order on every side, or 1-D/2-D indexing).
 """
+
 import functools
 
 import numpy as np
@@ -22,26 +23,33 @@ try:
     from numba import njit, types
     from numba.core.errors import TypingError
     from numba.extending import overload
+
     HAVE_NUMBA = True
-except ImportError:            # numba is optional: the NumPy kernels and backend work without it
+except ImportError:  # numba is optional: the NumPy kernels and backend work without it
     HAVE_NUMBA = False
     types = None
     TypingError = TypeError
 
     def njit(*args, **kwargs):
         """Stand-in for numba.njit: the decorated kernel raises when called."""
+
         def decorate(fn):
             @functools.wraps(fn)
             def unavailable(*a, **k):
-                raise RuntimeError(f"{fn.__name__}: numba is not installed, so the numba kernels are "
-                                   "unavailable (pip install numba, or use the numpy backend)")
+                raise RuntimeError(
+                    f"{fn.__name__}: numba is not installed, so the numba kernels are "
+                    "unavailable (pip install numba, or use the numpy backend)"
+                )
+
             return unavailable
+
         if len(args) == 1 and callable(args[0]) and not kwargs:
             return decorate(args[0])
         return decorate
 
     def overload(*args, **kwargs):
         return lambda fn: fn
+
 
 # Every kernel: cached on disk, and IEEE semantics for x/0 (inf/NaN, no ZeroDivisionError,
 # which also keeps divisions vectorisable). No fast-math (see approx.py for the one exception).
@@ -73,6 +81,7 @@ def _rows_cols_view(a):
         for k in range(a.ndim - 1):
             rows *= a.shape[k]
         return a.reshape(rows, a.shape[a.ndim - 1])
+
     return impl
 
 
@@ -90,8 +99,10 @@ def _as2d(a):
         return lambda a: a[None, :]
     if a.layout == "C":
         return _rows_cols_view(a)
-    raise TypingError(f"the numba kernels write in place into 2-D arrays, 1-D arrays or C-contiguous "
-                      f"arrays; got {a} (use np.ascontiguousarray, or the numpy backend)")
+    raise TypingError(
+        f"the numba kernels write in place into 2-D arrays, 1-D arrays or C-contiguous "
+        f"arrays; got {a} (use np.ascontiguousarray, or the numpy backend)"
+    )
 
 
 @overload(as2d_in)
@@ -104,12 +115,13 @@ def _as2d_in(a):
     if a.layout == "C":
         return _rows_cols_view(a)
 
-    def impl(a):                               # a non-contiguous array of rank >= 3: read a copy
+    def impl(a):  # a non-contiguous array of rank >= 3: read a copy
         c = np.ascontiguousarray(a)
         rows = 1
         for k in range(c.ndim - 1):
             rows *= c.shape[k]
         return c.reshape(rows, c.shape[c.ndim - 1])
+
     return impl
 
 
@@ -120,8 +132,10 @@ def _flat(a):
         return lambda a: a
     if a.layout == "C":
         return lambda a: a.reshape(a.size)
-    raise TypingError(f"the numba optimizer kernels update 1-D or C-contiguous arrays in place; got {a} "
-                      "(use np.ascontiguousarray, or the numpy backend)")
+    raise TypingError(
+        f"the numba optimizer kernels update 1-D or C-contiguous arrays in place; got {a} "
+        "(use np.ascontiguousarray, or the numpy backend)"
+    )
 
 
 @overload(flat_in)
@@ -132,4 +146,3 @@ def _flat_in(a):
     if a.layout == "C":
         return lambda a: a.reshape(a.size)
     return lambda a: np.ascontiguousarray(a).reshape(a.size)
-

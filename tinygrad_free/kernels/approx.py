@@ -37,6 +37,7 @@ Note: numba's on-disk cache only watches the file a function is defined in. The 
 dense.py inline these functions, so after editing this file delete
 ``tinygrad_free/kernels/__pycache__/*.nbi`` / ``*.nbc`` to make them recompile.
 """
+
 import numpy as np
 
 from ._nb import njit, overload, types
@@ -63,13 +64,13 @@ _ONE32, _NEG_ONE32 = np.float32(1.0), np.float32(-1.0)
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def tanh_f32(x):
     """Rational float32 tanh (scalar; inlined and vectorised inside the kernels' loops)."""
-    x = CLAMP if x > CLAMP else x          # written as selects so NaN stays NaN
+    x = CLAMP if x > CLAMP else x  # written as selects so NaN stays NaN
     x = _NEG_CLAMP if x < _NEG_CLAMP else x
     s = x * x
     p = (((((P6 * s + P5) * s + P4) * s + P3) * s + P2) * s + P1) * s + P0
     q = ((Q3 * s + Q2) * s + Q1) * s + Q0
     r = (x * p) / q
-    r = _ONE32 if r > _ONE32 else r        # rounding can overshoot 1 by 2 ulp near the clamp
+    r = _ONE32 if r > _ONE32 else r  # rounding can overshoot 1 by 2 ulp near the clamp
     return _NEG_ONE32 if r < _NEG_ONE32 else r
 
 
@@ -97,12 +98,16 @@ def _tanh_overload(x):
 @overload(sigmoid)
 def _sigmoid_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
+
         def sigmoid_f32(x):
             return tanh_f32(x * _HALF32) * _HALF32 + _HALF32
+
         return sigmoid_f32
     if isinstance(x, (types.Float, types.Integer)):
+
         def sigmoid_f64(x):
             return np.tanh(x * 0.5) * 0.5 + 0.5
+
         return sigmoid_f64
     return None
 
@@ -173,12 +178,24 @@ def fit_tanh_coefficients(clamp=9.0, deg_p=6, deg_q=3, n=4000):
     opts = dict(primal_feasibility_tolerance=1e-10, dual_feasibility_tolerance=1e-10)
 
     def feasible(d):
-        a_ub = np.vstack([np.hstack([Tp / g[:, None], -(1 + d) * Tq]),
-                          np.hstack([-Tp / g[:, None], (1 - d) * Tq]),
-                          np.hstack([np.zeros_like(Tp), -Tq])])
+        a_ub = np.vstack(
+            [
+                np.hstack([Tp / g[:, None], -(1 + d) * Tq]),
+                np.hstack([-Tp / g[:, None], (1 - d) * Tq]),
+                np.hstack([np.zeros_like(Tp), -Tq]),
+            ]
+        )
         b_ub = np.concatenate([np.zeros(2 * len(s)), -np.ones(len(s))])
-        res = linprog(np.zeros(nv), A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=[0.0],
-                      bounds=[(-1e4, 1e4)] * nv, method="highs", options=opts)
+        res = linprog(
+            np.zeros(nv),
+            A_ub=a_ub,
+            b_ub=b_ub,
+            A_eq=a_eq,
+            b_eq=[0.0],
+            bounds=[(-1e4, 1e4)] * nv,
+            method="highs",
+            options=opts,
+        )
         return res.x if res.status == 0 else None
 
     lo, hi = 1e-11, 1e-6
@@ -196,11 +213,11 @@ def fit_tanh_coefficients(clamp=9.0, deg_p=6, deg_q=3, n=4000):
     def to_monomial_in_s(coef):
         out, acc, lin = np.zeros(len(coef)), np.array([1.0]), np.array([-1.0, 2 / (c * c)])
         for ck in cheb.cheb2poly(coef):
-            out[:len(acc)] += ck * acc
+            out[: len(acc)] += ck * acc
             acc = poly.polymul(acc, lin)
         return out
 
-    p, q = to_monomial_in_s(best[:deg_p + 1]), to_monomial_in_s(best[deg_p + 1:])
+    p, q = to_monomial_in_s(best[: deg_p + 1]), to_monomial_in_s(best[deg_p + 1 :])
     p, q = p / q[0], q / q[0]
     xf = np.linspace(1e-6, c, 200_001)
     err = float(np.max(np.abs(xf * poly.polyval(xf * xf, p) / poly.polyval(xf * xf, q) / np.tanh(xf) - 1)))

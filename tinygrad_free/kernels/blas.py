@@ -21,6 +21,7 @@ function, so numba's on-disk cache stays valid whichever provider a later proces
 Both providers are ILP64 CBLAS (64-bit integer dimensions). MKL's threads follow
 threadpoolctl like OpenBLAS's (``Trainer(threads=...)``, ``threadpool_limits``).
 """
+
 import ctypes
 import glob
 import os
@@ -51,8 +52,10 @@ def _mkl_library():
 def _numpy_openblas():
     """The ILP64 OpenBLAS bundled with numpy (numpy.libs/libscipy_openblas64_*.so), or None."""
     root = os.path.dirname(os.path.dirname(np.__file__))
-    for path in sorted(glob.glob(os.path.join(root, "numpy.libs", "libscipy_openblas64_*.so*"))
-                       + glob.glob(os.path.join(root, "numpy", ".dylibs", "libscipy_openblas64_*"))):
+    for path in sorted(
+        glob.glob(os.path.join(root, "numpy.libs", "libscipy_openblas64_*.so*"))
+        + glob.glob(os.path.join(root, "numpy", ".dylibs", "libscipy_openblas64_*"))
+    ):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
@@ -69,16 +72,17 @@ def _select(requested):
         raise ValueError(f"TINYGRAD_FREE_BLAS={requested!r} is not one of {list(PROVIDERS)}")
     if requested == "none" or not HAVE_NUMBA:
         return "none", None, None, None
-    finders = {"mkl": [_mkl_library], "openblas": [_numpy_openblas],
-               "auto": [_mkl_library, _numpy_openblas]}[requested]
+    finders = {"mkl": [_mkl_library], "openblas": [_numpy_openblas], "auto": [_mkl_library, _numpy_openblas]}[requested]
     for find in finders:
         found = find()
         if found is not None:
             path, lib, names = found
             return ("mkl" if find is _mkl_library else "openblas"), path, lib, names
     if requested != "auto":
-        raise RuntimeError(f"TINYGRAD_FREE_BLAS={requested}: no {requested} library found "
-                           + ("(pip install mkl)" if requested == "mkl" else "in numpy's bundled libraries"))
+        raise RuntimeError(
+            f"TINYGRAD_FREE_BLAS={requested}: no {requested} library found "
+            + ("(pip install mkl)" if requested == "mkl" else "in numpy's bundled libraries")
+        )
     return "none", None, None, None
 
 
@@ -96,8 +100,9 @@ if AVAILABLE:
     def _cblas(name, real):
         # void cblas_?gemm(layout, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
         # the enums are C ints, the dimensions 64-bit (ILP64), the arrays raw addresses.
-        return types.ExternalFunction(name, types.void(_i32, _i32, _i32, _i64, _i64, _i64, real, _ptr, _i64,
-                                                       _ptr, _i64, real, _ptr, _i64))
+        return types.ExternalFunction(
+            name, types.void(_i32, _i32, _i32, _i64, _i64, _i64, real, _ptr, _i64, _ptr, _i64, real, _ptr, _i64)
+        )
 
     _sgemm = _cblas(_SYMBOLS["sgemm"], types.float32)
     _dgemm = _cblas(_SYMBOLS["dgemm"], types.float64)
@@ -135,13 +140,29 @@ if AVAILABLE:
     def _xgemm_typed(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
         # Picks sgemm or dgemm when the kernel is typed: no dtype test at run time.
         if not (a.dtype == b.dtype == c.dtype) or c.dtype not in (types.float32, types.float64):
-            raise TypingError(f"gemm: a, b and c must all be float32 or all float64, got "
-                              f"{a.dtype}, {b.dtype}, {c.dtype}")
+            raise TypingError(
+                f"gemm: a, b and c must all be float32 or all float64, got {a.dtype}, {b.dtype}, {c.dtype}"
+            )
         fn, real = (_sgemm, np.float32) if c.dtype == types.float32 else (_dgemm, np.float64)
 
         def impl(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
-            fn(ROW_MAJOR, ta, tb, m, n, k, real(1.0), a.ctypes.data, lda, b.ctypes.data, ldb,
-               real(beta), c.ctypes.data, ldc)
+            fn(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                real(1.0),
+                a.ctypes.data,
+                lda,
+                b.ctypes.data,
+                ldb,
+                real(beta),
+                c.ctypes.data,
+                ldc,
+            )
+
         return impl
 
 

@@ -26,6 +26,7 @@ second implementation of the layer (forward, weight and input gradients) to keep
 one, and its speed against a small-K GEMM could not be measured on the shared machine. im2col +
 GEMM is correct for every shape; it is the classic CPU method (Caffe; PyTorch's slow_conv2d).
 """
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -44,7 +45,7 @@ def im2col_numpy(x, kh, kw, sh, sw, ph, pw, cols):
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]    # (N, C, Ho, Wo, kh, kw)
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kh, kw)
     cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
     return cols
 
@@ -58,8 +59,8 @@ def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dx):
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dx.dtype)
     for i in range(kh):
         for j in range(kw):
-            dxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += c6[:, :, i, j]
-    dx[...] = dxp[:, :, ph:ph + h, pw:pw + w]
+            dxp[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += c6[:, :, i, j]
+    dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
     return dx
 
 
@@ -69,8 +70,10 @@ def _views(W, y, cols):
     if not (W.flags.c_contiguous and y.flags.c_contiguous):
         raise ValueError("conv2d: W, dW, y and dz must be C-contiguous (they are viewed as matrices in place)")
     if cols.shape != (y.shape[0], W.size // o, y.shape[2] * y.shape[3]):
-        raise ValueError(f"conv2d: cols must have shape (N, C*kh*kw, Ho*Wo) = "
-                         f"{(y.shape[0], W.size // o, y.shape[2] * y.shape[3])}, got {cols.shape}")
+        raise ValueError(
+            f"conv2d: cols must have shape (N, C*kh*kw, Ho*Wo) = "
+            f"{(y.shape[0], W.size // o, y.shape[2] * y.shape[3])}, got {cols.shape}"
+        )
     return W.reshape(o, -1), y.reshape(y.shape[0], o, -1)
 
 
@@ -102,7 +105,7 @@ def conv2d_backward_numpy(cols, W, y, gy, code, dz, dW, beta, db, sh, sw, ph, pw
     dense.act_grad_numpy(y, gy, code, dz)
     if db is not None:
         db += dz3.sum(axis=(0, 2))
-    update = np.tensordot(dz3, cols, axes=([0, 2], [0, 2]))                  # (O, K)
+    update = np.tensordot(dz3, cols, axes=([0, 2], [0, 2]))  # (O, K)
     if beta == 0:
         dW2[...] = update
     else:
@@ -220,8 +223,9 @@ def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, cols, y3):
 def _conv_grad(y3, gy3, code, dz3, db):
     """dz <- gy * act'(y) (dense's loops), then db[o] += sum_{n,l} dz[n, o, l]."""
     rows = dz3.shape[0] * dz3.shape[1]
-    dense._grad_dispatch(y3.reshape(rows, y3.shape[2]), gy3.reshape(rows, gy3.shape[2]), code,
-                         dz3.reshape(rows, dz3.shape[2]), None)
+    dense._grad_dispatch(
+        y3.reshape(rows, y3.shape[2]), gy3.reshape(rows, gy3.shape[2]), code, dz3.reshape(rows, dz3.shape[2]), None
+    )
     if db is not None:
         if db.shape[0] != dz3.shape[1]:
             raise ValueError("conv2d: db must have W.shape[0] elements")
@@ -246,7 +250,7 @@ def _conv_backward(cols, W2, y3, gy3, code, dz3, dW2, beta, db, kh, kw, sh, sw, 
         blas.gemm(dz3[s], cols[s].T, dW2, beta if s == 0 else 1.0)
     if dx is not None:
         ho, wo = _check_cols(dx, kh, kw, sh, sw, ph, pw, cols)
-        dcols = np.empty((cols.shape[1], cols.shape[2]), cols.dtype)     # one sample's, reused
+        dcols = np.empty((cols.shape[1], cols.shape[2]), cols.dtype)  # one sample's, reused
         for s in range(n):
             blas.gemm(W2.T, dz3[s], dcols, 0.0)
             _col2im_one(dcols, kh, kw, sh, sw, ph, pw, ho, wo, dx[s])
@@ -263,7 +267,7 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, cols, y):
         _im2col(x, kh, kw, sh, sw, ph, pw, cols)
         np.matmul(W2, cols, out=y3)
         finish = _channel_bias_act(y3, b, code)
-    if finish:                      # float64 tanh/sigmoid: numpy's exact tanh, as dense does
+    if finish:  # float64 tanh/sigmoid: numpy's exact tanh, as dense does
         np.tanh(y, out=y)
         if code == dense.SIGMOID:
             dense._half_plus_half(y)

@@ -4,6 +4,7 @@ and the whole layer (its matrix products included) forward and backward.
 All work in place on arrays the layer owns. The activation's derivative comes from the
 layer's cached output y (see ``nn.activation``), never from recomputing the forward pass.
 """
+
 import numpy as np
 
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
@@ -127,7 +128,7 @@ def _bias_relu(z, b):
     for i in range(rows):
         for j in range(cols):
             v = z[i, j] if b is None else z[i, j] + b[j]
-            z[i, j] = zero if v < zero else v          # np.maximum(v, 0): NaN stays NaN
+            z[i, j] = zero if v < zero else v  # np.maximum(v, 0): NaN stays NaN
 
 
 @njit(**NJIT)
@@ -163,7 +164,7 @@ def _bias_act_2d(z, b, code):
         if approx.has_fast_tanh(z):
             _bias_sigmoid(z, b)
             return False
-        _bias_half(z, b)                # sigmoid = 0.5 tanh(z / 2) + 0.5, as in the NumPy kernel
+        _bias_half(z, b)  # sigmoid = 0.5 tanh(z / 2) + 0.5, as in the NumPy kernel
         return True
     if code == RELU:
         _bias_relu(z, b)
@@ -243,7 +244,7 @@ def _grad_relu(y, gy, dz, acc):
     rows, cols = dz.shape
     for i in range(rows):
         for j in range(cols):
-            d = gy[i, j] * (one if y[i, j] > zero else zero)   # gy * (y > 0): NaN/inf gy stay NaN
+            d = gy[i, j] * (one if y[i, j] > zero else zero)  # gy * (y > 0): NaN/inf gy stay NaN
             dz[i, j] = d
             if acc is not None:
                 acc[j] += d
@@ -322,7 +323,7 @@ def dense_forward_numba(x, W, b, code, y):
     if not blas.AVAILABLE:
         np.matmul(x, W, out=y)
         return bias_act_numba(y, b, code)
-    if _dense_forward(x, W, b, code, y):     # float64 tanh/sigmoid: finish with numpy's exact tanh
+    if _dense_forward(x, W, b, code, y):  # float64 tanh/sigmoid: finish with numpy's exact tanh
         np.tanh(y, out=y)
         if code == SIGMOID:
             _half_plus_half(y)

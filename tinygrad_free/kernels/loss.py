@@ -11,6 +11,7 @@ Cross-entropy:  L = -(1/B) sum_b log softmax(z_b)[y_b],      dL/dz = (p - onehot
 Squared error:  L =  (1/B) sum_b sum_k (p_bk - onehot_bk)^2,  with q = 2 (p - onehot) / B,
                 dL/dz = p * (q - sum_k q_k p_k)   (the softmax Jacobian applied to q)
 """
+
 import numpy as np
 
 
@@ -58,9 +59,9 @@ def softmax_squared_error_numpy(z, labels, grad):
     p = np.empty_like(z)
     _softmax_into(z, p)
     np.copyto(grad, p)
-    grad[rows, labels] -= 1                      # d = p - onehot
+    grad[rows, labels] -= 1  # d = p - onehot
     loss = float(np.einsum("ij,ij->", grad, grad, dtype=np.float64)) / B
-    grad *= 2.0 / B                              # q
+    grad *= 2.0 / B  # q
     dot = np.einsum("ij,ij->i", grad, p)
     grad -= dot[:, None]
     grad *= p
@@ -130,7 +131,7 @@ def softmax_cross_entropy_numba(z, labels, grad):
         s = _row_exp(z, b, m, grad)
         total += np.log(s) - (np.float64(z[b, y]) - np.float64(m))
         scale = inv_b / s
-        for k in range(k_n):                      # (p - onehot) / B, rounded once
+        for k in range(k_n):  # (p - onehot) / B, rounded once
             v = grad[b, k] * scale
             grad[b, k] = v - inv_b if k == y else v
     return total * inv_b, correct
@@ -154,7 +155,7 @@ def softmax_squared_error_numba(z, labels, grad):
         correct += arg == y
         s = _row_exp(z, b, m, grad)
         inv_s = 1.0 / s
-        dot = 0.0                                  # sum_k q_k p_k
+        dot = 0.0  # sum_k q_k p_k
         for k in range(k_n):
             p = grad[b, k] * inv_s
             d = p - 1.0 if k == y else p

@@ -4,6 +4,7 @@
 nothing per step; the numba versions run one fused loop and ignore it. ``g`` is the gradient
 with any weight decay already added. The equations are in each optimizer's docstring.
 """
+
 import numpy as np
 
 
@@ -15,11 +16,11 @@ def sgd_numpy(w, g, tmp, lr):
 def momentum_numpy(w, g, u, tmp, lr, beta, nesterov):
     u *= beta
     u += g
-    if nesterov:                       # w <- w - lr * (g + beta * u)
+    if nesterov:  # w <- w - lr * (g + beta * u)
         np.multiply(u, beta, out=tmp[0])
         tmp[0] += g
         tmp[0] *= lr
-    else:                              # w <- w - lr * u
+    else:  # w <- w - lr * u
         np.multiply(u, lr, out=tmp[0])
     w -= tmp[0]
 
@@ -69,7 +70,7 @@ def nadam_numpy(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
     np.divide(v, bc2, out=t)
     np.sqrt(t, out=t)
     t += eps
-    if cm != 0:                        # u <- cm * (m + (cg / cm) g) without a third buffer
+    if cm != 0:  # u <- cm * (m + (cg / cm) g) without a third buffer
         np.multiply(g, cg / cm, out=u)
         u += m
         u *= cm
@@ -184,7 +185,7 @@ def nadam_numba(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
     dt = w1.dtype.type
     b1_, omb1, b2_, omb2 = dt(b1), dt(1 - b1), dt(b2), dt(1 - b2)
     eps_, inv_bc2, lr_ = dt(eps), dt(1 / bc2), dt(lr)
-    if cm != 0:                        # cm * (m + (cg / cm) g), the NumPy kernel's rounding
+    if cm != 0:  # cm * (m + (cg / cm) g), the NumPy kernel's rounding
         cm_, ratio = dt(cm), dt(cg / cm)
         for i in range(n):
             gi = g1[i]
@@ -209,7 +210,7 @@ def _weight_decay(g, w, wd, n_decay, out):
     g1, w1, o1 = flat_in(g), flat_in(w), flat(out)
     n = o1.shape[0]
     _check_sizes(g1, w1, n)
-    k = n_decay                         # slice semantics of w[:n_decay]
+    k = n_decay  # slice semantics of w[:n_decay]
     if k < 0:
         k = max(n + k, 0)
     k = min(k, n)

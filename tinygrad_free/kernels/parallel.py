@@ -23,6 +23,7 @@ and vectorises. Given bounds to loop over instead (``range(lo, hi)`` on the whol
 cannot prove the index non-negative, keeps its negative-index wraparound check in the loop and
 the loop runs scalar: 4-6x slower, which is what had made earlier parallel updates a loss.
 """
+
 import contextlib
 import os
 
@@ -48,12 +49,13 @@ if HAVE_NUMBA:
 
     if not (os.environ.get("NUMBA_THREADING_LAYER") or os.environ.get("NUMBA_THREADING_LAYER_PRIORITY")):
         _numba_config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-else:                                   # numba is optional; nothing here runs without it
+else:  # numba is optional; nothing here runs without it
     from ._nb import njit
+
     numba = None
     prange = range
 
-_layer_ok = None        # None: not known until numba has started its threads
+_layer_ok = None  # None: not known until numba has started its threads
 
 
 @njit(cache=True)
@@ -82,7 +84,7 @@ def layer_ok():
         else:
             try:
                 numba.threading_layer()
-            except ValueError:          # no thread started yet
+            except ValueError:  # no thread started yet
                 _start_threads()
             _layer_ok = numba.threading_layer() in GOOD_LAYERS
     return _layer_ok
@@ -96,6 +98,7 @@ def _noop(x):
 
 def _start_threads():
     import numpy as np
+
     _noop(np.zeros(2, np.int64))
 
 

@@ -14,6 +14,7 @@ Ho = (H - kh) // sh + 1 and Wo = (W - kw) // sw + 1.
 The numba twins equal the NumPy kernels bit for bit except where NumPy's mean sums in another
 order (average pooling forward, global average forward): there they agree to rounding.
 """
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -35,7 +36,7 @@ def maxpool2d_forward_numpy(x, kh, kw, sh, sw, y, argmax):
     win = _windows(x, kh, kw, sh, sw)
     n, c, ho, wo = win.shape[:4]
     flat = win.reshape(n, c, ho, wo, kh * kw)
-    k = np.argmax(flat, axis=-1)                                  # first max; first NaN wins
+    k = np.argmax(flat, axis=-1)  # first max; first NaN wins
     y[...] = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
     i, j = np.divmod(k, kw)
     argmax[...] = (np.arange(ho)[:, None] * sh + i) * x.shape[3] + np.arange(wo) * sw + j
@@ -66,7 +67,7 @@ def avgpool2d_backward_numpy(gy, kh, kw, sh, sw, dx):
     dx[...] = 0
     for i in range(kh):
         for j in range(kw):
-            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += g
+            dx[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += g
     return dx
 
 
@@ -107,7 +108,7 @@ def _maxpool_forward(x, kh, kw, sh, sw, y, argmax):
                     for i in range(kh):
                         for j in range(kw):
                             v = x[s, ch, h0 + i, w0 + j]
-                            if v > best or (v != v and best == best):     # first NaN wins
+                            if v > best or (v != v and best == best):  # first NaN wins
                                 best = v
                                 at = (h0 + i) * w + w0 + j
                     y[s, ch, oh, ow] = best

@@ -5,6 +5,7 @@ image; ``shifts[b] = (dy_b, dx_b)`` moves image b's content down by dy_b and rig
 ``x`` and ``out`` are (batch, height, width) and must not overlap. Both versions only copy
 values, so they agree exactly.
 """
+
 import numpy as np
 
 from ._nb import NJIT, njit
@@ -27,7 +28,7 @@ def shift_images_numpy(x, shifts, out):
         dy, dx = int(shifts[b, 0]), int(shifts[b, 1])
         (r0, r1), (c0, c1) = _span(dy, H), _span(dx, W)
         if r0 < r1 and c0 < c1:
-            out[rows, r0:r1, c0:c1] = x[rows, r0 - dy:r1 - dy, c0 - dx:c1 - dx]
+            out[rows, r0:r1, c0:c1] = x[rows, r0 - dy : r1 - dy, c0 - dx : c1 - dx]
     return out
 
 

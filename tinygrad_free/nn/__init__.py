@@ -1,4 +1,5 @@
 """Layers, containers and losses. Every module writes its own backward; nothing is traced."""
+
 from .activation import Identity, ReLU, Sigmoid, Softmax, Tanh
 from .avgpool import AvgPool2D
 from .batchnorm import BatchNorm
@@ -20,7 +21,38 @@ from .residual import Residual
 from .sequential import Sequential
 from .serialize import register
 
-__all__ = ["Module", "Parameter", "Sequential", "Graph", "Input", "Node", "Residual", "Add", "Concat",
-           "Multiply", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dropout",
-           "BatchNorm", "LayerNorm", "Identity", "Sigmoid", "Tanh", "ReLU", "Softmax", "Loss", "CrossEntropyLoss",
-           "MSELoss", "NonFiniteError", "get_loss", "load", "register", "no_grad", "is_grad_enabled"]
+__all__ = [
+    "Module",
+    "Parameter",
+    "Sequential",
+    "Graph",
+    "Input",
+    "Node",
+    "Residual",
+    "Add",
+    "Concat",
+    "Multiply",
+    "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "Flatten",
+    "Dropout",
+    "BatchNorm",
+    "LayerNorm",
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "Softmax",
+    "Loss",
+    "CrossEntropyLoss",
+    "MSELoss",
+    "NonFiniteError",
+    "get_loss",
+    "load",
+    "register",
+    "no_grad",
+    "is_grad_enabled",
+]

@@ -1,5 +1,6 @@
 """Argument and input checks shared by the convolution, pooling and normalisation layers, so
 every layer words the same mistake the same way: the layer, what it got, what it needs."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,9 @@ def pair(value: Any, what: str, layer: str, minimum: int = 1) -> tuple[int, int]
     items = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     try:
-        ok = len(items) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                     and v >= minimum for v in items)
+        ok = len(items) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in items
+        )
     except TypeError:
         ok = False
     if not ok:
@@ -42,8 +44,10 @@ def image_batch(layer: object, x: Any, channels: int | None = None) -> tuple[int
     shape: Any = getattr(x, "shape", None)
     c = "channels" if channels is None else channels
     if getattr(x, "ndim", 0) != 4 or (channels is not None and shape[1] != channels):
-        raise ValueError(f"{layer!r}: expected input of shape (batch, {c}, height, width), "
-                         f"got {shape if shape is not None else type(x).__name__}")
+        raise ValueError(
+            f"{layer!r}: expected input of shape (batch, {c}, height, width), "
+            f"got {shape if shape is not None else type(x).__name__}"
+        )
     if x.dtype.kind != "f":
         raise ValueError(f"{layer!r}: expected a float32 or float64 input, got {x.dtype}")
     return shape
@@ -51,8 +55,10 @@ def image_batch(layer: object, x: Any, channels: int | None = None) -> tuple[int
 
 def same_dtype(layer: object, x: Any, dtype: DTypeLike) -> None:
     if x.dtype != dtype:
-        raise ValueError(f"{layer!r}: expected {dtype} input (the layer's dtype), got {x.dtype}; "
-                         f"convert the data once, e.g. x.astype(np.{dtype})")
+        raise ValueError(
+            f"{layer!r}: expected {dtype} input (the layer's dtype), got {x.dtype}; "
+            f"convert the data once, e.g. x.astype(np.{dtype})"
+        )
 
 
 def gradient_shape(layer: object, grad_out: Any, shape: tuple[int, ...]) -> None:

@@ -12,6 +12,7 @@ tanh        tanh z              1 - y^2
 relu        max(z, 0)           1 if y > 0 else 0
 ==========  ==================  ======================
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -54,8 +55,9 @@ class Activation(Module):
 
     def backward(self, grad_out: Array) -> Array:
         if grad_out.shape != self._y.shape:
-            raise ValueError(f"{type(self).__name__}.backward: expected gradient of shape {self._y.shape}, "
-                             f"got {grad_out.shape}")
+            raise ValueError(
+                f"{type(self).__name__}.backward: expected gradient of shape {self._y.shape}, got {grad_out.shape}"
+            )
         if self.code == IDENTITY:
             return grad_out.copy()
         out = np.empty_like(self._y)

@@ -1,4 +1,5 @@
 """2-D average pooling (NCHW)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,5 @@
 """Batch normalisation over the channel axis of (N, C) or (N, C, H, W) inputs."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,9 @@ class BatchNorm(Module):
     running_mean: Array
     running_var: Array
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: DTypeLike = np.float32
+    ) -> None:
         super().__init__()
         self.num_features = check.positive_int(num_features, "num_features", "BatchNorm")
         if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps > 0):
@@ -54,9 +56,11 @@ class BatchNorm(Module):
     def _layout(self, x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(axes summed over, shape broadcasting a per-channel vector) for x."""
         if getattr(x, "ndim", 0) not in (2, 4) or x.shape[1] != self.num_features:
-            raise ValueError(f"{self!r}: expected input of shape (batch, {self.num_features}) or "
-                             f"(batch, {self.num_features}, height, width), "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (batch, {self.num_features}) or "
+                f"(batch, {self.num_features}, height, width), "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
         check.same_dtype(self, x, self.gamma.data.dtype)
         return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
 
@@ -68,8 +72,10 @@ class BatchNorm(Module):
             return (x - self.running_mean.reshape(shape)) * (invstd.reshape(shape) * gamma) + beta
         m = x.size // self.num_features
         if m < 2:
-            raise ValueError(f"{self!r}: training needs more than one value per channel to estimate a "
-                             f"variance, got input of shape {x.shape}")
+            raise ValueError(
+                f"{self!r}: training needs more than one value per channel to estimate a "
+                f"variance, got input of shape {x.shape}"
+            )
         mean = x.mean(axis=axes)
         xc = x - mean.reshape(shape)
         var = np.mean(xc * xc, axis=axes)
@@ -100,8 +106,12 @@ class BatchNorm(Module):
         return scale * (grad_out - (dbeta / m).reshape(shape) - xhat * (dgamma / m).reshape(shape))
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
-                "dtype": str(self.gamma.data.dtype)}
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "dtype": str(self.gamma.data.dtype),
+        }
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

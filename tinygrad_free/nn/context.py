@@ -24,6 +24,7 @@ it for backward, and an in-place change such as ``out += x`` would silently corr
 gradients (PyTorch raises "modified by an inplace operation" for the same reason). ``y.copy()``
 gives a writable array.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
     from .module import Module
 
 _MISSING = object()
-_recording: list[Context] = []        # contexts whose forward is running, innermost last
-_replaying: list[Context] = []        # contexts whose backward is running, innermost last
+_recording: list[Context] = []  # contexts whose forward is running, innermost last
+_replaying: list[Context] = []  # contexts whose backward is running, innermost last
 _grad_enabled: list[bool] = [True]
 
 
@@ -124,7 +125,7 @@ def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context |
         _recording.pop()
         d["_recording_ctx"] = outer
     d["_last_forward"] = ctx
-    if type(y) is np.ndarray:           # _readonly, inlined for the hot path
+    if type(y) is np.ndarray:  # _readonly, inlined for the hot path
         for x in xs:
             if x is y:
                 return y, ctx
@@ -163,7 +164,8 @@ def _resolve(module: Module) -> Context:
                 f"{len(mine)} times, so backward(grad) cannot tell which call grad belongs to. Pair "
                 f"each call with its own backward: in {outer}.forward write `y, self.back = "
                 f"self.<layer>.begin_update(x)` and in {outer}.backward call `self.back(grad)` "
-                "(Sequential, Graph and Residual do this for you)")
+                "(Sequential, Graph and Residual do this for you)"
+            )
     d = module.__dict__
     ctx = d.get("_pending")
     if ctx is not None and not ctx.used:
@@ -174,25 +176,31 @@ def _resolve(module: Module) -> Context:
                 "backward, so backward(grad) cannot tell which call grad belongs to. Pair each call "
                 "with its own backward (`y, backprop = module.begin_update(x)`, then `backprop(grad)`), "
                 "or run the forward passes you will not backpropagate under `with nn.no_grad():` or in "
-                "eval mode")
+                "eval mode"
+            )
         return ctx
     last = d.get("_last_forward")
     if last is None:
         raise RuntimeError(f"{name}.backward was called before forward: no forward pass has run in training mode")
     if last == "failed":
-        raise RuntimeError(f"{name}.backward: the last forward raised an exception, so it has nothing to "
-                           "backpropagate; run a forward pass that succeeds first")
+        raise RuntimeError(
+            f"{name}.backward: the last forward raised an exception, so it has nothing to "
+            "backpropagate; run a forward pass that succeeds first"
+        )
     if last == "eval":
         raise RuntimeError(
             f"{name}.backward: the last forward ran in eval mode, which saves nothing for backward; "
-            "call model.train() before the forward pass you want to backpropagate")
+            "call model.train() before the forward pass you want to backpropagate"
+        )
     if last == "no_grad":
         raise RuntimeError(
             f"{name}.backward: the last forward ran under nn.no_grad(), which saves nothing for backward; "
-            "run the forward pass you want to backpropagate outside no_grad()")
+            "run the forward pass you want to backpropagate outside no_grad()"
+        )
     raise RuntimeError(
         f"{name}.backward: the values saved by the last forward were already used by an earlier backward. "
-        "Each forward pass can be backpropagated once (as in PyTorch); run forward again first")
+        "Each forward pass can be backpropagated once (as in PyTorch); run forward again first"
+    )
 
 
 def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: bool = True) -> Any:
@@ -201,14 +209,17 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
     if ctx is None:
         raise RuntimeError(
             f"{_name(module)}.backward: its forward ran in eval mode or under no_grad(), which saves "
-            "nothing for backward; call model.train() before the forward pass you want to backpropagate")
+            "nothing for backward; call model.train() before the forward pass you want to backpropagate"
+        )
     if ctx.module is not module:
-        raise RuntimeError(f"{_name(module)}.backward was handed the context of a call of another "
-                           f"module ({_name(ctx.module)})")
+        raise RuntimeError(
+            f"{_name(module)}.backward was handed the context of a call of another module ({_name(ctx.module)})"
+        )
     if ctx.used:
         raise RuntimeError(
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
-            "can be backpropagated once (as in PyTorch); run forward again first")
+            "can be backpropagated once (as in PyTorch); run forward again first"
+        )
     call: Context = ctx
     call.used = True
     d = module.__dict__
@@ -233,12 +244,12 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
         raise
     finally:
         _replaying.pop()
-        for k, v in previous:       # the module keeps its latest forward's attributes
+        for k, v in previous:  # the module keeps its latest forward's attributes
             if v is _MISSING:
                 d.pop(k, None)
             else:
                 d[k] = v
-    call.saved = call.children = None   # free the saved arrays, as PyTorch does after backward
+    call.saved = call.children = None  # free the saved arrays, as PyTorch does after backward
     if d.get("_pending") is call:
         d["_pending"] = None
         d["_pending_calls"] = 0
@@ -252,15 +263,17 @@ def accepts_input_grad(fn: Callable[..., Any]) -> bool:
 
 def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Make a subclass's ``forward`` run in a per-call context (see the module docstring)."""
+
     @functools.wraps(fn)
     def forward(self: Module, *xs: Any, **kwargs: Any) -> Any:
-        if type(self).forward is not forward:       # super().forward() from a subclass: same call
+        if type(self).forward is not forward:  # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
         y, ctx = forward_ctx(self, *xs, **kwargs)
         if ctx is not None:
             _register(self, ctx)
         return y
-    setattr(forward, "raw", fn)     # noqa: B010 (a function attribute mypy cannot see)
+
+    setattr(forward, "raw", fn)  # noqa: B010 (a function attribute mypy cannot see)
     return forward
 
 
@@ -270,8 +283,9 @@ def wrap_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def backward(self: Module, grad: Any, input_grad: bool = True) -> Any:
-        if type(self).backward is not backward:     # super().backward() from a subclass
+        if type(self).backward is not backward:  # super().backward() from a subclass
             return fn(self, grad, input_grad=input_grad) if takes else fn(self, grad)
         return backward_ctx(self, _resolve(self), grad, input_grad)
-    setattr(backward, "raw", fn)    # noqa: B010
+
+    setattr(backward, "raw", fn)  # noqa: B010
     return backward

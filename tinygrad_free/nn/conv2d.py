@@ -1,4 +1,5 @@
 """2-D convolution (NCHW) with an optional fused activation: y = act(conv2d(x, W) + b)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -48,10 +49,19 @@ class Conv2D(Module):
     rng : None, int or numpy.random.Generator
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
-                 activation: str | None = None, bias: bool = True, init: str | Initializer = "xavier",
-                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        activation: str | None = None,
+        bias: bool = True,
+        init: str | Initializer = "xavier",
+        dtype: DTypeLike = np.float32,
+        rng: Seed = None,
+    ) -> None:
         super().__init__()
         self.in_channels = check.positive_int(in_channels, "in_channels", "Conv2D")
         self.out_channels = check.positive_int(out_channels, "out_channels", "Conv2D")
@@ -78,14 +88,17 @@ class Conv2D(Module):
         check.same_dtype(self, x, W.dtype)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if h + 2 * ph < kh or w + 2 * pw < kw:
-            raise ValueError(f"{self!r}: kernel {self.kernel_size} is larger than the padded input "
-                             f"{(h + 2 * ph, w + 2 * pw)} (input {(h, w)} plus padding {self.padding} on "
-                             f"each side); need height + 2*padding >= kernel height, likewise for width")
+            raise ValueError(
+                f"{self!r}: kernel {self.kernel_size} is larger than the padded input "
+                f"{(h + 2 * ph, w + 2 * pw)} (input {(h, w)} plus padding {self.padding} on "
+                f"each side); need height + 2*padding >= kernel height, likewise for width"
+            )
         ho, wo = self.output_shape(h, w)
         cols = np.empty((n, self.in_channels * kh * kw, ho * wo), W.dtype)
         y = np.empty((n, self.out_channels, ho, wo), W.dtype)
-        backend.ops().conv2d_forward(x, W, None if self.b is None else self.b.data, sh, sw, ph, pw,
-                                     self.act_code, cols, y)
+        backend.ops().conv2d_forward(
+            x, W, None if self.b is None else self.b.data, sh, sw, ph, pw, self.act_code, cols, y
+        )
         if self.training:
             self._cols, self._y, self._x_shape = cols, y, x.shape
         return y
@@ -101,16 +114,36 @@ class Conv2D(Module):
         dW, beta = self.W.gemm_target()
         dx = np.empty(self._x_shape, y.dtype) if input_grad else None
         (sh, sw), (ph, pw) = self.stride, self.padding
-        backend.ops().conv2d_backward(cols, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
-                                      None if self.b is None else self.b.grad, sh, sw, ph, pw, dx)
+        backend.ops().conv2d_backward(
+            cols,
+            self.W.data,
+            y,
+            grad_out,
+            self.act_code,
+            self._dz,
+            dW,
+            beta,
+            None if self.b is None else self.b.grad,
+            sh,
+            sw,
+            ph,
+            pw,
+            dx,
+        )
         self.W.grad_written()
         return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "activation": act.NAMES[self.act_code],
-                "bias": self.b is not None, "dtype": str(self.W.data.dtype)}
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "activation": act.NAMES[self.act_code],
+            "bias": self.b is not None,
+            "dtype": str(self.W.data.dtype),
+        }
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

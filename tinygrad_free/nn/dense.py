@@ -1,4 +1,5 @@
 """Fully connected layer with an optional fused activation: y = act(x @ W + b)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -47,17 +48,25 @@ class Dense(Module):
     rng : None, int or numpy.random.Generator
     """
 
-    def __init__(self, in_features: int, out_features: int, activation: str | None = None,
-                 init: str | Initializer = "xavier", bias: bool = True, dtype: DTypeLike = np.float32,
-                 rng: Seed = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        activation: str | None = None,
+        init: str | Initializer = "xavier",
+        bias: bool = True,
+        dtype: DTypeLike = np.float32,
+        rng: Seed = None,
+    ) -> None:
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
         self.act_code = act.code(activation)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
-            raise ValueError(f"Dense: dtype must be float32 or float64 (the kernels are built for these two), "
-                             f"got {dtype}")
+            raise ValueError(
+                f"Dense: dtype must be float32 or float64 (the kernels are built for these two), got {dtype}"
+            )
         self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         w = initializers.get(init)((self.in_features, self.out_features), initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
@@ -67,11 +76,15 @@ class Dense(Module):
     def forward(self, x: Array) -> Array:
         W = self.W.data
         if getattr(x, "ndim", 0) != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"{self!r}: expected input of shape (batch, {self.in_features}), "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (batch, {self.in_features}), "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
         if x.dtype != W.dtype:
-            raise ValueError(f"{self!r}: expected {W.dtype} input (the layer's dtype), got {x.dtype}; "
-                             f"convert the data once, e.g. x.astype(np.{W.dtype})")
+            raise ValueError(
+                f"{self!r}: expected {W.dtype} input (the layer's dtype), got {x.dtype}; "
+                f"convert the data once, e.g. x.astype(np.{W.dtype})"
+            )
         y = np.empty((x.shape[0], self.out_features), W.dtype)
         backend.ops().dense_forward(x, W, None if self.b is None else self.b.data, self.act_code, y)
         if self.training:
@@ -89,15 +102,20 @@ class Dense(Module):
             self._dz = np.empty_like(y)
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, x.dtype) if input_grad else None
-        backend.ops().dense_backward(x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta,
-                                     None if self.b is None else self.b.grad, dx)
+        backend.ops().dense_backward(
+            x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta, None if self.b is None else self.b.grad, dx
+        )
         self.W.grad_written()
         return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "activation": act.NAMES[self.act_code], "bias": self.b is not None,
-                "dtype": str(self.W.data.dtype)}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "activation": act.NAMES[self.act_code],
+            "bias": self.b is not None,
+            "dtype": str(self.W.data.dtype),
+        }
 
     def extra_repr(self) -> str:
         s = f"{self.in_features}, {self.out_features}"

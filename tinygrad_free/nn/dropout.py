@@ -1,4 +1,5 @@
 """Inverted dropout."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,9 @@ class Dropout(Module):
 
     def forward(self, x: Array) -> Array:
         if getattr(x, "dtype", np.dtype(object)).kind != "f":
-            raise ValueError(f"{self!r}: expected a float32 or float64 array, got "
-                             f"{getattr(x, 'dtype', type(x).__name__)}")
+            raise ValueError(
+                f"{self!r}: expected a float32 or float64 array, got {getattr(x, 'dtype', type(x).__name__)}"
+            )
         if not self.training:
             return x
         self._x_shape = x.shape

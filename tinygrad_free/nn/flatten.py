@@ -1,4 +1,5 @@
 """Flatten: (N, C, H, W) -> (N, C*H*W), in C order."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,10 @@ class Flatten(Module):
 
     def forward(self, x: Array) -> Array:
         if getattr(x, "ndim", 0) < 2:
-            raise ValueError(f"{self!r}: expected input of shape (batch, ...) with at least 2 dimensions, "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (batch, ...) with at least 2 dimensions, "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
         if self.training:
             self._x_shape = x.shape
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))

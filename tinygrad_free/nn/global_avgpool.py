@@ -1,4 +1,5 @@
 """Global average pooling: (N, C, H, W) -> (N, C)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

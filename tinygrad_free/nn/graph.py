@@ -12,6 +12,7 @@ Each call of a module on nodes is a node of its own, so one module may appear in
 topological order computed once; backward walks it in reverse, handing each node the context of
 its own call and summing the gradients of a node's several consumers (fan-out).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -52,8 +53,10 @@ def call_on_nodes(module: Module, xs: tuple[Any, ...], kwargs: dict[str, Any]) -
     if kwargs:
         raise TypeError(f"{type(module).__name__} called on nodes takes no keyword arguments, got {sorted(kwargs)}")
     if not all(isinstance(x, Node) for x in xs):
-        raise TypeError(f"{type(module).__name__} was called on a mix of Nodes and arrays: call a module "
-                        "either on nn.Input nodes (to build a Graph) or on arrays (to compute)")
+        raise TypeError(
+            f"{type(module).__name__} was called on a mix of Nodes and arrays: call a module "
+            "either on nn.Input nodes (to build a Graph) or on arrays (to compute)"
+        )
     probe = [np.zeros((2,) + n.shape, n.dtype) for n in xs]
     try:
         with context.no_grad(), _eval_mode(module):
@@ -61,9 +64,11 @@ def call_on_nodes(module: Module, xs: tuple[Any, ...], kwargs: dict[str, Any]) -
     except (ValueError, TypeError, IndexError) as e:
         raise ValueError(f"{module!r} cannot take inputs of shape {_describe(xs)}: {e}") from e
     if not isinstance(y, np.ndarray) or y.ndim < 1 or y.shape[0] != 2:
-        raise ValueError(f"{module!r} called on nodes must return one array with the batch axis first, "
-                         f"got {type(y).__name__} {getattr(y, 'shape', '')}; a module with several outputs "
-                         "cannot be a Graph node yet")
+        raise ValueError(
+            f"{module!r} called on nodes must return one array with the batch axis first, "
+            f"got {type(y).__name__} {getattr(y, 'shape', '')}; a module with several outputs "
+            "cannot be a Graph node yet"
+        )
     return Node(module, xs, y.shape[1:], y.dtype)
 
 
@@ -115,8 +120,9 @@ class Graph(Module):
     _keys: dict[int, str]
     _contexts: list[Context | None]
 
-    def __init__(self, inputs: Node | list[Node] | tuple[Node, ...],
-                 outputs: Node | list[Node] | tuple[Node, ...]) -> None:
+    def __init__(
+        self, inputs: Node | list[Node] | tuple[Node, ...], outputs: Node | list[Node] | tuple[Node, ...]
+    ) -> None:
         super().__init__()
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
@@ -124,8 +130,10 @@ class Graph(Module):
         outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
         for what, nodes in (("inputs", ins), ("outputs", outs)):
             if not nodes or not all(isinstance(n, Node) for n in nodes):
-                raise TypeError(f"Graph {what} must be Nodes (nn.Input(...) and what module calls on them "
-                                f"return), got {[type(n).__name__ for n in nodes]}")
+                raise TypeError(
+                    f"Graph {what} must be Nodes (nn.Input(...) and what module calls on them "
+                    f"return), got {[type(n).__name__ for n in nodes]}"
+                )
         for i, n in enumerate(ins):
             if n.module is not None:
                 raise ValueError(f"Graph input {i} is the output of {n.module!r}, not an nn.Input")
@@ -136,8 +144,10 @@ class Graph(Module):
         reached = {id(n) for n in order}
         for n in order:
             if n.module is None and id(n) not in position:
-                raise ValueError(f"Graph: an output depends on {n!r}, which is not among the graph's inputs; "
-                                 "list every Input the outputs use in inputs=[...]")
+                raise ValueError(
+                    f"Graph: an output depends on {n!r}, which is not among the graph's inputs; "
+                    "list every Input the outputs use in inputs=[...]"
+                )
         for i, n in enumerate(ins):
             if id(n) not in reached:
                 raise ValueError(f"Graph: input {i} {n!r} does not reach any output; remove it or use it")
@@ -165,8 +175,10 @@ class Graph(Module):
             raise TypeError(f"Graph takes {len(ins)} input array(s), got {len(xs)}")
         for i, (x, n) in enumerate(zip(xs, ins)):
             if getattr(x, "shape", None) is None or x.shape[1:] != n.shape:
-                raise ValueError(f"Graph input {i}: expected shape (batch, {', '.join(map(str, n.shape))}), "
-                                 f"got {getattr(x, 'shape', type(x).__name__)}")
+                raise ValueError(
+                    f"Graph input {i}: expected shape (batch, {', '.join(map(str, n.shape))}), "
+                    f"got {getattr(x, 'shape', type(x).__name__)}"
+                )
         values = list(xs) + [None] * len(self._plan)
         contexts = []
         for module, args, pos in self._plan:
@@ -180,12 +192,13 @@ class Graph(Module):
     def backward(self, grad: Any, input_grad: bool = True) -> Any:
         grads_out = tuple(grad) if self._multi_out else (grad,)
         if len(grads_out) != len(self._out_pos):
-            raise ValueError(f"Graph.backward takes one gradient per output ({len(self._out_pos)}), "
-                             f"got {len(grads_out)}")
+            raise ValueError(
+                f"Graph.backward takes one gradient per output ({len(self._out_pos)}), got {len(grads_out)}"
+            )
         n_in = self._n_in
         grads: list[Any] = [None] * (n_in + len(self._plan))
 
-        def add(pos: int, g: Any) -> None:        # never in place: one array may be handed to several consumers
+        def add(pos: int, g: Any) -> None:  # never in place: one array may be handed to several consumers
             grads[pos] = g if grads[pos] is None else grads[pos] + g
 
         for pos, g in zip(self._out_pos, grads_out):
@@ -193,7 +206,7 @@ class Graph(Module):
                 add(pos, g)
         for (module, args, pos), ctx in zip(reversed(self._plan), reversed(self._contexts)):
             g = grads[pos]
-            if g is None:           # nothing downstream sends a gradient here
+            if g is None:  # nothing downstream sends a gradient here
                 continue
             grads[pos] = None
             want = input_grad or any(j >= n_in for j in args)
@@ -203,8 +216,9 @@ class Graph(Module):
             if len(args) == 1:
                 gin = (gin,)
             elif not isinstance(gin, (tuple, list)) or len(gin) != len(args):
-                raise ValueError(f"{module!r}.backward must return one gradient per input ({len(args)}), "
-                                 f"got {type(gin).__name__}")
+                raise ValueError(
+                    f"{module!r}.backward must return one gradient per input ({len(args)}), got {type(gin).__name__}"
+                )
             for j, gj in zip(args, gin):
                 if gj is not None and (j >= n_in or input_grad):
                     add(j, gj)
@@ -218,11 +232,15 @@ class Graph(Module):
         position = {id(n): i for i, n in enumerate(self._in_nodes)}
         for i, n in enumerate(self._nodes):
             position[id(n)] = self._n_in + i
-        return {"inputs": [{"shape": list(n.shape), "dtype": str(np.dtype(n.dtype)), "name": n.name}
-                           for n in self._in_nodes],
-                "nodes": [{"module": n.module, "inputs": [position[id(p)] for p in n.inputs]} for n in self._nodes],
-                "outputs": [position[id(n)] for n in self._out_nodes],
-                "multi_input": self._multi_in, "multi_output": self._multi_out}
+        return {
+            "inputs": [
+                {"shape": list(n.shape), "dtype": str(np.dtype(n.dtype)), "name": n.name} for n in self._in_nodes
+            ],
+            "nodes": [{"module": n.module, "inputs": [position[id(p)] for p in n.inputs]} for n in self._nodes],
+            "outputs": [position[id(n)] for n in self._out_nodes],
+            "multi_input": self._multi_in,
+            "multi_output": self._multi_out,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Graph:
@@ -231,8 +249,10 @@ class Graph(Module):
         for spec in config["nodes"]:
             built.append(spec["module"](*[built[j] for j in spec["inputs"]]))
         outputs = [built[j] for j in config["outputs"]]
-        return cls(inputs if config.get("multi_input", len(inputs) > 1) else inputs[0],
-                   outputs if config.get("multi_output", len(outputs) > 1) else outputs[0])
+        return cls(
+            inputs if config.get("multi_input", len(inputs) > 1) else inputs[0],
+            outputs if config.get("multi_output", len(outputs) > 1) else outputs[0],
+        )
 
     # --- display ----------------------------------------------------------------------------------
     def _node_names(self) -> dict[int, str]:
@@ -256,12 +276,19 @@ class Graph(Module):
         first_use: dict[int, str] = {}
         for n in self._nodes:
             m = n.module
-            assert m is not None        # only Inputs lack a module, and _nodes holds none
+            assert m is not None  # only Inputs lack a module, and _nodes holds none
             shared = first_use.get(id(m))
             params = f"shared with {shared}" if shared else f"{m.num_parameters():,}"
             first_use.setdefault(id(m), names[id(n)])
-            rows.append((names[id(n)], repr(m).split("\n")[0], ", ".join(names[id(p)] for p in n.inputs),
-                         str((None,) + n.shape), params))
+            rows.append(
+                (
+                    names[id(n)],
+                    repr(m).split("\n")[0],
+                    ", ".join(names[id(p)] for p in n.inputs),
+                    str((None,) + n.shape),
+                    params,
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))

@@ -1,4 +1,5 @@
 """Layer normalisation over the last axis."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,10 @@ class LayerNorm(Module):
 
     def forward(self, x: Array) -> Array:
         if getattr(x, "ndim", 0) < 1 or x.shape[-1] != self.num_features:
-            raise ValueError(f"{self!r}: expected input of shape (..., {self.num_features}), "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
+            raise ValueError(
+                f"{self!r}: expected input of shape (..., {self.num_features}), "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
         check.same_dtype(self, x, self.gamma.data.dtype)
         xc = x - x.mean(axis=-1, keepdims=True)
         invstd = 1 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + x.dtype.type(self.eps))

@@ -3,6 +3,7 @@
 ``loss = loss_fn(logits, y)`` returns a Python float and caches dL/dlogits;
 ``loss_fn.backward()`` returns it (scaled by ``grad``, 1.0 by default).
 """
+
 from __future__ import annotations
 
 import math
@@ -55,11 +56,14 @@ class Loss:
         try:
             loss, self.correct = getattr(backend.ops(), cast(str, self.kernel))(z, labels, self._grad)
         except IndexError:
-            raise ValueError(f"labels out of range: expected 0..{z.shape[1] - 1}, "
-                             f"got min {labels.min()}, max {labels.max()}") from None
+            raise ValueError(
+                f"labels out of range: expected 0..{z.shape[1] - 1}, got min {labels.min()}, max {labels.max()}"
+            ) from None
         if z.shape[0] and math.isnan(loss):
-            raise NonFiniteError(f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
-                                 "lower the learning rate or check the input scaling)")
+            raise NonFiniteError(
+                f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
+                "lower the learning rate or check the input scaling)"
+            )
         return loss
 
     def backward(self, grad: float = 1.0) -> Array:
@@ -78,12 +82,15 @@ class Loss:
                 raise ValueError(f"one-hot targets must have the logits' shape {shape}, got {y.shape}")
             labels = y.argmax(axis=1)
             if not (np.all(y.sum(axis=1) == 1) and np.all(y[np.arange(B), labels] == 1)):
-                raise ValueError("2-D targets must be one-hot rows (a single 1, zeros elsewhere); "
-                                 "pass integer labels of shape (batch,) otherwise")
+                raise ValueError(
+                    "2-D targets must be one-hot rows (a single 1, zeros elsewhere); "
+                    "pass integer labels of shape (batch,) otherwise"
+                )
             return labels
         if y.ndim != 1 or y.shape[0] != B:
-            raise ValueError(f"labels must be int class indices of shape ({B},) or one-hot of shape {shape}, "
-                             f"got shape {y.shape}")
+            raise ValueError(
+                f"labels must be int class indices of shape ({B},) or one-hot of shape {shape}, got shape {y.shape}"
+            )
         if y.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers, got dtype {y.dtype}")
         return y
@@ -105,8 +112,13 @@ class MSELoss(Loss):
     kernel = "softmax_squared_error"
 
 
-LOSSES = {"cross_entropy": CrossEntropyLoss, "crossentropy": CrossEntropyLoss,
-          "mean_squared_error": MSELoss, "mse": MSELoss, "squared_error": MSELoss}
+LOSSES = {
+    "cross_entropy": CrossEntropyLoss,
+    "crossentropy": CrossEntropyLoss,
+    "mean_squared_error": MSELoss,
+    "mse": MSELoss,
+    "squared_error": MSELoss,
+}
 
 
 def get_loss(name: str) -> Loss:

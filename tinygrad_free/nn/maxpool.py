@@ -1,4 +1,5 @@
 """2-D max pooling (NCHW) that keeps each window's argmax for the backward pass."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,10 @@ def pool_geometry(layer: MaxPool2D | AvgPool2D, x: Array) -> tuple[int, int, int
     n, c, h, w = check.image_batch(layer, x)
     (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
     if h < kh or w < kw:
-        raise ValueError(f"{layer!r}: kernel {layer.kernel_size} is larger than the input's (height, width) "
-                         f"{(h, w)}; need height >= {kh} and width >= {kw}")
+        raise ValueError(
+            f"{layer!r}: kernel {layer.kernel_size} is larger than the input's (height, width) "
+            f"{(h, w)}; need height >= {kh} and width >= {kw}"
+        )
     return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
 
 

@@ -1,5 +1,6 @@
 """Merge layers: several inputs of one shape in, one array out (``Add``, ``Multiply``) or joined
 along an axis (``Concat``). Forward takes the arrays; backward returns one gradient per input."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -85,10 +86,12 @@ class Concat(Module):
         ndim = np.ndim(xs[0])
         axis = self.axis + ndim if self.axis < 0 else self.axis
         if not 1 <= axis < ndim:
-            raise ValueError(f"Concat: axis {self.axis} is the batch axis or out of range for inputs of "
-                             f"rank {ndim}; join along a feature axis (1..{ndim - 1} or -1)")
+            raise ValueError(
+                f"Concat: axis {self.axis} is the batch axis or out of range for inputs of "
+                f"rank {ndim}; join along a feature axis (1..{ndim - 1} or -1)"
+            )
         shapes = [np.shape(x) for x in xs]
-        if any(len(s) != ndim or s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:] for s in shapes):
+        if any(len(s) != ndim or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
             raise ValueError(f"Concat(axis={self.axis}) needs inputs that differ only along that axis, got {shapes}")
         y = np.concatenate(xs, axis=axis)
         if self.training:

@@ -1,6 +1,7 @@
 """Module: the unit of a network. A subclass writes ``forward`` and ``backward``; this base
 class finds its parameters, buffers and children, names them, keeps each call's saved values
 apart (``context``), and saves and loads the whole."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ class Module:
     """
 
     training: bool
-    _registered_name: ClassVar[str]     # set by nn.register on a class saved under a short name
+    _registered_name: ClassVar[str]  # set by nn.register on a class saved under a short name
     _params: OrderedDict[str, Parameter]
     _modules: OrderedDict[str, Module]
     _buffers: OrderedDict[str, Array]
@@ -72,14 +73,20 @@ class Module:
     def __setattr__(self, key: str, value: Any) -> None:
         d = self.__dict__
         ctx = d.get("_recording_ctx")
-        if ctx is not None and not isinstance(value, (Parameter, Module)) and key not in d["_buffers"] \
-                and key not in d["_params"] and key not in d["_modules"]:
-            ctx.saved[key] = value                  # the hot path: per-call state a forward keeps
+        if (
+            ctx is not None
+            and not isinstance(value, (Parameter, Module))
+            and key not in d["_buffers"]
+            and key not in d["_params"]
+            and key not in d["_modules"]
+        ):
+            ctx.saved[key] = value  # the hot path: per-call state a forward keeps
             object.__setattr__(self, key, value)
             return
         if "_params" not in d:
-            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() before "
-                               "assigning attributes")
+            raise RuntimeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before assigning attributes"
+            )
         if not isinstance(value, (Parameter, Module)) and key not in d["_params"] and key not in d["_modules"]:
             if key in d["_buffers"]:
                 d["_buffers"][key] = value
@@ -119,6 +126,7 @@ class Module:
     def __call__(self, *xs: Any, **kwargs: Any) -> Any:
         if xs and any(isinstance(x, Node) for x in xs):
             from .graph import call_on_nodes
+
             return call_on_nodes(self, xs, kwargs)
         return self.forward(*xs, **kwargs)
 
@@ -134,6 +142,7 @@ class Module:
 
         def backprop(grad: Any, input_grad: bool = True) -> Any:
             return self._backward_ctx(ctx, grad, input_grad)
+
         return y, backprop
 
     #: ``(y, context)`` of one forward call (the context None in eval mode or under no_grad).
@@ -186,6 +195,7 @@ class Module:
             for key, child in m._modules.items():
                 if id(child) not in seen:
                     walk(child, f"{prefix}{key}.")
+
         walk(self, prefix)
         return out
 
@@ -270,7 +280,8 @@ class Module:
         rebuild the module."""
         raise NotImplementedError(
             f"{type(self).__name__} has no get_config(); implement it to use save()/nn.load, "
-            "or save state_dict() yourself")
+            "or save state_dict() yourself"
+        )
 
     @classmethod
     def from_config(cls: type[_M], config: dict[str, Any]) -> _M:

@@ -1,4 +1,5 @@
 """The trainable tensor: a value and the gradient that backward accumulates into it."""
+
 from __future__ import annotations
 
 import weakref
@@ -63,7 +64,7 @@ class Parameter:
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "data":
             value = self._conforming(value, "data")
-            if self._owner is not None:       # packed: the optimizer's buffer must see the value
+            if self._owner is not None:  # packed: the optimizer's buffer must see the value
                 self.data[...] = value
                 return
         object.__setattr__(self, key, value)
@@ -73,12 +74,16 @@ class Parameter:
         value = np.asarray(value)
         shape, dtype = self.data.shape, self.data.dtype
         if value.shape != shape:
-            raise ValueError(f"Parameter {self.name!r}: the new {what} has shape {value.shape}, but the "
-                             f"parameter's shape is {shape}; a parameter's shape is fixed (build a new layer "
-                             "to change it)")
+            raise ValueError(
+                f"Parameter {self.name!r}: the new {what} has shape {value.shape}, but the "
+                f"parameter's shape is {shape}; a parameter's shape is fixed (build a new layer "
+                "to change it)"
+            )
         if value.dtype != dtype:
-            raise ValueError(f"Parameter {self.name!r}: the new {what} has dtype {value.dtype}, but the "
-                             f"parameter is {dtype}; convert it first, e.g. array.astype(np.{dtype})")
+            raise ValueError(
+                f"Parameter {self.name!r}: the new {what} has dtype {value.dtype}, but the "
+                f"parameter is {dtype}; convert it first, e.g. array.astype(np.{dtype})"
+            )
         return value
 
     def _bind(self, data: Array, grad: Array, owner: weakref.ref[Any]) -> None:
@@ -89,14 +94,14 @@ class Parameter:
 
     @property
     def grad(self) -> Array:
-        if self._grad_is_zero:          # materialize_grad(), inlined: the hot path reads grad often
+        if self._grad_is_zero:  # materialize_grad(), inlined: the hot path reads grad often
             self._grad.fill(0)
             _set(self, "_grad_is_zero", False)
         return self._grad
 
     @grad.setter
     def grad(self, value: ArrayLike | None) -> None:
-        if value is None:               # PyTorch's way of clearing a gradient
+        if value is None:  # PyTorch's way of clearing a gradient
             self.zero_grad()
             return
         value = self._conforming(value, "grad")

@@ -1,4 +1,5 @@
 """Residual: y = x + block(x), the skip connection of ResNet."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,10 @@ class Residual(Module):
     def forward(self, x: Array) -> Array:
         y, ctx = self.block._forward_ctx(x)
         if y.shape != x.shape:
-            raise ValueError(f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "
-                             "y = x + block(x) needs the block to keep the shape")
+            raise ValueError(
+                f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "
+                "y = x + block(x) needs the block to keep the shape"
+            )
         if self.training:
             self._ctx = ctx
         return x + y

@@ -1,4 +1,5 @@
 """Sequential: a forward loop over modules and a reversed backward loop."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

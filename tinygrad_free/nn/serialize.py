@@ -11,6 +11,7 @@ never stands in for the built-in one. ``@nn.register("name")`` gives a class a s
 that does not depend on where it is defined (for a class that moves between files); a name that
 is taken raises unless ``override=True``.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ _C = TypeVar("_C", bound="type[Module]")
 
 # qualified name -> class (filled by Module.__init_subclass__)
 _CLASSES: dict[str, type[Module]] = {}
-_SHORT: dict[str, type[Module]] = {}       # registered short name -> class
+_SHORT: dict[str, type[Module]] = {}  # registered short name -> class
 # the memo of the save in progress, so nested to_spec() calls share it
 _active_memo: list[dict[int, tuple[int, Module]]] = []
 
@@ -49,14 +50,18 @@ def register(name: str, override: bool = False) -> Callable[[_C], _C]:
 
     Raises if ``name`` is already registered to another class, unless ``override=True``.
     """
+
     def wrap(cls: _C) -> _C:
         taken = _SHORT.get(name)
         if taken is not None and qualified_name(taken) != qualified_name(cls) and not override:
-            raise ValueError(f"module name {name!r} is already registered to {qualified_name(taken)}; "
-                             "choose another name, or pass override=True to replace it")
+            raise ValueError(
+                f"module name {name!r} is already registered to {qualified_name(taken)}; "
+                "choose another name, or pass override=True to replace it"
+            )
         _SHORT[name] = cls
         cls._registered_name = name
         return cls
+
     return wrap
 
 
@@ -79,9 +84,11 @@ def find_class(name: str) -> type[Module]:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ValueError(f"module class {name!r} is not defined, and {len(matches)} classes are named "
-                         f"{bare!r}: {sorted(qualified_name(c) for c in matches)}; import the module that "
-                         "defines it before loading")
+        raise ValueError(
+            f"module class {name!r} is not defined, and {len(matches)} classes are named "
+            f"{bare!r}: {sorted(qualified_name(c) for c in matches)}; import the module that "
+            "defines it before loading"
+        )
     raise ValueError(f"unknown module class {name!r}: import the module that defines it before loading")
 
 
@@ -96,9 +103,8 @@ def to_spec(module: Module) -> dict[str, Any]:
     try:
         if id(module) in memo:
             return {"ref": memo[id(module)][0]}
-        memo[id(module)] = (len(memo), module)   # the module is kept so its id stays unique
-        return {"class": class_name(type(module)), "id": memo[id(module)][0],
-                "config": encode(module.get_config())}
+        memo[id(module)] = (len(memo), module)  # the module is kept so its id stays unique
+        return {"class": class_name(type(module)), "id": memo[id(module)][0], "config": encode(module.get_config())}
     finally:
         if not outer:
             _active_memo.pop()
@@ -107,6 +113,7 @@ def to_spec(module: Module) -> dict[str, Any]:
 def encode(value: Any) -> Any:
     """A config with Modules (alone, or in lists, tuples and dicts) replaced by their specs."""
     from .module import Module
+
     if isinstance(value, Module):
         return to_spec(value)
     if isinstance(value, (list, tuple)):
@@ -180,8 +187,9 @@ def _check_model_file(path: str | os.PathLike[str]) -> None:
     if head.startswith(b"PK"):
         return
     what = "a .npy array (np.save)" if head == b"\x93NUMPY" else "not a zip archive"
-    raise ValueError(f"{path}: not a tinygrad_free model file ({what}); nn.load reads the .npz that "
-                     "model.save(path) writes")
+    raise ValueError(
+        f"{path}: not a tinygrad_free model file ({what}); nn.load reads the .npz that model.save(path) writes"
+    )
 
 
 def load(path: str | os.PathLike[str]) -> Module:
@@ -196,7 +204,7 @@ def load(path: str | os.PathLike[str]) -> Module:
             raise ValueError(f"{path}: not a tinygrad_free model file (no 'architecture' entry)")
         model = from_spec(json.loads(str(f["architecture"])))
         ties = json.loads(str(f["ties"])) if "ties" in f.files else {}
-        state = {k[len("param/"):]: f[k] for k in f.files if k.startswith("param/")}
+        state = {k[len("param/") :]: f[k] for k in f.files if k.startswith("param/")}
     for alias, name in ties.items():
         model._set_parameter(alias, model._get_parameter(name))
     model.load_state_dict(state)

@@ -5,6 +5,7 @@
 
 Add one with ``@optim.register("name")`` on an ``Optimizer`` subclass (see ``optim/eve.py``).
 """
+
 from .adam import Adam
 from .eve import Eve
 from .momentum import Momentum
@@ -14,5 +15,17 @@ from .optimizer import Optimizer, available, create, get, register
 from .rmsprop import RMSProp
 from .sgd import SGD
 
-__all__ = ["Optimizer", "register", "create", "get", "available",
-           "SGD", "Momentum", "NAG", "RMSProp", "Adam", "NAdam", "Eve"]
+__all__ = [
+    "Optimizer",
+    "register",
+    "create",
+    "get",
+    "available",
+    "SGD",
+    "Momentum",
+    "NAG",
+    "RMSProp",
+    "Adam",
+    "NAdam",
+    "Eve",
+]

@@ -29,5 +29,6 @@ class Adam(Optimizer):
 
     def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         b1, b2 = self.beta1, self.beta2
-        backend.ops().adam(w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, b2, self.eps,
-                           1 - b1 ** self.t, 1 - b2 ** self.t)
+        backend.ops().adam(
+            w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, b2, self.eps, 1 - b1**self.t, 1 - b2**self.t
+        )

@@ -1,4 +1,5 @@
 """Eve: the worked example of adding an optimizer. Nothing outside this file knows about it."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -59,5 +60,16 @@ class Eve(Optimizer):
         # mh / (d sqrt(vh) + eps) == (1/d) mh / (sqrt(vh) + eps/d): Adam's fused kernel with
         # lr/d and eps/d is exactly this update, so Eve needs no kernel of its own.
         b1, b2, d = self.beta1, self.beta2, self.shared["d"]
-        backend.ops().adam(w, g, state["m"], state["v"], self.scratch(w), self.lr / d, b1, b2, self.eps / d,
-                           1 - b1 ** self.t, 1 - b2 ** self.t)
+        backend.ops().adam(
+            w,
+            g,
+            state["m"],
+            state["v"],
+            self.scratch(w),
+            self.lr / d,
+            b1,
+            b2,
+            self.eps / d,
+            1 - b1**self.t,
+            1 - b2**self.t,
+        )

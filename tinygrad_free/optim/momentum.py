@@ -27,4 +27,3 @@ class Momentum(Optimizer):
 
     def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         backend.ops().momentum(w, g, state["u"], self.scratch(w), self.lr, self.momentum, self.nesterov)
-

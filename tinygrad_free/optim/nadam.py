@@ -37,7 +37,7 @@ class NAdam(Optimizer):
         return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
 
     def prepare(self, loss: float | None) -> None:
-        if self.momentum_decay:     # P_t is a running product, so it is state (saved in state_dict)
+        if self.momentum_decay:  # P_t is a running product, so it is state (saved in state_dict)
             self.shared["mu_product"] = self.shared.get("mu_product", 1.0) * self._mu(self.t)
 
     def _mu(self, t: int) -> float:
@@ -49,7 +49,8 @@ class NAdam(Optimizer):
             mu, mu_next, prod = self._mu(t), self._mu(t + 1), self.shared["mu_product"]
             cg, cm = (1 - mu) / (1 - prod), mu_next / (1 - prod * mu_next)
         else:
-            bc1 = 1 - b1 ** t
+            bc1 = 1 - b1**t
             cg, cm = (1 - b1) / bc1, b1 / bc1
-        backend.ops().nadam(w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, self.beta2, self.eps,
-                            1 - self.beta2 ** t, cm, cg)
+        backend.ops().nadam(
+            w, g, state["m"], state["v"], self.scratch(w), self.lr, b1, self.beta2, self.eps, 1 - self.beta2**t, cm, cg
+        )

@@ -16,6 +16,7 @@ A rule that is not element-wise (one that takes a norm or a mean of a tensor, or
 weight matrix as a matrix) sets ``elementwise = False``: ``update`` is then called once per
 parameter with that parameter's own arrays, in its own shape.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,16 +49,20 @@ def register(name: str, *aliases: str, override: bool = False) -> Callable[[_O],
     A name (or alias) already registered to another class raises unless ``override=True``: a
     plugin must not silently replace a built-in optimizer.
     """
+
     def wrap(cls: _O) -> _O:
         for key in (name, *aliases):
             taken = _REGISTRY.get(key.lower())
             if taken is not None and _qualified(taken) != _qualified(cls) and not override:
-                raise ValueError(f"optimizer name {key!r} is already registered to {_qualified(taken)}; "
-                                 "choose another name, or pass override=True to replace it")
+                raise ValueError(
+                    f"optimizer name {key!r} is already registered to {_qualified(taken)}; "
+                    "choose another name, or pass override=True to replace it"
+                )
         cls.name = name
         for key in (name, *aliases):
             _REGISTRY[key.lower()] = cls
         return cls
+
     return wrap
 
 
@@ -96,9 +101,15 @@ RANGES: dict[str, Range] = {
 
 
 def _check(name: str, value: Any, low: float, high: float, low_open: bool, high_open: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or value < low or value > high \
-            or (low_open and value == low) or (high_open and value == high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or value < low
+        or value > high
+        or (low_open and value == low)
+        or (high_open and value == high)
+    ):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     return float(value)
@@ -113,8 +124,8 @@ class _Unit:
     def __init__(self, w: Array, g: Array, n_decay: int, members: list[tuple[str, int, tuple[int, ...]]]) -> None:
         self.w, self.g, self.n_decay, self.members = w, g, n_decay, members
         self.state: dict[str, Array] = {}
-        self.decayed: Array | None = None     # scratch for g + wd * w, made on first use
-        self.tmp: Array | None = None         # scratch for the NumPy kernels
+        self.decayed: Array | None = None  # scratch for g + wd * w, made on first use
+        self.tmp: Array | None = None  # scratch for the NumPy kernels
 
 
 class Optimizer:
@@ -132,8 +143,9 @@ class Optimizer:
         allowed = {"lr", "weight_decay", *self.defaults}
         unknown = sorted(set(hyperparameters) - allowed)
         if unknown:
-            raise ValueError(f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; "
-                             f"allowed: {sorted(allowed)}")
+            raise ValueError(
+                f"{type(self).__name__} got unknown hyperparameter(s) {unknown}; allowed: {sorted(allowed)}"
+            )
         config = {"weight_decay": 0.0, **self.defaults, **hyperparameters}
         self._hyper = sorted(config)
         ranges = {**RANGES, **self.ranges}
@@ -176,7 +188,7 @@ class Optimizer:
         for name, p in self._named:
             if p._owner is not me:
                 self._lost(name, p)
-            p.materialize_grad()    # the update reads the flat buffer, not p.grad
+            p.materialize_grad()  # the update reads the flat buffer, not p.grad
         self.t += 1
         self.prepare(loss)
         wd = self.weight_decay
@@ -194,7 +206,8 @@ class Optimizer:
             f"{type(self).__name__}.step: parameter {name!r} is now packed by another optimizer "
             f"({type(other).__name__ if other is not None else 'one that no longer exists'}, created after this "
             "one), so this optimizer's updates would never reach the model. Use one optimizer per parameter: "
-            "step the newest one, or create the optimizer once and keep it")
+            "step the newest one, or create the optimizer once and keep it"
+        )
 
     def scratch(self, w: Array) -> Array:
         """A reusable (2, *w.shape) buffer for NumPy updates of ``w`` (one of this optimizer's arrays)."""
@@ -214,6 +227,7 @@ class Optimizer:
     def _collect(params: Params) -> list[tuple[str, Parameter]]:
         from ..nn.module import Module
         from ..nn.parameter import Parameter
+
         if isinstance(params, Module):
             params = params.named_parameters()
         named = []
@@ -227,23 +241,25 @@ class Optimizer:
         names = [n for n, _ in named]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes or not all(names):
-            raise ValueError(f"parameter names must be unique and non-empty (got duplicates {dupes}); "
-                             "pass model.parameters() of one model, or model.named_parameters()")
+            raise ValueError(
+                f"parameter names must be unique and non-empty (got duplicates {dupes}); "
+                "pass model.parameters() of one model, or model.named_parameters()"
+            )
         return named
 
     def _pack(self) -> list[_Unit]:
         units = []
         for dtype in dict.fromkeys(p.data.dtype for _, p in self._named):
             group = [(n, p) for n, p in self._named if p.data.dtype == dtype]
-            group.sort(key=lambda item: not item[1].decay)       # stable: decayed first
+            group.sort(key=lambda item: not item[1].decay)  # stable: decayed first
             total = sum(p.size for _, p in group)
             w, g = np.empty(total, dtype), np.empty(total, dtype)
             members, offset = [], 0
             for name, p in group:
                 n = p.size
-                w[offset:offset + n] = p.data.ravel()
-                g[offset:offset + n] = p.grad.ravel()
-                p._bind(w[offset:offset + n].reshape(p.shape), g[offset:offset + n].reshape(p.shape), self._ref)
+                w[offset : offset + n] = p.data.ravel()
+                g[offset : offset + n] = p.grad.ravel()
+                p._bind(w[offset : offset + n].reshape(p.shape), g[offset : offset + n].reshape(p.shape), self._ref)
                 members.append((name, offset, p.shape))
                 offset += n
             n_decay = sum(p.size for _, p in group if p.decay)
@@ -253,7 +269,7 @@ class Optimizer:
     def _per_parameter(self) -> list[_Unit]:
         units = []
         for n, p in self._named:
-            p._bind(p.data, p.grad, self._ref)    # later p.data = ... copies into these arrays
+            p._bind(p.data, p.grad, self._ref)  # later p.data = ... copies into these arrays
             units.append(_Unit(p.data, p.grad, p.size if p.decay else 0, [(n, 0, p.shape)]))
         return units
 
@@ -269,16 +285,22 @@ class Optimizer:
         for unit in self._units:
             for name, offset, shape in unit.members:
                 per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
-        return {"t": self.t, "config": self.get_config(),
-                "shared": {k: np.copy(v) for k, v in self.shared.items()}, "state": per_param}
+        return {
+            "t": self.t,
+            "config": self.get_config(),
+            "shared": {k: np.copy(v) for k, v in self.shared.items()},
+            "state": per_param,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a ``state_dict()``: same parameter names and shapes required."""
         theirs = state["state"]
         ours = {name for unit in self._units for name, _, _ in unit.members}
         if set(theirs) != ours:
-            raise KeyError(f"optimizer state mismatch: missing {sorted(ours - set(theirs))}, "
-                           f"unexpected {sorted(set(theirs) - ours)}")
+            raise KeyError(
+                f"optimizer state mismatch: missing {sorted(ours - set(theirs))}, "
+                f"unexpected {sorted(set(theirs) - ours)}"
+            )
         for unit in self._units:
             for name, offset, shape in unit.members:
                 for k, v in unit.state.items():
@@ -296,7 +318,7 @@ class Optimizer:
     @staticmethod
     def _slice(unit: _Unit, array: Array, offset: int, shape: tuple[int, ...]) -> Array:
         if array.shape == unit.w.shape and len(unit.members) > 1:
-            return array[offset:offset + int(np.prod(shape))].reshape(shape)
+            return array[offset : offset + int(np.prod(shape))].reshape(shape)
         return array.reshape(shape) if array.size == int(np.prod(shape)) else array
 
     def __repr__(self) -> str:
@@ -304,5 +326,6 @@ class Optimizer:
         def show(value: Any) -> str:
             number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
             return f"{value:g}" if number else repr(value)
+
         hp = ", ".join(f"{k}={show(getattr(self, k))}" for k in self._hyper)
         return f"{type(self).__name__}({hp}, params={len(self._named)}, t={self.t})"

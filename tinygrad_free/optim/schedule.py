@@ -10,6 +10,7 @@ cosine      (1 + cos(pi * progress)) / 2   (Loshchilov & Hutter 2017, no restart
 linear      1 - progress
 ==========  =================================================================
 """
+
 from __future__ import annotations
 
 import math

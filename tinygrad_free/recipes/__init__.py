@@ -5,6 +5,7 @@ options of :mod:`tinygrad_free.config` (``dataset``, ``optimizer``, ``num_layers
 a recipe is adding one file; :func:`load_config` finds it by its stem. The files ship inside the
 package (package data), so they are found after a plain ``pip install`` from any folder.
 """
+
 from pathlib import Path
 
 import yaml

@@ -13,6 +13,7 @@ One concept per module: :mod:`.figures` (figure files and wandb), :mod:`.samples
 :mod:`.confusion`, :mod:`.losses`, :mod:`.transfer`, :mod:`.tables` and :mod:`.document`
 (report.md). Everything is importable from here as before.
 """
+
 from ..fileio import atomic_open, atomic_write_text
 from ..sweep import best_record, read_results
 from .confusion import most_confused_pairs, plot_confused_pairs, plot_confusion
@@ -22,22 +23,51 @@ from .findings import sweep_findings, top_runs_table
 from .losses import LOSS_LABELS, loss_conclusion, loss_summary, plot_loss_comparison
 from .samples import plot_class_samples
 from .sweep_analysis import (
-                             GOALS,
-                             NEAR_CHANCE,
-                             analysis_rows,
-                             metric_goal,
-                             optuna_importance,
-                             param_effects,
-                             varied_params,
+    GOALS,
+    NEAR_CHANCE,
+    analysis_rows,
+    metric_goal,
+    optuna_importance,
+    param_effects,
+    varied_params,
 )
 from .sweep_figures import STATUS_COLORS, plot_parallel_coordinates, plot_param_importance, plot_sweep_timeline
 from .tables import markdown_table, plot_table
 from .transfer import TRANSFER_KEYS, choose_transfer_configs
 
-__all__ = ["GOALS", "NEAR_CHANCE", "SECTIONS", "STATUS_COLORS", "LOSS_LABELS", "TRANSFER_KEYS", "save_figure",
-           "log_to_wandb", "plot_class_samples", "metric_goal", "analysis_rows", "varied_params", "param_effects",
-           "optuna_importance", "plot_sweep_timeline", "plot_parallel_coordinates", "plot_param_importance",
-           "sweep_findings", "top_runs_table", "most_confused_pairs", "plot_confusion", "plot_confused_pairs",
-           "plot_loss_comparison", "loss_summary", "loss_conclusion", "choose_transfer_configs", "markdown_table",
-           "plot_table", "write_section", "assemble_report", "read_results", "best_record", "atomic_write_text",
-           "atomic_open"]
+__all__ = [
+    "GOALS",
+    "NEAR_CHANCE",
+    "SECTIONS",
+    "STATUS_COLORS",
+    "LOSS_LABELS",
+    "TRANSFER_KEYS",
+    "save_figure",
+    "log_to_wandb",
+    "plot_class_samples",
+    "metric_goal",
+    "analysis_rows",
+    "varied_params",
+    "param_effects",
+    "optuna_importance",
+    "plot_sweep_timeline",
+    "plot_parallel_coordinates",
+    "plot_param_importance",
+    "sweep_findings",
+    "top_runs_table",
+    "most_confused_pairs",
+    "plot_confusion",
+    "plot_confused_pairs",
+    "plot_loss_comparison",
+    "loss_summary",
+    "loss_conclusion",
+    "choose_transfer_configs",
+    "markdown_table",
+    "plot_table",
+    "write_section",
+    "assemble_report",
+    "read_results",
+    "best_record",
+    "atomic_write_text",
+    "atomic_open",
+]

@@ -1,4 +1,5 @@
 """The confusion matrix of a model on the test set, and its most confused pairs of classes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,8 +31,9 @@ def _heatmap(ax, data, labels, fmt, title, cmap, vmax=None):
         for j in range(k):
             v = data[i, j]
             if v:
-                ax.text(j, i, fmt(v), ha="center", va="center", fontsize=6.5,
-                        color="white" if v > 0.55 * top else "black")
+                ax.text(
+                    j, i, fmt(v), ha="center", va="center", fontsize=6.5, color="white" if v > 0.55 * top else "black"
+                )
     return im
 
 
@@ -47,8 +49,15 @@ def plot_confusion(y_true, y_pred, class_names, path, title=None):
     ax1, ax2, ax3 = fig.subplots(1, 3, width_ratios=[1, 1, 0.6])
     im1 = _heatmap(ax1, cm, class_names, lambda v: f"{int(v)}", "counts", "Blues")
     fig.colorbar(im1, ax=ax1, shrink=0.8)
-    im2 = _heatmap(ax2, rates, class_names, lambda v: f"{100 * v:.0f}" if v >= 0.005 else "",
-                   "row-normalised (% of each true class)", "Blues", vmax=1.0)
+    im2 = _heatmap(
+        ax2,
+        rates,
+        class_names,
+        lambda v: f"{100 * v:.0f}" if v >= 0.005 else "",
+        "row-normalised (% of each true class)",
+        "Blues",
+        vmax=1.0,
+    )
     fig.colorbar(im2, ax=ax2, shrink=0.8)
     order = np.argsort(acc)
     ax3.barh(range(k), acc[order], color=["#d62728" if a < np.nanmean(acc) else "#2ca02c" for a in acc[order]])
@@ -80,8 +89,11 @@ def plot_confused_pairs(x, y_true, y_pred, class_names, path, n_pairs=4, n_examp
         idx = np.flatnonzero((y_true == i) & (y_pred == j))[:n_examples]
         for c, n in enumerate(idx):
             axes[r, c].imshow(_image(x[n]), cmap="gray_r")
-        axes[r, 0].set_title(f"true {class_names[i]} -> predicted {class_names[j]}: {count} "
-                             f"({100 * count / max(cm[i].sum(), 1):.1f}% of {class_names[i]})",
-                             fontsize=9, loc="left")
+        axes[r, 0].set_title(
+            f"true {class_names[i]} -> predicted {class_names[j]}: {count} "
+            f"({100 * count / max(cm[i].sum(), 1):.1f}% of {class_names[i]})",
+            fontsize=9,
+            loc="left",
+        )
     fig.suptitle("most confused pairs (test set)")
     return save_figure(fig, path)

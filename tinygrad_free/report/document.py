@@ -1,4 +1,5 @@
 """report.md: one Markdown file per section, assembled in :data:`SECTIONS` order."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Figure files: a matplotlib ``Figure`` on the Agg renderer (pyplot's global state left alone),
 written atomically as PNG, and logged to wandb when a run is active."""
+
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ from ..fileio import atomic_open
 def _figure(figsize):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -33,8 +35,9 @@ def log_to_wandb(images=None, tables=None):
     if getattr(wandb, "run", None) is None:
         return False
     payload = {k: wandb.Image(p) for k, p in (images or {}).items()}
-    payload.update({k: wandb.Table(columns=list(c), data=[list(r) for r in rows])
-                    for k, (c, rows) in (tables or {}).items()})
+    payload.update(
+        {k: wandb.Table(columns=list(c), data=[list(r) for r in rows]) for k, (c, rows) in (tables or {}).items()}
+    )
     if payload:
         wandb.log(payload)
     return True

@@ -1,5 +1,6 @@
 """The sweep's findings in prose: what the data support (gaps larger than the noise between
 runs), never hard-coded; and the table of the best runs."""
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,7 @@ from .sweep_analysis import (
 def _gap_is_clear(a, b, min_gap):
     """Means (mean, std, n) ``a`` and ``b`` differ by at least ``min_gap`` and by two standard errors."""
     (m1, s1, n1), (m2, s2, n2) = a, b
-    se = math.sqrt(s1 ** 2 / max(n1, 1) + s2 ** 2 / max(n2, 1))
+    se = math.sqrt(s1**2 / max(n1, 1) + s2**2 / max(n2, 1))
     return abs(m1 - m2) >= max(min_gap, 2 * se)
 
 
@@ -42,8 +43,9 @@ def _gap(v, pct):
 
 
 def _describe(config, keys):
-    return ", ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                     for k in keys if k in config)
+    return ", ".join(
+        f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}" for k in keys if k in config
+    )
 
 
 def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_runs=3):
@@ -69,24 +71,30 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
     status = defaultdict(int)
     for r in records:
         status[r.get("status", "unknown")] += 1
-    lines = [f"{len(records)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items(), key=lambda t: -t[1]))
-             + "."]
+    lines = [
+        f"{len(records)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items(), key=lambda t: -t[1])) + "."
+    ]
     best = best_record(records, metric, goal)
     if best is None or not rows:
         lines.append("No completed runs yet, so nothing to conclude.")
         return lines
     params = varied_params(rows)
     test = best.get("test_accuracy")
-    lines.append(f"Best run: `{best.get('run_name')}` with {metric} {_fmt(best[metric], pct)}"
-                 + (f" and test accuracy {_fmt(test, True)}" if test is not None else "") + " ("
-                 + _describe(best.get("params") or best.get("config") or {}, params or best.get("params", {})) + ").")
+    lines.append(
+        f"Best run: `{best.get('run_name')}` with {metric} {_fmt(best[metric], pct)}"
+        + (f" and test accuracy {_fmt(test, True)}" if test is not None else "")
+        + " ("
+        + _describe(best.get("params") or best.get("config") or {}, params or best.get("params", {}))
+        + ")."
+    )
     sign = _sign(goal)
     worse = "lower" if sign > 0 else "higher"
     effects = param_effects(rows)
     if effects and len(rows) >= 10:  # with fewer runs the explained variance is mostly noise
         top = max(effects, key=lambda p: effects[p]["eta2"])
-        lines.append(f"`{top}` matters most: alone it explains {100 * effects[top]['eta2']:.0f}% of the variance "
-                     f"in {metric}.")
+        lines.append(
+            f"`{top}` matters most: alone it explains {100 * effects[top]['eta2']:.0f}% of the variance in {metric}."
+        )
     ranked = sorted(rows, key=lambda t: sign * t[1], reverse=True)
     k = max(3, min(10, len(ranked) // 5))
     if len(ranked) >= 2 * k:
@@ -105,28 +113,41 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
             if v != best_v and sign * (means[best_v][0] - s[0]) > 0 and _gap_is_clear(means[best_v], s, min_gap):
                 hurts.append((abs(means[best_v][0] - s[0]), p, v, s, best_v, means[best_v]))
     for gap, p, v, s, bv, bs in sorted(hurts, key=lambda t: t[0], reverse=True)[:6]:
-        text = (f"{p}={v} hurts: mean {metric} {_fmt(s[0], pct)} over {s[2]} runs vs {_fmt(bs[0], pct)} "
-                f"for {p}={bv} ({bs[2]} runs), {_gap(gap, pct)} {worse}")
+        text = (
+            f"{p}={v} hurts: mean {metric} {_fmt(s[0], pct)} over {s[2]} runs vs {_fmt(bs[0], pct)} "
+            f"for {p}={bv} ({bs[2]} runs), {_gap(gap, pct)} {worse}"
+        )
         # Is the damage only that of a failing combination? Compare without the combination's runs.
         for it in inter:
-            other = (it["b"], it["v"]) if (it["a"], it["u"]) == (p, v) else \
-                (it["a"], it["u"]) if (it["b"], it["v"]) == (p, v) else None
+            other = (
+                (it["b"], it["v"])
+                if (it["a"], it["u"]) == (p, v)
+                else (it["a"], it["u"])
+                if (it["b"], it["v"]) == (p, v)
+                else None
+            )
             if other is None:
                 continue
             rest = [val for pr, val, _ in rows if pr.get(p) == v and pr.get(other[0]) != other[1]]
             if len(rest) >= min_runs:
                 rs = _stats(rest)
                 clear = sign * (bs[0] - rs[0]) > 0 and _gap_is_clear(bs, rs, min_gap)
-                text += (f"; without {other[0]}={other[1]} its mean is {_fmt(rs[0], pct)}, "
-                         + (f"still clearly {worse}" if clear else "so most of the damage comes from that combination"))
+                text += f"; without {other[0]}={other[1]} its mean is {_fmt(rs[0], pct)}, " + (
+                    f"still clearly {worse}" if clear else "so most of the damage comes from that combination"
+                )
                 break
         lines.append(text + ".")
     lines += [it["text"] for it in inter]
     y = np.array([t[1] for t in rows])
-    for label, mask in (("diverged", np.array([t[2].get("status") == "diverged" for t in rows])),
-                        (f"ended near chance ({metric} < {_fmt(NEAR_CHANCE, pct)})",
-                         np.array([t[2].get("status") == "completed" for t in rows]) & (y < NEAR_CHANCE)
-                         if pct else np.zeros(len(rows), bool))):
+    for label, mask in (
+        ("diverged", np.array([t[2].get("status") == "diverged" for t in rows])),
+        (
+            f"ended near chance ({metric} < {_fmt(NEAR_CHANCE, pct)})",
+            np.array([t[2].get("status") == "completed" for t in rows]) & (y < NEAR_CHANCE)
+            if pct
+            else np.zeros(len(rows), bool),
+        ),
+    ):
         if not mask.any():
             continue
         causes = []
@@ -140,8 +161,12 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
                 share_bad = float(np.mean(vals[mask] == v))
                 share_all = float(np.mean(vals == v))
                 if share_bad >= 0.6 and share_bad >= 1.5 * share_all and share_all < 1:
-                    causes.append((share_bad / share_all, f"{p}={v} ({100 * share_bad:.0f}% of them vs "
-                                                          f"{100 * share_all:.0f}% of all runs)"))
+                    causes.append(
+                        (
+                            share_bad / share_all,
+                            f"{p}={v} ({100 * share_bad:.0f}% of them vs {100 * share_all:.0f}% of all runs)",
+                        )
+                    )
         text = f"{int(mask.sum())} of {len(rows)} runs {label}"
         if causes:
             text += "; over-represented among them: " + ", ".join(c for _, c in sorted(causes, reverse=True)[:4])
@@ -173,13 +198,26 @@ def _interactions(rows, params, sign, min_gap, min_runs, metric, pct, k=3):
                 continue
             sa, sb = _stats(only_a), _stats(only_b)
             worse_a, worse_b = sign * (sa[0] - combo[0]), sign * (sb[0] - combo[0])
-            if worse_a > 0 and worse_b > 0 and _gap_is_clear(sa, combo, 2 * min_gap) \
-                    and _gap_is_clear(sb, combo, 2 * min_gap):
-                found.append((min(worse_a, worse_b), {
-                    "a": a, "u": u, "b": b, "v": v,
-                    "text": f"{a}={u} together with {b}={v} fails: mean {metric} {_fmt(combo[0], pct)} over "
+            if (
+                worse_a > 0
+                and worse_b > 0
+                and _gap_is_clear(sa, combo, 2 * min_gap)
+                and _gap_is_clear(sb, combo, 2 * min_gap)
+            ):
+                found.append(
+                    (
+                        min(worse_a, worse_b),
+                        {
+                            "a": a,
+                            "u": u,
+                            "b": b,
+                            "v": v,
+                            "text": f"{a}={u} together with {b}={v} fails: mean {metric} {_fmt(combo[0], pct)} over "
                             f"{combo[2]} runs, vs {_fmt(sa[0], pct)} for {a}={u} with another {b} and "
-                            f"{_fmt(sb[0], pct)} for {b}={v} with another {a}."}))
+                            f"{_fmt(sb[0], pct)} for {b}={v} with another {a}.",
+                        },
+                    )
+                )
     found.sort(key=lambda t: t[0], reverse=True)
     return [d for _, d in found[:k]]
 
@@ -190,7 +228,14 @@ def top_runs_table(records, metric="val_accuracy", goal=None, n=10):
     ok = [r for r in records if r.get("status") == "completed" and r.get(metric) is not None]
     ok.sort(key=lambda r: r[metric], reverse=goal == "maximize")
     columns = ["rank", "run", metric, "test_accuracy", "seconds"]
-    rows = [[i + 1, r.get("run_name"), round(r[metric], 4),
-             None if r.get("test_accuracy") is None else round(r["test_accuracy"], 4),
-             None if r.get("seconds") is None else round(r["seconds"], 1)] for i, r in enumerate(ok[:n])]
+    rows = [
+        [
+            i + 1,
+            r.get("run_name"),
+            round(r[metric], 4),
+            None if r.get("test_accuracy") is None else round(r["test_accuracy"], 4),
+            None if r.get("seconds") is None else round(r["seconds"], 1),
+        ]
+        for i, r in enumerate(ok[:n])
+    ]
     return columns, rows

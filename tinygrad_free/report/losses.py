@@ -1,4 +1,5 @@
 """Cross-entropy against squared error: the curves, a summary per loss, and the conclusion they support."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -38,20 +39,30 @@ def plot_loss_comparison(runs, path):
     """
     from matplotlib import colormaps
     from matplotlib.ticker import MaxNLocator
+
     labels = sorted({r["label"] for r in runs})
     color = {lab: colormaps["tab10"](i % 10) for i, lab in enumerate(labels)}
     style = {"cross_entropy": "-", "mean_squared_error": "--"}
     fig = _figure((16, 5))
     axes = fig.subplots(1, 3)
-    panels = [("val_accuracy", None, "validation accuracy"),
-              ("val_loss", "cross_entropy", "validation loss: cross-entropy runs"),
-              ("val_loss", "mean_squared_error", "validation loss: squared-error runs")]
+    panels = [
+        ("val_accuracy", None, "validation accuracy"),
+        ("val_loss", "cross_entropy", "validation loss: cross-entropy runs"),
+        ("val_loss", "mean_squared_error", "validation loss: squared-error runs"),
+    ]
     for ax, (key, only, title) in zip(axes, panels):
         for (label, loss), (ep, mean, lo, hi, n) in sorted(_curves(runs, key).items()):
             if only and loss != only:
                 continue
-            ax.plot(ep, mean, style.get(loss, ":"), color=color[label], marker="o", ms=3,
-                    label=f"{label} / {LOSS_LABELS.get(loss, loss)} (n={n})")
+            ax.plot(
+                ep,
+                mean,
+                style.get(loss, ":"),
+                color=color[label],
+                marker="o",
+                ms=3,
+                label=f"{label} / {LOSS_LABELS.get(loss, loss)} (n={n})",
+            )
             if n > 1:
                 ax.fill_between(ep, lo, hi, color=color[label], alpha=0.15)
         ax.set_xlabel("epoch")
@@ -82,14 +93,19 @@ def loss_summary(runs):
 def loss_conclusion(runs):
     """The conclusion the curves support, in one paragraph computed from ``runs``."""
     final, first = loss_summary(runs)
-    pairs = [(lab, d["cross_entropy"], d["mean_squared_error"]) for lab, d in final.items()
-             if "cross_entropy" in d and "mean_squared_error" in d]
+    pairs = [
+        (lab, d["cross_entropy"], d["mean_squared_error"])
+        for lab, d in final.items()
+        if "cross_entropy" in d and "mean_squared_error" in d
+    ]
     if not pairs:
         return "Both losses are needed for a comparison; no configuration was trained with both."
     ce_wins = [lab for lab, ce, se in pairs if ce[0] > se[0] and _gap_is_clear(ce, se, 0.005)]
     se_wins = [lab for lab, ce, se in pairs if se[0] > ce[0] and _gap_is_clear(ce, se, 0.005)]
-    diffs = ", ".join(f"{100 * (ce[0] - se[0]):+.1f} points for {lab} (seed spread ±{100 * max(ce[1], se[1]):.1f})"
-                      for lab, ce, se in pairs)
+    diffs = ", ".join(
+        f"{100 * (ce[0] - se[0]):+.1f} points for {lab} (seed spread ±{100 * max(ce[1], se[1]):.1f})"
+        for lab, ce, se in pairs
+    )
     early = [(lab, first[lab]["cross_entropy"][0] - first[lab]["mean_squared_error"][0]) for lab, _, _ in pairs]
     early_text = ", ".join(f"{100 * d:+.1f}" for _, d in early)
     n = len(pairs)
@@ -99,13 +115,19 @@ def loss_conclusion(runs):
     elif len(se_wins) == n:
         verdict = f"Squared error ends with a clearly higher validation accuracy than cross-entropy in {every}"
     elif not ce_wins and not se_wins:
-        verdict = (f"The final validation accuracies of the two losses are within the seed-to-seed spread in {every}, "
-                   "so these runs do not separate them")
+        verdict = (
+            f"The final validation accuracies of the two losses are within the seed-to-seed spread in {every}, "
+            "so these runs do not separate them"
+        )
     else:
-        verdict = (f"Cross-entropy is clearly better in {len(ce_wins)} and squared error in {len(se_wins)} "
-                   f"of {n} configuration(s)")
+        verdict = (
+            f"Cross-entropy is clearly better in {len(ce_wins)} and squared error in {len(se_wins)} "
+            f"of {n} configuration(s)"
+        )
     faster = sum(d > 0 for _, d in early)
-    speed = (f"After the first epoch cross-entropy is ahead in {faster} of {n} ({early_text} points), "
-             + ("consistent with its larger gradients when the softmax output is confidently wrong."
-                if faster > n / 2 else "so it does not learn faster in these runs."))
+    speed = f"After the first epoch cross-entropy is ahead in {faster} of {n} ({early_text} points), " + (
+        "consistent with its larger gradients when the softmax output is confidently wrong."
+        if faster > n / 2
+        else "so it does not learn faster in these runs."
+    )
     return f"{verdict} (cross-entropy minus squared error: {diffs}). {speed}"

@@ -1,4 +1,5 @@
 """Figure 1: one sample image per class."""
+
 from __future__ import annotations
 
 import numpy as np

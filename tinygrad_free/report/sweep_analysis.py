@@ -1,5 +1,6 @@
 """The statistics of a sweep's results: the metric's direction, one row per finished run, the
 parameters that varied, each parameter's effect and (with Optuna) its importance."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def metric_goal(metric, records=(), goal=None):
             return "maximize"
         if metric.endswith("loss"):
             return "minimize"
-        raise ValueError(f"cannot tell whether metric {metric!r} is better high or low; "
-                         f"pass goal='maximize' or goal='minimize'")
+        raise ValueError(
+            f"cannot tell whether metric {metric!r} is better high or low; pass goal='maximize' or goal='minimize'"
+        )
     return _check_goal(goal)
 
 
@@ -173,9 +175,11 @@ def optuna_importance(rows, seed=0, goal="maximize"):
         return None
     try:
         import sklearn  # noqa: F401
+
         name, evaluator = "fANOVA (Optuna)", FanovaImportanceEvaluator(seed=seed)
     except ImportError:
         from optuna.importance import PedAnovaImportanceEvaluator
+
         name, evaluator = "PED-ANOVA, top 10% (Optuna)", PedAnovaImportanceEvaluator()
     dists = {}
     for p in params:
@@ -192,10 +196,13 @@ def optuna_importance(rows, seed=0, goal="maximize"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = optuna.create_study(direction=goal)
+
         def values(params_):
             return {p: float(params_[p]) if isinstance(dists[p], FloatDistribution) else params_[p] for p in params}
-        study.add_trials([optuna.trial.create_trial(params=values(r[0]), distributions=dists, value=r[1])
-                          for r in rows])
+
+        study.add_trials(
+            [optuna.trial.create_trial(params=values(r[0]), distributions=dists, value=r[1]) for r in rows]
+        )
         try:
             return name, dict(get_param_importances(study, evaluator=evaluator))
         except Exception:  # too few distinct points for the evaluator  # noqa: BLE001

@@ -1,4 +1,5 @@
 """The sweep's figures: the timeline of its trials, parallel coordinates, parameter importance."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,13 @@ from .sweep_analysis import (
     varied_params,
 )
 
-STATUS_COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "diverged": "#d62728", "stopped": "#9467bd",
-                 "failed": "#7f7f7f"}
+STATUS_COLORS = {
+    "completed": "#1f77b4",
+    "pruned": "#ff7f0e",
+    "diverged": "#d62728",
+    "stopped": "#9467bd",
+    "failed": "#7f7f7f",
+}
 
 
 def plot_sweep_timeline(records, path, metric="val_accuracy", goal=None):
@@ -45,8 +51,15 @@ def plot_sweep_timeline(records, path, metric="val_accuracy", goal=None):
         color = STATUS_COLORS[status]
         for a, b, v in zip(xs0, xs1, ys):
             ax.plot([a, b], [v, v], color=color, alpha=0.35, lw=1)
-        ax.scatter(xs1, ys, s=18, color=color, marker="x" if status == "diverged" else "o",
-                   label=f"{status} ({len(sel)})", zorder=3)
+        ax.scatter(
+            xs1,
+            ys,
+            s=18,
+            color=color,
+            marker="x" if status == "diverged" else "o",
+            label=f"{status} ({len(sel)})",
+            zorder=3,
+        )
     for r in rows:
         v = r.get(metric) if r.get("status") == "completed" else None
         if v is not None and (best is None or sign * v > sign * best):
@@ -98,8 +111,9 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None,
             lo, hi = xs.min(), xs.max()
             coords[:, j] = (xs - lo) / (hi - lo) if hi > lo else 0.5
             tv = np.linspace(lo, hi, 4)
-            ticks.append([(float((t - lo) / (hi - lo)) if hi > lo else 0.5, f"{10 ** t:.2g}" if log else f"{t:.3g}")
-                          for t in tv])
+            ticks.append(
+                [(float((t - lo) / (hi - lo)) if hi > lo else 0.5, f"{10**t:.2g}" if log else f"{t:.3g}") for t in tv]
+            )
         else:
             pos = {v: (i / (len(uniq) - 1) if len(uniq) > 1 else 0.5) for i, v in enumerate(uniq)}
             jitter = 0.25 / max(len(uniq), 2)
@@ -115,15 +129,37 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None,
     norm = colors.Normalize(vmin=min((y[i] for i in finished), default=lo), vmax=hi)
     xs = np.arange(n_axes)
     if diverged.any():
-        ax.add_collection(LineCollection([np.column_stack([xs, coords[i]]) for i in order if diverged[i]],
-                                         colors="0.6", linestyles="dashed", linewidths=0.8, alpha=0.6))
-    ax.add_collection(LineCollection([np.column_stack([xs, coords[i]]) for i in finished],
-                                     cmap=cmap, norm=norm, array=y[finished], linewidths=1.2, alpha=0.8))
+        ax.add_collection(
+            LineCollection(
+                [np.column_stack([xs, coords[i]]) for i in order if diverged[i]],
+                colors="0.6",
+                linestyles="dashed",
+                linewidths=0.8,
+                alpha=0.6,
+            )
+        )
+    ax.add_collection(
+        LineCollection(
+            [np.column_stack([xs, coords[i]]) for i in finished],
+            cmap=cmap,
+            norm=norm,
+            array=y[finished],
+            linewidths=1.2,
+            alpha=0.8,
+        )
+    )
     for j in range(n_axes):
         ax.axvline(j, color="black", lw=0.8)
         for pos, label in ticks[j]:
-            ax.text(j + 0.03, pos, label, fontsize=7, va="center", ha="left",
-                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5})
+            ax.text(
+                j + 0.03,
+                pos,
+                label,
+                fontsize=7,
+                va="center",
+                ha="left",
+                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5},
+            )
     ax.set_xticks(xs, list(params) + [metric], rotation=20, fontsize=9)
     ax.set_yticks([])
     ax.set_xlim(-0.1, n_axes - 0.6)
@@ -158,18 +194,27 @@ def plot_param_importance(records, path, metric="val_accuracy", optuna_importanc
     names = sorted(effects, key=lambda p: effects[p]["eta2"])
     ypos = np.arange(len(names))
     h = 0.4 if fan else 0.7
-    ax1.barh(ypos + (h / 2 if fan else 0), [effects[p]["eta2"] for p in names], height=h,
-             color="#1f77b4", label="variance explained alone (eta²)")
+    ax1.barh(
+        ypos + (h / 2 if fan else 0),
+        [effects[p]["eta2"] for p in names],
+        height=h,
+        color="#1f77b4",
+        label="variance explained alone (eta²)",
+    )
     if fan:
         ax1.barh(ypos - h / 2, [fan.get(p, 0.0) for p in names], height=h, color="#2ca02c", label=fan_name)
     ax1.set_yticks(ypos, names)
     ax1.set_xlabel("importance")
     ax1.set_title(f"importance for {metric}")
     ax1.legend(fontsize=8, loc="lower right")
-    corr = sorted(((label, r) for e in effects.values() for label, r in e["correlation"].items()),
-                  key=lambda t: abs(t[1]), reverse=True)[:top][::-1]
-    ax2.barh(np.arange(len(corr)), [r for _, r in corr],
-             color=["#2ca02c" if sign * r > 0 else "#d62728" for _, r in corr])
+    corr = sorted(
+        ((label, r) for e in effects.values() for label, r in e["correlation"].items()),
+        key=lambda t: abs(t[1]),
+        reverse=True,
+    )[:top][::-1]
+    ax2.barh(
+        np.arange(len(corr)), [r for _, r in corr], color=["#2ca02c" if sign * r > 0 else "#d62728" for _, r in corr]
+    )
     ax2.set_yticks(np.arange(len(corr)), [label for label, _ in corr], fontsize=8)
     ax2.axvline(0, color="black", lw=0.8)
     ax2.set_xlim(-1, 1)

@@ -1,4 +1,5 @@
 """Tables: as Markdown, and drawn as a PNG."""
+
 from __future__ import annotations
 
 from .figures import _figure, save_figure
@@ -6,12 +7,14 @@ from .figures import _figure, save_figure
 
 def markdown_table(columns, rows):
     """A GitHub-flavoured Markdown table."""
+
     def cell(v):
         if v is None:
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v).replace("|", "\\|")
+
     out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(out)
@@ -27,8 +30,14 @@ def plot_table(columns, rows, path, title=None, col_widths=None):
     fig = _figure((width, 0.32 * (len(rows) + 1) + (0.5 if title else 0.1)))
     ax = fig.add_subplot()
     ax.set_axis_off()
-    table = ax.table(cellText=cells or [[""] * len(columns)], colLabels=list(columns), loc="center",
-                     cellLoc="left", colLoc="left", colWidths=col_widths)
+    table = ax.table(
+        cellText=cells or [[""] * len(columns)],
+        colLabels=list(columns),
+        loc="center",
+        cellLoc="left",
+        colLoc="left",
+        colWidths=col_widths,
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1, 1.4)

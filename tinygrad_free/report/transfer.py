@@ -1,10 +1,19 @@
 """Transfer to MNIST: the sweep's best configurations that differ enough to be worth a run each."""
+
 from __future__ import annotations
 
 from .sweep_analysis import metric_goal
 
-TRANSFER_KEYS = ("optimizer", "activation", "num_layers", "hidden_size", "batch_size", "learning_rate",
-                 "weight_init", "weight_decay")
+TRANSFER_KEYS = (
+    "optimizer",
+    "activation",
+    "num_layers",
+    "hidden_size",
+    "batch_size",
+    "learning_rate",
+    "weight_init",
+    "weight_decay",
+)
 
 
 def choose_transfer_configs(records, k=3, metric="val_accuracy", min_differences=2, goal=None):
@@ -20,8 +29,11 @@ def choose_transfer_configs(records, k=3, metric="val_accuracy", min_differences
     list of (dict, str)
         The records and why each was picked.
     """
-    ok = sorted((r for r in records if r.get("status") == "completed" and r.get(metric) is not None),
-                key=lambda r: r[metric], reverse=metric_goal(metric, records, goal) == "maximize")
+    ok = sorted(
+        (r for r in records if r.get("status") == "completed" and r.get(metric) is not None),
+        key=lambda r: r[metric],
+        reverse=metric_goal(metric, records, goal) == "maximize",
+    )
     cfg = [r.get("config") or r.get("params") or {} for r in ok]
     chosen = []
     for i, r in enumerate(ok):

@@ -41,6 +41,7 @@ a shared study), :mod:`.workers` (processes), :mod:`.local` and :mod:`.wandb_bac
 backends). The option schema, its names and run names are :mod:`tinygrad_free.config`'s.
 Everything is importable from here as before (``from tinygrad_free.sweep import run_local_sweep``).
 """
+
 from ..config import DEFAULTS, check_value, normalize_config
 from ..config import trial_run_name as run_name
 from ..fileio import atomic_write_text
@@ -51,26 +52,55 @@ from .recovery import _machine_id, _pid_alive, fail_dead_trials, recover_dead_tr
 from .results import RESULT_ATTR, append_jsonl, best_record, read_results, results_record
 from .samplers import make_pruner, make_sampler, suggest_params
 from .spec import (
-                   DISTRIBUTIONS,
-                   EARLY_TERMINATE,
-                   GOALS,
-                   METHODS,
-                   METRICS,
-                   Param,
-                   SweepSpec,
-                   load_sweep,
-                   parse_assignment,
-                   parse_sweep,
+    DISTRIBUTIONS,
+    EARLY_TERMINATE,
+    GOALS,
+    METHODS,
+    METRICS,
+    Param,
+    SweepSpec,
+    load_sweep,
+    parse_assignment,
+    parse_sweep,
 )
 from .storage import POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage, resolve_storage_url
 from .trial import STATUSES, PruningCallback, _clean, get_data, run_trial
 from .wandb_backend import run_wandb_sweep, wandb_sweep_config
 from .workers import THREAD_VARIABLES, map_trials, run_workers
 
-__all__ = ["DEFAULTS", "METHODS", "DISTRIBUTIONS", "Param", "SweepSpec", "SweepSummary", "PruningCallback",
-           "parse_sweep", "load_sweep", "make_sampler", "make_pruner", "suggest_params", "check_value",
-           "normalize_config", "run_name", "run_trial", "get_data", "append_jsonl", "read_results",
-           "atomic_write_text", "open_storage", "resolve_storage_url", "display_url", "fail_dead_trials",
-           "recover_dead_trials", "results_record", "export_results", "run_local_sweep", "run_wandb_sweep",
-           "default_storage", "default_results", "best_record",
-           "run_workers", "map_trials"]
+__all__ = [
+    "DEFAULTS",
+    "METHODS",
+    "DISTRIBUTIONS",
+    "Param",
+    "SweepSpec",
+    "SweepSummary",
+    "PruningCallback",
+    "parse_sweep",
+    "load_sweep",
+    "make_sampler",
+    "make_pruner",
+    "suggest_params",
+    "check_value",
+    "normalize_config",
+    "run_name",
+    "run_trial",
+    "get_data",
+    "append_jsonl",
+    "read_results",
+    "atomic_write_text",
+    "open_storage",
+    "resolve_storage_url",
+    "display_url",
+    "fail_dead_trials",
+    "recover_dead_trials",
+    "results_record",
+    "export_results",
+    "run_local_sweep",
+    "run_wandb_sweep",
+    "default_storage",
+    "default_results",
+    "best_record",
+    "run_workers",
+    "map_trials",
+]

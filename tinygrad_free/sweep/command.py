@@ -1,5 +1,6 @@
 """The sweep command: scripts/sweep.py's parsed options turned into a local (Optuna) or wandb
 sweep, or an export of a shared study, reported as the script prints it."""
+
 import sys
 
 from .. import sweep as S
@@ -15,8 +16,10 @@ def export(parser, args, spec):
     except ValueError as e:
         parser.error(str(e))
     machines = ", ".join(f"{n} from {m}" for m, n in sorted(out["machines"].items())) or "none"
-    print(f"exported {out['records']} trials of study {study_name!r} to {args.export} ({machines}); "
-          f"{out['skipped']} unfinished or killed trials left out")
+    print(
+        f"exported {out['records']} trials of study {study_name!r} to {args.export} ({machines}); "
+        f"{out['skipped']} unfinished or killed trials left out"
+    )
     return 0
 
 
@@ -32,15 +35,23 @@ def run(parser, args):
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     # --storage and --export only mean something to the local backend.
-    backend = args.backend or ("local" if args.storage or args.export or not tracking.wandb_logged_in()
-                               else "wandb")
+    backend = args.backend or ("local" if args.storage or args.export or not tracking.wandb_logged_in() else "wandb")
     if backend == "wandb":
         if args.storage or args.study_name or args.export:
             parser.error("--storage/--study_name/--export apply to --backend local only")
-        sweep_id = S.run_wandb_sweep(spec, sweep_id=args.sweep_id, count=args.count, n_trials=args.n_trials,
-                                     workers=args.workers, project=args.wandb_project,
-                                     entity=args.wandb_entity, results=args.results, limit=args.limit,
-                                     data_dir=args.data_dir, sweep_path=args.sweep_file)
+        sweep_id = S.run_wandb_sweep(
+            spec,
+            sweep_id=args.sweep_id,
+            count=args.count,
+            n_trials=args.n_trials,
+            workers=args.workers,
+            project=args.wandb_project,
+            entity=args.wandb_entity,
+            results=args.results,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            sweep_path=args.sweep_file,
+        )
         print(f"wandb sweep {sweep_id} done on this machine")
         return 0
     if args.sweep_id or args.count:
@@ -54,21 +65,33 @@ def run(parser, args):
         return export(parser, args, spec)
     mode = args.wandb_mode or tracking.default_wandb_mode()
     try:
-        summary = S.run_local_sweep(spec, n_trials=args.n_trials, workers=args.workers, storage=args.storage,
-                                    study_name=args.study_name, results=args.results, limit=args.limit,
-                                    data_dir=args.data_dir, seed=args.seed, wandb_mode=mode,
-                                    wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
-                                    sweep_path=args.sweep_file, verbose=not args.quiet)
+        summary = S.run_local_sweep(
+            spec,
+            n_trials=args.n_trials,
+            workers=args.workers,
+            storage=args.storage,
+            study_name=args.study_name,
+            results=args.results,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            wandb_mode=mode,
+            wandb_project=args.wandb_project,
+            wandb_entity=args.wandb_entity,
+            sweep_path=args.sweep_file,
+            verbose=not args.quiet,
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    print(f"\n{summary.n_finished} finished trials in study {summary.study_name!r} "
-          f"({summary.seconds:.1f}s this run)")
+    print(f"\n{summary.n_finished} finished trials in study {summary.study_name!r} ({summary.seconds:.1f}s this run)")
     best = summary.best
     if best:
         test = best.get("test_accuracy")
-        print(f"best: {best['run_name']}  {spec.metric} {best[spec.metric]:.4f}  "
-              f"test_accuracy {test if test is None else f'{test:.4f}'}")
+        print(
+            f"best: {best['run_name']}  {spec.metric} {best[spec.metric]:.4f}  "
+            f"test_accuracy {test if test is None else f'{test:.4f}'}"
+        )
     print(f"results: {summary.results}\nstudy:   {S.display_url(summary.storage)}")
     if mode == "offline":
         print("wandb runs were logged offline: upload them with `wandb sync --sync-all`")

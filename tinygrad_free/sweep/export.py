@@ -1,4 +1,5 @@
 """Every finished trial of a study, from whichever machine ran it, gathered into one results file."""
+
 import json
 import os
 
@@ -34,13 +35,16 @@ def export_results(storage, study_name, path, metric="val_accuracy"):
     """
     import optuna
     from optuna.trial import TrialState
-    if storage.startswith("sqlite:///") and not os.path.exists(storage[len("sqlite:///"):]):
+
+    if storage.startswith("sqlite:///") and not os.path.exists(storage[len("sqlite:///") :]):
         raise ValueError(f"no study database at {storage}; give the --storage URL the sweep ran with")
     store = open_storage(storage)
     names = [s.study_name for s in store.get_all_studies()]
     if study_name not in names:
-        raise ValueError(f"storage {display_url(storage)} holds no study {study_name!r}; "
-                         f"its studies: {', '.join(sorted(names)) or 'none'}")
+        raise ValueError(
+            f"storage {display_url(storage)} holds no study {study_name!r}; "
+            f"its studies: {', '.join(sorted(names)) or 'none'}"
+        )
     study = optuna.load_study(study_name=study_name, storage=store)
     records, skipped, machines = [], 0, {}
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):

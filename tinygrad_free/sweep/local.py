@@ -1,5 +1,6 @@
 """The local backend: a sweep run, resumed or joined through an Optuna study, by one or more
 worker processes on this machine (and others sharing the study's database)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -57,6 +58,7 @@ class _LocalTrial:
 
     def objective(self, trial):
         import optuna
+
         self.current, self.result = trial.number, None
         # Claim the trial before letting other workers look: a re-queued trial carries the user
         # attributes of the dead process it came from, and fail_dead_trials would fail it again.
@@ -76,33 +78,62 @@ class _LocalTrial:
             pruner = PruningCallback(trial, spec.metric, config["epochs"]) if spec.early_terminate else None
             if pruner:
                 callbacks.append(pruner)
-            run = start_wandb_run(job["wandb_mode"], project=job["wandb_project"], entity=job["wandb_entity"],
-                                  group=job["study_name"], job_type="sweep", name=name,
-                                  config={**config, "trial": trial.number, "study": job["study_name"]})
+            run = start_wandb_run(
+                job["wandb_mode"],
+                project=job["wandb_project"],
+                entity=job["wandb_entity"],
+                group=job["study_name"],
+                job_type="sweep",
+                name=name,
+                config={**config, "trial": trial.number, "study": job["study_name"]},
+            )
             if run is not None:
                 from ..callbacks import WandbLogger
+
                 callbacks.append(WandbLogger(run))
-            result = _trial.run_trial(config, _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
-                                      limit=job["limit"], callbacks=callbacks)
+            result = _trial.run_trial(
+                config,
+                _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
+                limit=job["limit"],
+                callbacks=callbacks,
+            )
         except Exception as e:
-            self.result = {"status": "failed", "message": f"{type(e).__name__}: {e}", "config": config,
-                           "error": traceback.format_exc(limit=5), "run_name": name, "started_at": started,
-                           "finished_at": time.time(), "params": params}
+            self.result = {
+                "status": "failed",
+                "message": f"{type(e).__name__}: {e}",
+                "config": config,
+                "error": traceback.format_exc(limit=5),
+                "run_name": name,
+                "started_at": started,
+                "finished_at": time.time(),
+                "params": params,
+            }
             with contextlib.suppress(Exception):  # the trial's own error is the one to report
                 trial.set_user_attr(RESULT_ATTR, self.stored_result())
             if run is not None:
                 run.finish(exit_code=1)
             raise
         value = result.get(spec.metric)
-        result.update(run_name=name, params=params, started_at=started, finished_at=time.time(),
-                      value=_status_value(spec, result["status"], value))
+        result.update(
+            run_name=name,
+            params=params,
+            started_at=started,
+            finished_at=time.time(),
+            value=_status_value(spec, result["status"], value),
+        )
         self.result = result
         for key in ("run_name", "status", "test_accuracy", "val_accuracy_best", "seconds"):
             trial.set_user_attr(key, result.get(key))
         trial.set_user_attr(RESULT_ATTR, self.stored_result())
         if run is not None:
-            run.summary.update({"status": result["status"], "test_accuracy": result["test_accuracy"],
-                                "val_accuracy_best": result["val_accuracy_best"], "seconds": result["seconds"]})
+            run.summary.update(
+                {
+                    "status": result["status"],
+                    "test_accuracy": result["test_accuracy"],
+                    "val_accuracy_best": result["val_accuracy_best"],
+                    "seconds": result["seconds"],
+                }
+            )
             run.finish(exit_code=0 if result["status"] != "diverged" else 1)
         if result["status"] == "pruned":
             raise optuna.TrialPruned(result["message"])
@@ -118,24 +149,32 @@ class _LocalTrial:
     def record(self, study, frozen):
         """Study callback (runs after Optuna stored the trial's state): append the results line."""
         from optuna.trial import TrialState
+
         if frozen.state == TrialState.FAIL:
             self.consecutive_failures += 1
         else:
             self.consecutive_failures = 0
-        result = self.stored_result() if frozen.number == self.current else \
-            {"limit": self.job["limit"], "worker": self.worker}
-        record = results_record(study.study_name, frozen, result, self.spec.metric, machine=self.machine,
-                                pid=os.getpid())
+        result = (
+            self.stored_result()
+            if frozen.number == self.current
+            else {"limit": self.job["limit"], "worker": self.worker}
+        )
+        record = results_record(
+            study.study_name, frozen, result, self.spec.metric, machine=self.machine, pid=os.getpid()
+        )
         append_jsonl(self.job["results"], record)
         if self.job["verbose"]:
             finished, _ = _counts(study)
             acc, test = (record.get(k) for k in ("val_accuracy", "test_accuracy"))
             acc, test = ("-" if v is None else f"{v:.4f}" for v in (acc, test))
             tail = f"  {record.get('message')}" if record["status"] in ("failed", "diverged", "pruned") else ""
-            print(f"[w{self.worker}] trial {frozen.number:>3} {record['status']:<9} "
-                  f"val_acc {acc}  test_acc {test}  "
-                  f"{record.get('seconds') or 0:.1f}s  {record['run_name']}  ({finished}/{self.job['n_trials']} done)"
-                  + tail, flush=True)
+            print(
+                f"[w{self.worker}] trial {frozen.number:>3} {record['status']:<9} "
+                f"val_acc {acc}  test_acc {test}  "
+                f"{record.get('seconds') or 0:.1f}s  {record['run_name']}  ({finished}/{self.job['n_trials']} done)"
+                + tail,
+                flush=True,
+            )
         if self.consecutive_failures >= 3:
             study.stop()
 
@@ -160,12 +199,18 @@ def _local_worker(job, worker=0):
     try:
         # Under the lock: two processes creating the tables of a new SQLite file at once collide.
         storage = open_storage(job["storage"])
-        study = optuna.create_study(storage=storage, study_name=job["study_name"], load_if_exists=True,
-                                    direction=spec.goal, pruner=make_pruner(spec),
-                                    sampler=make_sampler(spec, None))
+        study = optuna.create_study(
+            storage=storage,
+            study_name=job["study_name"],
+            load_if_exists=True,
+            direction=spec.goal,
+            pruner=make_pruner(spec),
+            sampler=make_sampler(spec, None),
+        )
         n_existing = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(spec, _sampler_seed(job["seed"], worker, n_existing,
-                                                         _process_salt(job["storage"])))
+        study.sampler = make_sampler(
+            spec, _sampler_seed(job["seed"], worker, n_existing, _process_salt(job["storage"]))
+        )
     finally:
         lock.release()
     runner = _LocalTrial(job, spec, lock, worker)
@@ -189,8 +234,11 @@ def _local_worker(job, worker=0):
                 # and re-queued it; its result cannot be stored any more, the re-run will be.
                 if "Cannot tell" not in str(e):
                     raise
-                print(f"[w{worker}] trial {runner.current} was failed by another worker meanwhile: {e}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[w{worker}] trial {runner.current} was failed by another worker meanwhile: {e}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             except KeyboardInterrupt:
                 # Optuna marked the interrupted trial FAIL; queue its parameters again so a resumed
                 # sweep re-runs it instead of sampling a new configuration.
@@ -230,9 +278,24 @@ class SweepSummary:
     errors: list
 
 
-def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=None, results=None,
-                    limit=None, data_dir=None, seed=0, wandb_mode="disabled", wandb_project="tinygrad_free",
-                    wandb_entity=None, sweep_path=None, verbose=True, poll=2.0):
+def run_local_sweep(
+    spec,
+    *,
+    n_trials=None,
+    workers=1,
+    storage=None,
+    study_name=None,
+    results=None,
+    limit=None,
+    data_dir=None,
+    seed=0,
+    wandb_mode="disabled",
+    wandb_project="tinygrad_free",
+    wandb_entity=None,
+    sweep_path=None,
+    verbose=True,
+    poll=2.0,
+):
     """Run (or resume, or join) a sweep with Optuna until ``n_trials`` trials have finished.
 
     Parameters
@@ -286,21 +349,36 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     storage = storage or default_storage(sweep_path, study_name)
     resolve_storage_url(storage)  # a missing database driver stops here, with the extra to install
     results = results or default_results(storage, study_name, sweep_path)
-    job = {"raw": spec.raw, "study_name": study_name, "storage": storage, "results": results,
-           "n_trials": int(n_trials), "limit": limit, "data_dir": data_dir, "seed": seed,
-           "wandb_mode": wandb_mode, "wandb_project": wandb_project, "wandb_entity": wandb_entity,
-           "verbose": verbose, "poll": poll}
+    job = {
+        "raw": spec.raw,
+        "study_name": study_name,
+        "storage": storage,
+        "results": results,
+        "n_trials": int(n_trials),
+        "limit": limit,
+        "data_dir": data_dir,
+        "seed": seed,
+        "wandb_mode": wandb_mode,
+        "wandb_project": wandb_project,
+        "wandb_entity": wandb_entity,
+        "verbose": verbose,
+        "poll": poll,
+    }
     if verbose:
-        print(f"sweep {study_name!r}: {spec.method} over {', '.join(spec.varied) or 'nothing'}; "
-              f"{n_trials} trials, {workers} worker(s)\n  study:   {display_url(storage)}\n  results: {results}",
-              flush=True)
+        print(
+            f"sweep {study_name!r}: {spec.method} over {', '.join(spec.varied) or 'nothing'}; "
+            f"{n_trials} trials, {workers} worker(s)\n  study:   {display_url(storage)}\n  results: {results}",
+            flush=True,
+        )
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock = _study_lock(storage, study_name)
     lock.acquire()
     try:
-        optuna.create_study(storage=open_storage(storage), study_name=study_name, load_if_exists=True,
-                            direction=spec.goal)
+        optuna.create_study(
+            storage=open_storage(storage), study_name=study_name, load_if_exists=True, direction=spec.goal
+        )
     finally:
         lock.release()
     start = time.perf_counter()
@@ -313,5 +391,6 @@ def run_local_sweep(spec, *, n_trials=None, workers=1, storage=None, study_name=
     finished, _ = _counts(study)
     records = [r for r in read_results(results) if r.get("study") == study_name] if os.path.exists(results) else []
     errors = [o["error"] for o in outs if o and o.get("error")]
-    return SweepSummary(study_name, storage, results, finished, seconds,
-                        best_record(records, spec.metric, spec.goal), errors)
+    return SweepSummary(
+        study_name, storage, results, finished, seconds, best_record(records, spec.metric, spec.goal), errors
+    )

@@ -1,5 +1,6 @@
 """The lock that serialises "count the study's trials, then start one": a file lock between the
 processes of one machine, a PostgreSQL advisory lock between machines."""
+
 import os
 import tempfile
 
@@ -13,11 +14,12 @@ except ImportError:  # pragma: no cover - Windows
 
 def _lock_path(storage_url, study_name):
     if storage_url.startswith("sqlite:///"):
-        path = storage_url[len("sqlite:///"):]
+        path = storage_url[len("sqlite:///") :]
         if path and path != ":memory:":
             folder, base = os.path.split(os.path.abspath(path))
             return os.path.join(folder, f".{base}.{study_name}.lock")
     import hashlib
+
     digest = hashlib.sha1(f"{storage_url}|{study_name}".encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"tinygrad_free-sweep-{digest}.lock")
 
@@ -60,6 +62,7 @@ class _PostgresLock:
 
     def __init__(self, url, study_name):
         import hashlib
+
         digest = hashlib.sha1(f"tinygrad_free sweep {study_name}".encode()).digest()
         self.url, self.key = url, int.from_bytes(digest[:8], "big", signed=True)
         self.conn, self.held = None, False
@@ -67,6 +70,7 @@ class _PostgresLock:
     def _lock(self):
         from sqlalchemy import create_engine, text
         from sqlalchemy.pool import NullPool
+
         if self.conn is None:
             engine = create_engine(resolve_storage_url(self.url), poolclass=NullPool)
             self.conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -76,6 +80,7 @@ class _PostgresLock:
         if self.held:
             return
         from sqlalchemy.exc import DBAPIError
+
         try:
             self._lock()
         except DBAPIError as e:
@@ -89,6 +94,7 @@ class _PostgresLock:
         if self.held:
             self.held = False
             from sqlalchemy import text
+
             try:
                 self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
             except Exception:  # a lost session released its lock with it  # noqa: BLE001

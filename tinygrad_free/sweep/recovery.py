@@ -1,5 +1,6 @@
 """Trials left RUNNING by dead workers, found (by pid on this machine, by heartbeat on any) and
 re-queued, so a study still ends with exactly ``n_trials`` finished trials."""
+
 import contextlib
 import os
 import socket
@@ -41,6 +42,7 @@ def fail_dead_trials(study):
         How many trials were failed.
     """
     from optuna.trial import TrialState
+
     me, n = _machine_id(), 0
     retry = _retry_callback()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -85,6 +87,7 @@ def recover_dead_trials(study):
         How many trials this call failed on the pid check (heartbeat failures are not counted).
     """
     import optuna
+
     n = fail_dead_trials(study)
     optuna.storages.fail_stale_trials(study)
     return n
@@ -92,6 +95,7 @@ def recover_dead_trials(study):
 
 def _counts(study):
     from optuna.trial import TrialState
+
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)

@@ -1,5 +1,6 @@
 """The results file: one JSON line per finished trial, appended safely by many processes, read
 back by :mod:`tinygrad_free.report`; and the line of a finished Optuna trial."""
+
 import json
 import math
 import os
@@ -92,6 +93,7 @@ def results_record(study_name, frozen, result, metric, machine=None, pid=None):
         the result's entries, then ``limit``, ``machine``, ``pid`` and ``worker``.
     """
     from optuna.trial import TrialState
+
     result = dict(result or {})
     attrs = frozen.user_attrs
     if not result.get("status") and frozen.state == TrialState.COMPLETE:  # no stored result
@@ -108,10 +110,20 @@ def results_record(study_name, frozen, result, metric, machine=None, pid=None):
     result.setdefault("params", frozen.params)
     run_name = result.pop("run_name", None) or attrs.get("run_name")
     limit, worker = result.pop("limit", None), result.pop("worker", None)
-    return {"study": study_name, "trial": frozen.number, "backend": "local", "run_name": run_name,
-            "status": status, "metric": metric, "value": value, **result, "limit": limit,
-            "machine": machine if machine is not None else attrs.get("machine"),
-            "pid": pid if pid is not None else attrs.get("pid"), "worker": worker}
+    return {
+        "study": study_name,
+        "trial": frozen.number,
+        "backend": "local",
+        "run_name": run_name,
+        "status": status,
+        "metric": metric,
+        "value": value,
+        **result,
+        "limit": limit,
+        "machine": machine if machine is not None else attrs.get("machine"),
+        "pid": pid if pid is not None else attrs.get("pid"),
+        "worker": worker,
+    }
 
 
 def best_record(records, metric="val_accuracy", goal="maximize"):

@@ -1,11 +1,13 @@
 """A sweep's method and ``early_terminate`` as Optuna's sampler and pruner, and one trial's
 parameters sampled from them."""
+
 from .spec import METHODS, _decode
 
 
 def make_sampler(spec, seed=None):
     """Optuna sampler for the sweep's method: random -> Random, grid -> Grid, bayes -> TPE."""
     import optuna
+
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.method == "grid":
@@ -23,6 +25,7 @@ def make_pruner(spec):
     ``min_iter`` the smallest resource is ``max_iter / eta**s``.
     """
     import optuna
+
     et = spec.early_terminate
     if not et:
         return optuna.pruners.NopPruner()
@@ -33,11 +36,12 @@ def make_pruner(spec):
             min_resource = int(et["min_iter"])
         else:
             min_resource = max(1, int(int(max_iter) / eta ** int(et.get("s", 0))))
-        return optuna.pruners.HyperbandPruner(min_resource=min_resource,
-                                              max_resource=int(max_iter) if max_iter else "auto",
-                                              reduction_factor=eta)
-    return optuna.pruners.MedianPruner(n_startup_trials=int(et.get("n_startup_trials", 5)),
-                                       n_warmup_steps=int(et.get("min_iter", 1)))
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_resource, max_resource=int(max_iter) if max_iter else "auto", reduction_factor=eta
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=int(et.get("n_startup_trials", 5)), n_warmup_steps=int(et.get("min_iter", 1))
+    )
 
 
 def suggest_params(trial, spec):

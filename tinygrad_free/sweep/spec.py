@@ -1,5 +1,6 @@
 """Sweep files: wandb's sweep YAML (``method``, ``metric``, ``parameters``, ``early_terminate``)
 parsed into a :class:`SweepSpec` whose parameters carry their Optuna distributions."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,30 @@ METHODS = ("random", "grid", "bayes")
 GOALS = ("maximize", "minimize")
 
 
-DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-                 "log_uniform_values", "q_log_uniform", "q_log_uniform_values")
+DISTRIBUTIONS = (
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_log_uniform",
+    "q_log_uniform_values",
+)
 
 
 # wandb knows these too, but they have no bounded Optuna counterpart.
-WANDB_ONLY_DISTRIBUTIONS = ("inv_log_uniform", "inv_log_uniform_values", "normal", "q_normal",
-                            "log_normal", "q_log_normal", "beta", "q_beta")
+WANDB_ONLY_DISTRIBUTIONS = (
+    "inv_log_uniform",
+    "inv_log_uniform_values",
+    "normal",
+    "q_normal",
+    "log_normal",
+    "q_log_normal",
+    "beta",
+    "q_beta",
+)
 
 
 EARLY_TERMINATE = ("hyperband", "median")
@@ -37,8 +55,19 @@ SPEC_KEYS = ("value", "values", "min", "max", "distribution", "q", "probabilitie
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 
 
-TOP_LEVEL_KEYS = ("name", "description", "method", "metric", "parameters", "early_terminate", "run_cap",
-                  "program", "command", "project", "entity")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "program",
+    "command",
+    "project",
+    "entity",
+)
 
 
 @dataclass(frozen=True)
@@ -93,8 +122,11 @@ class SweepSpec:
     @property
     def varied(self):
         """Parameters with more than one possible value."""
-        return [n for n, p in self.params.items() if p.kind != "constant"
-                and not (p.kind == "categorical" and len(p.distribution.choices) == 1)]
+        return [
+            n
+            for n, p in self.params.items()
+            if p.kind != "constant" and not (p.kind == "categorical" and len(p.distribution.choices) == 1)
+        ]
 
     def distributions(self):
         """``{name: optuna distribution}`` of the sampled (non-constant) parameters."""
@@ -125,6 +157,7 @@ def _decode(value):
 
 def _categorical(name, values, checked):
     import optuna
+
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"parameter {name!r}: 'values' must be a non-empty list, got {values!r}")
     choices, encoded = [], False
@@ -142,8 +175,10 @@ def _parse_param(name, spec, method, checked):
     from optuna.distributions import FloatDistribution, IntDistribution
 
     if not isinstance(spec, dict):
-        raise ValueError(f"parameter {name!r}: expected a mapping such as {{values: [...]}}, "
-                         f"{{value: ...}} or {{min: ..., max: ...}}, got {spec!r}")
+        raise ValueError(
+            f"parameter {name!r}: expected a mapping such as {{values: [...]}}, "
+            f"{{value: ...}} or {{min: ..., max: ...}}, got {spec!r}"
+        )
     if "parameters" in spec:
         raise ValueError(f"parameter {name!r}: nested parameters are not supported; flatten them")
     unknown = sorted(set(spec) - set(SPEC_KEYS))
@@ -152,25 +187,30 @@ def _parse_param(name, spec, method, checked):
     dist = spec.get("distribution")
     if dist is not None and dist not in DISTRIBUTIONS:
         if dist in WANDB_ONLY_DISTRIBUTIONS:
-            raise ValueError(f"parameter {name!r}: distribution {dist!r} is supported by the wandb backend only; "
-                             f"the local backend supports: {', '.join(DISTRIBUTIONS)}")
-        raise ValueError(f"parameter {name!r}: unknown distribution {dist!r}; choose one of "
-                         f"{', '.join(DISTRIBUTIONS)}")
+            raise ValueError(
+                f"parameter {name!r}: distribution {dist!r} is supported by the wandb backend only; "
+                f"the local backend supports: {', '.join(DISTRIBUTIONS)}"
+            )
+        raise ValueError(f"parameter {name!r}: unknown distribution {dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
     if "value" in spec:
         if len(spec) > 1 + (dist == "constant"):
-            raise ValueError(f"parameter {name!r}: 'value' (a constant) cannot be combined with "
-                             f"{sorted(set(spec) - {'value', 'distribution'})}")
+            raise ValueError(
+                f"parameter {name!r}: 'value' (a constant) cannot be combined with "
+                f"{sorted(set(spec) - {'value', 'distribution'})}"
+            )
         return Param(name, "constant", value=checked(spec["value"]))
     if "values" in spec:
         if dist not in (None, "categorical"):
             raise ValueError(f"parameter {name!r}: 'values' is a categorical parameter, not {dist!r}")
         if "probabilities" in spec:
-            warnings.warn(f"parameter {name!r}: 'probabilities' is ignored by the local backend "
-                          "(Optuna samples categorical values uniformly)", stacklevel=3)
+            warnings.warn(
+                f"parameter {name!r}: 'probabilities' is ignored by the local backend "
+                "(Optuna samples categorical values uniformly)",
+                stacklevel=3,
+            )
         return _categorical(name, spec["values"], checked)
     if "min" not in spec or "max" not in spec:
-        raise ValueError(f"parameter {name!r}: give 'value', 'values', or both 'min' and 'max' "
-                         f"(got {sorted(spec)})")
+        raise ValueError(f"parameter {name!r}: give 'value', 'values', or both 'min' and 'max' (got {sorted(spec)})")
     lo, hi = _number(f"{name}.min", spec["min"]), _number(f"{name}.max", spec["max"])
     if dist is None:
         both_int = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max"))
@@ -204,8 +244,10 @@ def _parse_param(name, spec, method, checked):
         if dist == "q_uniform":
             n = int(math.floor((hi - lo) / q + 1e-9)) + 1
             return _categorical(name, [round(lo + i * q, 12) for i in range(n)], checked)
-        raise ValueError(f"parameter {name!r}: grid search needs a finite set of values, but {dist} is "
-                         "continuous; use 'values: [...]', int_uniform or q_uniform")
+        raise ValueError(
+            f"parameter {name!r}: grid search needs a finite set of values, but {dist} is "
+            "continuous; use 'values: [...]', int_uniform or q_uniform"
+        )
     if dist == "q_uniform":
         return Param(name, dist, FloatDistribution(lo, hi, step=q))
     if dist in ("log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values"):
@@ -219,8 +261,10 @@ def _check_early_terminate(et):
         return None
     if not isinstance(et, dict) or "type" not in et:
         raise ValueError(f"early_terminate must be a mapping with a 'type' ({', '.join(EARLY_TERMINATE)}), got {et!r}")
-    allowed = {"hyperband": {"type", "min_iter", "max_iter", "s", "eta", "strict"},
-               "median": {"type", "min_iter", "n_startup_trials"}}
+    allowed = {
+        "hyperband": {"type", "min_iter", "max_iter", "s", "eta", "strict"},
+        "median": {"type", "min_iter", "n_startup_trials"},
+    }
     kind = et["type"]
     if kind not in allowed:
         raise ValueError(f"early_terminate: unknown type {kind!r}; choose one of {', '.join(EARLY_TERMINATE)}")
@@ -243,6 +287,7 @@ def parse_assignment(text):
     import argparse
 
     import yaml
+
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -306,14 +351,22 @@ def parse_sweep(raw, name=None, overrides=None, method=None):
         run_cap = _number("run_cap", run_cap, int)
         if run_cap <= 0:
             raise ValueError(f"run_cap must be a positive integer, got {run_cap}")
-    return SweepSpec(name=str(raw.get("name") or name or "sweep"), method=method, metric=metric["name"],
-                     goal=goal, params=params, early_terminate=_check_early_terminate(raw.get("early_terminate")),
-                     run_cap=run_cap, raw=raw)
+    return SweepSpec(
+        name=str(raw.get("name") or name or "sweep"),
+        method=method,
+        metric=metric["name"],
+        goal=goal,
+        params=params,
+        early_terminate=_check_early_terminate(raw.get("early_terminate")),
+        run_cap=run_cap,
+        raw=raw,
+    )
 
 
 def load_sweep(path, overrides=None, method=None):
     """Read a sweep YAML file; see :func:`parse_sweep`. The name defaults to the file's stem."""
     import yaml
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no sweep file {str(path)!r}")

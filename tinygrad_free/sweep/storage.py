@@ -1,6 +1,7 @@
 """Where a study lives: SQLite beside the sweep file, or a PostgreSQL server shared by machines
 (the driver resolved and a missing one named), opened with heartbeats so a dead worker's trial
 is retried."""
+
 import os
 import time
 import warnings
@@ -15,8 +16,8 @@ def default_storage(sweep_path, study_name):
 
 def default_results(storage, study_name, sweep_path=None):
     """Results file next to the study: ``X.jsonl`` beside a SQLite ``X.db``."""
-    if storage.startswith("sqlite:///") and storage[len("sqlite:///"):] not in ("", ":memory:"):
-        db = Path(storage[len("sqlite:///"):])
+    if storage.startswith("sqlite:///") and storage[len("sqlite:///") :] not in ("", ":memory:"):
+        db = Path(storage[len("sqlite:///") :])
         return str(db.with_name(f"{db.stem}.jsonl" if db.stem == study_name else f"{db.stem}-{study_name}.jsonl"))
     folder = Path(sweep_path).resolve().parent if sweep_path else Path.cwd()
     return str(folder / f"{study_name}.jsonl")
@@ -33,6 +34,7 @@ _MAX_RETRY = 2
 
 def _retry_callback():
     import optuna
+
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # marked experimental
@@ -57,6 +59,7 @@ def display_url(url):
         return url
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy parses; show the scheme only  # noqa: BLE001
         return url.split("://", 1)[0] + "://..."
@@ -66,6 +69,7 @@ def _dialect_dbapi_ok(drivername):
     """True when SQLAlchemy has the dialect ``drivername`` and its DBAPI module imports."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import NoSuchModuleError
+
     try:
         dialect = make_url(f"{drivername}://").get_dialect()
         importer = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2.x / 1.4
@@ -92,26 +96,34 @@ def resolve_storage_url(url):
     """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme == "postgres":
-        scheme, url = "postgresql", "postgresql" + url[len("postgres"):]
+        scheme, url = "postgresql", "postgresql" + url[len("postgres") :]
     if scheme.split("+", 1)[0] != "postgresql":
         return url
     if scheme == "postgresql":
         from sqlalchemy.engine import make_url
+
         default = make_url(url).get_dialect().driver
         candidates = [default] + [d for d in _POSTGRES_DRIVERS if d != default]
     else:
         candidates = [scheme.split("+", 1)[1]]
     for driver in candidates:
         if _dialect_dbapi_ok(f"postgresql+{driver}"):
-            return url if scheme != "postgresql" or driver == candidates[0] else \
-                f"postgresql+{driver}" + url[len(scheme):]
+            return (
+                url
+                if scheme != "postgresql" or driver == candidates[0]
+                else f"postgresql+{driver}" + url[len(scheme) :]
+            )
     if scheme != "postgresql":
         package = _POSTGRES_PACKAGES.get(candidates[0], candidates[0])
-        raise ImportError(f"storage {display_url(url)} names the PostgreSQL driver {candidates[0]!r}, which is "
-                          f"not installed: pip install '{package}', or write postgresql:// and "
-                          f"{POSTGRES_INSTALL}")
-    raise ImportError(f"storage {display_url(url)} needs a PostgreSQL driver ({' or '.join(candidates)}), "
-                      f"and none is installed: {POSTGRES_INSTALL}")
+        raise ImportError(
+            f"storage {display_url(url)} names the PostgreSQL driver {candidates[0]!r}, which is "
+            f"not installed: pip install '{package}', or write postgresql:// and "
+            f"{POSTGRES_INSTALL}"
+        )
+    raise ImportError(
+        f"storage {display_url(url)} needs a PostgreSQL driver ({' or '.join(candidates)}), "
+        f"and none is installed: {POSTGRES_INSTALL}"
+    )
 
 
 def open_storage(url):
@@ -123,9 +135,10 @@ def open_storage(url):
     is replaced instead of failing the trial's ``tell``.
     """
     import optuna
+
     url = resolve_storage_url(url)
     if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
+        path = url[len("sqlite:///") :]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
@@ -133,6 +146,7 @@ def open_storage(url):
         engine_kwargs = {"pool_pre_ping": True}
     params = {"heartbeat_interval": _HEARTBEAT_INTERVAL, "grace_period": _GRACE}
     import inspect
+
     names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
     key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in names else "failed_trial_callback"
     params[key] = _retry_callback()
@@ -153,6 +167,7 @@ def _rdb_storage_racing_others(url, engine_kwargs, params, attempts=5):
     """
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **params)

@@ -1,6 +1,7 @@
 """One sweep trial: a configuration trained (through :func:`tinygrad_free.config.build_run`, as
 scripts/train.py trains it) and summarised as a JSON-safe record; the data cache the trials of a
 process share; the callback that lets an Optuna pruner stop a trial."""
+
 import math
 import time
 
@@ -18,6 +19,7 @@ _DATA_CACHE: dict = {}
 def get_data(dataset="fashion_mnist", data_dir=None, seed=0):
     """The dataset's train/validation/test split, loaded once per process and reused by later trials."""
     from ..data import load_split
+
     key = (dataset, str(data_dir) if data_dir else None, int(seed))
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= 2:  # a sweep rarely needs more than one split; bound the memory
@@ -92,23 +94,25 @@ def run_trial(config, data=None, *, limit=None, data_dir=None, callbacks=(), eva
         model.save(save)
     h = history.history
     val_acc = _finite(h.get("val_accuracy", []))
-    return _clean({
-        "status": status,
-        "message": history.message,
-        "config": cfg,
-        "history": {k: list(v) for k, v in h.items()},
-        "val_accuracy": history.last("val_accuracy"),
-        "val_accuracy_best": max(val_acc) if val_acc else None,
-        "val_loss": history.last("val_loss"),
-        "train_loss": history.last("train_loss"),
-        "train_accuracy": history.last("train_accuracy"),
-        "test_accuracy": test_accuracy,
-        "epochs_run": len(h.get("epoch", [])),
-        "train_size": int(len(x_train)),
-        "seconds": time.perf_counter() - start,
-        "train_seconds": float(sum(h.get("train_seconds", []))),
-        "compile_seconds": history.compile_seconds,
-    })
+    return _clean(
+        {
+            "status": status,
+            "message": history.message,
+            "config": cfg,
+            "history": {k: list(v) for k, v in h.items()},
+            "val_accuracy": history.last("val_accuracy"),
+            "val_accuracy_best": max(val_acc) if val_acc else None,
+            "val_loss": history.last("val_loss"),
+            "train_loss": history.last("train_loss"),
+            "train_accuracy": history.last("train_accuracy"),
+            "test_accuracy": test_accuracy,
+            "epochs_run": len(h.get("epoch", [])),
+            "train_size": int(len(x_train)),
+            "seconds": time.perf_counter() - start,
+            "train_seconds": float(sum(h.get("train_seconds", []))),
+            "compile_seconds": history.compile_seconds,
+        }
+    )
 
 
 class PruningCallback(Callback):

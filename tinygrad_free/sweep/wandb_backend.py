@@ -1,5 +1,6 @@
 """The wandb backend: the sweep file handed to ``wandb.sweep``, and agents on this machine that
 train the configurations wandb's server picks."""
+
 import os
 import time
 import traceback
@@ -22,6 +23,7 @@ def wandb_sweep_config(spec):
 def _wandb_trial(job):
     """The function ``wandb.agent`` calls: one run with the configuration wandb chose."""
     import wandb
+
     spec = parse_sweep(job["raw"], name=job["sweep_id"])
     run = wandb.init(settings=wandb.Settings(silent=True))
     started = time.time()
@@ -30,32 +32,62 @@ def _wandb_trial(job):
     name = run_name(config, spec.varied)
     run.name = name
     from ..callbacks import WandbLogger
+
     status, result = "failed", {"config": config}
     try:
-        result = _trial.run_trial(config, _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
-                                  limit=job["limit"], callbacks=[WandbLogger(run)])
+        result = _trial.run_trial(
+            config,
+            _trial.get_data(config["dataset"], job["data_dir"], config["seed"]),
+            limit=job["limit"],
+            callbacks=[WandbLogger(run)],
+        )
         status = result["status"]
-        run.summary.update({"status": status, "test_accuracy": result["test_accuracy"],
-                            "val_accuracy_best": result["val_accuracy_best"], "seconds": result["seconds"]})
+        run.summary.update(
+            {
+                "status": status,
+                "test_accuracy": result["test_accuracy"],
+                "val_accuracy_best": result["val_accuracy_best"],
+                "seconds": result["seconds"],
+            }
+        )
     except Exception as e:
         result = {"message": f"{type(e).__name__}: {e}", "config": config, "error": traceback.format_exc(limit=5)}
         raise
     finally:
         value = result.get(spec.metric) if status != "failed" else None
-        append_jsonl(job["results"], {
-            "study": job["sweep_id"], "trial": getattr(run, "id", None), "backend": "wandb",
-            "run_name": name, "status": status, "metric": spec.metric,
-            "value": _status_value(spec, status, value) if status != "failed" else None,
-            **result, "params": sampled, "started_at": started, "finished_at": time.time(),
-            "limit": job["limit"], "machine": _machine_id(), "pid": os.getpid()})
+        append_jsonl(
+            job["results"],
+            {
+                "study": job["sweep_id"],
+                "trial": getattr(run, "id", None),
+                "backend": "wandb",
+                "run_name": name,
+                "status": status,
+                "metric": spec.metric,
+                "value": _status_value(spec, status, value) if status != "failed" else None,
+                **result,
+                "params": sampled,
+                "started_at": started,
+                "finished_at": time.time(),
+                "limit": job["limit"],
+                "machine": _machine_id(),
+                "pid": os.getpid(),
+            },
+        )
         run.finish(exit_code=0 if status == "completed" else 1)
 
 
 def _wandb_agent(job, worker=0, queue=None):
     import wandb
+
     try:
-        wandb.agent(job["sweep_id"], function=lambda: _wandb_trial(job), count=job["count"],
-                    project=job["project"], entity=job["entity"])
+        wandb.agent(
+            job["sweep_id"],
+            function=lambda: _wandb_trial(job),
+            count=job["count"],
+            project=job["project"],
+            entity=job["entity"],
+        )
         out = {"started": None, "error": None}
     except BaseException as e:  # noqa: BLE001
         if queue is None:
@@ -66,8 +98,21 @@ def _wandb_agent(job, worker=0, queue=None):
     return out
 
 
-def run_wandb_sweep(spec, *, sweep_id=None, count=None, n_trials=None, workers=1, project="tinygrad_free",
-                    entity=None, results=None, limit=None, data_dir=None, sweep_path=None, verbose=True):
+def run_wandb_sweep(
+    spec,
+    *,
+    sweep_id=None,
+    count=None,
+    n_trials=None,
+    workers=1,
+    project="tinygrad_free",
+    entity=None,
+    results=None,
+    limit=None,
+    data_dir=None,
+    sweep_path=None,
+    verbose=True,
+):
     """Create (or join) a wandb sweep and run ``workers`` agents on this machine.
 
     Parameters
@@ -90,6 +135,7 @@ def run_wandb_sweep(spec, *, sweep_id=None, count=None, n_trials=None, workers=1
         The sweep id.
     """
     import wandb
+
     if sweep_id is None:
         config = wandb_sweep_config(spec)
         if n_trials:
@@ -99,8 +145,16 @@ def run_wandb_sweep(spec, *, sweep_id=None, count=None, n_trials=None, workers=1
             print(f"created wandb sweep {sweep_id}; more agents join with --sweep_id {sweep_id}", flush=True)
     folder = Path(sweep_path).resolve().parent if sweep_path else Path.cwd()
     results = results or str(folder / f"{str(sweep_id).split('/')[-1]}.jsonl")
-    job = {"raw": spec.raw, "sweep_id": sweep_id, "count": count, "project": project, "entity": entity,
-           "results": results, "limit": limit, "data_dir": data_dir}
+    job = {
+        "raw": spec.raw,
+        "sweep_id": sweep_id,
+        "count": count,
+        "project": project,
+        "entity": entity,
+        "results": results,
+        "limit": limit,
+        "data_dir": data_dir,
+    }
     if workers == 1:
         _wandb_agent(job)
     else:

@@ -1,5 +1,6 @@
 """Worker processes: spawned with one BLAS and numba thread each, for the sweep's trials
 (:func:`run_workers`) or a plain list of configurations (:func:`map_trials`)."""
+
 import contextlib
 import os
 
@@ -35,6 +36,7 @@ def run_workers(target, jobs, workers):
         What each worker put on the queue, by worker index.
     """
     import multiprocessing as mp
+
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = []
@@ -88,8 +90,11 @@ def map_trials(configs, *, workers=1, limit=None, data_dir=None, verbose=True):
     def show(i, r):
         if verbose:
             acc = r.get("val_accuracy")
-            print(f"  [{i + 1}/{len(tasks)}] {r.get('status')} val_acc "
-                  f"{'-' if acc is None else f'{acc:.4f}'} {run_name(tasks[i][0], ('seed',))}", flush=True)
+            print(
+                f"  [{i + 1}/{len(tasks)}] {r.get('status')} val_acc "
+                f"{'-' if acc is None else f'{acc:.4f}'} {run_name(tasks[i][0], ('seed',))}",
+                flush=True,
+            )
 
     if workers <= 1 or len(tasks) <= 1:
         for i, t in enumerate(tasks):
@@ -97,6 +102,7 @@ def map_trials(configs, *, workers=1, limit=None, data_dir=None, verbose=True):
             show(i, results[-1])
         return results
     import multiprocessing as mp
+
     with _child_env():
         pool = mp.get_context("spawn").Pool(min(workers, len(tasks)))
     with pool:
