@@ -136,6 +136,11 @@ def parse_args(argv=None):
                 p.error(f"--{key} must be >= 1")
         if any(t != "auto" and t < 1 for t in args.threads):
             p.error("--threads must be >= 1 or auto")
+        if args.baseline and not (Path(args.baseline) / "tinygrad_free" / "__init__.py").is_file():
+            p.error(
+                f"--baseline {args.baseline}: not a checkout of this project (no tinygrad_free/__init__.py "
+                "in it); make one with `git worktree add DIR COMMIT`"
+            )
     return args
 
 

@@ -296,3 +296,9 @@ def test_begin_update_in_eval_mode_computes_and_its_backprop_says_why_it_cannot(
 def test_a_float16_dense_is_refused_on_every_backend():
     with pytest.raises(ValueError, match="Dense: dtype must be float32 or float64.*got float16"):
         nn.Dense(3, 2, dtype=np.float16)
+
+
+def test_gradcheck_names_what_params_must_be():
+    layer = nn.Dense(3, 2, dtype=F64, rng=0)
+    with pytest.raises(TypeError, match=r"params must be Parameters or \(name, Parameter\) pairs.*got ndarray"):
+        gradcheck(layer.begin_update, np.ones((2, 3)), params=[layer.W.data])

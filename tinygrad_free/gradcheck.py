@@ -143,14 +143,23 @@ def gradcheck(
     from .nn.context import no_grad
     from .nn.loss import Loss
     from .nn.module import Module
+    from .nn.parameter import Parameter
 
     _as_float64_inputs(inputs)
     rng = np.random.default_rng(seed)
     inputs = tuple(np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in inputs)
 
     def named(ps: NamedParams) -> list[tuple[str, Parameter]]:
-        out = [item if isinstance(item, tuple) else (item.name or f"param{i}", item) for i, item in enumerate(ps)]
+        out = [
+            item if isinstance(item, tuple) else (getattr(item, "name", "") or f"param{i}", item)
+            for i, item in enumerate(ps)
+        ]
         for name, p in out:
+            if not isinstance(p, Parameter):
+                raise TypeError(
+                    f"gradcheck: params must be Parameters or (name, Parameter) pairs (model.parameters(), "
+                    f"model.named_parameters()), got {type(p).__name__} for {name!r}"
+                )
             if p.data.dtype != np.float64:
                 raise ValueError(f"gradcheck: parameter {name} is {p.data.dtype}; build the module with float64")
         return out

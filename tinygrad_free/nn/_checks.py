@@ -10,6 +10,8 @@ import numpy as np
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
+    from .._typing import Array
+
 
 def positive_int(value: Any, what: str, layer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -64,3 +66,15 @@ def same_dtype(layer: object, x: Any, dtype: DTypeLike) -> None:
 def gradient_shape(layer: object, grad_out: Any, shape: tuple[int, ...]) -> None:
     if grad_out.shape != tuple(shape):
         raise ValueError(f"{layer!r}: expected gradient of shape {tuple(shape)}, got {grad_out.shape}")
+
+
+def pool_geometry(layer: Any, x: Array) -> tuple[int, int, int, int]:
+    """Check a pooling layer's input and return (N, C, Ho, Wo): floor division, no padding."""
+    n, c, h, w = image_batch(layer, x)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    if h < kh or w < kw:
+        raise ValueError(
+            f"{layer!r}: kernel {layer.kernel_size} is larger than the input's (height, width) "
+            f"{(h, w)}; need height >= {kh} and width >= {kw}"
+        )
+    return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1

@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import backend
 from . import _checks as check
-from .maxpool import pool_geometry
 from .module import Module
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ class AvgPool2D(Module):
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "AvgPool2D")
 
     def forward(self, x: Array) -> Array:
-        n, c, ho, wo = pool_geometry(self, x)
+        n, c, ho, wo = check.pool_geometry(self, x)
         y = np.empty((n, c, ho, wo), x.dtype)
         backend.ops().avgpool2d_forward(x, *self.kernel_size, *self.stride, y)
         if self.training:

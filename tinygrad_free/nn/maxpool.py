@@ -12,19 +12,6 @@ from .module import Module
 
 if TYPE_CHECKING:
     from .._typing import Array
-    from .avgpool import AvgPool2D
-
-
-def pool_geometry(layer: MaxPool2D | AvgPool2D, x: Array) -> tuple[int, int, int, int]:
-    """Check a pooling layer's input and return (N, C, Ho, Wo): floor division, no padding."""
-    n, c, h, w = check.image_batch(layer, x)
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
-    if h < kh or w < kw:
-        raise ValueError(
-            f"{layer!r}: kernel {layer.kernel_size} is larger than the input's (height, width) "
-            f"{(h, w)}; need height >= {kh} and width >= {kw}"
-        )
-    return n, c, (h - kh) // sh + 1, (w - kw) // sw + 1
 
 
 class MaxPool2D(Module):
@@ -42,7 +29,7 @@ class MaxPool2D(Module):
         self.stride = self.kernel_size if stride is None else check.pair(stride, "stride", "MaxPool2D")
 
     def forward(self, x: Array) -> Array:
-        n, c, ho, wo = pool_geometry(self, x)
+        n, c, ho, wo = check.pool_geometry(self, x)
         y = np.empty((n, c, ho, wo), x.dtype)
         argmax = np.empty((n, c, ho, wo), np.int64)
         backend.ops().maxpool2d_forward(x, *self.kernel_size, *self.stride, y, argmax)
