@@ -26,3 +26,24 @@ def each_backend(request):
 
     with use_backend(request.param):
         yield request.param
+
+
+@pytest.fixture
+def losses_of_steps():
+    """``losses_of_steps(model, x, labels, steps=30)``: the cross-entropy before each of ``steps``
+    Adam steps (lr 1e-2) of a hand-written loop, for the "a network of these layers learns" tests."""
+
+    def run(model, x, labels, steps=30):
+        from tinygrad_free import nn, optim
+
+        loss_fn = nn.CrossEntropyLoss()
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(steps):
+            losses.append(loss_fn(model(x), labels))
+            model.backward(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+        return losses
+
+    return run

@@ -4,7 +4,7 @@ backends, whole-CNN gradients, save/load, training, and the errors for bad input
 import numpy as np
 import pytest
 
-from tinygrad_free import gradcheck, nn, optim
+from tinygrad_free import gradcheck, nn
 
 F64 = np.float64
 torch = pytest.importorskip("torch")
@@ -264,7 +264,7 @@ def test_cnn_save_and_load_round_trip_gives_identical_predictions(tmp_path, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_small_cnn_learns_a_tiny_batch(dtype, rng, each_backend):
+def test_a_small_cnn_learns_a_tiny_batch(dtype, rng, each_backend, losses_of_steps):
     x = rng.standard_normal((16, 1, 8, 8)).astype(dtype)
     labels = (x[:, 0, :4].sum(axis=(1, 2)) > x[:, 0, 4:].sum(axis=(1, 2))).astype(np.intp)  # top vs bottom half
     model = nn.Sequential(
@@ -274,14 +274,7 @@ def test_a_small_cnn_learns_a_tiny_batch(dtype, rng, each_backend):
         nn.Flatten(),
         nn.Dense(16, 2, dtype=dtype, rng=2),
     )
-    loss_fn = nn.CrossEntropyLoss()
-    opt = optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        losses.append(loss_fn(model(x), labels))
-        model.backward(loss_fn.backward())
-        opt.step()
-        opt.zero_grad()
+    losses = losses_of_steps(model, x, labels)
     assert losses[-1] < 0.5 * losses[0]
 
 

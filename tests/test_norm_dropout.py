@@ -4,7 +4,7 @@ model, finite differences, dropout's masks, and the errors for bad input."""
 import numpy as np
 import pytest
 
-from tinygrad_free import gradcheck, nn, optim
+from tinygrad_free import gradcheck, nn
 
 F64 = np.float64
 torch = pytest.importorskip("torch")
@@ -187,7 +187,7 @@ def test_dropout_rejects_p_outside_zero_one(p):
         nn.Dropout(p)
 
 
-def test_a_network_with_every_new_layer_learns_a_tiny_batch(rng, each_backend):
+def test_a_network_with_every_new_layer_learns_a_tiny_batch(rng, each_backend, losses_of_steps):
     x = rng.standard_normal((16, 1, 6, 6)).astype(np.float32)
     labels = (x[:, 0, :, :3].sum(axis=(1, 2)) > x[:, 0, :, 3:].sum(axis=(1, 2))).astype(np.intp)  # left vs right
     model = nn.Sequential(
@@ -202,14 +202,7 @@ def test_a_network_with_every_new_layer_learns_a_tiny_batch(rng, each_backend):
         nn.Tanh(),
         nn.Dense(8, 2, rng=2),
     )
-    loss_fn = nn.CrossEntropyLoss()
-    opt = optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        losses.append(loss_fn(model(x), labels))
-        model.backward(loss_fn.backward())
-        opt.step()
-        opt.zero_grad()
+    losses = losses_of_steps(model, x, labels)
     assert losses[-1] < 0.5 * losses[0]
 
 
