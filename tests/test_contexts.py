@@ -153,6 +153,65 @@ def test_an_output_kept_for_backward_cannot_be_modified_in_place(rng):
     assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable  # eval keeps nothing
 
 
+class _AddOneInPlace(nn.Module):
+    """A user's layer that writes into its input (allowed on its own arrays, never on a kept one)."""
+
+    def forward(self, x):
+        x += 1
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+@pytest.mark.parametrize("container", ["sequential", "graph", "residual"])
+def test_a_users_layer_inside_a_container_cannot_change_a_kept_output_in_place(rng, container):
+    dense = nn.Dense(3, 3, activation="tanh", rng=0)
+    if container == "sequential":
+        model = nn.Sequential(dense, _AddOneInPlace())
+    elif container == "graph":
+        x = nn.Input(3)
+        model = nn.Graph(inputs=x, outputs=_AddOneInPlace()(dense(x)))
+    else:
+        model = nn.Sequential(dense, nn.Residual(_AddOneInPlace()))
+    with pytest.raises(ValueError, match="read-only"):
+        model(rng.random((2, 3), dtype=np.float32))
+    model.eval()  # nothing is kept in eval mode, so the layer may write
+    model(rng.random((2, 3), dtype=np.float32))
+
+
+def test_a_subclass_with_its_own_forward_gets_read_only_inputs_unless_it_vouches(rng):
+    class Shifted(nn.Dense):
+        def forward(self, x):
+            x += 1
+            return super().forward(x)
+
+    class Vouched(Shifted):
+        _writes_inputs = False
+
+        def forward(self, x):
+            return super().forward(x.copy())
+
+    assert nn.Dense._writes_inputs is False and Shifted._writes_inputs is True
+    assert nn.Tanh._writes_inputs is False  # inherits the built-in forward
+    first = nn.Dense(3, 3, rng=0)
+    with pytest.raises(ValueError, match="read-only"):
+        nn.Sequential(first, Shifted(3, 3, rng=1))(rng.random((2, 3), dtype=np.float32))
+    nn.Sequential(first, Vouched(3, 3, rng=1))(rng.random((2, 3), dtype=np.float32))
+
+
+def test_built_in_layers_pass_each_other_writable_arrays_and_the_caller_a_read_only_one(rng):
+    """The hot path: a read-only array costs numba's dispatcher its slow type lookup, so between
+    built-in layers none is made; the array that reaches user code is still read-only."""
+    model = nn.Sequential(nn.Dense(3, 4, activation="tanh", rng=0), nn.Dense(4, 2, rng=1))
+    y = model(rng.random((2, 3), dtype=np.float32))
+    assert model[1]._x.flags.writeable and model[1]._x is model[0]._y
+    assert not y.flags.writeable
+    y, backprop = model.begin_update(rng.random((2, 3), dtype=np.float32))
+    assert not y.flags.writeable
+    backprop(np.ones_like(y))
+
+
 def test_a_layer_returning_its_input_leaves_the_callers_array_writable(rng):
     x = rng.standard_normal((2, 3))
     y = nn.Identity()(x)

@@ -43,6 +43,8 @@ def code(name: str | None) -> int:
 class Activation(Module):
     """An element-wise activation as a layer: caches y in forward, returns gy * f'(y)."""
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     code = IDENTITY
 
     def forward(self, x: Array) -> Array:
@@ -99,6 +101,8 @@ class Softmax(Module):
     softmax themselves (fused and numerically stable); this layer is for when you need the
     probabilities inside a network.
     """
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
 
     def forward(self, x: Array) -> Array:
         z = x - x.max(axis=-1, keepdims=True)

@@ -20,6 +20,8 @@ class AvgPool2D(Module):
     kernel size). Backward spreads dy / (kh kw) over each window. No parameters.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "AvgPool2D")

@@ -34,6 +34,8 @@ class BatchNorm(Module):
     * dx = gamma / sqrt(var + eps) * (dy - sum(dy) / m - xh * sum(dy * xh) / m)
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     running_mean: Array
     running_var: Array
 

@@ -49,6 +49,8 @@ class Conv2D(Module):
     rng : None, int or numpy.random.Generator
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(
         self,
         in_channels: int,

@@ -48,6 +48,8 @@ class Dense(Module):
     rng : None, int or numpy.random.Generator
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(
         self,
         in_features: int,

@@ -29,6 +29,8 @@ class Dropout(Module):
         same stream; a Generator or None is not (the loaded layer draws fresh entropy).
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p < 1:

@@ -19,6 +19,8 @@ class Flatten(Module):
     C-contiguous (which every layer's output is). Backward reshapes dy back. No parameters.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self) -> None:
         super().__init__()
 

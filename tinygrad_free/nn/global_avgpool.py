@@ -20,6 +20,8 @@ class GlobalAvgPool2D(Module):
     Backward spreads dy / (H W) over the plane. No parameters.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self) -> None:
         super().__init__()
 

@@ -111,6 +111,8 @@ class Graph(Module):
     Input not among ``inputs``, and for shape mismatches (each call runs once on zeros).
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     _in_nodes: list[Node]
     _out_nodes: list[Node]
     _plan: list[tuple[Module, tuple[int, ...], int]]
@@ -181,8 +183,9 @@ class Graph(Module):
                 )
         values = list(xs) + [None] * len(self._plan)
         contexts = []
+        protect = context.protect
         for module, args, pos in self._plan:
-            values[pos], ctx = module._forward_ctx(*[values[j] for j in args])
+            values[pos], ctx = module._forward_ctx(*protect(module, tuple(values[j] for j in args)))
             contexts.append(ctx)
         if self.training:
             self._contexts = contexts

@@ -27,6 +27,8 @@ class LayerNorm(Module):
     * dx = (g - mean(g) - xh * mean(g * xh)) / sqrt(var + eps)
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self, num_features: int, eps: float = 1e-5, dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.num_features = check.positive_int(num_features, "num_features", "LayerNorm")

@@ -23,6 +23,8 @@ class MaxPool2D(Module):
     overlapping windows picked the same pixel). No parameters.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:
         super().__init__()
         self.kernel_size = check.pair(kernel_size, "kernel_size", "MaxPool2D")

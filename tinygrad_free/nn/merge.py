@@ -27,6 +27,8 @@ class Add(Module):
     The same gradient array is returned for every input: a caller must not modify it in place.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     def forward(self, *xs: Array) -> Array:
         _same_shapes("Add", xs)
         y = np.add(xs[0], xs[1])
@@ -45,6 +47,8 @@ class Add(Module):
 
 class Multiply(Module):
     """y = x_1 * x_2 * ... * x_n element-wise (same shapes). dL/dx_i = dL/dy * prod_{j != i} x_j."""
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
 
     def forward(self, *xs: Array) -> Array:
         _same_shapes("Multiply", xs)
@@ -73,6 +77,8 @@ class Multiply(Module):
 class Concat(Module):
     """y = concatenate(x_1, ..., x_n) along ``axis`` (counted with the batch axis first, as in
     Keras's Concatenate; -1 is the feature axis). Backward splits dL/dy back into the pieces."""
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

@@ -57,6 +57,9 @@ class Module:
         if fn is not None and not hasattr(fn, "raw"):
             cls._forward_raw = fn
             cls.forward = context.wrap_forward(fn)  # type: ignore[method-assign]
+            # A new forward is not vouched for by the class it extends: it must say so itself.
+            if "_writes_inputs" not in cls.__dict__:
+                cls._writes_inputs = True
         fn = cls.__dict__.get("backward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._backward_raw = fn
@@ -122,6 +125,10 @@ class Module:
     _forward_raw = forward
     _backward_raw = backward
     _backward_takes_input_grad = True
+    #: False declares that ``forward`` never writes into its input arrays, so containers may
+    #: hand it another layer's saved output as it is (else it gets a read-only view; see
+    #: ``nn.context``). Every built-in layer declares it; leave a layer of yours at True.
+    _writes_inputs: ClassVar[bool] = True
 
     def __call__(self, *xs: Any, **kwargs: Any) -> Any:
         if xs and any(isinstance(x, Node) for x in xs):
@@ -139,6 +146,8 @@ class Module:
         ``backprop`` raises, saying why.
         """
         y, ctx = self._forward_ctx(*xs)
+        if ctx is not None:
+            y = context.readonly(y, xs)
 
         def backprop(grad: Any, input_grad: bool = True) -> Any:
             return self._backward_ctx(ctx, grad, input_grad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import context
 from .module import Module
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ class Residual(Module):
     may be used several times in one network.
     """
 
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
     _ctx: Context | None
 
     def __init__(self, block: Module) -> None:
@@ -28,7 +31,7 @@ class Residual(Module):
         self.block = block
 
     def forward(self, x: Array) -> Array:
-        y, ctx = self.block._forward_ctx(x)
+        y, ctx = self.block._forward_ctx(*context.protect(self.block, (x,)))
         if y.shape != x.shape:
             raise ValueError(
                 f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "

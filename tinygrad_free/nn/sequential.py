@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, overload
 
+from . import context
 from .module import Module
 
 
@@ -18,6 +19,7 @@ class Sequential(Module):
     several inputs (``model(xa, xb)``).
     """
 
+    _writes_inputs = False
     _layers: list[Module]
     _contexts: list[Any]
 
@@ -55,11 +57,16 @@ class Sequential(Module):
         if not layers:
             return xs[0] if len(xs) == 1 else xs
         contexts = []
+        protect = context.protect
         try:
-            y, ctx = layers[0]._forward_ctx(*xs)
+            first = layers[0]
+            y, ctx = first._forward_ctx(*(xs if first._writes_inputs is False else protect(first, xs)))
             contexts.append(ctx)
             for layer in layers[1:]:
-                y, ctx = layer._forward_ctx(y)
+                if layer._writes_inputs is False:  # a built-in layer: no read-only view needed
+                    y, ctx = layer._forward_ctx(y)
+                else:
+                    y, ctx = layer._forward_ctx(*protect(layer, (y,)))
                 contexts.append(ctx)
         except ValueError as e:
             raise ValueError(f"layer {len(contexts)}: {e}") from e
