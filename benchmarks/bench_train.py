@@ -62,6 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
+from bench_train_networks import NETWORKS  # noqa: E402
 from bench_train_render import markdown, plot  # noqa: E402
 from bench_train_summary import FLOOR, IMPLS, OPTIONAL, describe_run, summarize  # noqa: E402
 from bench_train_workers import worker_main  # noqa: E402
@@ -79,7 +80,16 @@ def parse_args(argv=None):
     )
     p.add_argument("--rounds", type=int, default=None, help="rounds of alternated runs (default 3, quick 1)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run, after 1 warm-up epoch (default 2)")
-    p.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64)")
+    p.add_argument(
+        "--network",
+        choices=sorted(NETWORKS),
+        default="mlp",
+        help="mlp: the reference MLP (default); convnet: Keras's mnist_convnet (batch 128, 20,000 "
+        "images per epoch, no GEMM floor, results named convnet.*)",
+    )
+    p.add_argument(
+        "--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64; convnet 128)"
+    )
     p.add_argument(
         "--threads",
         type=_thread_setting,
@@ -195,11 +205,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker is not None:
         return worker_main(args.worker)
-    quick = args.quick
+    quick, conv = args.quick, args.network == "convnet"
     rounds = args.rounds or (1 if quick else 3)
-    batches = args.batches or ([64] if quick else [16, 64])
-    limit = args.limit or (5000 if quick else None)
-    name = args.name or ("train_quick" if quick else "train")
+    batches = args.batches or ([128] if conv else [64] if quick else [16, 64])
+    limit = args.limit or (5000 if quick else 20000 if conv else None)
+    stem = "convnet" if conv else "train"
+    name = args.name or (stem + "_quick" if quick else stem)
+    if conv:
+        args.no_floor = True  # the floor is the MLP's GEMMs
     if args.replot:
         return C.replot(
             args.out, name, markdown, plot, command="python3 benchmarks/bench_train.py" + (" --quick" if quick else "")
@@ -243,7 +256,8 @@ def main(argv=None):
         "affinity": args.affinity,
         "n_train": n_train,
         "data_dir": C.repo_relative(data_dir),
-        "network": "-".join(map(str, C.LAYERS)) + " tanh MLP, float32, Adam lr 1e-3, softmax cross-entropy",
+        "network": NETWORKS[args.network],
+        "network_key": args.network,
         "implementations": {k: IMPLS[k] for k in impls},
         "baseline_commit": _commit(args.baseline),
         "skipped": sorted(set(args.impls) - set(impls)),
@@ -291,6 +305,7 @@ def main(argv=None):
                             "threads": threads,
                             "openblas": ob,
                             "seed": args.seed,
+                            "network": args.network,
                             "data": str(data_path),
                             "limit": None,
                             "floor_repeats": 15 if not quick else 7,
@@ -310,7 +325,7 @@ def main(argv=None):
                 "seconds": time.perf_counter() - t_setting,
                 "runs": runs,
             }
-            setting.update(summarize(runs, impls, batches, warmup_epochs, n_train))
+            setting.update(summarize(runs, impls, batches, warmup_epochs, n_train, args.network))
             results.append(setting)
 
     result = {"meta": meta, "settings": results}

@@ -134,7 +134,8 @@ def markdown(result):
             notes.append(
                 f"{len(errors)} run(s) failed: " + "; ".join(f"{r['impl']} b{r['batch']} r{r['round']}" for r in errors)
             )
-        lines += [f"- {n}" for n in notes] + ["", "Targets (issue 4):", ""]
+        issue = 14 if meta.get("network_key") == "convnet" else 4
+        lines += [f"- {n}" for n in notes] + ["", f"Targets (issue {issue}):", ""]
         for t in s["targets"]:
             if t["value"] is None:
                 status, val = "not measured", ""
@@ -198,8 +199,8 @@ def plot(result, path):
     handles, texts = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, texts, fontsize=8, loc="lower center", ncol=min(len(names), 3), frameon=False)
     fig.suptitle(
-        f"Reference MLP, {result['meta']['n_train']} images/epoch"
-        + (" (quick smoke run)" if result["meta"]["quick"] else ""),
+        f"{'Keras mnist_convnet' if result['meta'].get('network_key') == 'convnet' else 'Reference MLP'}, "
+        f"{result['meta']['n_train']} images/epoch" + (" (quick smoke run)" if result["meta"]["quick"] else ""),
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.11, 1, 1))

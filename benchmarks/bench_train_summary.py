@@ -25,13 +25,19 @@ OURS = "ours-numba"
 OPTIONAL = {"torch": ("torch",), "keras": ("keras", "jax")}
 
 
-# (label, batch, implementation compared, largest allowed ours / it)
-TARGETS = [
-    ("Batch 64: tinygrad_free <= 0.75x Keras/JAX", 64, "keras", 0.75),
-    ("Batch 64: tinygrad_free <= 0.35x PyTorch", 64, "torch", 0.35),
-    ("Batch 16: tinygrad_free <= 0.7x Keras/JAX", 16, "keras", 0.70),
-    ("Batch 16: tinygrad_free <= 0.25x PyTorch", 16, "torch", 0.25),
-]
+# Per network: (label, batch, implementation compared, largest allowed ours / it)
+TARGETS = {
+    "mlp": [
+        ("Batch 64: tinygrad_free <= 0.75x Keras/JAX", 64, "keras", 0.75),
+        ("Batch 64: tinygrad_free <= 0.35x PyTorch", 64, "torch", 0.35),
+        ("Batch 16: tinygrad_free <= 0.7x Keras/JAX", 16, "keras", 0.70),
+        ("Batch 16: tinygrad_free <= 0.25x PyTorch", 16, "torch", 0.25),
+    ],
+    "convnet": [
+        ("Batch 128: tinygrad_free <= 0.75x PyTorch", 128, "torch", 0.75),
+        ("Batch 128: tinygrad_free <= 1.0x Keras/JAX", 128, "keras", 1.0),
+    ],
+}
 
 
 NUMBA_SPEEDUP = 1.5  # the numba path >= 1.5x faster than our NumPy path, batch 16 and 64
@@ -62,7 +68,7 @@ def describe_run(r, warmup_epochs):
     )
 
 
-def summarize(runs, impls, batches, warmup_epochs, n_train):
+def summarize(runs, impls, batches, warmup_epochs, n_train, network="mlp"):
     """Medians, ratios, the floor fraction and the target checks of one setting's runs."""
     summary = {}
     for impl in impls + [FLOOR]:
@@ -123,7 +129,7 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
         }
 
     targets = []
-    for label, batch, other, limit in TARGETS:
+    for label, batch, other, limit in TARGETS[network]:
         r = ratios.get(str(batch), {}).get(other)
         targets.append(
             {
@@ -135,7 +141,7 @@ def summarize(runs, impls, batches, warmup_epochs, n_train):
                 "met": None if r is None else bool(r <= limit),
             }
         )
-    for batch in (16, 64):
+    for batch in (16, 64) if network == "mlp" else ():
         r = ratios.get(str(batch), {}).get("ours-numpy")
         speedup = 1 / r if r else None
         targets.append(

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_train_networks as networks  # noqa: E402
 import common as C  # noqa: E402
 from bench_train_summary import FLOOR  # noqa: E402
 
@@ -21,16 +22,10 @@ def _epochs_total(spec):
 
 
 def worker_ours(spec, x, y):
-    import numpy as np
 
     from tinygrad_free import backend, kernels, nn, optim
     from tinygrad_free.callbacks import Callback
     from tinygrad_free.train import Trainer
-
-    try:
-        from tinygrad_free.recipes import build_mlp
-    except ImportError:  # a --baseline checkout from before the recipes moved into the package
-        from models import build_mlp
 
     name = "numpy" if spec["impl"] == "ours-numpy" else "numba"
     backend.set_backend(name)
@@ -44,9 +39,8 @@ def worker_ours(spec, x, y):
             self.marks.append((time.perf_counter(), time.process_time()))
 
     clock = Clock()
-    model = build_mlp(
-        784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32, rng=spec["seed"]
-    )
+    model = networks.ours(spec["network"], spec["seed"])
+    x = networks.images(x, spec["network"])
     opt = optim.Adam(model.parameters(), lr=1e-3)
     # A fixed setting is fixed for us too; "auto" is the Trainer's default, the measured policy.
     trainer = Trainer(model, nn.CrossEntropyLoss(), opt, callbacks=[clock], progress=False, threads=spec["threads"])
@@ -79,19 +73,10 @@ def worker_torch(spec, x, y):
         except RuntimeError:
             pass
     torch.manual_seed(spec["seed"])
-    nn = torch.nn
-    model = nn.Sequential(
-        nn.Linear(784, 128),
-        nn.Tanh(),
-        nn.Linear(128, 128),
-        nn.Tanh(),
-        nn.Linear(128, 128),
-        nn.Tanh(),
-        nn.Linear(128, 10),
-    )
+    model = networks.torch_model(spec["network"])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    crit = nn.CrossEntropyLoss()
-    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    crit = torch.nn.CrossEntropyLoss()
+    X, Y = torch.from_numpy(networks.images(x, spec["network"])), torch.from_numpy(y)
     n, bs = len(X), spec["batch"]
     wall, cpu, last_loss = [], [], []
     model.train()
@@ -140,16 +125,8 @@ def worker_keras(spec, x, y):
             self.cpu.append(time.process_time() - self.c0)
             self.loss.append(loss)
 
-    layers = keras.layers
-    model = keras.Sequential(
-        [
-            keras.Input((784,)),
-            layers.Dense(128, activation="tanh"),
-            layers.Dense(128, activation="tanh"),
-            layers.Dense(128, activation="tanh"),
-            layers.Dense(10),
-        ]
-    )
+    model = networks.keras_model(spec["network"])
+    x = networks.images(x, spec["network"], layout="nhwc")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
