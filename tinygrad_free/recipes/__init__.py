@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from .cnn import build_cnn
 from .mlp import build_mlp
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -34,4 +35,4 @@ def load_config(name_or_path):
     return config
 
 
-__all__ = ["CONFIG_DIR", "available", "build_mlp", "load_config"]
+__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_mlp", "load_config"]
