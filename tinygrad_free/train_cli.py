@@ -5,14 +5,16 @@ The parser stays in the script; this is the one call it makes, built on
 :func:`tinygrad_free.config.build_run` like every sweep trial.
 """
 
+import json
+import math
 import sys
 
 from . import config as C
 from . import nn
 from .callbacks import BackupAndRestore, ModelCheckpoint, PrintLogger, WandbLogger
 from .data import load_split
+from .fileio import append_line
 from .metrics import confusion_matrix
-from .sweep.results import append_jsonl
 from .tracking import resolve_mode, start_wandb_run
 
 #: Options of the command that are about where a run logs, not what it trains.
@@ -55,7 +57,7 @@ def result_record(args, trainer, data, history, test_accuracy):
         "train_size": len(data.x_train) if not args.limit else min(int(args.limit), len(data.x_train)),
         "epochs_run": len(h.get("epoch", [])),
         "epoch_seconds": list(h.get("train_seconds", [])),
-        "val_accuracy": history.last("val_accuracy"),
+        "val_accuracy": val if math.isfinite(val := float(history.last("val_accuracy"))) else None,
         "test_accuracy": float(test_accuracy),
         "class_names": list(data.class_names),
         "confusion": confusion_matrix(data.y_test, pred, len(data.class_names)).tolist(),
@@ -108,7 +110,7 @@ def run(args, prog="train.py"):
         return 1
     _, test_acc = trainer.evaluate(data.x_test, data.y_test)
     if getattr(args, "results", None):
-        append_jsonl(args.results, result_record(args, trainer, data, history, test_acc))
+        append_line(args.results, json.dumps(result_record(args, trainer, data, history, test_acc), allow_nan=False))
         print(f"appended the run to {args.results}")
     if wandb_run is not None:
         wandb_run.summary["test_accuracy"] = test_acc
