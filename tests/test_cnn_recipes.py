@@ -279,3 +279,11 @@ def test_report_architectures_writes_the_page_with_a_table_and_the_confusion_fig
 def test_report_architectures_without_a_runs_file_says_how_to_make_one(tmp_path):
     with pytest.raises(SystemExit, match="no results file"):
         report_command.main(["architectures", "--out", str(tmp_path), "--runs", str(tmp_path / "none.jsonl")])
+
+
+def test_report_confusion_feeds_a_saved_cnn_images(tiny_data, tmp_path):
+    path = str(tmp_path / "cnn.npz")
+    build_cnn(conv_channels=[4], rng=0).save(path)
+    argv = ["confusion", "--out", str(tmp_path / "report"), "--model", path, "--data_dir", str(tiny_data)]
+    assert report_command.main([*argv, "--wandb_mode", "disabled"]) == 0
+    assert f"on the {N_TEST} test images" in (tmp_path / "report" / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""Model builders and the known-good training configurations ("recipes").
+"""Model builders (:func:`build_mlp`, :func:`build_cnn`) and the known-good training configurations
+("recipes").
 
 A recipe is one YAML file in this folder (``fashion_mnist_best.yaml``, ...): a mapping of the
 options of :mod:`tinygrad_free.config` (``dataset``, ``optimizer``, ``num_layers``, ...). Adding

@@ -17,6 +17,7 @@ to wandb too when it is on (--wandb_mode; default online when logged in, else of
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -157,7 +158,10 @@ def cmd_confusion(args):
     model = nn.load(args.model)
     model.eval()
     data = load_split(args.dataset, data_dir=args.data_dir)
-    logits = np.concatenate([model.forward(data.x_test[i : i + 2048]) for i in range(0, len(data.x_test), 2048)])
+    x = data.x_test
+    if isinstance(model, nn.Sequential) and len(model) and isinstance(model[0], nn.Conv2D):  # a CNN takes images
+        x = x.reshape(len(x), model[0].in_channels, *(2 * [math.isqrt(x.shape[1] // model[0].in_channels)]))
+    logits = np.concatenate([model.forward(x[i : i + 2048]) for i in range(0, len(x), 2048)])
     if logits.shape[1] != len(data.class_names):
         raise SystemExit(
             f"error: {args.model} predicts {logits.shape[1]} classes but {args.dataset} has {len(data.class_names)}"
