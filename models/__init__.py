@@ -4,6 +4,6 @@ The builders and the YAML recipes moved into the package (``tinygrad_free/recipe
 ship with ``pip install``; import them from there (``from tinygrad_free.recipes import build_mlp``).
 """
 
-from tinygrad_free.recipes import CONFIG_DIR, available, build_mlp, load_config
+from tinygrad_free.recipes import CONFIG_DIR, available, build_cnn, build_mlp, load_config
 
-__all__ = ["CONFIG_DIR", "available", "build_mlp", "load_config"]
+__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_mlp", "load_config"]

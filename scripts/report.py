@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The report's figures and report.md: ``python scripts/report.py {samples,sweep,confusion,losses,mnist,all}
---out DIR ...`` (the commands and their options: tinygrad_free/report/command.py, or ``--help``)."""
+"""The report's figures and report.md: ``python scripts/report.py
+{samples,sweep,confusion,losses,mnist,architectures,all} --out DIR ...`` (the commands and their
+options: tinygrad_free/report/command.py, or ``--help``)."""
 
 import sys
 from pathlib import Path

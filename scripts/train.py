@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Train a feedforward network on Fashion-MNIST or MNIST with the assignment's flags.
+"""Train a feedforward or convolutional network on Fashion-MNIST or MNIST with the assignment's flags.
 
 The defaults are the best configuration found on the validation set
 (tinygrad_free/recipes/fashion_mnist_best.yaml), so ``python scripts/train.py`` trains the best model.
-``--config NAME_OR_PATH`` starts from another configuration; flags given explicitly win.
-The last line printed is ``test_accuracy: <fraction>``.
+``--config NAME_OR_PATH`` starts from another configuration (``--config fashion_mnist_cnn``: a
+CNN); flags given explicitly win. The last line printed is ``test_accuracy: <fraction>``.
 """
 
 import argparse
@@ -40,6 +40,8 @@ ACTIVATIONS = nn.activation.CODES
 INITS = init.INITIALIZERS
 SCHEDULES = schedule.SCHEDULES
 HYPER = C.HYPER
+#: Options of the network a recipe may leave out; they take :data:`tinygrad_free.config.DEFAULTS`.
+NETWORK_OPTIONS = ("architecture", "conv_channels", "kernel_size", "batch_norm", "dropout")
 
 
 def optimizer_name(text):
@@ -72,8 +74,28 @@ def build_parser():
     a("-eps", "--epsilon", type=non_negative_float, help="epsilon of rmsprop, adam, nadam")
     a("-w_d", "--weight_decay", type=non_negative_float)
     a("-w_i", "--weight_init", type=table_choice(INITS), help=f"one of {', '.join(INITS)} (any case)")
-    a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers")
-    a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer")
+    a("-nhl", "--num_layers", type=non_negative_int, help="number of hidden layers (architecture mlp)")
+    a("-sz", "--hidden_size", type=positive_int, help="units per hidden layer (architecture mlp)")
+    a("--architecture", type=table_choice(C.ARCHITECTURES), help="mlp or cnn (default from the config, else mlp)")
+    a(
+        "--conv_channels",
+        type=positive_int,
+        nargs="+",
+        metavar="C",
+        help="output channels of each convolution block, e.g. 32 64 (architecture cnn)",
+    )
+    a("--kernel_size", type=positive_int, metavar="K", help="odd kernel size of the convolutions (architecture cnn)")
+    a(
+        "--batch_norm",
+        action=argparse.BooleanOptionalAction,
+        help="BatchNorm after every hidden layer or convolution, before its activation",
+    )
+    a(
+        "--dropout",
+        type=unit_interval,
+        metavar="P",
+        help="dropout probability (mlp: after every hidden layer; cnn: before the output layer; 0: none)",
+    )
     a("-a", "--activation", type=table_choice(ACTIVATIONS), help=f"one of {', '.join(ACTIVATIONS)} (any case)")
     a(
         "--lr_schedule",
@@ -98,6 +120,14 @@ def build_parser():
         "OMP_NUM_THREADS and the like cap it)",
     )
     a("--data_dir", default=None, help="folder with fashion-mnist/ and mnist/ IDX files")
+    a(
+        "--results",
+        type=writable_file,
+        default=None,
+        metavar="JSONL",
+        help="append one JSON line for the run (options, test accuracy, seconds per epoch, confusion matrix), "
+        "for scripts/report.py architectures",
+    )
     a(
         "--save",
         type=writable_file,
@@ -133,12 +163,28 @@ def parse_args(argv=None):
     unknown = sorted(set(config) - {a.dest for a in parser._actions})
     if unknown:
         parser.error(f"config {pre.config}: unknown option(s) {unknown}")
+    try:  # the file's values skip the flags' parsing: check them (and fill the network options) here
+        C.normalize_config({k: v for k, v in config.items() if k in C.DEFAULTS})
+    except ValueError as e:
+        parser.error(f"config {pre.config}: {e}")
     parser.set_defaults(**config)
     args = parser.parse_args(argv)
-    missing = [k for k in C.REQUIRED if getattr(args, k) is None]
+    explicit = build_parser().parse_args(argv)
+    for key in NETWORK_OPTIONS:  # unset (the assignment's recipes leave them out): the default
+        value = getattr(args, key)
+        try:
+            setattr(args, key, C.DEFAULTS[key] if value is None else C.check_value(key, value))
+        except ValueError as e:
+            parser.error(str(e))
+    unused = C.ARCHITECTURE_OPTIONS["mlp" if args.architecture == "cnn" else "cnn"]
+    missing = [k for k in C.REQUIRED if getattr(args, k) is None and k not in unused]
     if missing:
         parser.error(f"config {args.config} does not set {missing}; pass them as flags")
-    warn_unused_hyperparameters(parser, build_parser().parse_args(argv), args.optimizer)
+    try:
+        C.check_architecture_options(vars(args), {k: getattr(explicit, k) for k in unused})
+    except ValueError as e:
+        parser.error(str(e))
+    warn_unused_hyperparameters(parser, explicit, args.optimizer)
     return args
 
 

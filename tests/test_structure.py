@@ -149,7 +149,7 @@ LAYERS = (
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
     ("training", ("train", "callbacks")),
-    ("configuration", ("config", "train_cli", "cli")),
+    ("configuration", ("config", "training_run", "train_cli", "cli")),
     ("experiments", ("sweep", "report")),
 )
 

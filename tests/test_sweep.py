@@ -192,7 +192,7 @@ def test_pruners_from_early_terminate():
         ({"learning_rate": {"min": 0.1}}, {}, "both 'min' and 'max'"),
         ({"learning_rate": {"min": 0.1, "max": 0.01}}, {}, "greater than max"),
         ({"learning_rate": {"values": [0.1], "step": 2}}, {}, "unknown key(s) ['step']"),
-        ({"dropout": {"values": [0.1]}}, {}, "unknown parameter 'dropout'"),
+        ({"dropouts": {"values": [0.1]}}, {}, "unknown parameter 'dropouts'"),
         ({"activation": {"values": ["swish"]}}, {}, "choose one of identity, sigmoid, tanh, relu"),
         ({"optimizer": {"values": ["adamw"]}}, {}, "unknown value 'adamw'"),
         ({"weight_decay": {"min": 0.0, "max": 0.1, "distribution": "log_uniform_values"}}, {}, "needs min > 0"),
@@ -313,8 +313,8 @@ def test_normalize_config_fills_defaults_and_rejects_unknown_options():
     cfg = S.normalize_config({"activation": "ReLU", "loss": "mse", "learning_rate": "3e-4"})
     assert cfg["activation"] == "relu" and cfg["loss"] == "mean_squared_error" and cfg["learning_rate"] == 3e-4
     assert set(cfg) == set(S.DEFAULTS)
-    with pytest.raises(ValueError, match="unknown option.*dropout.*may set: dataset, epochs"):
-        S.normalize_config({"dropout": 0.5})
+    with pytest.raises(ValueError, match="unknown option.*dropouts.*may set: dataset, epochs"):
+        S.normalize_config({"dropouts": 0.5})
     with pytest.raises(ValueError, match="learning_rate must be positive"):
         S.normalize_config({"learning_rate": 0})
 
@@ -624,8 +624,8 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "no sweep file" in capsys.readouterr().err
     path = write(tmp_path, TINY.format(name="e", method="random"))
     with pytest.raises(SystemExit):
-        cli.main([str(path), "--set", "dropout=0.5"])
-    assert "unknown option 'dropout'" in capsys.readouterr().err
+        cli.main([str(path), "--set", "dropouts=0.5"])
+    assert "unknown option 'dropouts'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([str(path), "--backend", "local", "--sweep_id", "x"])
     assert "--backend wandb only" in capsys.readouterr().err

@@ -10,22 +10,26 @@ learning-rate schedules, optimizers) come from the library's own registries
 (``nn.loss.LOSSES``, ``nn.activation.CODES``, ``init.INITIALIZERS``, ``optim.schedule.SCHEDULES``,
 ``optim.available()``), aliases included (``mse``, ``linear``, ``glorot``, ``kaiming``,
 ``nesterov``), each resolved to the canonical name run names use.
+
+``architecture`` chooses the network: ``mlp`` (:func:`tinygrad_free.recipes.build_mlp`, from
+``num_layers`` and ``hidden_size``) or ``cnn`` (:func:`tinygrad_free.recipes.build_cnn`, from
+``conv_channels`` and ``kernel_size``; ``num_layers`` and ``hidden_size`` are not used). Both take
+``batch_norm`` and ``dropout``. A CNN is fed ``(N, 1, 28, 28)`` images: :func:`build_run` reshapes
+the data set's flat rows for it (a view, no copy).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import init, nn, optim
-from .augment import RandomShift
 from .optim import schedule
-from .recipes import build_mlp
-from .train import Trainer
+from .recipes import build_cnn, build_mlp
+from .training_run import TrainingRun, build_run
 
 #: Values a sweep trial uses for every option its sweep does not set. Kept here rather than taken
 #: from the recipe fashion_mnist_best.yaml so that a sweep means the same thing after the best
@@ -50,6 +54,11 @@ DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant",
     "shift": 0,
     "seed": 0,
+    "architecture": "mlp",
+    "conv_channels": [32, 64],
+    "kernel_size": 3,
+    "batch_norm": False,
+    "dropout": 0.0,
 }
 
 #: Options a training run cannot do without (scripts/train.py refuses a config that leaves one unset).
@@ -71,6 +80,12 @@ HYPER = {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "bet
 
 #: Dataset names, with the spellings accepted for them.
 DATASETS = {"fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "mnist": "mnist"}
+
+#: Network families, by the ``architecture`` option's value.
+ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn"}
+
+#: Options only one architecture uses: set to a non-default value with the other, they are refused.
+ARCHITECTURE_OPTIONS = {"cnn": ("conv_channels", "kernel_size"), "mlp": ("num_layers", "hidden_size")}
 
 
 def canonical_names(table):
@@ -98,6 +113,7 @@ def aliases():
         "lr_schedule": canonical_names(schedule.SCHEDULES),
         "optimizer": {name: name for name in optim.available()},
         "dataset": dict(DATASETS),
+        "architecture": dict(ARCHITECTURES),
     }
 
 
@@ -157,8 +173,25 @@ def check_value(key, value):
     """
     if key not in DEFAULTS:
         raise ValueError(f"unknown option {key!r}; a trial configuration may set: {', '.join(DEFAULTS)}")
-    if key in ("activation", "weight_init", "loss", "dataset", "optimizer", "lr_schedule"):
+    if key in ("activation", "weight_init", "loss", "dataset", "optimizer", "lr_schedule", "architecture"):
         return _choice(key, value, aliases()[key])
+    if key == "conv_channels":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"conv_channels must be a non-empty list of positive integers, got {value!r}")
+        channels = [_number(key, v, int) for v in value]
+        if min(channels) <= 0:
+            raise ValueError(f"conv_channels must be a non-empty list of positive integers, got {value!r}")
+        return channels
+    if key == "kernel_size":
+        value = _number(key, value, int)
+        if value <= 0 or value % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd integer (padding k // 2 keeps the size), got {value}")
+        return value
+    if key == "batch_norm":
+        flag = {"true": True, "false": False}.get(str(value).lower()) if isinstance(value, str) else value
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"batch_norm must be true or false, got {value!r}")
+        return bool(flag)
     if key == "hidden_size" and isinstance(value, (list, tuple)):
         widths = [_number(key, v, int) for v in value]
         if not widths or min(widths) <= 0:
@@ -181,7 +214,7 @@ def check_value(key, value):
         raise ValueError(f"learning_rate must be positive, got {value}")
     if key in ("weight_decay", "epsilon") and value < 0:
         raise ValueError(f"{key} must be non-negative, got {value}")
-    if key in ("momentum", "beta", "beta1", "beta2") and not 0 <= value < 1:
+    if key in ("momentum", "beta", "beta1", "beta2", "dropout") and not 0 <= value < 1:
         raise ValueError(f"{key} must be in [0, 1), got {value}")
     return value
 
@@ -197,8 +230,36 @@ def normalize_config(config):
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; a trial configuration may set: {', '.join(DEFAULTS)}")
-    merged = {**DEFAULTS, **config}
-    return {k: check_value(k, v) for k, v in merged.items()}
+    merged = {k: check_value(k, v) for k, v in {**DEFAULTS, **config}.items()}
+    check_architecture_options(merged, {k: v for k, v in merged.items() if k in config})
+    return merged
+
+
+def check_architecture_options(config, given):
+    """Refuse options of the other architecture: ``conv_channels`` or ``kernel_size`` in an
+    ``mlp`` configuration, ``num_layers`` or ``hidden_size`` in a ``cnn`` one.
+
+    Parameters
+    ----------
+    config : mapping
+        The configuration (its ``architecture``; None or missing: ``mlp``).
+    given : mapping
+        The options the user set, canonical; one equal to its :data:`DEFAULTS` value is allowed
+        (a complete configuration lists every option).
+
+    Raises
+    ------
+    ValueError
+        Naming the options, the architecture and what to do.
+    """
+    arch = config.get("architecture") or "mlp"
+    other = "cnn" if arch == "mlp" else "mlp"
+    wrong = [k for k in ARCHITECTURE_OPTIONS[other] if given.get(k) is not None and given[k] != DEFAULTS[k]]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to architecture {other} only, "
+            f"but the architecture is {arch}; set architecture {other} or leave {' and '.join(wrong)} out"
+        )
 
 
 def _options(config):
@@ -224,6 +285,11 @@ _NAMED_IN_RUN_NAME = (
     "loss",
     "lr_schedule",
     "shift",
+    "architecture",
+    "conv_channels",
+    "kernel_size",
+    "batch_norm",
+    "dropout",
 )
 _SHORT = {
     "momentum": "mom",
@@ -248,19 +314,31 @@ def run_name(config):
     """The configuration in a run name, e.g. ``hl_3_sz_128_bs_16_ac_tanh_opt_nadam_lr_1e-3_wd_0_init_xavier_ep_5``.
 
     ``config`` is a mapping or a namespace holding canonical names (as scripts/train.py's parser
-    and :func:`normalize_config` give them); a ``cosine``/``linear`` schedule, a shift and the
-    squared-error loss are appended (``_cosine``, ``_shift1``, ``_mse``).
+    and :func:`normalize_config` give them); a ``cosine``/``linear`` schedule, a shift, BatchNorm,
+    dropout and the squared-error loss are appended (``_cosine``, ``_shift1``, ``_bn``,
+    ``_do0.3``, ``_mse``). A CNN's name starts with its channels instead of the hidden layers
+    (``cnn_32-64_bs_64_...``, ``cnn_32-64_k5_...`` for a kernel other than 3).
     """
     c = _options(config)
     lr = f"{c['learning_rate']:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    if c.get("architecture") == "cnn":
+        channels = _format_value(c.get("conv_channels") or DEFAULTS["conv_channels"])
+        k = c.get("kernel_size") or DEFAULTS["kernel_size"]
+        layers = f"cnn_{channels}" + (f"_k{k}" if k != DEFAULTS["kernel_size"] else "")
+    else:
+        layers = f"hl_{c['num_layers']}_sz_{_format_value(c['hidden_size'])}"
     name = (
-        f"hl_{c['num_layers']}_sz_{c['hidden_size']}_bs_{c['batch_size']}_ac_{c['activation']}"
+        f"{layers}_bs_{c['batch_size']}_ac_{c['activation']}"
         f"_opt_{c['optimizer']}_lr_{lr}_wd_{c['weight_decay']:g}_init_{c['weight_init']}_ep_{c['epochs']}"
     )
     if c.get("lr_schedule") and c["lr_schedule"] != "constant":
         name += f"_{c['lr_schedule']}"
     if c.get("shift"):
         name += f"_shift{c['shift']}"
+    if c.get("batch_norm"):
+        name += "_bn"
+    if c.get("dropout"):
+        name += f"_do{c['dropout']:g}"
     return name + ("_mse" if nn.loss.LOSSES[str(c["loss"]).lower()] is nn.MSELoss else "")
 
 
@@ -268,10 +346,7 @@ def trial_run_name(config, varied=()):
     """:func:`run_name` of the completed configuration (:func:`normalize_config`), plus the options in
     ``varied`` that it does not show (``momentum``, ``seed``, ...), appended as ``_mom_0.9``."""
     config = normalize_config(config)
-    shown = dict(config)
-    if isinstance(shown["hidden_size"], list):
-        shown["hidden_size"] = _format_value(shown["hidden_size"])
-    name = run_name(shown)
+    name = run_name(config)
     for key in varied:
         if key not in _NAMED_IN_RUN_NAME and key in _SHORT:
             name += f"_{_SHORT[key]}_{_format_value(config[key])}"
@@ -297,96 +372,54 @@ def optimizer_kwargs(config):
     return kw
 
 
+def input_shape(config, features):
+    """The shape of one input of ``config``'s network, for images of ``features`` pixels:
+    ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN (square one-channel images)."""
+    if _options(config).get("architecture") != "cnn":
+        return (int(features),)
+    side = math.isqrt(int(features))
+    if side * side != features:
+        raise ValueError(f"architecture cnn takes square images; rows of {features} values are not one")
+    return (1, side, side)
+
+
 def build_model(config, input_size, num_classes):
-    """The network of ``config``: :func:`tinygrad_free.recipes.build_mlp` seeded by its ``seed``
-    (None: 0); ``hidden_size`` may be a list of widths, then ``num_layers`` is not used."""
+    """The network of ``config``, seeded by its ``seed`` (None: 0).
+
+    ``architecture`` ``mlp`` (or None): :func:`tinygrad_free.recipes.build_mlp` (``hidden_size``
+    may be a list of widths, then ``num_layers`` is not used); ``cnn``:
+    :func:`tinygrad_free.recipes.build_cnn`. ``input_size`` is the features of a row (int) or
+    the shape of one input (:func:`input_shape`). ``batch_norm`` and ``dropout`` (None: off)
+    reach either builder.
+    """
     c = _options(config)
-    widths = c["hidden_size"]
     seed = c.get("seed") if c.get("seed") is not None else 0
+    shape = (input_size,) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
+    regularise = {"batch_norm": bool(c.get("batch_norm")), "dropout": c.get("dropout") or 0.0}
+    if c.get("architecture") == "cnn":
+        if len(shape) == 1:
+            shape = input_shape(c, shape[0])
+        return build_cnn(
+            shape,
+            num_classes,
+            c.get("conv_channels") or DEFAULTS["conv_channels"],
+            c.get("kernel_size") or DEFAULTS["kernel_size"],
+            activation=c["activation"],
+            weight_init=c["weight_init"],
+            rng=seed,
+            **regularise,
+        )
+    widths = c["hidden_size"]
     return build_mlp(
-        input_size,
+        int(np.prod(shape)),
         None if isinstance(widths, list) else c["num_layers"],
         widths,
         c["activation"],
         c["weight_init"],
         num_classes=num_classes,
         rng=seed,
+        **regularise,
     )
-
-
-@dataclass
-class TrainingRun:
-    """A configuration made concrete, ready for :meth:`fit`.
-
-    Attributes
-    ----------
-    config : dict
-    data : tinygrad_free.data.Split
-        Validation and test sets come from here.
-    x_train, y_train : ndarray
-        The training set (the first ``limit`` images when a limit was given).
-    model, optimizer, trainer
-    augment : RandomShift or None
-    """
-
-    config: dict
-    data: Any
-    x_train: np.ndarray
-    y_train: np.ndarray
-    model: Any
-    optimizer: Any
-    trainer: Trainer
-    augment: RandomShift | None
-
-    def fit(self):
-        """Train for the configured epochs with the configured schedule; returns the History."""
-        c, seed = self.config, self.config.get("seed") if self.config.get("seed") is not None else 0
-        return self.trainer.fit(
-            self.x_train,
-            self.y_train,
-            epochs=c["epochs"],
-            batch_size=c["batch_size"],
-            validation_data=(self.data.x_val, self.data.y_val),
-            seed=seed,
-            lr_schedule=c.get("lr_schedule") or "constant",
-            augment=self.augment,
-        )
-
-
-def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progress=None):
-    """Turn a configuration into a model, an optimizer and a trainer on ``data``.
-
-    Parameters
-    ----------
-    config : mapping or namespace
-        A complete configuration with canonical names (:func:`normalize_config`, or
-        scripts/train.py's parsed options, where None means "not set": the optimizer's own
-        default, seed 0, no weight decay, a constant rate, no shift).
-    data : tinygrad_free.data.Split
-    limit : int, optional
-        Train on the first ``limit`` training images only (validation and test stay whole).
-    callbacks : sequence of Callback
-    threads : "auto", int or None
-        :class:`tinygrad_free.train.Trainer`'s.
-    progress : bool, optional
-        The trainer's progress bar (default: its own).
-
-    Returns
-    -------
-    TrainingRun
-        Whose :meth:`TrainingRun.fit` trains it: the weights are seeded by ``seed``, the batches
-        shuffled by it, and the training images shifted by up to ``shift`` pixels (zero fill).
-    """
-    c = _options(config)
-    x_train, y_train = data.x_train, data.y_train
-    if limit:
-        x_train, y_train = x_train[: int(limit)], y_train[: int(limit)]
-    model = build_model(c, x_train.shape[1], len(data.class_names))
-    opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
-    trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
-    side = math.isqrt(x_train.shape[1])
-    augment = RandomShift(c["shift"], (side, side)) if c.get("shift") else None
-    return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
 
 
 __all__ = [
@@ -394,13 +427,17 @@ __all__ = [
     "REQUIRED",
     "HYPER",
     "DATASETS",
+    "ARCHITECTURES",
+    "ARCHITECTURE_OPTIONS",
     "canonical_names",
     "aliases",
     "check_value",
     "normalize_config",
+    "check_architecture_options",
     "run_name",
     "trial_run_name",
     "optimizer_kwargs",
+    "input_shape",
     "build_model",
     "TrainingRun",
     "build_run",

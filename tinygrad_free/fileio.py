@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash never leaves a half-written model, figure or results file."""
+"""Atomic file writes: a crash never leaves a half-written model, figure or results file; lines
+appended whole, so many processes can share one results file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
+
+try:  # POSIX advisory locks; without them the single O_APPEND write is still atomic on local disks
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
@@ -38,3 +44,25 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Append ``line`` (a newline is added) to the file ``path``, creating it and its folder.
+
+    The line goes out in a single ``write`` on an ``O_APPEND`` descriptor under an exclusive
+    ``flock``, so lines from many processes never interleave and a crash leaves at most one
+    partial last line.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    data = (line.rstrip("\n") + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        written = os.write(fd, data)
+        if written != len(data):  # pragma: no cover - only on a full disk
+            raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,4 +1,5 @@
-"""Model builders and the known-good training configurations ("recipes").
+"""Model builders (:func:`build_mlp`, :func:`build_cnn`) and the known-good training configurations
+("recipes").
 
 A recipe is one YAML file in this folder (``fashion_mnist_best.yaml``, ...): a mapping of the
 options of :mod:`tinygrad_free.config` (``dataset``, ``optimizer``, ``num_layers``, ...). Adding
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from .cnn import build_cnn
 from .mlp import build_mlp
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -34,4 +36,4 @@ def load_config(name_or_path):
     return config
 
 
-__all__ = ["CONFIG_DIR", "available", "build_mlp", "load_config"]
+__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_mlp", "load_config"]

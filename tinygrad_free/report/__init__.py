@@ -10,12 +10,20 @@ Sweep figures read the records of a results JSONL written by :mod:`tinygrad_free
 
 One concept per module: :mod:`.figures` (figure files and wandb), :mod:`.samples`,
 :mod:`.sweep_analysis` (statistics), :mod:`.sweep_figures`, :mod:`.findings` (prose),
-:mod:`.confusion`, :mod:`.losses`, :mod:`.transfer`, :mod:`.tables` and :mod:`.document`
+:mod:`.confusion`, :mod:`.architectures` (networks compared),
+:mod:`.losses`, :mod:`.transfer`, :mod:`.tables` and :mod:`.document`
 (report.md). Everything is importable from here as before.
 """
 
 from ..fileio import atomic_open, atomic_write_text
 from ..sweep import best_record, read_results
+from .architectures import (
+    RUN_KEYS,
+    architecture_section,
+    architecture_table,
+    group_runs,
+    plot_architecture_confusions,
+)
 from .confusion import most_confused_pairs, plot_confused_pairs, plot_confusion
 from .document import SECTIONS, assemble_report, write_section
 from .figures import _figure, log_to_wandb, save_figure
@@ -56,6 +64,11 @@ __all__ = [
     "sweep_findings",
     "top_runs_table",
     "most_confused_pairs",
+    "RUN_KEYS",
+    "group_runs",
+    "architecture_table",
+    "architecture_section",
+    "plot_architecture_confusions",
     "plot_confusion",
     "plot_confused_pairs",
     "plot_loss_comparison",

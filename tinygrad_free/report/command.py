@@ -9,6 +9,7 @@ The assignment report's figures and numbers, as PNGs plus a report.md in one fol
     python scripts/report.py losses    --out report --results sweeps/assignment.jsonl --seeds 3
     python scripts/report.py mnist     --out report --results sweeps/assignment.jsonl
     python scripts/report.py all       --out report --results sweeps/assignment.jsonl --model best.npz
+    python scripts/report.py architectures --out report --runs runs.jsonl  (from train.py --results)
 
 Each command rewrites its own section of report.md and leaves the others. Figures are logged
 to wandb too when it is on (--wandb_mode; default online when logged in, else off).
@@ -16,6 +17,7 @@ to wandb too when it is on (--wandb_mode; default online when logged in, else of
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -156,7 +158,10 @@ def cmd_confusion(args):
     model = nn.load(args.model)
     model.eval()
     data = load_split(args.dataset, data_dir=args.data_dir)
-    logits = np.concatenate([model.forward(data.x_test[i : i + 2048]) for i in range(0, len(data.x_test), 2048)])
+    x = data.x_test
+    if isinstance(model, nn.Sequential) and len(model) and isinstance(model[0], nn.Conv2D):  # a CNN takes images
+        x = x.reshape(len(x), model[0].in_channels, *(2 * [math.isqrt(x.shape[1] // model[0].in_channels)]))
+    logits = np.concatenate([model.forward(x[i : i + 2048]) for i in range(0, len(x), 2048)])
     if logits.shape[1] != len(data.class_names):
         raise SystemExit(
             f"error: {args.model} predicts {logits.shape[1]} classes but {args.dataset} has {len(data.class_names)}"
@@ -358,12 +363,26 @@ def cmd_mnist(args):
     return R.write_section(args.out, "mnist", "\n".join(lines))
 
 
+def cmd_architectures(args):
+    records = [r for path in args.runs for r in _records(path)]
+    try:
+        groups = R.group_runs(records)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    path = R.plot_architecture_confusions(groups, os.path.join(args.out, "architectures_confusion.png"))
+    R.log_to_wandb(tables={"architectures": R.architecture_table(groups)})
+    print(f"wrote {path}\n" + R.markdown_table(*R.architecture_table(groups)))
+    section = R.architecture_section(groups, _rel(path, args.out), [_shown(p) for p in args.runs])
+    return R.write_section(args.out, "architectures", section)
+
+
 COMMANDS = {
     "samples": cmd_samples,
     "sweep": cmd_sweep,
     "confusion": cmd_confusion,
     "losses": cmd_losses,
     "mnist": cmd_mnist,
+    "architectures": cmd_architectures,
 }
 
 
@@ -438,6 +457,8 @@ def build_parser():
     s.add_argument("--seeds", type=positive_int, default=3)
     s = add("mnist", "three Fashion-MNIST configurations trained on MNIST")
     training(s)
+    s = add("architectures", "networks compared: test accuracy over seeds, confusion matrices, s/epoch")
+    s.add_argument("--runs", nargs="+", required=True, metavar="JSONL", help="files of scripts/train.py --results")
     s = add("all", "every section whose inputs are given")
     training(s)
     s.add_argument("--model", default=None)

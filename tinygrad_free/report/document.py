@@ -7,7 +7,7 @@ import os
 from ..fileio import atomic_write_text
 
 #: Order of the sections in report.md.
-SECTIONS = ("samples", "sweep", "confusion", "losses", "mnist")
+SECTIONS = ("samples", "sweep", "confusion", "losses", "mnist", "architectures")
 
 
 def write_section(out_dir, key, markdown):

@@ -3,37 +3,17 @@ back by :mod:`tinygrad_free.report`; and the line of a finished Optuna trial."""
 
 import json
 import math
-import os
 import warnings
 
+from ..fileio import append_line
 from .trial import _clean
-
-try:  # POSIX advisory locks; without them the single O_APPEND write is still atomic on local disks
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 
 def append_jsonl(path, record):
-    """Append ``record`` as one JSON line.
-
-    The line goes out in a single ``write`` on an ``O_APPEND`` descriptor under an exclusive
-    ``flock``, so lines from many processes never interleave and a crash leaves at most one
-    partial last line (which :func:`read_results` skips).
-    """
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    line = (json.dumps(_clean(record), sort_keys=False, allow_nan=False) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        written = os.write(fd, line)
-        if written != len(line):  # pragma: no cover - only on a full disk
-            raise OSError(f"{path}: short write ({written} of {len(line)} bytes)")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Append ``record`` as one JSON line (strict JSON: NaN and inf become null), whole even when
+    many processes append at once (:func:`tinygrad_free.fileio.append_line`); a crash leaves at
+    most one partial last line, which :func:`read_results` skips."""
+    append_line(path, json.dumps(_clean(record), sort_keys=False, allow_nan=False))
 
 
 def read_results(path):

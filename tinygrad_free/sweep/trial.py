@@ -82,7 +82,7 @@ def run_trial(config, data=None, *, limit=None, data_dir=None, callbacks=(), eva
         data = get_data(cfg["dataset"], data_dir, cfg["seed"])
     start = time.perf_counter()
     run = build_run(cfg, data, limit=limit, callbacks=list(callbacks), progress=False)
-    trainer, model, x_train = run.trainer, run.model, run.x_train
+    trainer, model, x_train, data = run.trainer, run.model, run.x_train, run.data
     history = run.fit()
     status = history.status
     if status == "stopped" and any(getattr(cb, "pruned_at", None) for cb in callbacks):

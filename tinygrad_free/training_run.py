@@ -1,0 +1,104 @@
+"""A configuration made concrete: the model, optimizer, trainer and data of one training run.
+
+:func:`build_run` is what ``scripts/train.py`` and every sweep trial call (through
+:mod:`tinygrad_free.config`, which re-exports it), so a run means the same thing whichever started it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from . import nn, optim
+from .augment import RandomShift
+from .train import Trainer
+
+
+@dataclass
+class TrainingRun:
+    """A configuration made concrete, ready for :meth:`fit`.
+
+    Attributes
+    ----------
+    config : dict
+    data : tinygrad_free.data.Split
+        Validation and test sets come from here, shaped as the model takes them
+        (``(N, 1, 28, 28)`` for a CNN).
+    x_train, y_train : ndarray
+        The training set (the first ``limit`` images when a limit was given).
+    model, optimizer, trainer
+    augment : RandomShift or None
+    """
+
+    config: dict
+    data: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    model: Any
+    optimizer: Any
+    trainer: Trainer
+    augment: RandomShift | None
+
+    def fit(self):
+        """Train for the configured epochs with the configured schedule; returns the History."""
+        c, seed = self.config, self.config.get("seed") if self.config.get("seed") is not None else 0
+        return self.trainer.fit(
+            self.x_train,
+            self.y_train,
+            epochs=c["epochs"],
+            batch_size=c["batch_size"],
+            validation_data=(self.data.x_val, self.data.y_val),
+            seed=seed,
+            lr_schedule=c.get("lr_schedule") or "constant",
+            augment=self.augment,
+        )
+
+
+def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progress=None):
+    """Turn a configuration into a model, an optimizer and a trainer on ``data``.
+
+    Parameters
+    ----------
+    config : mapping or namespace
+        A complete configuration with canonical names (:func:`normalize_config`, or
+        scripts/train.py's parsed options, where None means "not set": the optimizer's own
+        default, seed 0, no weight decay, a constant rate, no shift).
+    data : tinygrad_free.data.Split
+    limit : int, optional
+        Train on the first ``limit`` training images only (validation and test stay whole).
+    callbacks : sequence of Callback
+    threads : "auto", int or None
+        :class:`tinygrad_free.train.Trainer`'s.
+    progress : bool, optional
+        The trainer's progress bar (default: its own).
+
+    Returns
+    -------
+    TrainingRun
+        Whose :meth:`TrainingRun.fit` trains it: the weights are seeded by ``seed``, the batches
+        shuffled by it, and the training images shifted by up to ``shift`` pixels (zero fill).
+        Its ``data`` is ``data`` with the images reshaped to the model's input (views): evaluate
+        on ``run.data.x_test``.
+    """
+    # Imported here: config imports this module for its re-export of build_run.
+    from .config import _options, build_model, input_shape, optimizer_kwargs
+
+    c = _options(config)
+    shape = input_shape(c, data.x_train[0].size)
+    if data.x_train.shape[1:] != shape:  # the one place a CNN's images get their (1, 28, 28) shape
+        data = replace(data, **{k: getattr(data, k).reshape(-1, *shape) for k in ("x_train", "x_val", "x_test")})
+    x_train, y_train = data.x_train, data.y_train
+    if limit:
+        x_train, y_train = x_train[: int(limit)], y_train[: int(limit)]
+    model = build_model(c, shape, len(data.class_names))
+    opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
+    trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
+    side = math.isqrt(x_train[0].size)
+    augment = RandomShift(c["shift"], (side, side)) if c.get("shift") else None
+    return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
+
+
+__all__ = ["TrainingRun", "build_run"]
