@@ -110,6 +110,13 @@ def build_parser():
         help="augment: shift each training image by up to PIXELS in x and y, zero fill "
         "(default from the config; 0: off)",
     )
+    a(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="augment: mirror each training image left-right with probability 1/2 (clothes, not digits; "
+        "default from the config: off)",
+    )
     a("--seed", type=non_negative_int, help="seeds the initial weights, the validation split and the batch order")
     a(
         "--threads",

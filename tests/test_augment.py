@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinygrad_free import nn, optim
-from tinygrad_free.augment import RandomShift
+from tinygrad_free.augment import Compose, RandomFlip, RandomShift
 from tinygrad_free.data import BatchIterator
 from tinygrad_free.kernels import shift
 from tinygrad_free.train import Trainer
@@ -145,3 +145,40 @@ def test_fit_with_augment_is_reproducible_and_trains_on_shifted_images(rng):
     assert [h1.history[k] for k in metrics] == [h2.history[k] for k in metrics]
     assert all(np.array_equal(w1[k], w2[k]) for k in w1)
     assert not all(np.array_equal(w1[k], w0[k]) for k in w1)
+
+
+@pytest.mark.parametrize("shape", [(6, 12), (6, 1, 3, 4)])
+def test_random_flip_mirrors_the_drawn_images_left_right_and_keeps_the_others(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    flip = RandomFlip(0.5, (3, 4))
+    out = flip(x, np.random.default_rng(7)).reshape(6, 3, 4)
+    drawn = np.random.default_rng(7).random(6) < 0.5
+    assert drawn.any() and not drawn.all()  # the seed draws both kinds
+    images = x.reshape(6, 3, 4)
+    np.testing.assert_array_equal(out[drawn], images[drawn][:, :, ::-1])
+    np.testing.assert_array_equal(out[~drawn], images[~drawn])
+
+
+def test_random_flip_at_p_0_and_1_is_the_identity_and_the_mirror(rng):
+    x = rng.standard_normal((4, 9)).astype(np.float32)
+    np.testing.assert_array_equal(RandomFlip(0.0, (3, 3))(x, rng), x)
+    np.testing.assert_array_equal(RandomFlip(1.0, (3, 3))(x, rng).reshape(4, 3, 3), x.reshape(4, 3, 3)[:, :, ::-1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"p": 1.5}, r"p must be a probability in \[0, 1\], got 1.5"), ({"image_shape": (0, 3)}, "image_shape")],
+)
+def test_random_flip_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RandomFlip(**kwargs)
+
+
+def test_compose_applies_the_transforms_in_order_with_one_generator(rng):
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    both = Compose([RandomFlip(0.5, (4, 4)), RandomShift(1, (4, 4))])(x, np.random.default_rng(3))
+    g = np.random.default_rng(3)
+    by_hand = RandomShift(1, (4, 4))(RandomFlip(0.5, (4, 4))(x, g).copy(), g)
+    np.testing.assert_array_equal(both, by_hand)
+    with pytest.raises(TypeError, match="every transform must be callable"):
+        Compose([RandomFlip(), 3])

@@ -147,6 +147,21 @@ def test_a_cnn_run_reshapes_the_images_once_and_shifts_them_as_the_flat_rows():
     assert run.model(run.x_train[:2]).shape == (2, 10)
 
 
+def test_flip_then_shift_is_the_runs_augment_and_shows_in_its_name():
+    data = load_split("fashion_mnist", seed=0)
+    cfg = C.normalize_config({"architecture": "cnn", "shift": 1, "flip": "true"})
+    run = C.build_run(cfg, data, limit=8, progress=False)
+    assert [type(t).__name__ for t in run.augment.transforms] == ["RandomFlip", "RandomShift"]
+    assert C.trial_run_name(cfg).endswith("_shift1_flip")
+    assert type(C.build_run(C.normalize_config({"flip": True}), data, limit=8, progress=False).augment).__name__ == (
+        "RandomFlip"
+    )
+    with pytest.raises(ValueError, match="flip must be true or false, got 'maybe'"):
+        C.normalize_config({"flip": "maybe"})
+    args = train_script.parse_args(["--config", "fashion_mnist_cnn", "--no-flip"])
+    assert args.flip is False and "_flip" not in C.run_name(args)
+
+
 # --------------------------------------------------------------------------------------------
 # scripts/train.py
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import numpy as np
 from . import backend
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._typing import Array
 
 
@@ -68,4 +70,70 @@ class RandomShift:
         return f"RandomShift(max_shift={self.max_shift}, image_shape={self.image_shape})"
 
 
-__all__ = ["RandomShift"]
+class RandomFlip:
+    """Mirror each image left-right with probability ``p`` (torchvision's
+    ``RandomHorizontalFlip(p)``, Keras's ``RandomFlip("horizontal")`` at p = 0.5).
+
+    ``x'[r, c] = x[r, W - 1 - c]`` for the images drawn, the others unchanged. For pictures
+    whose mirror image is still one of the classes (the clothes of Fashion-MNIST), never for
+    digits (a mirrored 2 or 7 is no digit).
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+        Probability that an image is mirrored.
+    image_shape : (height, width)
+        How a flat row of the batch is laid out (row-major); images (N, C, H, W) are mirrored
+        along their last axis.
+
+    The result lives in a buffer this object reuses: it is overwritten by the next call.
+    """
+
+    def __init__(self, p: float = 0.5, image_shape: tuple[int, int] = (28, 28)) -> None:
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomFlip: p must be a probability in [0, 1], got {p!r}")
+        shape = tuple(image_shape)
+        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+            raise ValueError(f"RandomFlip: image_shape must be (height, width) of positive ints, got {image_shape!r}")
+        self.p, self.image_shape = float(p), shape
+        self._out: Array | None = None
+
+    def __call__(self, x: Array, rng: np.random.Generator) -> Array:
+        H, W = self.image_shape
+        if x.ndim < 2 or x[0].size % (H * W):
+            raise ValueError(
+                f"RandomFlip: expected images of {H}x{W} = {H * W} values each, got a batch of shape {x.shape}"
+            )
+        B = len(x)
+        if self._out is None or self._out.shape != x.shape or self._out.dtype != x.dtype:
+            self._out = np.empty_like(x)
+        src, out = x.reshape(B, -1, W), self._out.reshape(B, -1, W)
+        flip = rng.random(B) < self.p
+        out[...] = src
+        out[flip] = src[flip, :, ::-1]
+        return self._out
+
+    def __repr__(self) -> str:
+        return f"RandomFlip(p={self.p}, image_shape={self.image_shape})"
+
+
+class Compose:
+    """Apply several transforms in order, each with the same generator (torchvision's
+    ``Compose``): ``Compose([RandomFlip(), RandomShift(1)])``."""
+
+    def __init__(self, transforms: list[Callable[[Array, np.random.Generator], Array]]) -> None:
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise TypeError(f"Compose: every transform must be callable(batch, rng), got {t!r}")
+
+    def __call__(self, x: Array, rng: np.random.Generator) -> Array:
+        for t in self.transforms:
+            x = t(x, rng)
+        return x
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
+
+
+__all__ = ["Compose", "RandomFlip", "RandomShift"]

@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "activation": "tanh",
     "lr_schedule": "constant",
     "shift": 0,
+    "flip": False,
     "seed": 0,
     "architecture": "mlp",
     "conv_channels": [32, 64],
@@ -187,10 +188,10 @@ def check_value(key, value):
         if value <= 0 or value % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer (padding k // 2 keeps the size), got {value}")
         return value
-    if key == "batch_norm":
+    if key in ("batch_norm", "flip"):
         flag = {"true": True, "false": False}.get(str(value).lower()) if isinstance(value, str) else value
         if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"batch_norm must be true or false, got {value!r}")
+            raise ValueError(f"{key} must be true or false, got {value!r}")
         return bool(flag)
     if key == "hidden_size" and isinstance(value, (list, tuple)):
         widths = [_number(key, v, int) for v in value]
@@ -285,6 +286,7 @@ _NAMED_IN_RUN_NAME = (
     "loss",
     "lr_schedule",
     "shift",
+    "flip",
     "architecture",
     "conv_channels",
     "kernel_size",
@@ -314,8 +316,8 @@ def run_name(config):
     """The configuration in a run name, e.g. ``hl_3_sz_128_bs_16_ac_tanh_opt_nadam_lr_1e-3_wd_0_init_xavier_ep_5``.
 
     ``config`` is a mapping or a namespace holding canonical names (as scripts/train.py's parser
-    and :func:`normalize_config` give them); a ``cosine``/``linear`` schedule, a shift, BatchNorm,
-    dropout and the squared-error loss are appended (``_cosine``, ``_shift1``, ``_bn``,
+    and :func:`normalize_config` give them); a ``cosine``/``linear`` schedule, a shift, a flip,
+    BatchNorm, dropout and the squared-error loss are appended (``_cosine``, ``_shift1``, ``_flip``, ``_bn``,
     ``_do0.3``, ``_mse``). A CNN's name starts with its channels instead of the hidden layers
     (``cnn_32-64_bs_64_...``, ``cnn_32-64_k5_...`` for a kernel other than 3).
     """
@@ -335,6 +337,8 @@ def run_name(config):
         name += f"_{c['lr_schedule']}"
     if c.get("shift"):
         name += f"_shift{c['shift']}"
+    if c.get("flip"):
+        name += "_flip"
     if c.get("batch_norm"):
         name += "_bn"
     if c.get("dropout"):

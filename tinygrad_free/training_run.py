@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import nn, optim
-from .augment import RandomShift
+from .augment import Compose, RandomFlip, RandomShift
 from .train import Trainer
 
 
@@ -30,7 +30,7 @@ class TrainingRun:
     x_train, y_train : ndarray
         The training set (the first ``limit`` images when a limit was given).
     model, optimizer, trainer
-    augment : RandomShift or None
+    augment : RandomShift, RandomFlip, Compose or None
     """
 
     config: dict
@@ -40,7 +40,7 @@ class TrainingRun:
     model: Any
     optimizer: Any
     trainer: Trainer
-    augment: RandomShift | None
+    augment: RandomShift | RandomFlip | Compose | None
 
     def fit(self):
         """Train for the configured epochs with the configured schedule; returns the History."""
@@ -79,7 +79,8 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     -------
     TrainingRun
         Whose :meth:`TrainingRun.fit` trains it: the weights are seeded by ``seed``, the batches
-        shuffled by it, and the training images shifted by up to ``shift`` pixels (zero fill).
+        shuffled by it, the training images mirrored left-right with probability 1/2 when ``flip``
+        is set, then shifted by up to ``shift`` pixels (zero fill).
         Its ``data`` is ``data`` with the images reshaped to the model's input (views): evaluate
         on ``run.data.x_test``.
     """
@@ -97,7 +98,9 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
     trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
     side = math.isqrt(x_train[0].size)
-    augment = RandomShift(c["shift"], (side, side)) if c.get("shift") else None
+    transforms = [RandomFlip(0.5, (side, side))] if c.get("flip") else []
+    transforms += [RandomShift(c["shift"], (side, side))] if c.get("shift") else []
+    augment = transforms[0] if len(transforms) == 1 else Compose(transforms) if transforms else None
     return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
 
 
