@@ -94,25 +94,64 @@ def _check(x, kh, kw, sh, sw, y):
 
 
 @njit(**NJIT)
+def _maxpool_row_exact(xs, kh, kw, sh, sw, oh, yr, ar):
+    """One output row of one plane, NaN rule included (see the module docstring)."""
+    w = xs.shape[1]
+    h0 = oh * sh
+    for ow in range(yr.shape[0]):
+        w0 = ow * sw
+        best = xs[h0, w0]
+        at = h0 * w + w0
+        for i in range(kh):
+            for j in range(kw):
+                v = xs[h0 + i, w0 + j]
+                if v > best or (v != v and best == best):  # first NaN wins
+                    best = v
+                    at = (h0 + i) * w + w0 + j
+        yr[ow] = best
+        ar[ow] = at
+
+
+@njit(**NJIT)
+def _maxpool_row_2x2(xs, sh, oh, yr, ar):
+    """One output row of a 2x2, column-stride-2 pooling, ignoring NaN; returns whether the row
+    saw a NaN. Straight-line selects (no NaN test in the chain) let LLVM vectorise the loop:
+    about 8x faster than the exact loop on random data, where the exact loop's branches
+    mispredict."""
+    w = xs.shape[1]
+    r0, r1 = xs[oh * sh], xs[oh * sh + 1]
+    base = oh * sh * w
+    nan = False
+    for ow in range(yr.shape[0]):
+        a, b, c, d = r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]
+        nan |= (a != a) | (b != b) | (c != c) | (d != d)
+        best, k = a, 0
+        t = b > best
+        best = b if t else best
+        k = 1 if t else k
+        t = c > best
+        best = c if t else best
+        k = w if t else k
+        t = d > best
+        best = d if t else best
+        k = w + 1 if t else k
+        yr[ow] = best
+        ar[ow] = base + 2 * ow + k
+    return nan
+
+
+@njit(**NJIT)
 def _maxpool_forward(x, kh, kw, sh, sw, y, argmax):
     _check(x, kh, kw, sh, sw, y)
-    n, c, _, w = x.shape
-    ho, wo = y.shape[2], y.shape[3]
+    n, c = x.shape[0], x.shape[1]
+    fast = kh == 2 and kw == 2 and sw == 2
     for s in range(n):
         for ch in range(c):
-            for oh in range(ho):
-                for ow in range(wo):
-                    h0, w0 = oh * sh, ow * sw
-                    best = x[s, ch, h0, w0]
-                    at = h0 * w + w0
-                    for i in range(kh):
-                        for j in range(kw):
-                            v = x[s, ch, h0 + i, w0 + j]
-                            if v > best or (v != v and best == best):  # first NaN wins
-                                best = v
-                                at = (h0 + i) * w + w0 + j
-                    y[s, ch, oh, ow] = best
-                    argmax[s, ch, oh, ow] = at
+            xs, ys, ars = x[s, ch], y[s, ch], argmax[s, ch]
+            for oh in range(ys.shape[0]):
+                # The fast row gives the exact result unless it saw a NaN; then redo the row.
+                if not fast or _maxpool_row_2x2(xs, sh, oh, ys[oh], ars[oh]):
+                    _maxpool_row_exact(xs, kh, kw, sh, sw, oh, ys[oh], ars[oh])
 
 
 @njit(**NJIT)
