@@ -212,9 +212,13 @@ def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry
         assert ns.maxpool2d_forward(x, kh, kw, sh, sw, y, arg) is y
         gy = np.arange(1, y.size + 1, dtype=dtype).reshape(out)
         dx = ns.maxpool2d_backward(gy, arg, np.full(x.shape, np.nan, dtype))
-        results.append((y, arg, dx))
+        # A strided dx (every other column of a wider array) receives the same gradient.
+        strided = np.full((*x.shape[:3], 2 * x.shape[3]), np.nan, dtype)[..., ::2]
+        assert ns.maxpool2d_backward(gy, arg, strided) is strided
+        results.append((y, arg, dx, strided))
     for g, e in zip(*results):
         np.testing.assert_array_equal(g, e)
+    np.testing.assert_array_equal(results[1][3], results[1][2])
 
 
 def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):

@@ -159,13 +159,15 @@ def _maxpool_backward(gy, argmax, dx):
     n, c, h, w = dx.shape
     if gy.shape != argmax.shape or gy.shape[0] != n or gy.shape[1] != c:
         raise ValueError("maxpool2d_backward: gy and argmax must have shape (N, C, Ho, Wo) of dx's N and C")
-    dx[...] = 0
+    # dx's planes as flat rows: argmax is already the flat index (no division per element).
+    dx3 = dx.reshape(n, c, h * w)
+    dx3[...] = 0
     for s in range(n):
         for ch in range(c):
+            d = dx3[s, ch]
             for oh in range(gy.shape[2]):
                 for ow in range(gy.shape[3]):
-                    at = argmax[s, ch, oh, ow]
-                    dx[s, ch, at // w, at % w] += gy[s, ch, oh, ow]
+                    d[argmax[s, ch, oh, ow]] += gy[s, ch, oh, ow]
 
 
 @njit(**NJIT)
@@ -237,7 +239,12 @@ def maxpool2d_forward_numba(x, kh, kw, sh, sw, y, argmax):
 
 def maxpool2d_backward_numba(gy, argmax, dx):
     """numba twin of ``maxpool2d_backward_numpy`` (bit-identical: contributions in the same order)."""
-    _maxpool_backward(gy, argmax, dx)
+    if dx.flags.c_contiguous:
+        _maxpool_backward(gy, argmax, dx)
+    else:  # the kernel views dx's planes as flat rows
+        out = np.empty(dx.shape, dx.dtype)
+        _maxpool_backward(gy, argmax, out)
+        dx[...] = out
     return dx
 
 
