@@ -4,27 +4,59 @@ Shapes, with K = C * kh * kw and L = Ho * Wo (Ho = (H + 2 ph - kh) // sh + 1, li
 
 * x (N, C, H, W), weights W2 (O, K) = the (O, C, kh, kw) weight tensor viewed as a matrix,
   as in PyTorch's ``Conv2d`` (cross-correlation, zero padding), b (O,) or None;
-* cols (N, K, L): row ``(c * kh + i) * kw + j`` of sample n holds x_padded[n, c, i + sh * oh,
-  j + sw * ow] at column ``oh * Wo + ow`` (zero where the window covers padding);
+* cols: sample n's columns are a (K, L) matrix whose row ``(c * kh + i) * kw + j`` holds
+  x_padded[n, c, i + sh * oh, j + sw * ow] at column ``oh * Wo + ow`` (zero where the window
+  covers padding); ``im2col``/``col2im`` take the batch's as (N, K, L);
 * y (N, O, L), which is the (N, O, Ho, Wo) output viewed without a copy.
 
-Forward:  y[n] = act(W2 @ cols[n] + b[:, None])   (one GEMM per sample, output already NCHW)
+Forward:  y[n] = act(W2 @ cols[n] + b[:, None])
 Backward: dz = gy * act'(y);  db += sum_{n,l} dz;  dW2 <- sum_n dz[n] @ cols[n]^T + beta dW2;
-          dx = col2im(W2^T @ dz[n]) for each n.
+          dx[n] = col2im(W2^T @ dz[n]).
 
-The forward keeps ``cols`` for the backward pass (the weight gradient needs it), so backward
-never rebuilds it. The activation codes, the bias-free activation pass and the activation
-gradient are those of ``kernels.dense``. The NumPy kernels do the products with numpy's
-batched ``matmul``/``tensordot``; the numba ones call ``blas.gemm`` per sample from inside one
-jitted call. The two agree to rounding (the GEMMs sum in different orders); im2col and col2im
-are bit-identical (col2im adds each input pixel's contributions in the same (i, j) order).
+The layer keeps only x and y for its backward pass; backward rebuilds the columns from x.
 
-Why im2col for every layer, also the first (C = 1, K = 9 for a 3x3 kernel on MNIST): a direct
-loop kernel would avoid the K-fold column copy there, but that copy is small exactly when K is
-small (9 x the input: 1.8 MB for a float32 batch of 64 MNIST images), the loop kernel would be a
-second implementation of the layer (forward, weight and input gradients) to keep equal to this
-one, and its speed against a small-K GEMM could not be measured on the shared machine. im2col +
-GEMM is correct for every shape; it is the classic CPU method (Caffe; PyTorch's slow_conv2d).
+numba: blocks of samples that fit in L2. The kernels take ``nb`` samples at a time, nb = as
+many as fit in ``BLOCK_BYTES`` (256 KB: the columns of 10 samples of a 1 -> 32 layer on 28x28,
+1 sample of a 32 -> 64 layer on 13x13). A block's columns are laid side by side as one
+(K, nb L) matrix, so each block is one GEMM, W2 (O, K) @ cols (K, nb L) -> z (O, nb L), and one
+loop moves z into the NCHW output with the bias and the ReLU (tanh and sigmoid: ``dense``'s
+pass over y afterwards). Backward per block: im2col again; dz (O, nb L) <- gy act'(y) read from
+NCHW (the transposing loop also sums db); dW2^T += cols dz^T (K, O); dcols = W2^T dz; col2im.
+The columns are built, used and dropped while they sit in the core's cache, and nothing the
+size of the whole batch's columns (K x the input: 18 MB for the 32 -> 64 layer at batch 128)
+is written to memory or kept between forward and backward. im2col's and col2im's inner loops
+copy one output row between array views, which LLVM vectorises; a per-element bounds test or
+offset arithmetic there made them 2-3x slower.
+
+Measured on the project's 2-core AMD EPYC (MKL, one thread, float32, batch 128, Keras's
+mnist_convnet: Conv 1 -> 32 3x3 ReLU, MaxPool 2, Conv 32 -> 64 3x3 ReLU, MaxPool 2, Dense),
+each time by alternating the candidates in one process on the shared machine:
+
+* one GEMM for the whole batch's columns, (K, N L), the layout first tried here, was slower
+  than one per sample: 1.04-1.38x the time of the per-sample kernels for the forward and
+  1.09-1.19x for the backward (the 18 MB of columns go through memory, not the cache);
+* blocks of the cache's size, with the columns rebuilt in backward: the first layer's forward
+  0.45-0.66x the per-sample kernels' time; the second layer about equal (its GEMMs, 3 x 0.57
+  GFLOP, dominate and run at the same speed per sample or per block);
+* the weight gradient as cols dz^T (K x O) instead of dz cols^T (O x K): MKL's GEMM takes
+  1.4 ms instead of 4.7 ms for the first layer's K = 9, O = 32 (a direct numba loop with
+  reassociated sums: 2.4 ms), and the same time at the second layer's shape;
+* so a direct loop kernel for small K is not used: at K = 9 the first layer's forward is
+  3.6 ms of a ~75 ms training step, and its weight gradient is faster as the reoriented GEMM.
+
+The whole training step (forward, backward, Adam; 10-step blocks alternated 15 times, medians),
+one thread: 0.72x the time with the previous kernels (per-sample GEMMs with the columns kept,
+and the previous max pooling; 0.92x with only the convolution changed), and 0.80x PyTorch
+2.13's plain loop on the same network (its oneDNN convolutions), which the previous kernels
+took 1.12x of.
+
+The NumPy kernels compute the same with whole-batch (N, K, L) columns and numpy's batched
+``matmul``/``tensordot``. The two agree to rounding (the GEMMs sum in different orders); im2col
+and col2im are bit-identical (col2im adds each input pixel's contributions in the same (i, j)
+order). The activation codes and formulas are those of ``kernels.dense``.
+
+Why im2col + GEMM: it is correct for every shape and is the classic CPU method (Caffe;
+PyTorch's slow_conv2d); the GEMM does the arithmetic at BLAS speed.
 """
 
 import numpy as np

@@ -13,6 +13,14 @@ Ho = (H - kh) // sh + 1 and Wo = (W - kw) // sw + 1.
 
 The numba twins equal the NumPy kernels bit for bit except where NumPy's mean sums in another
 order (average pooling forward, global average forward): there they agree to rounding.
+
+numba max pooling, 2x2 windows with column stride 2 (the convnets' pooling): each output row is
+first computed by a loop of selects with no NaN test in the comparison chain, which LLVM
+vectorises, and only a row that saw a NaN is redone by the exact loop. On the exact loop alone
+the comparisons' branches mispredict on real activations: on Keras's mnist_convnet at batch 128
+(float32, one thread) the forward took 6.6x (32 x 26 x 26 planes) and 4.6x (64 x 11 x 11) the
+time it takes now. The backward adds into dx's planes viewed as flat rows, at the recorded flat
+index, instead of dividing it into (h, w) per element: 2.4x faster at those shapes.
 """
 
 import numpy as np
