@@ -48,7 +48,8 @@ The whole training step (forward, backward, Adam; 10-step blocks alternated 15 t
 one thread: 0.72x the time with the previous kernels (per-sample GEMMs with the columns kept,
 and the previous max pooling; 0.92x with only the convolution changed), and 0.80x PyTorch
 2.13's plain loop on the same network (its oneDNN convolutions), which the previous kernels
-took 1.12x of.
+took 1.12x of. Two threads (MKL's GEMMs threaded, these loops serial): 0.70x the previous
+kernels' time but 1.24x PyTorch's, whose convolutions use both cores throughout.
 
 The NumPy kernels compute the same with whole-batch (N, K, L) columns and numpy's batched
 ``matmul``/``tensordot``. The two agree to rounding (the GEMMs sum in different orders); im2col
