@@ -1,16 +1,17 @@
 """Benchmark every hot kernel: the numba twin against the NumPy one.
 
-Shapes are those of the reference network 784-128-128-128-10 at batch 16/64/256, in float32
-and float64: bias + activation and the activation/bias gradients on (B, 128) hidden layers
-and the (B, 10) output, each whole layer forward and backward (GEMMs included), the fused
-losses on (B, 10) logits, the augmentation's image shift on (B, 28, 28), and the optimizer
-kernels on the network's packed parameter buffer. Each timing is the median over many
-repeats of the per-call time of a timeit-style loop (the two backends are timed alternately
-so that noise on a shared machine hits both alike), with one BLAS and one numba thread; then
-the optimizer kernels' parallel twins on all of numba's threads against the serial ones. Also reported:
-the per-call cost at the smallest shapes (dispatch overhead), the kernel time of one
-training step, and the numba compile time (``kernels.warmup()``; cold = empty numba cache,
-in a fresh process).
+Shapes are those of the reference network 784-128-128-128-10 at batch 16/64/256, in float32 and
+float64: bias + activation and the activation/bias gradients on (B, 128) hidden layers and the
+(B, 10) output, each whole layer forward and backward (GEMMs included), the fused losses on
+(B, 10) logits, the augmentation's image shift on (B, 28, 28), the optimizer kernels on the
+network's packed parameter buffer, and the layers of Keras's mnist_convnet at batch 128 (each
+3x3 convolution forward and backward, each 2x2 max pooling forward and backward). Each timing is
+the median over many repeats of the per-call time of a timeit-style loop (the two backends are
+timed alternately so that noise on a shared machine hits both alike), with one BLAS and one
+numba thread; then the optimizer kernels' parallel twins on all of numba's threads against the
+serial ones. Also reported: the per-call cost at the smallest shapes (dispatch overhead), the
+kernel time of one training step, and the numba compile time (``kernels.warmup()``; cold = empty
+numba cache, in a fresh process).
 
     python benchmarks/bench_kernels.py            # full run
     python benchmarks/bench_kernels.py --quick    # fewer repeats, batch 16/64 only
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common as C  # noqa: E402
-from bench_kernels_cases import BACKENDS, LAYERS, make_cases  # noqa: E402
+from bench_kernels_cases import BACKENDS, CONVNET_BATCH, LAYERS, make_cases, make_convnet_cases  # noqa: E402
 from bench_kernels_render import markdown  # noqa: E402
 
 from tinygrad_free import kernels  # noqa: E402
@@ -280,6 +281,7 @@ def main(argv=None):
         for batch in batches:
             run("batch", batch, dtype, make_cases(batch, dtype, rng))
         run("optimizer", None, dtype, make_optimizer_cases(dtype, rng))
+        run("convnet", CONVNET_BATCH, dtype, make_convnet_cases(dtype, rng))
 
     # The optimizer kernels' parallel twins (kernels.parallel) against the serial kernels, on the
     # float32 buffer; what Trainer(threads="auto") runs when numba and BLAS have two threads.

@@ -112,3 +112,74 @@ def make_cases(batch, dtype, rng):
         )
     )
     return out
+
+
+#: Keras's mnist_convnet: Conv2D(1, 32, 3, relu) - MaxPool 2 - Conv2D(32, 64, 3, relu) - MaxPool 2.
+#: (C_in, C_out, input side) of each convolution; each is followed by a 2x2 max pooling.
+CONVNET = ((1, 32, 28), (32, 64, 13))
+CONVNET_BATCH = 128
+
+
+def make_convnet_cases(dtype, rng, batch=CONVNET_BATCH):
+    """(kernel, variant, shape, {backend: (fn, args)}) for the convnet's layers: each 3x3
+    convolution forward and backward (bias and ReLU fused; the first layer's backward wants no
+    input gradient, as the network's first layer) and each 2x2 max pooling forward and backward."""
+    out = []
+    for c_in, c_out, side in CONVNET:
+        x = rng.standard_normal((batch, c_in, side, side)).astype(dtype)
+        W = (rng.standard_normal((c_out, c_in, 3, 3)) * (9 * c_in) ** -0.5).astype(dtype)
+        b = (rng.standard_normal(c_out) * 0.1).astype(dtype)
+        y = np.empty((batch, c_out, side - 2, side - 2), dtype)
+        kernels.NUMPY.conv2d_forward(x, W, b, 1, 1, 0, 0, dense.RELU, y)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        dx = None if c_in == 1 else np.empty_like(x)
+        variant = f"{c_in}->{c_out} 3x3 relu"
+        out.append(
+            (
+                "conv2d_forward",
+                variant,
+                x.shape,
+                {
+                    name: (ops.conv2d_forward, (x, W, b, 1, 1, 0, 0, dense.RELU, np.empty_like(y)))
+                    for name, ops in BACKENDS
+                },
+            )
+        )
+        out.append(
+            (
+                "conv2d_backward",
+                variant + (" no dx" if dx is None else ""),
+                x.shape,
+                {
+                    name: (
+                        ops.conv2d_backward,
+                        (x, W, y, gy, dense.RELU, np.empty_like(W), 0.0, np.zeros(c_out, dtype), 1, 1, 0, 0, dx),
+                    )
+                    for name, ops in BACKENDS
+                },
+            )
+        )
+        pooled = (batch, c_out, (side - 2) // 2, (side - 2) // 2)
+        p, arg = np.empty(pooled, dtype), np.empty(pooled, np.int64)
+        kernels.NUMPY.maxpool2d_forward(y, 2, 2, 2, 2, p, arg)
+        gp = rng.standard_normal(pooled).astype(dtype)
+        out.append(
+            (
+                "maxpool2d_forward",
+                "2x2",
+                y.shape,
+                {
+                    name: (ops.maxpool2d_forward, (y, 2, 2, 2, 2, np.empty_like(p), np.empty_like(arg)))
+                    for name, ops in BACKENDS
+                },
+            )
+        )
+        out.append(
+            (
+                "maxpool2d_backward",
+                "2x2",
+                y.shape,
+                {name: (ops.maxpool2d_backward, (gp, arg, np.empty_like(y))) for name, ops in BACKENDS},
+            )
+        )
+    return out

@@ -72,22 +72,45 @@ def test_im2col_matches_the_definition_and_col2im_is_its_adjoint(rng, geometry, 
 def run_conv(ns, x, W, b, geometry, code, gy, beta, with_dx, dW0, db0):
     n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
     ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
-    cols = np.empty((n, c * kh * kw, ho * wo), x.dtype)
-    y = np.empty((n, o, ho, wo), x.dtype)
-    assert ns.conv2d_forward(x, W, b, sh, sw, ph, pw, code, cols, y) is y
+    y = np.full((n, o, ho, wo), np.nan, x.dtype)
+    assert ns.conv2d_forward(x, W, b, sh, sw, ph, pw, code, y) is y
     dW = dW0.copy()
     db = None if db0 is None else db0.copy()
     dx = np.full(x.shape, np.nan, x.dtype) if with_dx else None
-    dz = np.empty_like(y)
-    assert ns.conv2d_backward(cols, W, y, gy, code, dz, dW, beta, db, sh, sw, ph, pw, dx) is dx
+    assert ns.conv2d_backward(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx) is dx
     return y, dW, db, dx
+
+
+# The numba kernels work a block of samples at a time (conv.BLOCK_BYTES): one sample per block,
+# two (so a batch of three ends with a partial block), and the whole batch in one block.
+BLOCKS = ["one sample", "two samples", "whole batch"]
+
+
+def set_block(monkeypatch, block, geometry, dtype):
+    """Set conv.BLOCK_BYTES so that the kernels take ``block`` samples at a time; returns that count."""
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    k, l, item = c * kh * kw, conv.out_size(h, kh, sh, ph) * conv.out_size(w, kw, sw, pw), np.dtype(dtype).itemsize
+    monkeypatch.setattr(
+        conv, "BLOCK_BYTES", {"one sample": 1, "two samples": 2 * k * l * item, "whole batch": 10**9}[block]
+    )
+    return conv.block_samples(k, l, item, n)
+
+
+def test_block_samples_fits_the_budget_and_stays_within_the_batch():
+    assert conv.block_samples(288, 121, 4, 128, budget=256 * 1024) == 1
+    assert conv.block_samples(9, 676, 4, 128, budget=256 * 1024) == 10
+    assert conv.block_samples(9, 676, 4, 3, budget=10**9) == 3
+    assert conv.block_samples(9, 676, 4, 128, budget=1) == 1
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", CODES)
-def test_conv2d_numba_matches_numpy_forward_and_backward(rng, geometry, dtype, code):
+@pytest.mark.parametrize("block", BLOCKS)
+def test_conv2d_numba_matches_numpy_forward_and_backward(rng, monkeypatch, geometry, dtype, code, block):
     n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    nb = set_block(monkeypatch, block, geometry, dtype)
+    assert nb == {"one sample": 1, "two samples": min(2, n), "whole batch": n}[block]
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     W = rng.standard_normal((o, c, kh, kw)).astype(dtype)
     ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
@@ -142,15 +165,34 @@ def test_conv2d_numba_falls_back_to_numpy_products_without_blas(rng, monkeypatch
 def test_conv2d_kernels_refuse_mismatched_buffers(rng):
     x = rng.standard_normal((2, 3, 7, 9))
     W = rng.standard_normal((4, 3, 3, 3))
+    y = np.empty((2, 4, 5, 7))
     for ns in (kernels.NUMPY, kernels.NUMBA):
-        with pytest.raises(ValueError, match="cols must have shape"):
-            ns.conv2d_forward(x, W, None, 1, 1, 0, 0, 0, np.empty((2, 27, 34)), np.empty((2, 4, 5, 7)))
+        with pytest.raises(
+            ValueError, match=r"need W.shape\[1\] == C and y of shape \(2, 4, 5, 7\), got \(2, 4, 5, 6\)"
+        ):
+            ns.conv2d_forward(x, W, None, 1, 1, 0, 0, 0, np.empty((2, 4, 5, 6)))
+        with pytest.raises(ValueError, match="kernel larger than the padded input"):
+            ns.conv2d_forward(x, rng.standard_normal((4, 3, 8, 3)), None, 1, 1, 0, 0, 0, y)
+        with pytest.raises(ValueError, match="dW must be a C-contiguous array of W's shape"):
+            ns.conv2d_backward(x, W, y, y, 0, np.empty((4, 3, 3)), 0.0, None, 1, 1, 0, 0, None)
+        with pytest.raises(ValueError, match="gy must have y's shape"):
+            ns.conv2d_backward(x, W, y, y[:1], 0, np.empty_like(W), 0.0, None, 1, 1, 0, 0, None)
+        with pytest.raises(ValueError, match="dx must have x's shape"):
+            ns.conv2d_backward(x, W, y, y, 0, np.empty_like(W), 0.0, None, 1, 1, 0, 0, x[:1].copy())
     with pytest.raises(ValueError, match="kernel larger than the padded input"):
         conv.im2col_numba(x, 8, 3, 1, 1, 0, 0, np.empty((2, 72, 0)))
 
 
 # --- pooling ----------------------------------------------------------------------------------
-POOLS = [(2, 3, 7, 9, 2, 2, 2, 2), (1, 2, 5, 6, 3, 2, 1, 2), (2, 1, 4, 7, 4, 3, 1, 3), (3, 2, 6, 6, 1, 1, 1, 1)]
+# (N, C, H, W, kh, kw, sh, sw); the 2x2 column-stride-2 ones take the vectorised row path of the
+# numba kernel (odd sizes: a row or column left over; row stride 1: overlapping windows).
+POOLS = [
+    (2, 3, 7, 9, 2, 2, 2, 2),
+    (2, 2, 5, 8, 2, 2, 1, 2),
+    (1, 2, 5, 6, 3, 2, 1, 2),
+    (2, 1, 4, 7, 4, 3, 1, 3),
+    (3, 2, 6, 6, 1, 1, 1, 1),
+]
 
 
 def pool_out(shape, kh, kw, sh, sw):
@@ -170,9 +212,13 @@ def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry
         assert ns.maxpool2d_forward(x, kh, kw, sh, sw, y, arg) is y
         gy = np.arange(1, y.size + 1, dtype=dtype).reshape(out)
         dx = ns.maxpool2d_backward(gy, arg, np.full(x.shape, np.nan, dtype))
-        results.append((y, arg, dx))
+        # A strided dx (every other column of a wider array) receives the same gradient.
+        strided = np.full((*x.shape[:3], 2 * x.shape[3]), np.nan, dtype)[..., ::2]
+        assert ns.maxpool2d_backward(gy, arg, strided) is strided
+        results.append((y, arg, dx, strided))
     for g, e in zip(*results):
         np.testing.assert_array_equal(g, e)
+    np.testing.assert_array_equal(results[1][3], results[1][2])
 
 
 def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):

@@ -158,30 +158,17 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
             ops.im2col(xin, 3, 3, 2, 2, 1, 1, cols)
             for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
                 for bias in (np.zeros(3, dtype), None):
-                    ops.conv2d_forward(xin, W, bias, 2, 2, 1, 1, code, cols, y)
+                    ops.conv2d_forward(xin, W, bias, 2, 2, 1, 1, code, y)
             ops.maxpool2d_forward(xin, 2, 2, 2, 2, p, arg)
             ops.avgpool2d_forward(xin, 2, 2, 2, 2, p)
             ops.global_avgpool2d_forward(xin, g)
         ops.col2im(cols, 3, 3, 2, 2, 1, 1, np.empty_like(x))
-        for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
-            for bias in (np.zeros(3, dtype), None):
-                for dx in (np.empty_like(x), None):
-                    ops.conv2d_backward(
-                        cols,
-                        W,
-                        y,
-                        y,
-                        code,
-                        np.empty_like(y),
-                        np.empty_like(W),
-                        0.0,
-                        None if bias is None else bias.copy(),
-                        2,
-                        2,
-                        1,
-                        1,
-                        dx,
-                    )
+        for xin in (x, x_readonly):
+            for code in (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU):
+                for bias in (np.zeros(3, dtype), None):
+                    for dx in (np.empty_like(x), None):
+                        db = None if bias is None else bias.copy()
+                        ops.conv2d_backward(xin, W, y, y, code, np.empty_like(W), 0.0, db, 2, 2, 1, 1, dx)
         ops.maxpool2d_backward(p, arg, np.empty_like(x))
         ops.avgpool2d_backward(p, 2, 2, 2, 2, np.empty_like(x))
         ops.global_avgpool2d_backward(g, np.empty_like(x))

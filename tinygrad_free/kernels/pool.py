@@ -13,6 +13,14 @@ Ho = (H - kh) // sh + 1 and Wo = (W - kw) // sw + 1.
 
 The numba twins equal the NumPy kernels bit for bit except where NumPy's mean sums in another
 order (average pooling forward, global average forward): there they agree to rounding.
+
+numba max pooling, 2x2 windows with column stride 2 (the convnets' pooling): each output row is
+first computed by a loop of selects with no NaN test in the comparison chain, which LLVM
+vectorises, and only a row that saw a NaN is redone by the exact loop. On the exact loop alone
+the comparisons' branches mispredict on real activations: on Keras's mnist_convnet at batch 128
+(float32, one thread) the forward took 6.6x (32 x 26 x 26 planes) and 4.6x (64 x 11 x 11) the
+time it takes now. The backward adds into dx's planes viewed as flat rows, at the recorded flat
+index, instead of dividing it into (h, w) per element: 2.4x faster at those shapes.
 """
 
 import numpy as np
@@ -94,25 +102,64 @@ def _check(x, kh, kw, sh, sw, y):
 
 
 @njit(**NJIT)
+def _maxpool_row_exact(xs, kh, kw, sh, sw, oh, yr, ar):
+    """One output row of one plane, NaN rule included (see the module docstring)."""
+    w = xs.shape[1]
+    h0 = oh * sh
+    for ow in range(yr.shape[0]):
+        w0 = ow * sw
+        best = xs[h0, w0]
+        at = h0 * w + w0
+        for i in range(kh):
+            for j in range(kw):
+                v = xs[h0 + i, w0 + j]
+                if v > best or (v != v and best == best):  # first NaN wins
+                    best = v
+                    at = (h0 + i) * w + w0 + j
+        yr[ow] = best
+        ar[ow] = at
+
+
+@njit(**NJIT)
+def _maxpool_row_2x2(xs, sh, oh, yr, ar):
+    """One output row of a 2x2, column-stride-2 pooling, ignoring NaN; returns whether the row
+    saw a NaN. Straight-line selects (no NaN test in the chain) let LLVM vectorise the loop:
+    about 8x faster than the exact loop on random data, where the exact loop's branches
+    mispredict."""
+    w = xs.shape[1]
+    r0, r1 = xs[oh * sh], xs[oh * sh + 1]
+    base = oh * sh * w
+    nan = False
+    for ow in range(yr.shape[0]):
+        a, b, c, d = r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]
+        nan |= (a != a) | (b != b) | (c != c) | (d != d)
+        best, k = a, 0
+        t = b > best
+        best = b if t else best
+        k = 1 if t else k
+        t = c > best
+        best = c if t else best
+        k = w if t else k
+        t = d > best
+        best = d if t else best
+        k = w + 1 if t else k
+        yr[ow] = best
+        ar[ow] = base + 2 * ow + k
+    return nan
+
+
+@njit(**NJIT)
 def _maxpool_forward(x, kh, kw, sh, sw, y, argmax):
     _check(x, kh, kw, sh, sw, y)
-    n, c, _, w = x.shape
-    ho, wo = y.shape[2], y.shape[3]
+    n, c = x.shape[0], x.shape[1]
+    fast = kh == 2 and kw == 2 and sw == 2
     for s in range(n):
         for ch in range(c):
-            for oh in range(ho):
-                for ow in range(wo):
-                    h0, w0 = oh * sh, ow * sw
-                    best = x[s, ch, h0, w0]
-                    at = h0 * w + w0
-                    for i in range(kh):
-                        for j in range(kw):
-                            v = x[s, ch, h0 + i, w0 + j]
-                            if v > best or (v != v and best == best):  # first NaN wins
-                                best = v
-                                at = (h0 + i) * w + w0 + j
-                    y[s, ch, oh, ow] = best
-                    argmax[s, ch, oh, ow] = at
+            xs, ys, ars = x[s, ch], y[s, ch], argmax[s, ch]
+            for oh in range(ys.shape[0]):
+                # The fast row gives the exact result unless it saw a NaN; then redo the row.
+                if not fast or _maxpool_row_2x2(xs, sh, oh, ys[oh], ars[oh]):
+                    _maxpool_row_exact(xs, kh, kw, sh, sw, oh, ys[oh], ars[oh])
 
 
 @njit(**NJIT)
@@ -120,13 +167,15 @@ def _maxpool_backward(gy, argmax, dx):
     n, c, h, w = dx.shape
     if gy.shape != argmax.shape or gy.shape[0] != n or gy.shape[1] != c:
         raise ValueError("maxpool2d_backward: gy and argmax must have shape (N, C, Ho, Wo) of dx's N and C")
-    dx[...] = 0
+    # dx's planes as flat rows: argmax is already the flat index (no division per element).
+    dx3 = dx.reshape(n, c, h * w)
+    dx3[...] = 0
     for s in range(n):
         for ch in range(c):
+            d = dx3[s, ch]
             for oh in range(gy.shape[2]):
                 for ow in range(gy.shape[3]):
-                    at = argmax[s, ch, oh, ow]
-                    dx[s, ch, at // w, at % w] += gy[s, ch, oh, ow]
+                    d[argmax[s, ch, oh, ow]] += gy[s, ch, oh, ow]
 
 
 @njit(**NJIT)
@@ -198,7 +247,12 @@ def maxpool2d_forward_numba(x, kh, kw, sh, sw, y, argmax):
 
 def maxpool2d_backward_numba(gy, argmax, dx):
     """numba twin of ``maxpool2d_backward_numpy`` (bit-identical: contributions in the same order)."""
-    _maxpool_backward(gy, argmax, dx)
+    if dx.flags.c_contiguous:
+        _maxpool_backward(gy, argmax, dx)
+    else:  # the kernel views dx's planes as flat rows
+        out = np.empty(dx.shape, dx.dtype)
+        _maxpool_backward(gy, argmax, out)
+        dx[...] = out
     return dx
 
 

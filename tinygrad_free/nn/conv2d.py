@@ -26,8 +26,9 @@ class Conv2D(Module):
     x is (N, C_in, H, W), W is (C_out, C_in, kh, kw) exactly as PyTorch stores it (so its
     weights copy in unchanged), y is (N, C_out, Ho, Wo) with Ho = (H + 2 ph - kh) // sh + 1.
 
-    Forward turns x into columns (im2col, kept for backward) and runs one GEMM per sample, the
-    bias and activation fused after it; backward uses the cached columns and output only:
+    Forward turns x into columns (im2col) a block of samples at a time and multiplies each block
+    by the weights in one GEMM, the bias and activation fused after it (``kernels.conv``);
+    backward keeps only x and y from the forward and rebuilds each block's columns:
 
     * dz = dy * act'(y)
     * dW += sum_n dz[n] cols[n]^T,  db += sum over samples and positions of dz
@@ -77,7 +78,6 @@ class Conv2D(Module):
         w = initializers.get(init)(shape, initializers.as_generator(rng), dtype)
         self.W = Parameter(w, "W", decay=True)
         self.b: Parameter | None = Parameter(np.zeros(self.out_channels, dtype), "b", decay=False) if bias else None
-        self._dz: Array | None = None
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """(Ho, Wo) for an input of this height and width."""
@@ -96,33 +96,26 @@ class Conv2D(Module):
                 f"each side); need height + 2*padding >= kernel height, likewise for width"
             )
         ho, wo = self.output_shape(h, w)
-        cols = np.empty((n, self.in_channels * kh * kw, ho * wo), W.dtype)
         y = np.empty((n, self.out_channels, ho, wo), W.dtype)
-        backend.ops().conv2d_forward(
-            x, W, None if self.b is None else self.b.data, sh, sw, ph, pw, self.act_code, cols, y
-        )
+        backend.ops().conv2d_forward(x, W, None if self.b is None else self.b.data, sh, sw, ph, pw, self.act_code, y)
         if self.training:
-            self._cols, self._y, self._x_shape = cols, y, x.shape
+            self._x, self._y = x, y
         return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: its col2im and GEMMs would be wasted)."""
-        cols, y = self._cols, self._y
+        x, y = self._x, self._y
         check.gradient_shape(self, grad_out, y.shape)
-        # dz is private scratch, reused while the output shape stays the same.
-        if self._dz is None or self._dz.shape != y.shape or self._dz.dtype != y.dtype:
-            self._dz = np.empty_like(y)
         dW, beta = self.W.gemm_target()
-        dx = np.empty(self._x_shape, y.dtype) if input_grad else None
+        dx = np.empty(x.shape, y.dtype) if input_grad else None
         (sh, sw), (ph, pw) = self.stride, self.padding
         backend.ops().conv2d_backward(
-            cols,
+            x,
             self.W.data,
             y,
             grad_out,
             self.act_code,
-            self._dz,
             dW,
             beta,
             None if self.b is None else self.b.grad,
