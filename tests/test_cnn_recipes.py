@@ -169,8 +169,8 @@ def test_flip_then_shift_is_the_runs_augment_and_shows_in_its_name():
 
 def test_the_cnn_recipes_parse_to_a_cnn_with_their_options():
     args = train_script.parse_args(["--config", "fashion_mnist_cnn"])
-    assert (args.architecture, args.conv_channels, args.batch_norm, args.dropout) == ("cnn", [32, 64], True, 0.3)
-    assert args.num_layers is None and C.run_name(args).startswith("cnn_32-64_bs_64_ac_relu_opt_adam")
+    assert (args.architecture, args.conv_channels, args.batch_norm, args.dropout) == ("cnn", [32, 96], True, 0.3)
+    assert args.num_layers is None and C.run_name(args).startswith("cnn_32-96_bs_64_ac_relu_opt_adam")
     assert C.run_name(args) == C.trial_run_name({k: getattr(args, k) for k in load_config("fashion_mnist_cnn")})
     assert train_script.parse_args(["--config", "mnist_cnn"]).dataset == "mnist"
     mlp = train_script.parse_args(["--config", "fashion_mnist_mlp_regularized"])
