@@ -210,7 +210,10 @@ def test_train_script_trains_the_cnn_recipe_and_appends_its_results_line(tiny_da
     assert "Conv2D(1, 32" in "\n".join(lines) and lines[-1].startswith("test_accuracy: ")
     (record,) = read_results(results)
     assert set(R.RUN_KEYS) <= set(record) and record["recipe"] == "fashion_mnist_cnn"
-    assert record["config"]["architecture"] == "cnn" and record["parameters"] == build_cnn().num_parameters()
+    assert (
+        record["config"]["architecture"] == "cnn"
+        and record["parameters"] == build_cnn(conv_channels=[32, 96]).num_parameters()
+    )
     cm = np.array(record["confusion"])
     assert cm.shape == (10, 10) and cm.sum() == N_TEST
     assert record["test_accuracy"] == pytest.approx(float(lines[-1].split()[-1]), abs=1e-4)
@@ -259,12 +262,12 @@ def test_runs_are_grouped_by_configuration_with_the_mean_over_seeds():
     runs = [
         fake_run("cnn", "cnn", 0, 0.9, [[5, 1], [0, 4]], [2.0, 4.0]),
         fake_run("mlp", "mlp", 0, 0.7, [[4, 2], [1, 3]], [1.0]),
-        fake_run("cnn", "cnn", 1, 0.8, [[4, 2], [0, 4]], [3.0]),
+        fake_run("cnn", "cnn", 1, 0.8, [[4, 2], [0, 4]], [3.0, 900.0]),  # one epoch stalled
     ]
     cnn, mlp = R.group_runs(runs)
     assert (cnn["label"], cnn["architecture"], cnn["runs"], cnn["seeds"]) == ("cnn", "cnn", 2, [0, 1])
     assert cnn["test_accuracy"] == pytest.approx(0.85) and cnn["test_accuracy_std"] == pytest.approx(0.05)
-    assert cnn["epoch_seconds"] == pytest.approx(3.0) and cnn["confusion"].tolist() == [[9, 3], [0, 8]]
+    assert cnn["epoch_seconds"] == pytest.approx(3.5) and cnn["confusion"].tolist() == [[9, 3], [0, 8]]
     assert mlp["runs"] == 1 and mlp["test_accuracy_std"] == 0
     columns, rows = R.architecture_table([mlp, cnn])
     assert [r[0] for r in rows] == ["cnn", "mlp"] and rows[0][columns.index("test accuracy %")] == "85.00 ± 5.00"

@@ -28,7 +28,8 @@ def group_runs(records):
         name when two groups share a recipe), ``recipe``, ``run_name``, ``dataset``,
         ``architecture``, ``parameters``, ``seeds``, ``runs``, ``test_accuracy`` (mean),
         ``test_accuracy_std`` (population standard deviation, 0 for one run),
-        ``epoch_seconds`` (mean over every epoch of every run), ``confusion`` (summed over the
+        ``epoch_seconds`` (median over every epoch of every run: one epoch stalled by the machine
+        does not move it), ``confusion`` (summed over the
         runs) and ``class_names``.
 
     Raises
@@ -67,7 +68,7 @@ def group_runs(records):
                 "runs": len(runs),
                 "test_accuracy": float(acc.mean()),
                 "test_accuracy_std": float(acc.std()),
-                "epoch_seconds": float(np.mean(seconds)) if seconds else float("nan"),
+                "epoch_seconds": float(np.median(seconds)) if seconds else float("nan"),
                 "confusion": sum(confusions),
                 "class_names": runs[0].get("class_names") or [str(i) for i in range(len(confusions[0]))],
             }
@@ -131,7 +132,8 @@ def architecture_section(groups, figure, sources):
         "",
         f"Runs of `scripts/train.py --results` from {', '.join(f'`{s}`' for s in sources)}, grouped by "
         "configuration: the test accuracy is the mean ± standard deviation over the runs (seeds), the "
-        "seconds per epoch are training time only (no validation, no kernel compilation).",
+        "seconds per epoch are the median over the runs' epochs, training time only (no validation, no kernel "
+        "compilation).",
         "",
         markdown_table(columns, rows),
         "",
