@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from ._typing import Array
 
 
+def _image_shape(image_shape: tuple[int, int], who: str) -> tuple[int, int]:
+    shape = tuple(image_shape)
+    if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
+        raise ValueError(f"{who}: image_shape must be (height, width) of positive ints, got {image_shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
 class RandomShift:
     """Translate every image by a random whole number of pixels, filling with zeros.
 
@@ -45,9 +52,7 @@ class RandomShift:
     def __init__(self, max_shift: int = 1, image_shape: tuple[int, int] = (28, 28)) -> None:
         if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
             raise ValueError(f"RandomShift: max_shift must be a non-negative integer, got {max_shift!r}")
-        shape = tuple(image_shape)
-        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
-            raise ValueError(f"RandomShift: image_shape must be (height, width) of positive ints, got {image_shape!r}")
+        shape = _image_shape(image_shape, "RandomShift")
         self.max_shift, self.image_shape = int(max_shift), shape
         self._out: Array | None = None
 
@@ -92,9 +97,7 @@ class RandomFlip:
     def __init__(self, p: float = 0.5, image_shape: tuple[int, int] = (28, 28)) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= p <= 1.0:
             raise ValueError(f"RandomFlip: p must be a probability in [0, 1], got {p!r}")
-        shape = tuple(image_shape)
-        if len(shape) != 2 or not all(isinstance(n, (int, np.integer)) and n > 0 for n in shape):
-            raise ValueError(f"RandomFlip: image_shape must be (height, width) of positive ints, got {image_shape!r}")
+        shape = _image_shape(image_shape, "RandomFlip")
         self.p, self.image_shape = float(p), shape
         self._out: Array | None = None
 
