@@ -3,6 +3,8 @@ configuration, their test accuracy over seeds, seconds per epoch and confusion m
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .confusion import _heatmap
@@ -111,7 +113,8 @@ def plot_architecture_confusions(groups, path):
             rates,
             g["class_names"],
             lambda v: f"{100 * v:.0f}" if v >= 0.005 else "",
-            f"{g['label']}\n{100 * g['test_accuracy']:.2f}% test accuracy ({g['runs']} run(s))",
+            # A label that carries the run name is long: wrapped, it stays over its own panel.
+            textwrap.fill(g["label"], 48) + f"\n{100 * g['test_accuracy']:.2f}% test accuracy ({g['runs']} run(s))",
             "Blues",
             vmax=1.0,
         )
