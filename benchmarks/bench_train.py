@@ -46,6 +46,9 @@ time reaches (floor / ours).
     python benchmarks/bench_train.py                 # full: 3 rounds x 2 epochs, batch 16 and 64,
                                                      # threads 1 and 2, OpenBLAS env as set and unset
     python benchmarks/bench_train.py --quick         # smoke test: 5,000 images, 1 round, batch 64
+    python benchmarks/bench_train.py --network convnet --threads 1 2 --rounds 2 --openblas-env as_set
+                                                     # Keras's mnist_convnet instead of the MLP (batch
+                                                     # 128, 20,000 images, no floor; convnet.md)
 
 Writes benchmarks/results/train.json, train.md and train.png (``--quick``: train_quick.*).
 train.json, the raw per-run dump, is not kept in git; ``--replot`` redraws train.md and
