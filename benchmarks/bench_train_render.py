@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
-from bench_train_summary import FLOOR, IMPLS, OURS  # noqa: E402
+from bench_train_summary import FLOOR, IMPLS, OURS, POLICY_SLACK, thread_policy  # noqa: E402
 
 
 # =====================================================================================================
@@ -147,6 +147,25 @@ def markdown(result):
                     "rel_diff": f": {t['value']:.1e}",
                 }[t["kind"]]
             lines.append(f"- {t['target']}{val} — {status}")
+        lines.append("")
+    policy = thread_policy(result["settings"], batches)
+    if policy:
+        lines += [
+            "## Thread policy: one thread, two threads and the default (issue 13)",
+            "",
+            "tinygrad_free (numba), seconds per epoch from the tables above (the same run). The default is "
+            '`Trainer(threads="auto")` with no thread variables set: it measures which count is faster '
+            f"(`tinygrad_free/threads.py`). Target: the default within {POLICY_SLACK - 1:.0%} of the faster "
+            "fixed count.",
+            "",
+            "| OpenBLAS env | batch | 1 thread | 2 threads | default | default / faster fixed | target |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in policy:
+            lines.append(
+                f"| {r['openblas_env']} | {r['batch']} | {r['one_s']:.3f} | {r['two_s']:.3f} | {r['default_s']:.3f} | "
+                f"{r['default_over_faster_fixed']:.3f} | {'**met**' if r['met'] else '**not met**'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -43,6 +43,9 @@ TARGETS = {
 NUMBA_SPEEDUP = 1.5  # the numba path >= 1.5x faster than our NumPy path, batch 16 and 64
 
 
+POLICY_SLACK = 1.05  # issue 13: the default (measured) threads within 5% of the faster fixed count
+
+
 SAME_LOSS_RTOL = 1e-3  # indicative "same result" check on the per-epoch training loss
 
 
@@ -186,3 +189,33 @@ def summarize(runs, impls, batches, warmup_epochs, n_train, network="mlp"):
         }
     )
     return {"summary": summary, "ratios_ours_over_it": ratios, "gemm_floor": floor, "targets": targets}
+
+
+def thread_policy(settings, batches):
+    """Ours at one thread, two threads and the default (``auto``: the measured policy) per OpenBLAS
+    environment and batch, from the same run's medians: rows of the issue-13 table, with the
+    default's time over the faster fixed count's and whether it is within ``POLICY_SLACK``."""
+    rows = []
+    for env in dict.fromkeys(s["openblas_env"] for s in settings):
+        by = {s["threads"]: s for s in settings if s["openblas_env"] == env}
+        if not {1, 2, "auto"} <= set(by):
+            continue
+        for batch in batches:
+            med = {t: by[t]["summary"].get(OURS, {}).get(str(batch), {}).get("median_s") for t in (1, 2, "auto")}
+            if None in med.values():
+                continue
+            best = min(med[1], med[2])
+            ratio = med["auto"] / best
+            rows.append(
+                {
+                    "openblas_env": env,
+                    "batch": batch,
+                    "one_s": med[1],
+                    "two_s": med[2],
+                    "default_s": med["auto"],
+                    "default_over_faster_fixed": ratio,
+                    "limit": POLICY_SLACK,
+                    "met": bool(ratio <= POLICY_SLACK),
+                }
+            )
+    return rows

@@ -6,7 +6,7 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 from tinygrad_free import kernels
-from tinygrad_free.kernels import blas, conv, dense, pool
+from tinygrad_free.kernels import blas, conv, dense, im2col, pool
 
 CODES = [dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU]
 DTYPES = [np.float32, np.float64]
@@ -53,14 +53,14 @@ def test_im2col_matches_the_definition_and_col2im_is_its_adjoint(rng, geometry, 
     n, c, h, w, _, kh, kw, sh, sw, ph, pw = geometry
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     expected = im2col_reference(x, kh, kw, sh, sw, ph, pw)
-    for impl in (conv.im2col_numpy, conv.im2col_numba):
+    for impl in (im2col.im2col_numpy, im2col.im2col_numba):
         cols = np.full(expected.shape, np.nan, dtype)
         assert impl(x, kh, kw, sh, sw, ph, pw, cols) is cols
         np.testing.assert_array_equal(cols, expected)
     # <im2col(x), g> == <x, col2im(g)> for every x, g: col2im is im2col's transpose.
     g = rng.standard_normal(expected.shape).astype(dtype)
-    dx_np = conv.col2im_numpy(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
-    dx_nb = conv.col2im_numba(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
+    dx_np = im2col.col2im_numpy(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
+    dx_nb = im2col.col2im_numba(g, kh, kw, sh, sw, ph, pw, np.full(x.shape, np.nan, dtype))
     np.testing.assert_array_equal(dx_nb, dx_np)
     np.testing.assert_allclose(
         np.vdot(expected.astype(np.float64), g),
@@ -127,6 +127,89 @@ def test_conv2d_numba_matches_numpy_forward_and_backward(rng, monkeypatch, geome
                     np.testing.assert_allclose(g, e, **tol(dtype))
 
 
+def test_parts_cover_the_batch_once_in_whole_blocks_and_depend_only_on_the_shapes():
+    for n in range(1, 41):
+        for nb in range(1, 8):
+            parts = conv.parts_of(n, nb)
+            blocks = -(-n // nb)
+            assert parts == min(conv.PARTS, blocks)
+            bounds = [conv._part_bounds(n, nb, parts, p) for p in range(parts)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            for (lo, hi), (next_lo, _) in zip(bounds, bounds[1:] + [(n, n)]):
+                assert hi == next_lo and lo < hi and lo % nb == 0
+            sizes = [-(-(hi - lo) // nb) for lo, hi in bounds]  # blocks per part: within one
+            assert max(sizes) - min(sizes) <= 1
+
+
+# Bigger than GEOMETRIES: several blocks of samples per part, and GEMMs large enough that a
+# BLAS left on two threads inside a part would split them (and round differently).
+THREADED = [(64, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0), (13, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1)]
+
+
+def run_on(on_threads, x, W, b, geometry, code, gy, with_dx):
+    from threadpoolctl import threadpool_limits
+
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    y = np.full((n, o, conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)), np.nan, x.dtype)
+    dW = np.full(W.shape, np.nan, x.dtype)
+    db = None if b is None else np.ones_like(b)
+    dx = np.full(x.shape, np.nan, x.dtype) if with_dx else None
+    threads = 2 if on_threads else 1
+    with threadpool_limits(limits=threads, user_api="blas"), kernels.parallel.num_threads(threads):
+        conv.conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=on_threads)
+        conv.conv2d_backward_numba(x, W, y, gy, code, dW, 0.0, db, sh, sw, ph, pw, dx, on_threads=on_threads)
+    return y, dW, db, dx
+
+
+@pytest.mark.parametrize("geometry", THREADED + GEOMETRIES[:1])
+@pytest.mark.parametrize("with_bias_and_dx", [True, False])
+def test_conv2d_on_threads_gives_the_same_bits_as_on_one(rng, geometry, with_bias_and_dx):
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    W = rng.standard_normal((o, c, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32) if with_bias_and_dx else None
+    gy = rng.standard_normal((n, o, conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw))).astype(np.float32)
+    for code in (dense.RELU, dense.TANH):
+        one = run_on(False, x, W, b, geometry, code, gy, with_bias_and_dx)
+        two = run_on(True, x, W, b, geometry, code, gy, with_bias_and_dx)
+        for a, e in zip(two, one):
+            if e is None:
+                assert a is None
+            else:
+                np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.skipif(not blas.LOCAL_THREADS, reason="the threaded convolution needs MKL (per-thread BLAS threads)")
+def test_the_threaded_convolution_leaves_the_callers_blas_threads_as_they_were(rng):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    geometry = THREADED[0]
+    x = rng.standard_normal(geometry[:4]).astype(np.float32)
+    W = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((64, 32, 26, 26)).astype(np.float32)
+    with threadpool_limits(limits=2, user_api="blas"), kernels.parallel.num_threads(2):
+        run_on(True, x, W, None, geometry, dense.RELU, gy, True)
+        mkl = [i["num_threads"] for i in threadpool_info() if i["internal_api"] == "mkl"]
+    assert mkl == [2]
+
+
+def test_training_batches_take_the_threaded_convolution_only_with_several_threads_and_mkl():
+    big = np.empty((64, 32, 26, 26), np.float32)
+    small = np.empty((2, 3, 4, 4), np.float32)
+    with kernels.parallel.num_threads(2):
+        expected = blas.LOCAL_THREADS and kernels.parallel.layer_ok() and numba_threads() >= 2
+        assert conv._on_threads(big) == expected
+        assert not conv._on_threads(small)
+    with kernels.parallel.num_threads(1):
+        assert not conv._on_threads(big)
+
+
+def numba_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def test_conv2d_beta_zero_overwrites_even_nan_and_beta_one_accumulates(rng):
     geometry = GEOMETRIES[0]
     n, c, h, w, o, kh, kw, *_ = geometry
@@ -180,7 +263,7 @@ def test_conv2d_kernels_refuse_mismatched_buffers(rng):
         with pytest.raises(ValueError, match="dx must have x's shape"):
             ns.conv2d_backward(x, W, y, y, 0, np.empty_like(W), 0.0, None, 1, 1, 0, 0, x[:1].copy())
     with pytest.raises(ValueError, match="kernel larger than the padded input"):
-        conv.im2col_numba(x, 8, 3, 1, 1, 0, 0, np.empty((2, 72, 0)))
+        im2col.im2col_numba(x, 8, 3, 1, 1, 0, 0, np.empty((2, 72, 0)))
 
 
 # --- pooling ----------------------------------------------------------------------------------
@@ -219,6 +302,27 @@ def test_maxpool_numba_matches_numpy_bit_for_bit_with_ties_and_nan(rng, geometry
     for g, e in zip(*results):
         np.testing.assert_array_equal(g, e)
     np.testing.assert_array_equal(results[1][3], results[1][2])
+
+
+@pytest.mark.parametrize("geometry", POOLS[:2] + [(37, 4, 13, 11, 2, 2, 2, 2)])
+def test_maxpool_threaded_twins_equal_the_serial_kernels_bit_for_bit(rng, geometry):
+    *shape, kh, kw, sh, sw = geometry
+    x = rng.integers(-2, 3, shape).astype(np.float32)  # ties
+    x.reshape(-1)[rng.choice(x.size, 3, replace=False)] = np.nan
+    out = pool_out(shape, kh, kw, sh, sw)
+    results = []
+    for forward, backward in (
+        (pool._maxpool_forward, pool._maxpool_backward),
+        (pool.maxpool_forward_parallel, pool.maxpool_backward_parallel),
+    ):
+        y, arg = np.full(out, np.nan, np.float32), np.full(out, -1, np.int64)
+        with kernels.parallel.num_threads(2):
+            forward(x, kh, kw, sh, sw, y, arg)
+            dx = np.full(x.shape, np.nan, np.float32)
+            backward(np.arange(1, y.size + 1, dtype=np.float32).reshape(out), arg, dx)
+        results.append((y, arg, dx))
+    for g, e in zip(*results):
+        np.testing.assert_array_equal(g, e)
 
 
 def test_maxpool_kernels_match_torch_values_indices_and_gradient(rng):

@@ -90,8 +90,9 @@ class Trainer:
         Threads for the training steps: an int sets both BLAS's (threadpoolctl) and numba's (the
         optimizer update's parallel twin, see ``kernels.parallel``); None leaves both alone.
         ``"auto"`` measures: blocks of steps at one thread and at all available ones, the faster
-        kept, probed again when the step time drifts (another process took a core or left it)
-        and every few thousand steps (see ``tinygrad_free.threads``). The count changes no result.
+        kept, the other count re-timed now and then beside it (more often when the two are
+        close, at once when the step time jumps: another process took a core) and taken when
+        it has become faster (see ``tinygrad_free.threads``). The count changes no result.
     """
 
     def __init__(

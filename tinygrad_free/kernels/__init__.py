@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, conv, dense, loss, optim, parallel, pool, shift
+from . import approx, blas, conv, dense, im2col, loss, optim, parallel, pool, shift
 from ._nb import HAVE_NUMBA
 
 NUMPY = SimpleNamespace(
@@ -31,8 +31,8 @@ NUMPY = SimpleNamespace(
     nadam=optim.nadam_numpy,
     weight_decay=optim.weight_decay_numpy,
     shift_images=shift.shift_images_numpy,
-    im2col=conv.im2col_numpy,
-    col2im=conv.col2im_numpy,
+    im2col=im2col.im2col_numpy,
+    col2im=im2col.col2im_numpy,
     conv2d_forward=conv.conv2d_forward_numpy,
     conv2d_backward=conv.conv2d_backward_numpy,
     maxpool2d_forward=pool.maxpool2d_forward_numpy,
@@ -59,8 +59,8 @@ NUMBA = SimpleNamespace(
     nadam=optim.nadam_threaded,
     weight_decay=optim.weight_decay_numba,
     shift_images=shift.shift_images_numba,
-    im2col=conv.im2col_numba,
-    col2im=conv.col2im_numba,
+    im2col=im2col.im2col_numba,
+    col2im=im2col.col2im_numba,
     conv2d_forward=conv.conv2d_forward_numba,
     conv2d_backward=conv.conv2d_backward_numba,
     maxpool2d_forward=pool.maxpool2d_forward_numba,
@@ -172,6 +172,16 @@ def warmup(dtypes=(np.float32, np.float64), label_dtypes=(np.intp, np.uint8)):
         ops.maxpool2d_backward(p, arg, np.empty_like(x))
         ops.avgpool2d_backward(p, 2, 2, 2, 2, np.empty_like(x))
         ops.global_avgpool2d_backward(g, np.empty_like(x))
+        # The threaded twins, which training batches take when numba has several threads:
+        # float32 training only (each takes ~5 s to compile; other types compile on first use).
+        if dtype == np.float32:
+            conv.conv2d_forward_numba(x, W, np.zeros(3, dtype), 2, 2, 1, 1, dense.RELU, y, on_threads=True)
+            for dx in (np.empty_like(x), None):
+                conv.conv2d_backward_numba(
+                    x, W, y, y, dense.RELU, np.empty_like(W), 0.0, np.zeros(3, dtype), 2, 2, 1, 1, dx, on_threads=True
+                )
+            pool.maxpool_forward_parallel(x, 2, 2, 2, 2, p, arg)
+            pool.maxpool_backward_parallel(p, arg, np.empty_like(x))
     return time.perf_counter() - start
 
 
@@ -185,6 +195,7 @@ __all__ = [
     "blas",
     "conv",
     "dense",
+    "im2col",
     "loss",
     "optim",
     "parallel",

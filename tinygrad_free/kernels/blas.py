@@ -20,6 +20,13 @@ function, so numba's on-disk cache stays valid whichever provider a later proces
 
 Both providers are ILP64 CBLAS (64-bit integer dimensions). MKL's threads follow
 threadpoolctl like OpenBLAS's (``Trainer(threads=...)``, ``threadpool_limits``).
+
+Kernels that run GEMMs on several numba threads at once (``conv``) need each call to run on
+its caller's thread alone: MKL's own pool does not know numba's OpenMP threads are busy and
+would put a second team on the same cores. ``threads_local(n)`` sets that for the calling
+thread only (MKL's ``mkl_set_num_threads_local``; 0 returns to the process-wide count) and is
+what ``LOCAL_THREADS`` says is available. OpenBLAS has no such call that numpy's build exposes
+for sure, so with it those kernels stay on one thread.
 """
 
 import ctypes
@@ -34,6 +41,7 @@ from ._nb import HAVE_NUMBA, NJIT, njit
 PROVIDERS = ("auto", "mkl", "openblas", "none")
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _SYMBOLS = {"sgemm": "tinygrad_free_sgemm", "dgemm": "tinygrad_free_dgemm"}
+_THREADS_LOCAL = "tinygrad_free_blas_threads_local"
 
 
 def _mkl_library():
@@ -88,6 +96,9 @@ def _select(requested):
 
 PROVIDER, LIBRARY, _lib, _names = _select(os.environ.get("TINYGRAD_FREE_BLAS"))
 AVAILABLE = PROVIDER != "none"
+#: Whether ``threads_local`` really limits the calling thread's GEMMs (MKL), so that GEMMs may
+#: be called from several numba threads at once.
+LOCAL_THREADS = PROVIDER == "mkl" and hasattr(_lib, "MKL_Set_Num_Threads_Local")
 
 if AVAILABLE:
     import llvmlite.binding as llvm
@@ -107,10 +118,34 @@ if AVAILABLE:
     _sgemm = _cblas(_SYMBOLS["sgemm"], types.float32)
     _dgemm = _cblas(_SYMBOLS["dgemm"], types.float64)
 
+    # The kernels name one symbol whatever the provider (numba's cache stays valid); without
+    # MKL it is bound to a C no-op that is never reached (LOCAL_THREADS is False).
+    _threads_local_noop = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 0)
+    _threads_local_fn = _lib.MKL_Set_Num_Threads_Local if LOCAL_THREADS else _threads_local_noop
+    llvm.add_symbol(_THREADS_LOCAL, ctypes.cast(_threads_local_fn, ctypes.c_void_p).value)
+    _threads_local = types.ExternalFunction(_THREADS_LOCAL, types.int32(types.int32))
+
 
 def describe():
     """One line for logs and benchmark reports: which GEMM the numba kernels call."""
     return PROVIDER if LIBRARY is None else f"{PROVIDER} ({os.path.basename(LIBRARY)})"
+
+
+def threads_local(n):
+    """Limit the calling thread's BLAS calls to ``n`` threads (0: back to the process's count);
+    returns the previous setting. Numba-only; a no-op unless ``LOCAL_THREADS``."""
+    raise NotImplementedError("numba-only helper")
+
+
+if AVAILABLE:
+    from numba.extending import overload
+
+    @overload(threads_local)
+    def _threads_local_typed(n):
+        def impl(n):
+            return _threads_local(np.int32(n))
+
+        return impl
 
 
 @njit(**NJIT)

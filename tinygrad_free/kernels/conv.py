@@ -1,12 +1,10 @@
-"""2-D convolution kernels (NCHW): im2col / col2im and the whole layer forward and backward.
+"""2-D convolution kernels (NCHW): the whole layer's forward and backward (im2col, col2im: ``im2col``).
 
 Shapes, with K = C * kh * kw and L = Ho * Wo (Ho = (H + 2 ph - kh) // sh + 1, likewise Wo):
 
 * x (N, C, H, W), weights W2 (O, K) = the (O, C, kh, kw) weight tensor viewed as a matrix,
   as in PyTorch's ``Conv2d`` (cross-correlation, zero padding), b (O,) or None;
-* cols: sample n's columns are a (K, L) matrix whose row ``(c * kh + i) * kw + j`` holds
-  x_padded[n, c, i + sh * oh, j + sw * ow] at column ``oh * Wo + ow`` (zero where the window
-  covers padding); ``im2col``/``col2im`` take the batch's as (N, K, L);
+* cols[n]: sample n's (K, L) columns (``im2col``'s layout);
 * y (N, O, L), which is the (N, O, Ho, Wo) output viewed without a copy.
 
 Forward:  y[n] = act(W2 @ cols[n] + b[:, None])
@@ -24,9 +22,7 @@ pass over y afterwards). Backward per block: im2col again; dz (O, nb L) <- gy ac
 NCHW (the transposing loop also sums db); dW2^T += cols dz^T (K, O); dcols = W2^T dz; col2im.
 The columns are built, used and dropped while they sit in the core's cache, and nothing the
 size of the whole batch's columns (K x the input: 18 MB for the 32 -> 64 layer at batch 128)
-is written to memory or kept between forward and backward. im2col's and col2im's inner loops
-copy one output row between array views, which LLVM vectorises; a per-element bounds test or
-offset arithmetic there made them 2-3x slower.
+is written to memory or kept between forward and backward.
 
 Measured on the project's 2-core AMD EPYC (MKL, one thread, float32, batch 128, Keras's
 mnist_convnet: Conv 1 -> 32 3x3 ReLU, MaxPool 2, Conv 32 -> 64 3x3 ReLU, MaxPool 2, Dense),
@@ -48,8 +44,19 @@ The whole training step (forward, backward, Adam; 10-step blocks alternated 15 t
 one thread: 0.72x the time with the previous kernels (per-sample GEMMs with the columns kept,
 and the previous max pooling; 0.92x with only the convolution changed), and 0.80x PyTorch
 2.13's plain loop on the same network (its oneDNN convolutions), which the previous kernels
-took 1.12x of. Two threads (MKL's GEMMs threaded, these loops serial): 0.70x the previous
-kernels' time but 1.24x PyTorch's, whose convolutions use both cores throughout.
+took 1.12x of.
+
+Several threads: the batch is cut into ``PARTS`` parts of whole blocks, and with more than one
+numba thread (and MKL) the parts run in a ``prange``, each with its own scratch and its own
+partial dW and db, each GEMM held to its calling thread (``blas.threads_local(1)``: MKL's own
+pool does not see numba's OpenMP threads and would put a second team on the same cores). The
+partial sums are added in part order on one thread too, so the thread count changes no bit of
+the result. Before, the loops ran on one thread and only MKL's GEMMs were threaded: every
+block's small GEMM woke and synchronised MKL's second thread, and the whole training step at two
+threads took 0.9-1.4x its one-thread time. Now (same process, alternated, the machine otherwise
+idle, medians of 15 calls, ms, one thread / two): first layer forward 3.1-3.4 / 1.9-2.7,
+backward 7.7-8.3 / 4.2-4.3; second layer forward 17.8-18.4 / 10.2-10.5, backward 32.6-34.4 /
+18.0-18.2; the whole step 58-78 / 38-43 (with max pooling on both threads too).
 
 The NumPy kernels compute the same with whole-batch (N, K, L) columns and numpy's batched
 ``matmul``/``tensordot``. The two agree to rounding (the GEMMs sum in different orders); im2col
@@ -61,21 +68,23 @@ PyTorch's slow_conv2d); the GEMM does the arithmetic at BLAS speed.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from . import blas, dense
+from . import blas, dense, parallel
 from ._nb import NJIT, njit
+from .im2col import _col2im, _col2im_one, _geometry, _im2col, _im2col_one, col2im_numpy, im2col_numpy, out_size
+from .parallel import NJIT_PARALLEL, prange
 
 #: Bytes of columns (and of as many output rows) the numba kernels build and consume at a time.
 #: A block of samples' columns is built, multiplied and dropped while it sits in the core's L2
 #: (512 KB on the project's CPUs), so nothing the size of the whole batch's columns is ever
 #: written to memory; see the module docstring for the measurements behind it.
 BLOCK_BYTES = 256 * 1024
-
-
-def out_size(size, kernel, stride, pad):
-    """Output length along one axis: (size + 2 pad - kernel) // stride + 1 (PyTorch's formula)."""
-    return (size + 2 * pad - kernel) // stride + 1
+#: Parts a batch is cut into, whole blocks each. With more than one numba thread (and MKL) the
+#: parts run at once, each on one thread with its own scratch and its own partial weight and
+#: bias gradients; on one thread they run one after the other. The partial sums are added in
+#: part order either way, so a result does not depend on the thread count. Four parts keep two
+#: threads within a block of each other and let four cores work.
+PARTS = 4
 
 
 def block_samples(k, l, itemsize, n, budget=None):
@@ -86,30 +95,6 @@ def block_samples(k, l, itemsize, n, budget=None):
 
 
 # --- NumPy ---------------------------------------------------------------------------------------
-def im2col_numpy(x, kh, kw, sh, sw, ph, pw, cols):
-    """cols (N, C*kh*kw, Ho*Wo) <- the (zero-padded) windows of x (N, C, H, W). Returns cols."""
-    n, c, h, w = x.shape
-    ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kh, kw)
-    cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
-    return cols
-
-
-def col2im_numpy(cols, kh, kw, sh, sw, ph, pw, dx):
-    """dx (N, C, H, W) <- the sum of every column entry into the input pixel it was copied
-    from (the adjoint of im2col; entries from padding are dropped). Overwrites dx, returns it."""
-    n, c, h, w = dx.shape
-    ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-    c6 = cols.reshape(n, c, kh, kw, ho, wo)
-    dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dx.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, :, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw] += c6[:, :, i, j]
-    dx[...] = dxp[:, :, ph : ph + h, pw : pw + w]
-    return dx
-
-
 def _check(x, W, y, sh, sw, ph, pw):
     """W (O, C, kh, kw) as W2 (O, K), y (N, O, Ho, Wo) as (N, O, L) (no copies), and (Ho, Wo)."""
     if x.ndim != 4 or W.ndim != 4 or y.ndim != 4:
@@ -182,116 +167,8 @@ def conv2d_backward_numpy(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx):
 
 
 # --- numba ---------------------------------------------------------------------------------------
-# Padding is never materialised: im2col writes zeros where a window covers it and col2im skips
-# those entries. A block's columns live in one C-contiguous (K, nb*L) array, sample t of the
-# block at columns [t L, (t+1) L) (``off``); passing the whole block and an offset, rather than
-# a slice, keeps the arrays' C layout, under which LLVM vectorises the copies.
-@njit(**NJIT)
-def _valid(j, pad, stride, size, n_out):
-    """The output positions [lo, hi) whose input index o*stride - pad + j lies in [0, size)."""
-    lo = 0 if j >= pad else (pad - j + stride - 1) // stride
-    hi = (size - 1 + pad - j) // stride + 1 if size - 1 + pad - j >= 0 else 0
-    return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
-
-
-@njit(**NJIT)
-def _im2col_one(x, kh, kw, sh, sw, ph, pw, ho, wo, cols, off):
-    """cols[:, off : off + L] <- the windows of one sample x (C, H, W)."""
-    c_in, h, w = x.shape
-    zero = cols.dtype.type(0)
-    for c in range(c_in):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                lo, hi = _valid(j, pw, sw, w, wo)
-                start = lo * sw + j - pw  # input column of output column lo
-                for oh in range(ho):
-                    hh = oh * sh - ph + i
-                    dst = cols[row, off + oh * wo : off + (oh + 1) * wo]
-                    if hh < 0 or hh >= h:
-                        dst[:] = zero
-                        continue
-                    for q in range(lo):
-                        dst[q] = zero
-                    for q in range(hi, wo):
-                        dst[q] = zero
-                    d, src = dst[lo:hi], x[c, hh, start:]
-                    if sw == 1:
-                        for q in range(d.shape[0]):
-                            d[q] = src[q]
-                    else:
-                        for q in range(d.shape[0]):
-                            d[q] = src[q * sw]
-
-
-@njit(**NJIT)
-def _col2im_one(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx, off):
-    """dx (C, H, W) <- col2im of one sample's columns cols[:, off : off + L]; overwrites dx.
-    Each input pixel's contributions are added in (i, j) order, as in the NumPy kernel."""
-    c_in, h, w = dx.shape
-    dx[...] = 0
-    for c in range(c_in):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                lo, hi = _valid(j, pw, sw, w, wo)
-                start = lo * sw + j - pw
-                for oh in range(ho):
-                    hh = oh * sh - ph + i
-                    if hh < 0 or hh >= h:
-                        continue
-                    src = cols[row, off + oh * wo + lo : off + oh * wo + hi]
-                    d = dx[c, hh, start:]
-                    if sw == 1:
-                        for q in range(src.shape[0]):
-                            d[q] += src[q]
-                    else:
-                        for q in range(src.shape[0]):
-                            d[q * sw] += src[q]
-
-
-@njit(**NJIT)
-def _geometry(x, kh, kw, sh, sw, ph, pw):
-    n, c, h, w = x.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    if ho <= 0 or wo <= 0 or sh <= 0 or sw <= 0 or ph < 0 or pw < 0:
-        raise ValueError("conv2d: kernel larger than the padded input, or a non-positive stride")
-    return ho, wo
-
-
-@njit(**NJIT)
-def _check_cols(x, kh, kw, sh, sw, ph, pw, cols):
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
-    n, c = x.shape[0], x.shape[1]
-    if cols.shape[0] != n or cols.shape[1] != c * kh * kw or cols.shape[2] != ho * wo:
-        raise ValueError("conv2d: cols must have shape (N, C*kh*kw, Ho*Wo)")
-    return ho, wo
-
-
-@njit(**NJIT)
-def _im2col(x, kh, kw, sh, sw, ph, pw, cols):
-    ho, wo = _check_cols(x, kh, kw, sh, sw, ph, pw, cols)
-    for s in range(x.shape[0]):
-        _im2col_one(x[s], kh, kw, sh, sw, ph, pw, ho, wo, cols[s], 0)
-
-
-@njit(**NJIT)
-def _col2im(cols, kh, kw, sh, sw, ph, pw, dx):
-    ho, wo = _check_cols(dx, kh, kw, sh, sw, ph, pw, cols)
-    for s in range(dx.shape[0]):
-        _col2im_one(cols[s], kh, kw, sh, sw, ph, pw, ho, wo, dx[s], 0)
-
-
-def im2col_numba(x, kh, kw, sh, sw, ph, pw, cols):
-    """numba twin of ``im2col_numpy`` (bit-identical)."""
-    _im2col(x, kh, kw, sh, sw, ph, pw, cols)
-    return cols
-
-
-def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dx):
-    """numba twin of ``col2im_numpy`` (bit-identical)."""
-    _col2im(cols, kh, kw, sh, sw, ph, pw, dx)
-    return dx
+# Blocks of samples: their columns are built (``im2col._im2col_one``), multiplied and dropped while
+# they sit in the cache (see the module docstring).
 
 
 @njit(**NJIT)
@@ -344,47 +221,42 @@ def _fold_grad(y3, gy3, code, s0, nb, dz, acc):
                 acc[o] += tot
 
 
+def parts_of(n, nb):
+    """How many parts a batch of ``n`` samples is cut into: ``PARTS``, or fewer when the batch
+    has fewer blocks of ``nb`` samples. A function of the shapes only, never of the threads."""
+    return int(max(1, min(PARTS, -(-n // nb))))
+
+
 @njit(**NJIT)
-def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb):
-    """Per block of nb samples: cols <- im2col; z <- W2 @ cols (one GEMM); y <- act(z + b)."""
-    n = x.shape[0]
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
-    if b is not None and b.shape[0] != W2.shape[0]:
-        raise ValueError("conv2d: b must have W.shape[0] elements")
+def _part_bounds(n, nb, parts, p):
+    """Samples [lo, hi) of part p: whole blocks of nb, the blocks shared out as evenly as
+    possible."""
+    blocks = (n + nb - 1) // nb
+    return min(n, (p * blocks // parts) * nb), min(n, ((p + 1) * blocks // parts) * nb)
+
+
+@njit(**NJIT)
+def _forward_part(x, W2, b, geo, code, y3, nb, lo, hi, cols, z):
+    """Samples [lo, hi), a block of nb at a time: cols <- im2col; z <- W2 @ cols (one GEMM);
+    y <- act(z + b) (ReLU and identity here). geo: (kh, kw, sh, sw, ph, pw, Ho, Wo)."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
     l = ho * wo
-    cols = np.empty((W2.shape[1], nb * l), y3.dtype)
-    z = np.empty((W2.shape[0], nb * l), y3.dtype)
-    for s0 in range(0, n, nb):
-        m = min(nb, n - s0)
+    for s0 in range(lo, hi, nb):
+        m = min(nb, hi - s0)
         for t in range(m):
             _im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
         blas.gemm(W2, cols[:, : m * l], z[:, : m * l], 0.0)
         _unfold_bias_act(z, b, code, y3, s0, m)
-    if code == dense.RELU or code == dense.IDENTITY:
-        return False
-    return dense._bias_act_2d(y3.reshape(n * y3.shape[1], l), None, code)
 
 
 @njit(**NJIT)
-def _conv_backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb):
-    """Per block: cols <- im2col (rebuilt); dz <- gy act'(y); dW2^T += cols dz^T; dcols <- W2^T dz
-    and dx <- col2im(dcols). Then dW2 <- dW2^T's transpose + beta dW2, db += sum of dz."""
-    n = x.shape[0]
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+def _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols, dz, dcols, dWt, acc):
+    """Samples [lo, hi), a block at a time: cols <- im2col (rebuilt); dz <- gy act'(y) and
+    acc += its sums; dWt += cols dz^T; dcols <- W2^T dz and dx <- col2im(dcols)."""
+    kh, kw, sh, sw, ph, pw, ho, wo = geo
     l = ho * wo
-    o_out, k = W2.shape
-    if db is not None and db.shape[0] != o_out:
-        raise ValueError("conv2d: db must have W.shape[0] elements")
-    acc = None if db is None else np.zeros(o_out, y3.dtype)
-    # The weight gradient is summed transposed, dW2^T = sum cols dz^T (K x O): MKL's GEMM runs
-    # that orientation 3x faster than dz cols^T when K is small (the first layer's K = 9) and
-    # as fast otherwise.
-    dWt = np.zeros((k, o_out), y3.dtype)
-    cols = np.empty((k, nb * l), y3.dtype)
-    dz = np.empty((o_out, nb * l), y3.dtype)
-    dcols = np.empty((k, nb * l), y3.dtype) if dx is not None else cols
-    for s0 in range(0, n, nb):
-        m = min(nb, n - s0)
+    for s0 in range(lo, hi, nb):
+        m = min(nb, hi - s0)
         for t in range(m):
             _im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
         _fold_grad(y3, gy3, code, s0, m, dz, acc)
@@ -393,23 +265,128 @@ def _conv_backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, 
             blas.gemm(W2.T, dz[:, : m * l], dcols[:, : m * l], 0.0)
             for t in range(m):
                 _col2im_one(dcols, kh, kw, sh, sw, ph, pw, ho, wo, dx[s0 + t], t * l)
+
+
+@njit(**NJIT)
+def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts):
+    """Checks, (Ho, Wo) and each part's scratch: cols (parts, K, nb L), z (parts, O, nb L)."""
+    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+    if b is not None and b.shape[0] != W2.shape[0]:
+        raise ValueError("conv2d: b must have W.shape[0] elements")
+    l = ho * wo
+    cols = np.empty((parts, W2.shape[1], nb * l), y3.dtype)
+    z = np.empty((parts, W2.shape[0], nb * l), y3.dtype)
+    return ho, wo, cols, z
+
+
+@njit(**NJIT)
+def _finish_forward(y3, code):
+    if code == dense.RELU or code == dense.IDENTITY:
+        return False
+    return dense._bias_act_2d(y3.reshape(y3.shape[0] * y3.shape[1], y3.shape[2]), None, code)
+
+
+@njit(**NJIT)
+def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts):
+    """The forward, part after part on the calling thread (its BLAS may use its own threads)."""
+    n = x.shape[0]
+    ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts)
+    for p in range(parts):
+        lo, hi = _part_bounds(n, nb, parts, p)
+        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[p], z[p])
+    return _finish_forward(y3, code)
+
+
+@njit(**NJIT_PARALLEL)
+def _conv_forward_parallel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts):
+    """The same parts on numba's threads, each part's GEMMs on its own thread alone."""
+    n = x.shape[0]
+    ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts)
+    for p in prange(parts):
+        lo, hi = _part_bounds(n, nb, parts, p)
+        before = blas.threads_local(1)
+        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[p], z[p])
+        blas.threads_local(before)
+    return _finish_forward(y3, code)
+
+
+@njit(**NJIT)
+def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
+    """Checks, (Ho, Wo) and each part's scratch and partial sums (dWt (parts, K, O), acc
+    (parts, O), zeroed)."""
+    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+    o_out, k = W2.shape
+    if db is not None and db.shape[0] != o_out:
+        raise ValueError("conv2d: db must have W.shape[0] elements")
+    l = ho * wo
+    cols = np.empty((parts, k, nb * l), y3.dtype)
+    dz = np.empty((parts, o_out, nb * l), y3.dtype)
+    dcols = np.empty((parts, k, nb * l), y3.dtype) if dx is not None else cols
+    return ho, wo, cols, dz, dcols, np.zeros((parts, k, o_out), y3.dtype), np.zeros((parts, o_out), y3.dtype)
+
+
+@njit(**NJIT)
+def _finish_backward(dWt, acc, dW2, beta, db):
+    """dW2 <- the parts' dW2^T summed in part order, transposed (+ beta dW2); db += acc's sum."""
+    parts, k, o_out = dWt.shape
+    for p in range(1, parts):
+        dWt[0] += dWt[p]
+        acc[0] += acc[p]
     for o in range(o_out):
         for r in range(k):
-            dW2[o, r] = dWt[r, o] + dW2[o, r] if beta != 0 else dWt[r, o]
-    if acc is not None:
+            dW2[o, r] = dWt[0, r, o] + dW2[o, r] if beta != 0 else dWt[0, r, o]
+    if db is not None:
         for o in range(o_out):
-            db[o] += acc[o]
+            db[o] += acc[0, o]
 
 
-def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y):
+# The weight gradient is summed transposed, dW2^T = sum cols dz^T (K x O): MKL's GEMM runs that
+# orientation 3x faster than dz cols^T when K is small (the first layer's K = 9) and as fast
+# otherwise.
+@njit(**NJIT)
+def _conv_backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
+    """The backward, part after part on the calling thread."""
+    n = x.shape[0]
+    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts)
+    geo = (kh, kw, sh, sw, ph, pw, ho, wo)
+    for p in range(parts):
+        lo, hi = _part_bounds(n, nb, parts, p)
+        _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols[p], dz[p], dcols[p], dWt[p], acc[p])
+    _finish_backward(dWt, acc, dW2, beta, db)
+
+
+@njit(**NJIT_PARALLEL)
+def _conv_backward_parallel(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
+    """The same parts on numba's threads, each part's GEMMs on its own thread alone."""
+    n = x.shape[0]
+    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts)
+    geo = (kh, kw, sh, sw, ph, pw, ho, wo)
+    for p in prange(parts):
+        lo, hi = _part_bounds(n, nb, parts, p)
+        before = blas.threads_local(1)
+        _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols[p], dz[p], dcols[p], dWt[p], acc[p])
+        blas.threads_local(before)
+    _finish_backward(dWt, acc, dW2, beta, db)
+
+
+def _on_threads(y):
+    """Whether this call's parts go to numba's threads: more than one thread, a threading layer
+    that can (``parallel``), and a GEMM that can be held to its caller's thread (MKL)."""
+    return blas.LOCAL_THREADS and parallel.use_parallel(y.size)
+
+
+def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=None):
     """numba twin of ``conv2d_forward_numpy``: one jitted call, blocked (``BLOCK_BYTES``), when
     ``blas`` found a GEMM numba can call; else numba's im2col, numpy's ``matmul`` and numba's
-    bias/activation over the whole batch."""
+    bias/activation over the whole batch. ``on_threads``: run the parts on numba's threads
+    (True), on this one (False), or decide (None: ``_on_threads``); the result is the same."""
     W2, y3, ho, wo = _check(x, W, y, sh, sw, ph, pw)
     kh, kw = W.shape[2], W.shape[3]
     if blas.AVAILABLE:
         nb = block_samples(W2.shape[1], ho * wo, y.itemsize, x.shape[0])
-        finish = _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb)
+        threads = _on_threads(y) if on_threads is None else on_threads
+        kernel = _conv_forward_parallel if threads else _conv_forward
+        finish = kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts_of(x.shape[0], nb))
     else:
         n, l = x.shape[0], ho * wo
         cols = np.empty((n, W2.shape[1], l), y.dtype)
@@ -425,14 +402,17 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y):
     return y
 
 
-def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx):
+def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx, on_threads=None):
     """numba twin of ``conv2d_backward_numpy`` (one blocked jitted call when ``blas`` is
-    available; else numba's loops around numpy's products over the whole batch)."""
+    available; else numba's loops around numpy's products over the whole batch).
+    ``on_threads`` as in ``conv2d_forward_numba``."""
     W2, y3, gy3, dW2 = _check_backward(x, W, y, gy, dW, dx, sh, sw, ph, pw)
     kh, kw = W.shape[2], W.shape[3]
     if blas.AVAILABLE:
         nb = block_samples(W2.shape[1], y3.shape[2], y.itemsize, x.shape[0])
-        _conv_backward(x, W2, y3, gy3, code, dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx, nb)
+        threads = _on_threads(y) if on_threads is None else on_threads
+        kernel = _conv_backward_parallel if threads else _conv_backward
+        kernel(x, W2, y3, gy3, code, dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx, nb, parts_of(x.shape[0], nb))
         return dx
     n, l = x.shape[0], y3.shape[2]
     cols = np.empty((n, W2.shape[1], l), y.dtype)
