@@ -18,9 +18,10 @@ PyTorch and Keras are optional: when not installed they are skipped with one lin
 Method. Every measurement runs in its own fresh subprocess (one implementation, one batch
 size: no shared thread pools, every library starts clean), which trains 1 warm-up epoch and
 then ``--epochs`` timed epochs. The implementations are alternated in rounds (round 1: ours-numba,
-ours-numpy, torch, keras, GEMM floor; round 2: the same; ...) so drift on a shared machine hits
-all of them alike. Reported: the median of all timed epochs per implementation and batch size,
-and ratios ours / theirs (ours = the numba path) from the medians of the same run.
+ours-numpy, torch, keras, GEMM floor, at each thread setting in turn; round 2: the same; ...)
+so drift on a shared machine hits every implementation and every thread setting alike.
+Reported: the median of all timed epochs per implementation and batch size, and ratios
+ours / theirs (ours = the numba path) from the medians of the same run.
 
 Every comparison runs once per thread setting (``--threads``, default 1 and 2) with the same
 thread count for every implementation: OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS in the subprocess,
@@ -283,20 +284,22 @@ def main(argv=None):
         data_path = Path(tmp) / "train.npz"
         np.savez(data_path, x=np.ascontiguousarray(x, np.float32), y=y.astype(np.int64))
         del x, y, split
-        for ob, same, threads in settings:
-            env = C.worker_env(threads, ob)
-            cpus = C.cpu_set(threads) if args.affinity != "none" else None
-            label = f"OpenBLAS env {ob}, threads {threads}"
-            applies = "every implementation" if args.affinity == "all" else args.affinity
-            print(
-                f"\n== {label}: OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE')} "
-                f"OPENBLAS_L2_SIZE={env.get('OPENBLAS_L2_SIZE')}; affinity {cpus if cpus else 'all CPUs'} "
-                f"({applies})",
-                flush=True,
-            )
-            runs = []
-            t_setting = time.perf_counter()
-            for rnd in range(1, rounds + 1):
+        # Rounds outermost: every round runs each setting (thread count, OpenBLAS environment) and
+        # in it each implementation, so the machine's drift over the run hits all of them alike.
+        runs_of = [[] for _ in settings]
+        seconds_of = [0.0 for _ in settings]
+        for rnd in range(1, rounds + 1):
+            for k, (ob, _same, threads) in enumerate(settings):
+                env = C.worker_env(threads, ob)
+                cpus = C.cpu_set(threads) if args.affinity != "none" else None
+                applies = "every implementation" if args.affinity == "all" else args.affinity
+                print(
+                    f"\n== round {rnd}, OpenBLAS env {ob}, threads {threads}: "
+                    f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE')} OPENBLAS_L2_SIZE={env.get('OPENBLAS_L2_SIZE')}; "
+                    f"affinity {cpus if cpus else 'all CPUs'} ({applies})",
+                    flush=True,
+                )
+                t_setting = time.perf_counter()
                 for batch in batches:
                     for impl in impls + ([] if args.no_floor else [FLOOR]):
                         spec = {
@@ -316,8 +319,13 @@ def main(argv=None):
                         }
                         use_cpus = cpus if (args.affinity == "all" or impl == "keras") else None
                         r = run_one(spec, env, use_cpus, args.timeout, tmp)
-                        runs.append(r)
+                        runs_of[k].append(r)
                         print(f"[r{rnd} b{batch:<3d}] {impl:11s} {describe_run(r, warmup_epochs)}", flush=True)
+                seconds_of[k] += time.perf_counter() - t_setting
+        for k, (ob, same, threads) in enumerate(settings):
+            env = C.worker_env(threads, ob)
+            cpus = C.cpu_set(threads) if args.affinity != "none" else None
+            runs = runs_of[k]
             setting = {
                 "openblas_env": ob,
                 "same_as": same,
@@ -325,7 +333,7 @@ def main(argv=None):
                 "openblas_vars": C.openblas_vars(env),
                 "affinity_cpus": cpus,
                 "affinity_applies_to": args.affinity,
-                "seconds": time.perf_counter() - t_setting,
+                "seconds": seconds_of[k],
                 "runs": runs,
             }
             setting.update(summarize(runs, impls, batches, warmup_epochs, n_train, args.network))

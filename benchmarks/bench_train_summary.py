@@ -214,8 +214,24 @@ def thread_policy(settings, batches):
                     "two_s": med[2],
                     "default_s": med["auto"],
                     "default_over_faster_fixed": ratio,
+                    "per_round": _per_round(by, batch),
                     "limit": POLICY_SLACK,
                     "met": bool(ratio <= POLICY_SLACK),
                 }
             )
     return rows
+
+
+def _per_round(by_threads, batch):
+    """Each round's default over that round's faster fixed count (round medians of our epochs):
+    the drift between rounds cancels in these; returns the list, in round order."""
+
+    def round_medians(setting):
+        out = {}
+        for r in setting["runs"]:
+            if r.get("impl") == OURS and r.get("batch") == batch and "epoch_wall_s" in r:
+                out.setdefault(r["round"], []).extend(r["epoch_wall_s"][r.get("warmup_epochs", 1) :])
+        return {k: C.median(v) for k, v in out.items() if v}
+
+    one, two, auto = (round_medians(by_threads[t]) for t in (1, 2, "auto"))
+    return [auto[k] / min(one[k], two[k]) for k in sorted(auto) if k in one and k in two]

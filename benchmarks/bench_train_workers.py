@@ -50,7 +50,13 @@ def worker_ours(spec, x, y):
     wall = hist.history["train_seconds"]
     cpu = [c1 - c0 for (_, c0), (_, c1) in zip(clock.marks[:-1], clock.marks[1:])]
     loop_wall = [w1 - w0 for (w0, _), (w1, _) in zip(clock.marks[:-1], clock.marks[1:])]
+    # What the measured policy did: blocks run at each count, explorations, switches.
+    events = {}
+    for event, count, _ in getattr(trainer, "thread_history", ()):
+        key = f"{event} {count}"
+        events[key] = events.get(key, 0) + 1
     return {
+        "thread_events": events,
         "epoch_wall_s": wall,
         "epoch_cpu_s": cpu,
         "epoch_loop_wall_s": loop_wall,

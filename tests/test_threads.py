@@ -140,6 +140,23 @@ def test_switching_does_not_rescan_the_loaded_libraries(monkeypatch):
         policy.close()
 
 
+def test_resume_after_a_pause_neither_times_the_pause_nor_loses_the_count():
+    policy, clock = make({1: 1.0, 2: 0.6})
+    try:
+        clock.run(PROBE_STEPS + 7)
+        count = policy.current
+        policy._blas.limit(limits=1)  # the loop ran something else at another count meanwhile
+        clock.t += 1000.0  # ... for a long time
+        policy.resume()
+        assert policy.current == count == 2
+        assert {i["num_threads"] for i in policy._blas.info()} == {2}  # put back
+        clock.run(20)
+        medians = [v for e, _, v in policy.history if e in ("block", "probe")]
+        assert max(medians) <= 1.0
+    finally:
+        policy.close()
+
+
 def test_closing_restores_the_thread_counts_of_before():
     from threadpoolctl import threadpool_info, threadpool_limits
 

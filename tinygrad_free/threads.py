@@ -248,6 +248,14 @@ class StepThreads:
             kernels_parallel.numba.set_num_threads(min(count, kernels_parallel.numba.config.NUMBA_NUM_THREADS))
         self.current = count
 
+    def resume(self):
+        """Continue after the loop did something else between two steps (an evaluation, other
+        thread settings): put this policy's count back and start the block's clock afresh, so
+        the pause is not timed as a step."""
+        count, self.current = self.current, None
+        if count is not None:
+            self._switch(count)
+
     # --- lifetime ---------------------------------------------------------------------------
     def close(self):
         """Restore the thread counts in effect before this object changed them."""

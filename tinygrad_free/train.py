@@ -318,6 +318,8 @@ class Trainer:
         counts = hasattr(loss_fn, "correct")
         tuner = getattr(self, "_tuner", None)
         tick = tuner.tick if tuner is not None else None
+        if tuner is not None:  # the evaluation since the last step is not a step
+            tuner.resume()
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
             if self._schedule is not None:
