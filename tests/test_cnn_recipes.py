@@ -169,8 +169,8 @@ def test_flip_then_shift_is_the_runs_augment_and_shows_in_its_name():
 
 def test_the_cnn_recipes_parse_to_a_cnn_with_their_options():
     args = train_script.parse_args(["--config", "fashion_mnist_cnn"])
-    assert (args.architecture, args.conv_channels, args.batch_norm, args.dropout) == ("cnn", [32, 96], True, 0.3)
-    assert args.num_layers is None and C.run_name(args).startswith("cnn_32-96_bs_64_ac_relu_opt_adam")
+    assert (args.architecture, args.conv_channels, args.batch_norm, args.dropout) == ("cnn", [32, 64, 96], True, 0.3)
+    assert args.num_layers is None and C.run_name(args).startswith("cnn_32-64-96_bs_64_ac_relu_opt_adam")
     assert C.run_name(args) == C.trial_run_name({k: getattr(args, k) for k in load_config("fashion_mnist_cnn")})
     assert train_script.parse_args(["--config", "mnist_cnn"]).dataset == "mnist"
     mlp = train_script.parse_args(["--config", "fashion_mnist_mlp_regularized"])
@@ -212,7 +212,7 @@ def test_train_script_trains_the_cnn_recipe_and_appends_its_results_line(tiny_da
     assert set(R.RUN_KEYS) <= set(record) and record["recipe"] == "fashion_mnist_cnn"
     assert (
         record["config"]["architecture"] == "cnn"
-        and record["parameters"] == build_cnn(conv_channels=[32, 96]).num_parameters()
+        and record["parameters"] == build_cnn(conv_channels=[32, 64, 96]).num_parameters()
     )
     cm = np.array(record["confusion"])
     assert cm.shape == (10, 10) and cm.sum() == N_TEST
