@@ -36,7 +36,10 @@ def parse_args(argv=None):
     p.add_argument("--segment-seconds", type=float, default=0.6, help="about this long per segment (default 0.6)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--name", default="threads_inprocess")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rounds < 1 or not args.segment_seconds > 0 or min(args.batches) < 1:
+        p.error("--rounds and --batches must be positive integers and --segment-seconds a positive number")
+    return args
 
 
 def measure(batch, rounds, segment_seconds):

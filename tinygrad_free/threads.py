@@ -12,8 +12,9 @@ so :class:`StepThreads` measures it, as a two-armed bandit whose arms drift:
 2. run at that count, and every few blocks run one block at another count ("explore"). Its
    median step time divided by the mean of the blocks just before and after it, at the kept
    count, is one paired ratio: measured within a fraction of a second, so the machine's slow
-   drifts cancel. Switch when the median of the last five ratios says the other count is
-   faster by more than ``hysteresis`` (a single ratio suffices below 0.75: a collapse);
+   drifts cancel. Switch when the median of the last five ratios (at least three) says the
+   other count is faster by more than ``hysteresis``; a ratio below 0.75 (a collapse, or
+   noise) asks again at once, so a collapse is left within a few blocks;
 3. explore less often the worse the other count looked: one block in every ``gap / budget``
    (gap: how much slower it was), so exploring costs about ``budget`` of the run's time (1%)
    and a count that lost on a busy machine still gets another chance once it is idle. A kept

@@ -268,14 +268,15 @@ def _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols, dz, dcols, d
 
 
 @njit(**NJIT)
-def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts):
-    """Checks, (Ho, Wo) and each part's scratch: cols (parts, K, nb L), z (parts, O, nb L)."""
+def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, sets):
+    """Checks, (Ho, Wo) and ``sets`` sets of scratch (one per part at once): cols (sets, K, nb L),
+    z (sets, O, nb L)."""
     ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
     if b is not None and b.shape[0] != W2.shape[0]:
         raise ValueError("conv2d: b must have W.shape[0] elements")
     l = ho * wo
-    cols = np.empty((parts, W2.shape[1], nb * l), y3.dtype)
-    z = np.empty((parts, W2.shape[0], nb * l), y3.dtype)
+    cols = np.empty((sets, W2.shape[1], nb * l), y3.dtype)
+    z = np.empty((sets, W2.shape[0], nb * l), y3.dtype)
     return ho, wo, cols, z
 
 
@@ -290,10 +291,10 @@ def _finish_forward(y3, code):
 def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts):
     """The forward, part after part on the calling thread (its BLAS may use its own threads)."""
     n = x.shape[0]
-    ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts)
+    ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, 1)
     for p in range(parts):
         lo, hi = _part_bounds(n, nb, parts, p)
-        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[p], z[p])
+        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[0], z[0])
     return _finish_forward(y3, code)
 
 
@@ -311,17 +312,17 @@ def _conv_forward_parallel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts
 
 
 @njit(**NJIT)
-def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
-    """Checks, (Ho, Wo) and each part's scratch and partial sums (dWt (parts, K, O), acc
-    (parts, O), zeroed)."""
+def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, sets):
+    """Checks, (Ho, Wo), ``sets`` sets of scratch (cols, dz, dcols) and each part's partial
+    sums (dWt (parts, K, O), acc (parts, O), zeroed)."""
     ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
     o_out, k = W2.shape
     if db is not None and db.shape[0] != o_out:
         raise ValueError("conv2d: db must have W.shape[0] elements")
     l = ho * wo
-    cols = np.empty((parts, k, nb * l), y3.dtype)
-    dz = np.empty((parts, o_out, nb * l), y3.dtype)
-    dcols = np.empty((parts, k, nb * l), y3.dtype) if dx is not None else cols
+    cols = np.empty((sets, k, nb * l), y3.dtype)
+    dz = np.empty((sets, o_out, nb * l), y3.dtype)
+    dcols = np.empty((sets, k, nb * l), y3.dtype) if dx is not None else cols
     return ho, wo, cols, dz, dcols, np.zeros((parts, k, o_out), y3.dtype), np.zeros((parts, o_out), y3.dtype)
 
 
@@ -347,11 +348,11 @@ def _finish_backward(dWt, acc, dW2, beta, db):
 def _conv_backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
     """The backward, part after part on the calling thread."""
     n = x.shape[0]
-    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts)
+    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, 1)
     geo = (kh, kw, sh, sw, ph, pw, ho, wo)
     for p in range(parts):
         lo, hi = _part_bounds(n, nb, parts, p)
-        _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols[p], dz[p], dcols[p], dWt[p], acc[p])
+        _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols[0], dz[0], dcols[0], dWt[p], acc[p])
     _finish_backward(dWt, acc, dW2, beta, db)
 
 
@@ -359,7 +360,7 @@ def _conv_backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, 
 def _conv_backward_parallel(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb, parts):
     """The same parts on numba's threads, each part's GEMMs on its own thread alone."""
     n = x.shape[0]
-    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts)
+    ho, wo, cols, dz, dcols, dWt, acc = _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, parts)
     geo = (kh, kw, sh, sw, ph, pw, ho, wo)
     for p in prange(parts):
         lo, hi = _part_bounds(n, nb, parts, p)
