@@ -56,15 +56,16 @@ def test_a_subclass_calling_super_forward_is_one_call(rng):
     gradcheck(layer, rng.standard_normal((4, 3)))
 
 
-def test_backward_after_an_eval_mode_forward_names_eval_mode(rng):
-    model = nn.Sequential(nn.Dense(3, 2, rng=0))
-    x = rng.random((4, 3), dtype=np.float32)
-    model(x)
-    model.backward(np.ones((4, 2), np.float32))
+def test_a_backward_after_an_eval_mode_forward_gives_that_computations_gradients(rng):
+    """Mode is not grad recording (as in PyTorch): eval changes what Dropout computes, and a
+    backward through it is the identity's."""
+    model = nn.Sequential(nn.Dense(3, 2, dtype=F64, rng=0), nn.Dropout(0.5, rng=0))
+    x = rng.standard_normal((4, 3))
     model.eval()
-    model(x)  # the loop forgot model.train()
-    with pytest.raises(RuntimeError, match=r"Sequential.backward: the last forward ran in eval mode.*model.train\(\)"):
-        model.backward(np.ones((4, 2), np.float32))
+    model(x)
+    g = model.backward(np.ones((4, 2)))
+    np.testing.assert_allclose(g, np.ones((4, 2)) @ model[0].W.data.T, rtol=1e-12)
+    gradcheck(model, x)
 
 
 def test_a_second_backward_of_one_forward_is_refused(rng):
@@ -149,8 +150,8 @@ def test_an_output_kept_for_backward_cannot_be_modified_in_place(rng):
         y[0, 0] = 1.0
     z = y.copy()  # a copy is the caller's to change
     z += 1
-    model.eval()
-    assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable  # eval keeps nothing
+    with nn.no_grad():  # nothing is kept, so nothing to protect
+        assert model(rng.random((2, 3), dtype=np.float32)).flags.writeable
 
 
 class _AddOneInPlace(nn.Module):
@@ -176,8 +177,8 @@ def test_a_users_layer_inside_a_container_cannot_change_a_kept_output_in_place(r
         model = nn.Sequential(dense, nn.Residual(_AddOneInPlace()))
     with pytest.raises(ValueError, match="read-only"):
         model(rng.random((2, 3), dtype=np.float32))
-    model.eval()  # nothing is kept in eval mode, so the layer may write
-    model(rng.random((2, 3), dtype=np.float32))
+    with nn.no_grad():  # nothing is kept, so the layer may write
+        model(rng.random((2, 3), dtype=np.float32))
 
 
 def test_a_subclass_with_its_own_forward_gets_read_only_inputs_unless_it_vouches(rng):
@@ -343,12 +344,13 @@ def test_the_function_form_of_gradcheck_checks_parameters_too(rng):
         gradcheck(wrong, rng.standard_normal((4, 3)), params=layer.named_parameters())
 
 
-def test_begin_update_in_eval_mode_computes_and_its_backprop_says_why_it_cannot(rng):
-    layer = nn.Dense(3, 2, rng=0).eval()
+def test_begin_update_under_no_grad_computes_and_its_backprop_says_why_it_cannot(rng):
+    layer = nn.Dense(3, 2, rng=0)
     x = rng.random((1, 3), dtype=np.float32)
-    y, backprop = layer.begin_update(x)
-    np.testing.assert_array_equal(y, layer(x))
-    with pytest.raises(RuntimeError, match="forward ran in eval mode or under no_grad.*model.train"):
+    with nn.no_grad():
+        y, backprop = layer.begin_update(x)
+        np.testing.assert_array_equal(y, layer(x))
+    with pytest.raises(RuntimeError, match="forward ran under no_grad.*outside no_grad"):
         backprop(np.ones((1, 2), np.float32))
 
 

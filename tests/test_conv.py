@@ -369,5 +369,5 @@ def test_backward_checks_order_and_gradient_shape(layer, x):
     with pytest.raises(RuntimeError, match="backward was called before forward"):
         layer.backward(np.ones(3, np.float32))
     y = layer(x)
-    with pytest.raises(ValueError, match=rf"expected gradient of shape \({y.shape[0]}, "):
+    with pytest.raises(ValueError, match=rf"backward: expected a gradient of shape \({y.shape[0]}, "):
         layer.backward(np.ones(y.shape + (1,), np.float32))

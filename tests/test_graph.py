@@ -93,7 +93,7 @@ def test_a_cycle_is_an_error():
             r"Dense\(5, 2\) cannot take inputs of shape \(batch, 4\).*expected input of shape \(batch, 5\)",
         ),
         (lambda x: nn.Add()(x, nn.Dense(4, 3)(x)), r"Add\(\) cannot take inputs.*one shape"),
-        (lambda x: nn.Dense(4, 2, dtype=F64)(x), r"expected float64 input"),
+        (lambda x: nn.Dense(4, 2, dtype=F64)(nn.Input(4, dtype=np.float32)), r"expected float64 input"),
     ],
 )
 def test_shape_and_dtype_mismatches_fail_when_the_graph_is_built(build, match):

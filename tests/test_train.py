@@ -101,7 +101,7 @@ def test_fit_prints_one_line_per_epoch(fashion, capsys):
     model = build_mlp(784, 1, 16, "tanh", "xavier", rng=0)
     fit(
         model,
-        nn.MSELoss(),
+        nn.SoftmaxMSELoss(),
         optim.Adam(model.parameters()),
         fashion.x_train[:256],
         fashion.y_train[:256],
@@ -177,7 +177,7 @@ def test_a_full_training_step_is_the_same_on_both_backends(fashion):
         with use_backend(name):
             for act, opt_name, loss_cls in (
                 ("tanh", "nadam", nn.CrossEntropyLoss),
-                ("sigmoid", "adam", nn.MSELoss),
+                ("sigmoid", "adam", nn.SoftmaxMSELoss),
                 ("relu", "momentum", nn.CrossEntropyLoss),
             ):
                 model = build_mlp(784, 2, 32, act, "xavier", rng=0)

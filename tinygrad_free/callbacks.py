@@ -72,6 +72,18 @@ class PrintLogger(Callback):
             print(f"status: {history.status}: {history.message}", file=self.file or sys.stdout, flush=True)
 
 
+def check_monitor(callback: Callback, monitor: str, trainer: Trainer) -> None:
+    """Refuse, before training, a monitored metric the run will not produce."""
+    metrics = getattr(trainer, "metrics", None)
+    if metrics is None or monitor in metrics:
+        return
+    hint = " (the val_* metrics need fit(..., validation_data=(x_val, y_val)))" if monitor.startswith("val_") else ""
+    raise ValueError(
+        f"{type(callback).__name__} monitors {monitor!r}, which this fit does not compute{hint}; "
+        f"the metrics it computes are {sorted(metrics)}"
+    )
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
@@ -82,6 +94,9 @@ class EarlyStopping(Callback):
         self.mode = mode or ("min" if "loss" in monitor else "max")
         self.best: float | None = None
         self.wait = 0
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        check_monitor(self, self.monitor, trainer)
 
     def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         value = logs[self.monitor]
@@ -155,6 +170,7 @@ class ModelCheckpoint(Callback):
         self.best_epoch: int | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        check_monitor(self, self.monitor, trainer)
         check_writable(self.path, need_bytes=_model_bytes(trainer.model))
         earlier = trainer.history.history
         if earlier.get(self.monitor) and os.path.exists(self.path):
@@ -180,12 +196,13 @@ class BackupAndRestore(Callback):
 
     After every epoch the training state is written atomically to ``path`` (one ``.npz``, no
     pickle): the weights, the optimizer's ``state_dict`` (step count, moments, base learning
-    rate), the number of epochs done and the history so far. When training begins and
+    rate), the states of the model's random generators (``Module.generator_state``: Dropout's
+    masks), the number of epochs done and the history so far. When training begins and
     ``path`` exists, that state is loaded into the model and optimizer and the trainer
     continues at the next epoch (``Trainer.fit(initial_epoch=...)``). The trainer's batch order
-    and augmentation are drawn per epoch from ``(seed, epoch)``, so the epoch number and the
-    seed are the whole random state; a resume with another seed, batch size or number of
-    samples is refused, since it would not continue the same run. As Keras's
+    and augmentation are drawn per epoch from ``(seed, epoch)``, so with the generators' states
+    the epoch number and the seed are the whole random state; a resume with another seed, batch
+    size or number of samples is refused, since it would not continue the same run. As Keras's
     ``BackupAndRestore``: the file is deleted when ``fit`` returns (``delete_on_end``), so the
     same command run again afterwards starts afresh; other callbacks' state (early stopping's
     patience, the best model's score) is not part of it.
@@ -236,6 +253,7 @@ class BackupAndRestore(Callback):
                 "shared_keys": sorted(state["shared"]),
             },
             "history": trainer.history.history,
+            "generators": trainer.model.generator_state(),
         }
         arrays["meta"] = np.array(json.dumps(meta))
         with atomic_open(self.path) as f:
@@ -270,6 +288,7 @@ class BackupAndRestore(Callback):
                 f"the trainer's is {trainer.optimizer.name!r}"
             )
         trainer.model.load_state_dict({k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")})
+        trainer.model.load_generator_state(meta.get("generators", {}))
         trainer.optimizer.load_state_dict(
             {
                 "t": saved["t"],

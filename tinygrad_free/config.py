@@ -343,7 +343,7 @@ def run_name(config):
         name += "_bn"
     if c.get("dropout"):
         name += f"_do{c['dropout']:g}"
-    return name + ("_mse" if nn.loss.LOSSES[str(c["loss"]).lower()] is nn.MSELoss else "")
+    return name + ("_mse" if nn.loss.LOSSES[str(c["loss"]).lower()] is nn.SoftmaxMSELoss else "")
 
 
 def trial_run_name(config, varied=()):

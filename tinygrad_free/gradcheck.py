@@ -103,6 +103,24 @@ def _per_input(grads: Any, n: int) -> Sequence[Any]:
     return grads
 
 
+def _deterministic(module: Module, scalar: Callable[[], float]) -> None:
+    """Refuse a module whose output changes between two calls on the same input: its numeric
+    gradient would be noise, not a gradient."""
+    if scalar() == scalar():
+        return
+    random = [
+        f"{type(m).__name__}"
+        for m in module.modules()
+        if m.training and any(isinstance(v, np.random.Generator) for v in vars(m).values())
+    ]
+    which = f" ({', '.join(random)} in training mode draws anew each call)" if random else ""
+    raise GradcheckError(
+        f"gradcheck: {type(module).__name__} gives different outputs for the same input{which}, so "
+        "finite differences measure its randomness, not its gradient; check it in eval mode "
+        "(model.eval(): Dropout is then the identity) or with the random layers' p=0"
+    )
+
+
 def gradcheck(
     fn_or_module: Module | Loss | Callable[..., tuple[Any, Callable[..., Any]]],
     *inputs: Any,
@@ -166,14 +184,15 @@ def gradcheck(
 
     if isinstance(fn_or_module, Loss):
         loss = fn_or_module
+        _, backprop = loss.begin_update(inputs[0], *inputs[1:])
 
         def scalar() -> float:
-            return loss.forward(inputs[0], *inputs[1:])
+            with no_grad():
+                return float(loss.forward(inputs[0], *inputs[1:]))
 
-        scalar()
-        analytic = [("input0", inputs[0], loss.backward())]
+        analytic = [("input0", inputs[0], backprop())]
     elif isinstance(fn_or_module, Module):
-        module = fn_or_module.train()
+        module = fn_or_module  # in the mode it is in, as torch.autograd.gradcheck
         ps = named(module.named_parameters())
         module.zero_grad()
         y, backprop = module.begin_update(*inputs)
@@ -184,6 +203,7 @@ def gradcheck(
             with no_grad():
                 return project(module.forward(*inputs))
 
+        _deterministic(module, scalar)
         analytic = [(f"input{i}", x, gx) for i, (x, gx) in enumerate(zip(inputs, grads)) if _differentiable(x)]
         analytic += [(name, p.data, p.grad.copy()) for name, p in ps]
     elif callable(fn_or_module):

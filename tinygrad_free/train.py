@@ -21,7 +21,8 @@ from .data import BatchIterator, as_samples, check_finite
 from .fpenv import flush_denormals
 from .kernels import parallel as kernels_parallel
 from .metrics import accuracy
-from .nn.loss import NonFiniteError
+from .nn.context import mode, no_grad
+from .nn.loss import ClassificationLoss, NonFiniteError
 from .optim import schedule
 from .threads import StepThreads
 
@@ -129,6 +130,7 @@ class Trainer:
         lr_schedule: str | Schedule | None = "constant",
         augment: Augment | None = None,
         initial_epoch: int = 0,
+        drop_last: bool = False,
     ) -> History:
         """Train for ``epochs`` over shuffled mini-batches; returns a :class:`History`.
 
@@ -149,7 +151,18 @@ class Trainer:
         ``validation_data`` and NaN/inf in either data set (a min and a max over each, about
         40 ms for Fashion-MNIST) raise ``ValueError`` naming what was wrong before the kernels
         compile; then one sample of each set goes through the model and the loss, and labels
-        outside the model's outputs are refused, so a bad validation set costs no epoch.
+        outside the model's outputs are refused, so a bad validation set costs no epoch. When
+        the data leaves a last batch of one sample, one training-mode forward of one sample
+        (under ``no_grad``, the model's state put back after it) tells whether the model can
+        take it (BatchNorm over (N, C) cannot estimate a variance from one value): if not, the
+        error says so before training, and ``drop_last=True`` (as PyTorch's DataLoader) skips
+        each epoch's incomplete batch.
+
+        The model trains in the modes its modules have (a frozen BatchNorm in eval mode inside
+        it stays frozen), or entirely in training mode when the model itself is in eval mode;
+        every module has its own mode back when ``fit`` returns. Callbacks that monitor a metric
+        ``fit`` will not produce (``val_accuracy`` without ``validation_data``) are refused
+        before training.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -170,14 +183,33 @@ class Trainer:
         check_finite(x, "the training data (x)")
         if validation_data is not None:
             check_finite(validation_data[0], "the validation data (x_val)")
-        batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed, reuse_buffers=True, transform=augment)
+        if not isinstance(drop_last, (bool, np.bool_)):
+            raise ValueError(f"drop_last must be True or False, got {drop_last!r}")
+        batches = BatchIterator(
+            x, y, batch_size, shuffle=True, seed=seed, drop_last=bool(drop_last), reuse_buffers=True, transform=augment
+        )
+        if len(batches) == 0:
+            raise ValueError(
+                f"drop_last=True with {len(x)} samples and batch_size {batch_size} leaves no batch to train on; "
+                "use a batch_size of at most the number of samples"
+            )
         self._schedule = None if lr_schedule in (None, "constant") else schedule.get(lr_schedule)
         history = self.history = History()
         self.stop_training, self.stop_reason = False, ""
         self.compile_seconds = history.compile_seconds = self._warmup()
+        modes = [(m, m.training) for m in self.model.modules()]
+        if not self.model.training:  # a model put in eval mode as a whole trains as a whole
+            self.model.train()
         self._check_labels(x, y, validation_data)
+        if not drop_last and len(x) % batch_size == 1 and len(x) > 1:
+            self._check_last_batch(x, batch_size)
+        self.metrics = ["epoch", "train_loss", "train_accuracy", "seconds", "train_seconds"]
+        if validation_data is not None:
+            self.metrics += ["val_loss", "val_accuracy"]
         # What a resumed run must match to continue the same trajectory (see BackupAndRestore).
         self.run_signature = {"seed": int(seed), "batch_size": int(batch_size), "samples": len(x)}
+        if drop_last:
+            self.run_signature["drop_last"] = True
         self.initial_epoch = int(initial_epoch)
         base_lr = self.optimizer.lr
         try:
@@ -213,8 +245,9 @@ class Trainer:
                 if self._tuner is not None:
                     self.thread_history = self._tuner.history
                     self._tuner.close()
-                self.model.train()
         finally:
+            for m, flag in modes:
+                m.__dict__["training"] = flag
             # The schedule's last rate is not the optimizer's rate: a later fit (or step) must
             # not inherit 4% of it. A constant schedule leaves lr alone (a callback may own it).
             if self._schedule is not None:
@@ -257,8 +290,7 @@ class Trainer:
         sets = [("the training data", x, y)]
         if validation_data is not None:
             sets.append(("validation_data", *validation_data))
-        self.model.eval()
-        try:
+        with no_grad(), mode(self.model, False):
             for what, xs, ys in sets:
                 try:
                     logits = self.model.forward(xs[:1])
@@ -266,7 +298,9 @@ class Trainer:
                 except NonFiniteError:
                     pass  # untrained weights can overflow; training reports divergence itself
                 except (ValueError, TypeError) as e:
-                    raise (ValueError if isinstance(e, ValueError) else TypeError)(f"{what}: {e}") from e
+                    # The probe is one sample; the user knows the data by its own shape.
+                    message = str(e).replace(str(xs[:1].shape), f"{xs.shape} (the samples of x)")
+                    raise (ValueError if isinstance(e, ValueError) else TypeError)(f"{what}: {message}") from e
                 classes = logits.shape[1] if getattr(logits, "ndim", 0) == 2 else None
                 if classes and ys.ndim == 1 and ys.dtype.kind in "iu":
                     low, high = int(ys.min()), int(ys.max())
@@ -275,8 +309,24 @@ class Trainer:
                             f"{what}: labels must be in 0..{classes - 1} (the model has {classes} "
                             f"outputs), got labels from {low} to {high}"
                         )
+
+    def _check_last_batch(self, x: Array, batch_size: int) -> None:
+        """Each epoch ends with a batch of one sample: refuse now if the model cannot train on one
+        (BatchNorm over (N, C) needs two values per channel), not at the end of the first epoch."""
+        state = self.model.state_dict()  # a training-mode forward moves running statistics
+        generators = self.model.generator_state()
+        try:
+            with no_grad():
+                self.model.forward(x[:1])
+        except ValueError as e:
+            raise ValueError(
+                f"{len(x)} samples in batches of {batch_size} leave a last batch of one sample in every epoch, "
+                f"and the model cannot train on one: {e}. Pass drop_last=True to skip the incomplete batch "
+                "(as PyTorch's DataLoader(drop_last=True)), or choose a batch_size that leaves at least two"
+            ) from None
         finally:
-            self.model.train()
+            self.model.load_state_dict(state)
+            self.model.load_generator_state(generators)
 
     def _run_epochs(
         self,
@@ -312,10 +362,9 @@ class Trainer:
 
     def _train_epoch(self, batches: BatchIterator, bar: Any) -> tuple[float, float]:
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
-        model.train()
         # Our losses count the batch's correct predictions in their kernel; any other loss
         # gets the argmax here.
-        counts = hasattr(loss_fn, "correct")
+        counts = isinstance(loss_fn, ClassificationLoss)
         tuner = getattr(self, "_tuner", None)
         tick = tuner.tick if tuner is not None else None
         if tuner is not None:  # the evaluation since the last step is not a step
@@ -328,15 +377,19 @@ class Trainer:
             # Each step pairs its forward with its own backward; the input is data, so layers
             # that can skip its gradient do.
             logits, backprop = model.begin_update(xb)
-            loss = loss_fn.forward(logits, yb)
-            backprop(loss_fn.backward(), input_grad=False)
+            loss, loss_backprop = loss_fn.begin_update(logits, yb)
+            backprop(loss_backprop(), input_grad=False)
             opt.step(loss=loss)
             opt.zero_grad()
             if tick is not None:
                 tick()
             n = len(yb)
             total_loss += loss * n
-            correct += loss_fn.correct if counts else int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            correct += (
+                cast(ClassificationLoss, loss_fn).correct
+                if counts
+                else int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            )
             seen += n
             steps += 1
             if bar is not None and steps % 50 == 0:
@@ -351,11 +404,9 @@ class Trainer:
         in eval mode in chunks."""
         if not isinstance(x, np.ndarray):
             x = np.asarray(x, dtype=self._input_dtype())
-        self.model.eval()
-        try:
+        # Inference: nothing saved for a backward, and every module's own mode back afterwards.
+        with no_grad(), mode(self.model, False):
             return np.concatenate([self.model.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        finally:
-            self.model.train()
 
     def evaluate(self, x: Array | Sequence[Any], y: ArrayLike, batch_size: int = 1024) -> tuple[float, float]:
         """(mean loss, accuracy) over ``x, y`` in eval mode; (nan, nan) when there are no samples."""
@@ -364,7 +415,8 @@ class Trainer:
         if len(x) == 0:
             return float("nan"), float("nan")
         logits = self.predict(x, batch_size)
-        return self.loss_fn.forward(logits, y), accuracy(y, logits)
+        with no_grad():
+            return self.loss_fn.forward(logits, y), accuracy(y, logits)
 
     def _threads_for(self, batch_size: int) -> Callable[[], AbstractContextManager[Any]]:
         """A factory of context managers that set the threads of the training steps
@@ -414,6 +466,7 @@ def fit(
     lr_schedule: str | Schedule | None = "constant",
     augment: Augment | None = None,
     initial_epoch: int = 0,
+    drop_last: bool = False,
 ) -> History:
     """Functional form of :meth:`Trainer.fit`; prints one line per epoch unless callbacks are given."""
     callbacks = [PrintLogger()] if callbacks is None else callbacks
@@ -427,6 +480,7 @@ def fit(
         lr_schedule=lr_schedule,
         augment=augment,
         initial_epoch=initial_epoch,
+        drop_last=drop_last,
     )
 
 

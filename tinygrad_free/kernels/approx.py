@@ -26,12 +26,9 @@ it changes rounding, not NaN/inf behaviour). The loops that call these functions
 compiled without fast-math, so everything else rounds exactly as NumPy does.
 
 float64 keeps the exact ``np.tanh`` (a 13/6 rational is not float64-accurate); the choice
-is made at compile time by the numba type of the argument (``tanh``/``sigmoid`` below are
-numba overloads), so there is no per-call cost. (``dense.bias_act_numba`` goes one step
+is made at compile time by the numba type of the argument (``tanh`` below is a numba
+overload), so there is no per-call cost. (``dense.bias_act_numba`` goes one step
 further for float64 and hands the tanh to NumPy's SIMD ufunc, see there.)
-
-Sigmoid is 0.5 + 0.5 tanh(z / 2) in the input's dtype, the same formula and rounding
-steps as the NumPy kernel (it never overflows, and inherits tanh's behaviour at +-inf/NaN).
 
 Note: numba's on-disk cache only watches the file a function is defined in. The kernels in
 dense.py inline these functions, so after editing this file delete
@@ -56,7 +53,6 @@ Q1 = np.float32(0.4641924798488617)
 Q2 = np.float32(0.024503624066710472)
 Q3 = np.float32(0.0002549142809584737)
 
-_HALF32 = np.float32(0.5)
 _NEG_CLAMP = np.float32(-CLAMP)
 _ONE32, _NEG_ONE32 = np.float32(1.0), np.float32(-1.0)
 
@@ -81,34 +77,12 @@ def tanh(x):
     raise NotImplementedError("approx.tanh is for numba code; use approx.tanh_array from Python")
 
 
-def sigmoid(x):
-    """1 / (1 + e^-x) as 0.5 + 0.5 tanh(x / 2), in x's precision. numba-only (see ``tanh``)."""
-    raise NotImplementedError("approx.sigmoid is for numba code; use approx.sigmoid_array from Python")
-
-
 @overload(tanh)
 def _tanh_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
         return lambda x: tanh_f32(x)
     if isinstance(x, (types.Float, types.Integer)):
         return lambda x: np.tanh(x)
-    return None
-
-
-@overload(sigmoid)
-def _sigmoid_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-
-        def sigmoid_f32(x):
-            return tanh_f32(x * _HALF32) * _HALF32 + _HALF32
-
-        return sigmoid_f32
-    if isinstance(x, (types.Float, types.Integer)):
-
-        def sigmoid_f64(x):
-            return np.tanh(x * 0.5) * 0.5 + 0.5
-
-        return sigmoid_f64
     return None
 
 
@@ -129,25 +103,11 @@ def _tanh_flat(x, out):
         out[i] = tanh(x[i])
 
 
-@njit(cache=True, error_model="numpy")
-def _sigmoid_flat(x, out):
-    for i in range(x.size):
-        out[i] = sigmoid(x[i])
-
-
 def tanh_array(x):
     """The kernels' tanh on an array (a new array; float32 uses the rational form)."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     _tanh_flat(x.reshape(-1), out.reshape(-1))
-    return out
-
-
-def sigmoid_array(x):
-    """The kernels' sigmoid on an array (a new array)."""
-    x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
-    _sigmoid_flat(x.reshape(-1), out.reshape(-1))
     return out
 
 

@@ -21,12 +21,19 @@ function, so numba's on-disk cache stays valid whichever provider a later proces
 Both providers are ILP64 CBLAS (64-bit integer dimensions). MKL's threads follow
 threadpoolctl like OpenBLAS's (``Trainer(threads=...)``, ``threadpool_limits``).
 
-Kernels that run GEMMs on several numba threads at once (``conv``) need each call to run on
-its caller's thread alone: MKL's own pool does not know numba's OpenMP threads are busy and
-would put a second team on the same cores. ``threads_local(n)`` sets that for the calling
-thread only (MKL's ``mkl_set_num_threads_local``; 0 returns to the process-wide count) and is
-what ``LOCAL_THREADS`` says is available. OpenBLAS has no such call that numpy's build exposes
-for sure, so with it those kernels stay on one thread.
+**Every GEMM the library makes runs on one BLAS thread**, so the thread count changes no result.
+Both MKL and OpenBLAS split the summation over k between their threads for some shapes
+(measured on a Xeon with AVX-512: 16 x 784 @ 784 x 128 gives other bits on two threads than on
+one, in float32 and float64), so a product computed on two BLAS threads is not the product
+computed on one. The library's own threads (numba's) share out whole parts of its work instead,
+parts that depend on the shapes only (see ``conv``, ``parallel``). ``gemm`` holds each call to
+its calling thread with MKL's ``mkl_set_num_threads_local(1)`` (``threads_local``; a per-thread
+setting, a few nanoseconds, restored after the call), which also keeps MKL's own pool from
+putting a second team on cores numba's threads are using. OpenBLAS has no per-thread setting,
+so the Python functions that multiply through numpy's OpenBLAS (the NumPy kernels, and the numba
+kernels when the GEMM is not MKL's) hold its process-wide count at one for the call
+(``on_one_thread``; about a microsecond). ``LOCAL_THREADS`` says whether MKL's per-thread call is
+bound (then GEMMs may run on several numba threads at once).
 """
 
 import ctypes
@@ -119,11 +126,67 @@ if AVAILABLE:
     _dgemm = _cblas(_SYMBOLS["dgemm"], types.float64)
 
     # The kernels name one symbol whatever the provider (numba's cache stays valid); without
-    # MKL it is bound to a C no-op that is never reached (LOCAL_THREADS is False).
-    _threads_local_noop = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda n: 0)
-    _threads_local_fn = _lib.MKL_Set_Num_Threads_Local if LOCAL_THREADS else _threads_local_noop
+    # MKL it is bound to a C function with no effect, libc's int abs(int) (``gemm`` calls it
+    # around every product, so it must not be a Python callback, which would take the GIL).
+    _threads_local_fn = _lib.MKL_Set_Num_Threads_Local if LOCAL_THREADS else ctypes.CDLL(None).abs
     llvm.add_symbol(_THREADS_LOCAL, ctypes.cast(_threads_local_fn, ctypes.c_void_p).value)
     _threads_local = types.ExternalFunction(_THREADS_LOCAL, types.int32(types.int32))
+
+
+_openblas_threads = None  # numpy's OpenBLAS (get, set) thread-count functions, once found
+
+
+def _numpy_openblas_threads():
+    """``(get, set)`` of the thread count of the OpenBLAS inside numpy's wheel, or None."""
+    global _openblas_threads
+    if _openblas_threads is None:
+        _openblas_threads = ()
+        found = _numpy_openblas()
+        if found is not None:
+            lib = found[1]
+            for prefix in ("scipy_openblas", "openblas"):
+                for suffix in ("64_", ""):
+                    get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                    if get is not None and put is not None:
+                        get.restype, get.argtypes = ctypes.c_int, []
+                        put.restype, put.argtypes = None, [ctypes.c_int]
+                        _openblas_threads = (get, put)
+                        break
+                if _openblas_threads:
+                    break
+    return _openblas_threads or None
+
+
+def on_one_thread(fn):
+    """Decorate a Python function that multiplies through numpy's OpenBLAS (``np.matmul``,
+    ``@``, ``tensordot``, or this module's GEMM when it is bound to OpenBLAS): each call runs with
+    OpenBLAS held to one thread, the caller's count put back after it (see the module
+    docstring). Without numpy's OpenBLAS found it returns ``fn`` unchanged."""
+    import functools
+
+    pair = _numpy_openblas_threads()
+    if pair is None:
+        return fn
+    get, put = pair
+
+    @functools.wraps(fn)
+    def held(*args, **kwargs):
+        before = get()
+        if before == 1:
+            return fn(*args, **kwargs)
+        put(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            put(before)
+
+    return held
+
+
+#: ``on_one_thread`` for the numba kernels' Python wrappers: needed only when their GEMM is not
+#: MKL's (which ``gemm`` holds per thread itself).
+on_one_thread_unless_mkl = on_one_thread if PROVIDER != "mkl" else (lambda fn: fn)
 
 
 def describe():
@@ -203,7 +266,8 @@ if AVAILABLE:
 
 @njit(**NJIT)
 def gemm(a, b, c, beta):
-    """c <- a @ b + beta * c, in place (beta 0: c's old values are ignored, even NaN).
+    """c <- a @ b + beta * c, in place (beta 0: c's old values are ignored, even NaN), on the
+    calling thread alone (MKL; see the module docstring).
 
     ``a`` and ``b`` may be any 2-D views (transposes read in place; arrays with no unit stride
     are copied first); ``c`` must be a row-major 2-D array with unit column stride, all of one
@@ -232,4 +296,7 @@ def gemm(a, b, c, beta):
     if tb == 0:
         b = np.ascontiguousarray(b)
         tb, ldb = NO_TRANS, n
+    # One BLAS thread, so the thread count changes no bit (see the module docstring).
+    before = threads_local(1)
     _xgemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, c.strides[0] // c.itemsize)
+    threads_local(before)

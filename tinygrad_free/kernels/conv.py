@@ -125,6 +125,7 @@ def _check_backward(x, W, y, gy, dW, dx, sh, sw, ph, pw):
     return W2, y3, np.ascontiguousarray(gy).reshape(y3.shape), dW.reshape(W2.shape)
 
 
+@blas.on_one_thread
 def conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y):
     """y (N, O, Ho, Wo) <- act(W2 @ cols[n] + b[:, None]) for every sample n, cols = im2col(x).
 
@@ -141,6 +142,7 @@ def conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y):
     return y
 
 
+@blas.on_one_thread
 def conv2d_backward_numpy(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx):
     """The layer's backward from its input and output (the columns are rebuilt from x):
 
@@ -376,6 +378,7 @@ def _on_threads(y):
     return blas.LOCAL_THREADS and parallel.use_parallel(y.size)
 
 
+@blas.on_one_thread_unless_mkl
 def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=None):
     """numba twin of ``conv2d_forward_numpy``: one jitted call, blocked (``BLOCK_BYTES``), when
     ``blas`` found a GEMM numba can call; else numba's im2col, numpy's ``matmul`` and numba's
@@ -396,13 +399,12 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=None):
         if b is not None:
             y3 += b[:, None]
         finish = dense._bias_act_2d(y3.reshape(n * y3.shape[1], l), None, code)
-    if finish:  # float64 tanh/sigmoid: numpy's exact tanh, as dense does
-        np.tanh(y, out=y)
-        if code == dense.SIGMOID:
-            dense._half_plus_half(y)
+    if finish:  # float64 tanh, sigmoid: NumPy finishes, as in dense
+        dense.finish_act(y, code)
     return y
 
 
+@blas.on_one_thread_unless_mkl
 def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx, on_threads=None):
     """numba twin of ``conv2d_backward_numpy`` (one blocked jitted call when ``blas`` is
     available; else numba's loops around numpy's products over the whole batch).

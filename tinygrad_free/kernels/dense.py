@@ -7,7 +7,25 @@ layer's cached output y (see ``nn.activation``), never from recomputing the forw
 
 import numpy as np
 
+from . import approx, blas
+from ._nb import NJIT, as2d, as2d_in, flat_in, njit
+
 IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+
+
+def sigmoid_inplace(z):
+    """z <- 1 / (1 + exp(-z)) in place, PyTorch's formula, with NumPy's SIMD exp.
+
+    Written this way the result keeps its relative accuracy in the negative tail (sigmoid(-20)
+    = 2.06e-9 in float32), where 0.5 + 0.5 tanh(z / 2) cancels to a multiple of 2^-25. exp
+    overflows to inf for z < -88.7 (float32), giving the limit 0 (as PyTorch's).
+    """
+    np.negative(z, out=z)
+    with np.errstate(over="ignore"):
+        np.exp(z, out=z)
+    z += 1
+    np.reciprocal(z, out=z)
+    return z
 
 
 def bias_act_numpy(z, b, code):
@@ -17,11 +35,7 @@ def bias_act_numpy(z, b, code):
     if code == TANH:
         np.tanh(z, out=z)
     elif code == SIGMOID:
-        # 1/(1+e^-z) == (1 + tanh(z/2)) / 2, which never overflows and uses numpy's SIMD tanh.
-        z *= 0.5
-        np.tanh(z, out=z)
-        z *= 0.5
-        z += 0.5
+        sigmoid_inplace(z)
     elif code == RELU:
         np.maximum(z, 0, out=z)
     return z
@@ -52,12 +66,14 @@ def dense_grad_numpy(y, gy, code, dz, db):
     return dz
 
 
+@blas.on_one_thread
 def dense_forward_numpy(x, W, b, code, y):
     """y <- act(x @ W + b), y of shape (batch, out) owned by the caller. ``b`` may be None."""
     np.matmul(x, W, out=y)
     return bias_act_numpy(y, b, code)
 
 
+@blas.on_one_thread
 def dense_backward_numpy(x, W, y, gy, code, dz, dW, beta, db, dx):
     """The layer's backward from its cached input x and output y:
 
@@ -70,6 +86,7 @@ def dense_backward_numpy(x, W, y, gy, code, dz, dW, beta, db, dx):
     return backward_products_numpy(x, W, dz, dW, beta, dx)
 
 
+@blas.on_one_thread
 def backward_products_numpy(x, W, dz, dW, beta, dx):
     """dW <- x^T dz + beta * dW; dx <- dz W^T (dx may be None). Returns dx."""
     if beta == 0:
@@ -87,11 +104,10 @@ def backward_products_numpy(x, W, dz, dW, beta, dx):
 # The activation branch is taken once per call (``code`` is an argument), and each branch
 # is its own loop so every loop vectorises. ``b is None`` / ``acc is None`` branches are
 # pruned at compile time (numba specialises on the None type), so "no bias" costs nothing.
-# float32 tanh/sigmoid use the rational form of ``approx`` inside the fused loop; for float64
-# the loop adds the bias and NumPy's exact SIMD np.tanh finishes (see bias_act_numba).
+# float32 tanh uses the rational form of ``approx`` inside the fused loop; for float64 tanh, and
+# for sigmoid in either dtype, the loop adds the bias and NumPy's SIMD ufuncs finish
+# (``finish_act``: np.tanh, or sigmoid_inplace's exp), as the NumPy kernel computes them.
 # --------------------------------------------------------------------------------------------
-from . import approx, blas  # noqa: E402
-from ._nb import NJIT, as2d, as2d_in, flat_in, njit  # noqa: E402
 
 
 @njit(**NJIT)
@@ -113,15 +129,6 @@ def _bias_tanh(z, b):
 
 
 @njit(**NJIT)
-def _bias_sigmoid(z, b):
-    rows, cols = z.shape
-    for i in range(rows):
-        for j in range(cols):
-            v = z[i, j] if b is None else z[i, j] + b[j]
-            z[i, j] = approx.sigmoid(v)
-
-
-@njit(**NJIT)
 def _bias_relu(z, b):
     zero = z.dtype.type(0)
     rows, cols = z.shape
@@ -132,28 +139,9 @@ def _bias_relu(z, b):
 
 
 @njit(**NJIT)
-def _bias_half(z, b):
-    half = z.dtype.type(0.5)
-    rows, cols = z.shape
-    for i in range(rows):
-        for j in range(cols):
-            v = z[i, j] if b is None else z[i, j] + b[j]
-            z[i, j] = v * half
-
-
-@njit(**NJIT)
-def _half_plus_half(z):
-    z2 = as2d(z)
-    half = z2.dtype.type(0.5)
-    rows, cols = z2.shape
-    for i in range(rows):
-        for j in range(cols):
-            z2[i, j] = z2[i, j] * half + half
-
-
-@njit(**NJIT)
 def _bias_act_2d(z, b, code):
-    """Returns True when the caller must still apply np.tanh (tanh/sigmoid on float64)."""
+    """Returns True when the caller must still apply the activation with NumPy (``finish_act``:
+    tanh on float64, sigmoid on either dtype)."""
     if code == TANH:
         if approx.has_fast_tanh(z):
             _bias_tanh(z, b)
@@ -161,10 +149,7 @@ def _bias_act_2d(z, b, code):
         _bias_identity(z, b)
         return True
     if code == SIGMOID:
-        if approx.has_fast_tanh(z):
-            _bias_sigmoid(z, b)
-            return False
-        _bias_half(z, b)  # sigmoid = 0.5 tanh(z / 2) + 0.5, as in the NumPy kernel
+        _bias_identity(z, b)
         return True
     if code == RELU:
         _bias_relu(z, b)
@@ -184,18 +169,23 @@ def _bias_act(z, b, code):
     return _bias_act_2d(z2, b1, code)
 
 
+def finish_act(z, code):
+    """The activation a kernel left to NumPy (``_bias_act_2d`` returned True), in place: np.tanh
+    (float64; numba's scalar libm tanh is ~5x slower), or the sigmoid (``sigmoid_inplace``)."""
+    if code == SIGMOID:
+        return sigmoid_inplace(z)
+    return np.tanh(z, out=z)
+
+
 def bias_act_numba(z, b, code):
     """z <- act(z + b), in place. ``b`` may be None. numba twin of ``bias_act_numpy``.
 
-    float32: one fused pass (bias, then the rational tanh/sigmoid of ``approx``).
-    float64 tanh/sigmoid: numba adds the bias (and halves z for sigmoid), then NumPy's exact,
-    SIMD ``np.tanh`` runs in place (numba's scalar libm tanh is ~5x slower), so float64
-    results are those of the NumPy kernel bit for bit.
+    float32 tanh, relu, identity: one fused pass (bias, then the rational tanh of ``approx``).
+    float64 tanh and sigmoid: numba adds the bias, then NumPy's SIMD ufuncs finish in place
+    (``finish_act``), so those results are the NumPy kernel's bit for bit.
     """
     if _bias_act(z, b, code):
-        np.tanh(z, out=z)
-        if code == SIGMOID:
-            _half_plus_half(z)
+        finish_act(z, code)
     return z
 
 
@@ -317,19 +307,19 @@ def _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx):
         blas.gemm(dz, W.T, dx, 0.0)
 
 
+@blas.on_one_thread_unless_mkl
 def dense_forward_numba(x, W, b, code, y):
     """y <- act(x @ W + b). numba twin of ``dense_forward_numpy``: one jitted call (product
     included) when ``blas`` found a GEMM numba can call, else numpy's ``@`` then ``bias_act``."""
     if not blas.AVAILABLE:
         np.matmul(x, W, out=y)
         return bias_act_numba(y, b, code)
-    if _dense_forward(x, W, b, code, y):  # float64 tanh/sigmoid: finish with numpy's exact tanh
-        np.tanh(y, out=y)
-        if code == SIGMOID:
-            _half_plus_half(y)
+    if _dense_forward(x, W, b, code, y):  # float64 tanh, sigmoid: NumPy finishes
+        finish_act(y, code)
     return y
 
 
+@blas.on_one_thread_unless_mkl
 def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
     """numba twin of ``dense_backward_numpy`` (one jitted call when ``blas`` is available)."""
     if not blas.AVAILABLE:

@@ -11,7 +11,7 @@ from .flatten import Flatten
 from .global_avgpool import GlobalAvgPool2D
 from .graph import Graph
 from .layernorm import LayerNorm
-from .loss import CrossEntropyLoss, Loss, MSELoss, NonFiniteError, get_loss
+from .loss import ClassificationLoss, CrossEntropyLoss, Loss, MSELoss, NonFiniteError, SoftmaxMSELoss, get_loss
 from .maxpool import MaxPool2D
 from .merge import Add, Concat, Multiply
 from .module import Module, load
@@ -49,6 +49,8 @@ __all__ = [
     "Loss",
     "CrossEntropyLoss",
     "MSELoss",
+    "SoftmaxMSELoss",
+    "ClassificationLoss",
     "NonFiniteError",
     "get_loss",
     "load",

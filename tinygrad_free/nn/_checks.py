@@ -63,11 +63,6 @@ def same_dtype(layer: object, x: Any, dtype: DTypeLike) -> None:
         )
 
 
-def gradient_shape(layer: object, grad_out: Any, shape: tuple[int, ...]) -> None:
-    if grad_out.shape != tuple(shape):
-        raise ValueError(f"{layer!r}: expected gradient of shape {tuple(shape)}, got {grad_out.shape}")
-
-
 def pool_geometry(layer: Any, x: Array) -> tuple[int, int, int, int]:
     """Check a pooling layer's input and return (N, C, Ho, Wo): floor division, no padding."""
     n, c, h, w = image_batch(layer, x)

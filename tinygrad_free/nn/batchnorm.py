@@ -32,6 +32,10 @@ class BatchNorm(Module):
 
     * dbeta += sum dy,  dgamma += sum dy * xh
     * dx = gamma / sqrt(var + eps) * (dy - sum(dy) / m - xh * sum(dy * xh) / m)
+
+    In eval mode (a frozen BatchNorm inside a training model, PyTorch's fine-tuning idiom) the
+    running statistics are constants: xh = (x - running_mean) / sqrt(running_var + eps),
+    dbeta and dgamma as above, dx = gamma / sqrt(running_var + eps) * dy.
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
@@ -71,7 +75,10 @@ class BatchNorm(Module):
         gamma, beta = self.gamma.data.reshape(shape), self.beta.data.reshape(shape)
         if not self.training:
             invstd = 1 / np.sqrt(self.running_var + x.dtype.type(self.eps))
-            return (x - self.running_mean.reshape(shape)) * (invstd.reshape(shape) * gamma) + beta
+            xc = x - self.running_mean.reshape(shape)
+            if self.recording:  # a frozen BatchNorm: the statistics are constants of backward
+                self._xhat, self._invstd, self._frozen = xc * invstd.reshape(shape), invstd, True
+            return xc * (invstd.reshape(shape) * gamma) + beta
         m = x.size // self.num_features
         if m < 2:
             raise ValueError(
@@ -90,12 +97,12 @@ class BatchNorm(Module):
         running_mean += mom * mean
         running_var *= 1 - mom
         running_var += (mom * m / (m - 1)) * var
-        self._xhat, self._invstd = xhat, invstd
+        if self.recording:
+            self._xhat, self._invstd, self._frozen = xhat, invstd, False
         return xhat * gamma + beta
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         xhat, invstd = self._xhat, self._invstd
-        check.gradient_shape(self, grad_out, xhat.shape)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
         dbeta = grad_out.sum(axis=axes)
         dgamma = (grad_out * xhat).sum(axis=axes)
@@ -103,8 +110,10 @@ class BatchNorm(Module):
         self.beta.grad += dbeta
         if not input_grad:
             return None
-        m = xhat.size // self.num_features
         scale = (self.gamma.data * invstd).reshape(shape)
+        if self._frozen:
+            return grad_out * scale
+        m = xhat.size // self.num_features
         return scale * (grad_out - (dbeta / m).reshape(shape) - xhat * (dgamma / m).reshape(shape))
 
     def get_config(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A layer is written the simple way: ``forward`` stores what backward needs as attributes
 (``self.x = x``) and ``backward`` reads them. The base class makes those attributes per call:
 
-* every ``forward`` in training mode runs inside a fresh :class:`Context`; each plain attribute
+* every ``forward`` with gradients enabled (outside ``no_grad()``, in training and in eval mode
+  alike, as under PyTorch's autograd) runs inside a fresh :class:`Context`; each plain attribute
   the layer sets during that call is recorded in it (and set on the module as usual);
 * ``backward`` is handed one context (by a container, by ``begin_update``'s callback, or the
   single pending one) and runs with that call's attributes put back on the module, then the
@@ -14,25 +15,39 @@ its own inputs and outputs, and the parameter gradients add up over the uses, as
 autograd. Containers (``Sequential``, ``Graph``, ``Residual``) pair every call with its context
 explicitly (thinc's ``(y, backprop)``), so they may run backward passes in any order.
 
-A plain ``module.backward(grad)`` with no context named takes the module's one pending call. It
-refuses, naming the cause, when there is none (backward before forward, after an eval-mode or
-``no_grad`` forward, or a second time for the same forward) or when there are several (the
-module ran twice since its last backward and the gradient could belong to either).
+Mode and gradient recording are separate, as in PyTorch: ``eval()`` changes what a layer computes
+(BatchNorm's running statistics, Dropout as the identity) and a backward through it gives that
+computation's gradients; ``no_grad()`` is what makes a forward save nothing (inference).
 
-In training mode a module's output reaches user code read-only: the layer (or the next one)
-may keep it for backward, and an in-place change such as ``out += x`` would silently corrupt the
-gradients (PyTorch raises "modified by an inplace operation" for the same reason). ``y.copy()``
-gives a writable array. "User code" is whatever the library does not vouch for: the caller of
-``forward``/``begin_update``, and any module whose class does not declare
+A plain ``module.backward(grad)`` with no context named takes the module's one pending call. It
+refuses, naming the cause, when there is none (backward before forward, after a ``no_grad``
+forward, after a forward paired through ``begin_update`` or a container, or a second time for the
+same forward) or when there are several (the module ran twice since its last backward, in any
+mode, and the gradient could belong to either).
+
+Every backward checks the gradient it is handed against the output of the call it belongs to
+(an array of that shape; a tuple of them, None allowed, for several outputs; a number for a
+loss) and names the module and both shapes otherwise. A float gradient of another float dtype is
+converted to the output's, as PyTorch's autograd does.
+
+While gradients are recorded a module's output reaches user code read-only: the layer (or the
+next one) may keep it for backward, and an in-place change such as ``out += x`` would silently
+corrupt the gradients (PyTorch raises "modified by an inplace operation" for the same reason).
+``y.copy()`` gives a writable array. "User code" is whatever the library does not vouch for: the
+caller of ``forward``/``begin_update``, and any module whose class does not declare
 ``_writes_inputs = False``. Containers hand an output to the next built-in layer as it is (the
 built-in layers never write into their inputs) and to any other module as a read-only view;
 that keeps read-only arrays off the hot path, where each one costs numba's dispatcher its slow
-type lookup (about a microsecond per argument).
+type lookup (about a microsecond per argument). The same declaration covers gradients: a
+module that has not made it gets a private copy of the gradient it is handed, so a backward
+that edits ``grad_out`` in place (``grad_out[mask] = 0``, as course notes write ReLU) cannot
+change the gradient another branch of a fan-out still reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import inspect
 from collections.abc import Callable, Iterator
@@ -49,21 +64,58 @@ _replaying: list[Context] = []  # contexts whose backward is running, innermost 
 _grad_enabled: list[bool] = [True]
 
 
-class Context:
-    """One forward call's saved attributes, and the contexts its own children made implicitly."""
+class Last(enum.Enum):
+    """How a module's last forward ended, when it left no context a backward could take."""
 
-    __slots__ = ("module", "saved", "children", "used")
+    NONE = "none"  # no forward has run
+    NO_GRAD = "no_grad"  # it ran under no_grad(), saving nothing
+    FAILED = "failed"  # it raised
+
+
+class Context:
+    """One forward call's saved attributes, the contexts its own children made implicitly, and
+    the description of its output that the gradient is checked against."""
+
+    __slots__ = ("module", "saved", "children", "used", "out", "pending")
 
     module: Module
     saved: dict[str, Any] | None
     children: list[Context] | None
     used: bool
+    out: Any  # _describe(output)
+    pending: bool  # a plain (top-level) call, which a plain backward(grad) may take
 
     def __init__(self, module: Module) -> None:
         self.module = module
         self.saved = {}
         self.children = None
         self.used = False
+        self.out = None
+        self.pending = False
+
+
+class CallState:
+    """A module's bookkeeping of its forward calls (``Module._calls``), in one place.
+
+    recording : the context of the forward running now, None outside one (or under no_grad).
+    last : the last forward's context when it saved one and succeeded (the module's attributes
+        are then that call's, so backward can skip the swap), else how it ended.
+    pending : the top-level call a plain ``backward(grad)`` takes.
+    pending_calls : top-level forwards with gradients since the last plain backward.
+    """
+
+    __slots__ = ("recording", "last", "pending", "pending_calls")
+
+    recording: Context | None
+    last: Context | Last
+    pending: Context | None
+    pending_calls: int
+
+    def __init__(self) -> None:
+        self.recording = None
+        self.last = Last.NONE
+        self.pending = None
+        self.pending_calls = 0
 
 
 @contextlib.contextmanager
@@ -79,6 +131,21 @@ def no_grad() -> Iterator[None]:
 
 def is_grad_enabled() -> bool:
     return _grad_enabled[-1]
+
+
+@contextlib.contextmanager
+def mode(module: Module, training: bool) -> Iterator[None]:
+    """Every module below ``module`` in training (True) or eval (False) mode for the duration;
+    afterwards each has its own flag back (a frozen BatchNorm inside a training model stays in
+    eval mode), whatever the block raised."""
+    flags = [(m, m.__dict__["training"]) for m in module.modules()]
+    for m, _ in flags:
+        m.__dict__["training"] = training
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.__dict__["training"] = flag
 
 
 def _name(module: Module) -> str:
@@ -101,37 +168,132 @@ def readonly(y: Any, xs: tuple[Any, ...] = ()) -> Any:
     return y
 
 
-def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context | None]:
-    """``module``'s forward on ``xs``; in training mode with gradients on, inside a new context.
+#: The description of a scalar output (a loss): its gradient is a number, 1.0 when not given.
+SCALAR = "scalar"
 
-    Returns ``(y, context)``, the context None when nothing was saved. (``Module._forward_ctx``;
-    containers call it to pair each call with its backward.) ``y`` is the layer's own array:
-    the caller makes it read-only before it reaches user code (``readonly``, ``protect``).
+
+def _describe(y: Any) -> Any:
+    """What a gradient of ``y`` must look like: ``(shape, dtype)`` for an array, a list of those
+    for a tuple of outputs, SCALAR for a number, None when it cannot be told (no check)."""
+    if type(y) is np.ndarray:
+        return (y.shape, y.dtype)
+    if type(y) is tuple:
+        return [_describe(v) for v in y]
+    if isinstance(y, (float, int, np.floating, np.integer)) and not isinstance(y, bool):
+        return SCALAR
+    return None
+
+
+def _shape_text(out: Any) -> str:
+    if isinstance(out, tuple):
+        return str(out[0])
+    if isinstance(out, list):
+        return "(" + ", ".join(_shape_text(o) for o in out) + ")"
+    return "a number"
+
+
+def check_grad(module: Module, out: Any, grad: Any) -> Any:
+    """``grad`` checked against the output description ``out`` of the call it belongs to: the
+    gradient to hand the layer (a float array of another float dtype converted), or an error
+    that names the module, what it got and what it needs."""
+    if type(out) is tuple:
+        shape, dtype = out
+        if type(grad) is np.ndarray and grad.shape == shape:
+            if grad.dtype is dtype or grad.dtype == dtype:
+                return grad
+            if grad.dtype.kind == "f":
+                return grad.astype(dtype)
+            raise TypeError(
+                f"{_name(module)}.backward: the gradient must be a float array ({dtype}, the output's dtype), "
+                f"got dtype {grad.dtype}"
+            )
+        _wrong(module, out, grad)
+    if out is None:
+        return grad
+    if out is SCALAR:
+        if grad is None:
+            return 1.0
+        if isinstance(grad, (float, int, np.floating, np.integer)) and not isinstance(grad, bool):
+            return float(grad)
+        if isinstance(grad, np.ndarray) and grad.shape == ():
+            return float(grad)
+        raise TypeError(
+            f"{_name(module)}.backward: its output is a number, so the gradient is a number "
+            f"(dL/dloss, 1.0 when omitted), got {_what(grad)}"
+        )
+    # several outputs
+    if not isinstance(grad, (tuple, list)) or len(grad) != len(out):
+        raise ValueError(
+            f"{_name(module)}.backward: its forward returned {len(out)} outputs of shapes {_shape_text(out)}, so "
+            f"backward takes a tuple of {len(out)} gradients (None for an output that gets none), got {_what(grad)}"
+        )
+    return tuple(None if g is None or o is None else check_grad(module, o, g) for o, g in zip(out, grad))
+
+
+def _what(grad: Any) -> str:
+    if isinstance(grad, np.ndarray):
+        return f"an array of shape {grad.shape}"
+    if isinstance(grad, (tuple, list)):
+        return f"a {type(grad).__name__} of {len(grad)}"
+    return "None" if grad is None else f"a {type(grad).__name__}"
+
+
+def _wrong(module: Module, out: tuple[Any, Any], grad: Any) -> None:
+    shape = out[0]
+    if grad is None:
+        raise TypeError(
+            f"{_name(module)}.backward takes the gradient of its output, an array of shape {shape}, got None"
+        )
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(
+            f"{_name(module)}.backward: the gradient must be a numpy array of shape {shape} (the output's), "
+            f"got {_what(grad)}; convert it with np.asarray first"
+        )
+    raise ValueError(
+        f"{_name(module)}.backward: expected a gradient of shape {shape} (the shape of its output), got "
+        f"{grad.shape}; a gradient is never broadcast"
+    )
+
+
+def _private(grad: Any) -> Any:
+    """A copy of ``grad`` (an array or a tuple of them) for a module that may write into it."""
+    if type(grad) is np.ndarray:
+        return grad.copy()
+    if type(grad) is tuple:
+        return tuple(_private(g) for g in grad)
+    return grad
+
+
+def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context | None]:
+    """``module``'s forward on ``xs``; with gradients on, inside a new context.
+
+    Returns ``(y, context)``, the context None when nothing was saved (under ``no_grad``).
+    (``Module._forward_ctx``; containers call it to pair each call with its backward.) ``y`` is
+    the layer's own array: the caller makes it read-only before it reaches user code
+    (``readonly``, ``protect``).
     """
-    d = module.__dict__
     try:
-        training = d["training"]
+        calls: CallState = module.__dict__["_calls"]
     except KeyError:
         raise RuntimeError(f"{_name(module)}.__init__ must call super().__init__() first") from None
     fn = type(module)._forward_raw
-    # "_last_forward" is the context of the module's last forward when that call saved one and
-    # succeeded: then the module's attributes are that call's (backward can skip the swap).
-    if not (training and _grad_enabled[-1]):
-        d["_last_forward"] = "eval" if not training else "no_grad"
+    if not _grad_enabled[-1]:
+        calls.last = Last.NO_GRAD
         return fn(module, *xs, **kwargs), None
     ctx = Context(module)
-    outer = d.get("_recording_ctx")
-    d["_recording_ctx"] = ctx
+    outer = calls.recording
+    calls.recording = ctx
     _recording.append(ctx)
     try:
         y = fn(module, *xs, **kwargs) if kwargs else fn(module, *xs)
     except BaseException:
-        d["_last_forward"] = "failed"
+        calls.last = Last.FAILED
         raise
     finally:
         _recording.pop()
-        d["_recording_ctx"] = outer
-    d["_last_forward"] = ctx
+        calls.recording = outer
+    calls.last = ctx
+    ctx.out = (y.shape, y.dtype) if type(y) is np.ndarray else _describe(y)
     return y, ctx
 
 
@@ -139,7 +301,7 @@ def protect(module: Module, xs: tuple[Any, ...]) -> tuple[Any, ...]:
     """The inputs a container hands ``module``: as they are when its class declares that it never
     writes into its inputs (``_writes_inputs = False``), else read-only views, so a user's layer
     cannot change in place an array that another layer kept for its backward."""
-    if type(module)._writes_inputs and module.__dict__.get("training") and _grad_enabled[-1]:
+    if type(module)._writes_inputs and _grad_enabled[-1]:
         return tuple(readonly(x) for x in xs)
     return xs
 
@@ -153,9 +315,10 @@ def _register(module: Module, ctx: Context) -> None:
             parent.children = []
         parent.children.append(ctx)
     else:
-        d = module.__dict__
-        d["_pending"] = ctx
-        d["_pending_calls"] = d.get("_pending_calls", 0) + 1
+        calls: CallState = module.__dict__["_calls"]
+        ctx.pending = True
+        calls.pending = ctx
+        calls.pending_calls += 1
 
 
 def _resolve(module: Module) -> Context:
@@ -175,36 +338,38 @@ def _resolve(module: Module) -> Context:
                 f"self.<layer>.begin_update(x)` and in {outer}.backward call `self.back(grad)` "
                 "(Sequential, Graph and Residual do this for you)"
             )
-    d = module.__dict__
-    ctx = d.get("_pending")
+    calls: CallState = module.__dict__["_calls"]
+    ctx = calls.pending
     if ctx is not None and not ctx.used:
-        calls = d.get("_pending_calls", 1)
-        if calls > 1:
+        if calls.pending_calls > 1:
             raise RuntimeError(
-                f"{name}.backward: this {name} ran forward {calls} times in training mode since its last "
-                "backward, so backward(grad) cannot tell which call grad belongs to. Pair each call "
-                "with its own backward (`y, backprop = module.begin_update(x)`, then `backprop(grad)`), "
-                "or run the forward passes you will not backpropagate under `with nn.no_grad():` or in "
-                "eval mode"
+                f"{name}.backward: this {name} ran forward {calls.pending_calls} times with gradients enabled "
+                "since its last backward (eval mode records too, as in PyTorch), so backward(grad) cannot tell "
+                "which call grad belongs to. Pair each call with its own backward (`y, backprop = "
+                "module.begin_update(x)`, then `backprop(grad)`), or run the forward passes you will not "
+                "backpropagate under `with nn.no_grad():`"
             )
         return ctx
-    last = d.get("_last_forward")
-    if last is None:
-        raise RuntimeError(f"{name}.backward was called before forward: no forward pass has run in training mode")
-    if last == "failed":
+    last = calls.last
+    if last is Last.NONE:
+        raise RuntimeError(f"{name}.backward was called before forward: no forward pass has run with gradients")
+    if last is Last.FAILED:
         raise RuntimeError(
             f"{name}.backward: the last forward raised an exception, so it has nothing to "
             "backpropagate; run a forward pass that succeeds first"
         )
-    if last == "eval":
-        raise RuntimeError(
-            f"{name}.backward: the last forward ran in eval mode, which saves nothing for backward; "
-            "call model.train() before the forward pass you want to backpropagate"
-        )
-    if last == "no_grad":
+    if last is Last.NO_GRAD:
         raise RuntimeError(
             f"{name}.backward: the last forward ran under nn.no_grad(), which saves nothing for backward; "
             "run the forward pass you want to backpropagate outside no_grad()"
+        )
+    if not last.pending and not last.used:
+        raise RuntimeError(
+            f"{name}.backward: the last forward of this {name} was paired with its own backward (it ran "
+            "through begin_update, or inside a container or another module's forward), so a plain "
+            "backward(grad) does not take it. Call the callback begin_update returned "
+            "(`y, backprop = module.begin_update(x)`; `backprop(grad)`), or backpropagate through the "
+            "container that ran it"
         )
     raise RuntimeError(
         f"{name}.backward: the values saved by the last forward were already used by an earlier backward. "
@@ -217,8 +382,8 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
     back on the module. (``Module._backward_ctx``.)"""
     if ctx is None:
         raise RuntimeError(
-            f"{_name(module)}.backward: its forward ran in eval mode or under no_grad(), which saves "
-            "nothing for backward; call model.train() before the forward pass you want to backpropagate"
+            f"{_name(module)}.backward: its forward ran under no_grad(), which saves nothing for backward; "
+            "run the forward pass you want to backpropagate outside no_grad()"
         )
     if ctx.module is not module:
         raise RuntimeError(
@@ -229,19 +394,23 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
             "can be backpropagated once (as in PyTorch); run forward again first"
         )
+    cls = type(module)
+    grad = check_grad(module, ctx.out, grad)
+    if cls._writes_inputs:
+        grad = _private(grad)
     call: Context = ctx
     call.used = True
     d = module.__dict__
+    calls: CallState = d["_calls"]
     previous: list[tuple[str, Any]] = []
     saved = call.saved
-    if saved is not None and d.get("_last_forward") is not call:
+    if saved is not None and calls.last is not call:
         # Another call ran since: put this one's attributes back. (Otherwise the module's
         # attributes are this call's already, the usual case.)
         previous = [(k, d.get(k, _MISSING)) for k in saved]
         d.update(saved)
     _replaying.append(call)
     try:
-        cls = type(module)
         if cls._backward_takes_input_grad:
             out = cls._backward_raw(module, grad, input_grad=input_grad)
         else:
@@ -259,9 +428,9 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             else:
                 d[k] = v
     call.saved = call.children = None  # free the saved arrays, as PyTorch does after backward
-    if d.get("_pending") is call:
-        d["_pending"] = None
-        d["_pending_calls"] = 0
+    if calls.pending is call:
+        calls.pending = None
+        calls.pending_calls = 0
     return out if input_grad else None
 
 
@@ -292,7 +461,7 @@ def wrap_backward(fn: Callable[..., Any]) -> Callable[..., Any]:
     takes = accepts_input_grad(fn)
 
     @functools.wraps(fn)
-    def backward(self: Module, grad: Any, input_grad: bool = True) -> Any:
+    def backward(self: Module, grad: Any = None, input_grad: bool = True) -> Any:
         if type(self).backward is not backward:  # super().backward() from a subclass
             return fn(self, grad, input_grad=input_grad) if takes else fn(self, grad)
         return backward_ctx(self, _resolve(self), grad, input_grad)

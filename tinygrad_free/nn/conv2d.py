@@ -98,7 +98,7 @@ class Conv2D(Module):
         ho, wo = self.output_shape(h, w)
         y = np.empty((n, self.out_channels, ho, wo), W.dtype)
         backend.ops().conv2d_forward(x, W, None if self.b is None else self.b.data, sh, sw, ph, pw, self.act_code, y)
-        if self.training:
+        if self.recording:
             self._x, self._y = x, y
         return y
 
@@ -106,7 +106,6 @@ class Conv2D(Module):
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: its col2im and GEMMs would be wasted)."""
         x, y = self._x, self._y
-        check.gradient_shape(self, grad_out, y.shape)
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, y.dtype) if input_grad else None
         (sh, sw), (ph, pw) = self.stride, self.padding

@@ -89,7 +89,7 @@ class Dense(Module):
             )
         y = np.empty((x.shape[0], self.out_features), W.dtype)
         backend.ops().dense_forward(x, W, None if self.b is None else self.b.data, self.act_code, y)
-        if self.training:
+        if self.recording:
             self._x, self._y = x, y
         return y
 
@@ -97,8 +97,6 @@ class Dense(Module):
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: that GEMM is a sixth of a step's work for nothing)."""
         x, y = self._x, self._y
-        if grad_out.shape != y.shape:
-            raise ValueError(f"{self!r}: expected gradient of shape {y.shape}, got {grad_out.shape}")
         # dz is private scratch, reused while the batch shape stays the same.
         if self._dz is None or self._dz.shape != y.shape:
             self._dz = np.empty_like(y)

@@ -17,8 +17,10 @@ class Dropout(Module):
     """Training: y = x * m / (1 - p) with m ~ Bernoulli(1 - p) drawn per element per call
     (inverted dropout, as PyTorch's ``nn.Dropout``); evaluation: y = x (identity).
 
-    Backward multiplies dy by the same mask (kept from forward). The mask comes from this
-    layer's own generator, so the same seed gives the same masks call after call.
+    Backward multiplies dy by the same mask (kept from forward); in eval mode it is the
+    identity, as PyTorch's. The mask comes from this layer's own generator, so the same seed gives
+    the same masks call after call; the generator's state is part of the model's state
+    (``Module.named_generators``: saved with the model and by ``BackupAndRestore``).
 
     Parameters
     ----------
@@ -44,22 +46,19 @@ class Dropout(Module):
             raise ValueError(
                 f"{self!r}: expected a float32 or float64 array, got {getattr(x, 'dtype', type(x).__name__)}"
             )
-        if not self.training:
-            return x
-        self._x_shape = x.shape
-        if self.p == 0:
-            self._mask: Array | None = None
+        if not self.training or self.p == 0:
+            if self.recording:
+                self._mask: Array | None = None  # the identity: backward passes the gradient on
             return x
         # Uniform draws in x's dtype (float32 draws are cheaper and only compared with p).
         keep = self.rng.random(x.shape, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
         mask = (keep >= self.p).astype(x.dtype)
         mask *= x.dtype.type(1.0 / (1.0 - self.p))
-        self._mask = mask
+        if self.recording:
+            self._mask = mask
         return x * mask
 
     def backward(self, grad_out: Array) -> Array:
-        if grad_out.shape != self._x_shape:
-            raise ValueError(f"{self!r}: expected gradient of shape {self._x_shape}, got {grad_out.shape}")
         return grad_out if self._mask is None else grad_out * self._mask
 
     def get_config(self) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _checks as check
 from .module import Module
 
 if TYPE_CHECKING:
@@ -30,13 +29,11 @@ class Flatten(Module):
                 f"{self!r}: expected input of shape (batch, ...) with at least 2 dimensions, "
                 f"got {getattr(x, 'shape', type(x).__name__)}"
             )
-        if self.training:
+        if self.recording:
             self._x_shape = x.shape
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad_out: Array) -> Array:
-        n = self._x_shape[0]
-        check.gradient_shape(self, grad_out, (n, int(np.prod(self._x_shape[1:]))))
         return grad_out.reshape(self._x_shape)
 
     def get_config(self) -> dict[str, Any]:

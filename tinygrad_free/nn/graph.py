@@ -28,50 +28,6 @@ if TYPE_CHECKING:
     from .context import Context
 
 
-def _describe(nodes: Sequence[Node]) -> str:
-    return ", ".join(f"(batch, {', '.join(map(str, n.shape))})" for n in nodes)
-
-
-class _eval_mode:
-    """Every module below ``module`` in eval mode for a moment, each flag restored after."""
-
-    def __init__(self, module: Module) -> None:
-        self.flags = [(m, m.training) for m in module.modules()]
-
-    def __enter__(self) -> None:
-        for m, _ in self.flags:
-            m.__dict__["training"] = False
-
-    def __exit__(self, *exc: object) -> None:
-        for m, flag in self.flags:
-            m.__dict__["training"] = flag
-
-
-def call_on_nodes(module: Module, xs: tuple[Any, ...], kwargs: dict[str, Any]) -> Node:
-    """``module(*nodes)``: a new Node whose shape comes from running the module once on zeros
-    (batch of 2, eval mode, nothing saved), so a shape or dtype mismatch fails here, at build time."""
-    if kwargs:
-        raise TypeError(f"{type(module).__name__} called on nodes takes no keyword arguments, got {sorted(kwargs)}")
-    if not all(isinstance(x, Node) for x in xs):
-        raise TypeError(
-            f"{type(module).__name__} was called on a mix of Nodes and arrays: call a module "
-            "either on nn.Input nodes (to build a Graph) or on arrays (to compute)"
-        )
-    probe = [np.zeros((2,) + n.shape, n.dtype) for n in xs]
-    try:
-        with context.no_grad(), _eval_mode(module):
-            y = module.forward(*probe)
-    except (ValueError, TypeError, IndexError) as e:
-        raise ValueError(f"{module!r} cannot take inputs of shape {_describe(xs)}: {e}") from e
-    if not isinstance(y, np.ndarray) or y.ndim < 1 or y.shape[0] != 2:
-        raise ValueError(
-            f"{module!r} called on nodes must return one array with the batch axis first, "
-            f"got {type(y).__name__} {getattr(y, 'shape', '')}; a module with several outputs "
-            "cannot be a Graph node yet"
-        )
-    return Node(module, xs, y.shape[1:], y.dtype)
-
-
 def _toposort(outputs: Sequence[Node]) -> list[Node]:
     """Nodes reachable from ``outputs``, each after its inputs (iterative DFS; raises on a cycle)."""
     order: list[Node] = []
@@ -153,6 +109,10 @@ class Graph(Module):
         for i, n in enumerate(ins):
             if id(n) not in reached:
                 raise ValueError(f"Graph: input {i} {n!r} does not reach any output; remove it or use it")
+        for n in order:  # an Input no layer with parameters fixed is float32 from now on
+            cell = n._dt.find()
+            if cell.value is None:
+                cell.value = np.dtype(np.float32)
         d = self.__dict__
         d["_in_nodes"], d["_out_nodes"] = ins, outs
         nodes = [n for n in order if n.module is not None]
@@ -187,7 +147,7 @@ class Graph(Module):
         for module, args, pos in self._plan:
             values[pos], ctx = module._forward_ctx(*protect(module, tuple(values[j] for j in args)))
             contexts.append(ctx)
-        if self.training:
+        if self.recording:
             self._contexts = contexts
         outs = tuple(values[p] for p in self._out_pos)
         return outs if self._multi_out else outs[0]

@@ -1,17 +1,25 @@
-"""Classification losses on raw logits, with the softmax fused in (mean over the batch).
+"""Losses: modules whose output is one number (the mean over the batch).
 
-``loss = loss_fn(logits, y)`` returns a Python float and caches dL/dlogits;
-``loss_fn.backward()`` returns it (scaled by ``grad``, 1.0 by default).
+``loss = loss_fn(prediction, target)`` returns a Python float; ``loss_fn.backward()`` returns
+dL/dprediction of that call (times ``grad``, 1.0 by default). A loss is a module like any other
+(see ``nn.context``): each call with gradients enabled keeps its own gradient, a plain
+``backward()`` takes the one pending call and refuses when there are several (a loss object used
+for two heads: pair each call with ``loss, backprop = loss_fn.begin_update(z, y)``), and a call
+under ``nn.no_grad()`` keeps nothing.
+
+The classification losses take raw logits and fuse the softmax in (one kernel computes the
+loss, the gradient and the batch's correct predictions).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 from .. import backend
+from .module import Module
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -23,8 +31,28 @@ class NonFiniteError(ValueError):
     """Logits contain NaN or inf: the run has diverged (a trainer stops on this)."""
 
 
-class Loss:
-    """Base of the losses: validates inputs, runs the fused kernel, caches the gradient.
+class Loss(Module):
+    """Base of the losses: a module whose forward returns a float and whose backward takes
+    dL/dloss (a number, 1.0 when omitted) and returns dL/dprediction."""
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _g: Array  # the gradient a call keeps for its backward
+
+    def forward(self, prediction: ArrayLike, target: ArrayLike) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(prediction, target)")
+
+    def backward(self, grad: float = 1.0) -> Array:
+        """dL/dprediction of the call this backward belongs to, times ``grad``."""
+        g: Array = self._g
+        return g if grad == 1.0 else g * grad
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+class ClassificationLoss(Loss):
+    """A loss on raw logits (batch, classes) and integer labels (batch,) or one-hot targets,
+    computed by one fused kernel.
 
     Attributes
     ----------
@@ -34,14 +62,13 @@ class Loss:
         finds each row's maximum, so a trainer's accuracy needs no pass of its own.
     """
 
-    kernel: str | None = None  # name of the fused kernel in backend.ops()
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel: ClassVar[str]  # name of the fused kernel in backend.ops()
 
     def __init__(self) -> None:
-        self._grad: Array | None = None
+        super().__init__()
         self.correct = 0
-
-    def __call__(self, logits: ArrayLike, y: ArrayLike) -> float:
-        return self.forward(logits, y)
+        self._scratch: Array | None = None  # the gradient buffer of calls that keep none
 
     def forward(self, logits: ArrayLike, y: ArrayLike) -> float:
         z = np.asarray(logits)
@@ -50,11 +77,15 @@ class Loss:
         if z.dtype.kind != "f":
             raise ValueError(f"{type(self).__name__}: logits must be float32 or float64, got {z.dtype}")
         labels = self._labels(y, z.shape)
-        if self._grad is None or self._grad.shape != z.shape or self._grad.dtype != z.dtype:
-            self._grad = np.empty_like(z)
+        if self.recording:  # this call's own gradient, handed over by its backward
+            grad = np.empty_like(z)
+        else:
+            if self._scratch is None or self._scratch.shape != z.shape or self._scratch.dtype != z.dtype:
+                self._scratch = np.empty_like(z)
+            grad = self._scratch
         # The kernel checks the label range and the logits' finiteness in its own pass over them.
         try:
-            loss, self.correct = getattr(backend.ops(), cast(str, self.kernel))(z, labels, self._grad)
+            loss, correct = getattr(backend.ops(), self.kernel)(z, labels, grad)
         except IndexError:
             raise ValueError(
                 f"labels out of range: expected 0..{z.shape[1] - 1}, got min {labels.min()}, max {labels.max()}"
@@ -64,13 +95,10 @@ class Loss:
                 f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
                 "lower the learning rate or check the input scaling)"
             )
-        return loss
-
-    def backward(self, grad: float = 1.0) -> Array:
-        """dL/dlogits of the last forward, times ``grad``. A fresh array each call."""
-        if self._grad is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._grad * grad if grad != 1.0 else self._grad.copy()
+        self.correct = correct
+        if self.recording:
+            self._g = grad
+        return cast(float, loss)
 
     @staticmethod
     def _labels(y: ArrayLike, shape: tuple[int, ...]) -> Array:
@@ -96,33 +124,70 @@ class Loss:
         return y
 
 
-class CrossEntropyLoss(Loss):
-    """L = -(1/B) sum_b log softmax(z_b)[y_b], via log-sum-exp; dL/dz = (softmax(z) - onehot(y)) / B."""
+class CrossEntropyLoss(ClassificationLoss):
+    """L = -(1/B) sum_b log softmax(z_b)[y_b], via log-sum-exp; dL/dz = (softmax(z) - onehot(y)) / B.
+
+    As ``torch.nn.CrossEntropyLoss()`` (mean reduction) on logits.
+    """
 
     kernel = "softmax_cross_entropy"
 
 
-class MSELoss(Loss):
-    """The course's "mean_squared_error": squared error of the softmax probabilities.
+class SoftmaxMSELoss(ClassificationLoss):
+    """The course assignment's "mean_squared_error": squared error of the softmax probabilities
+    against the one-hot labels (``-l mean_squared_error`` in ``scripts/train.py``).
 
     L = (1/B) sum_b sum_k (p_bk - onehot(y_b)_k)^2 with p = softmax(z); with q = 2 (p - onehot) / B,
-    dL/dz = p * (q - sum_k q_k p_k).
+    dL/dz = p * (q - sum_k q_k p_k). (For regression use :class:`MSELoss`.)
     """
 
     kernel = "softmax_squared_error"
 
 
-LOSSES = {
+class MSELoss(Loss):
+    """Mean squared error for regression, as ``torch.nn.MSELoss()`` (mean reduction):
+    L = (1/n) sum_i (prediction_i - target_i)^2 over all n elements; dL/dprediction = 2 (prediction - target) / n.
+
+    ``prediction`` and ``target`` are float arrays of one shape (no broadcasting). For the
+    assignment's squared error of softmax probabilities against labels see :class:`SoftmaxMSELoss`.
+    """
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
+    def forward(self, prediction: ArrayLike, target: ArrayLike) -> float:
+        p, t = np.asarray(prediction), np.asarray(target)
+        if p.dtype.kind != "f":
+            raise ValueError(f"MSELoss: the prediction must be a float array, got dtype {p.dtype}")
+        if t.shape != p.shape:
+            raise ValueError(
+                f"MSELoss: target shape {t.shape} differs from the prediction's {p.shape}; give targets of the "
+                "prediction's shape (no broadcasting; for class labels use CrossEntropyLoss or SoftmaxMSELoss)"
+            )
+        if t.dtype.kind not in "fiu":
+            raise ValueError(f"MSELoss: the target must be numeric, got dtype {t.dtype}")
+        diff = p - t.astype(p.dtype, copy=False)
+        n = max(diff.size, 1)
+        loss = float(np.vdot(diff, diff)) / n
+        if not math.isfinite(loss) and diff.size:
+            raise NonFiniteError("MSELoss: the prediction or target contains NaN or inf")
+        if self.recording:
+            diff *= p.dtype.type(2.0 / n)
+            self._g = diff
+        return loss
+
+
+#: The losses by name (the CLI's ``-l``), aliases included; the canonical name is listed first.
+LOSSES: dict[str, type[Loss]] = {
     "cross_entropy": CrossEntropyLoss,
     "crossentropy": CrossEntropyLoss,
-    "mean_squared_error": MSELoss,
-    "mse": MSELoss,
-    "squared_error": MSELoss,
+    "mean_squared_error": SoftmaxMSELoss,
+    "mse": SoftmaxMSELoss,
+    "squared_error": SoftmaxMSELoss,
 }
 
 
 def get_loss(name: str) -> Loss:
-    """A loss by name: cross_entropy or mean_squared_error (aliases: mse)."""
+    """A loss by name: cross_entropy or mean_squared_error (the assignment's, on softmax outputs; alias mse)."""
     key = str(name).lower()
     if key not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of cross_entropy, mean_squared_error")

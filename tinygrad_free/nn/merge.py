@@ -34,7 +34,7 @@ class Add(Module):
         y = np.add(xs[0], xs[1])
         for x in xs[2:]:
             y += x
-        if self.training:
+        if self.recording:
             self._n = len(xs)
         return y
 
@@ -55,7 +55,7 @@ class Multiply(Module):
         y = np.multiply(xs[0], xs[1])
         for x in xs[2:]:
             y *= x
-        if self.training:
+        if self.recording:
             self._xs = xs
         return y
 
@@ -100,7 +100,7 @@ class Concat(Module):
         if any(len(s) != ndim or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
             raise ValueError(f"Concat(axis={self.axis}) needs inputs that differ only along that axis, got {shapes}")
         y = np.concatenate(xs, axis=axis)
-        if self.training:
+        if self.recording:
             self._splits = np.cumsum([s[axis] for s in shapes])[:-1]
             self._axis = axis
         return y

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import numpy as np
 
 from . import context, serialize
-from .node import Node
+from .node import Node, call_on_nodes
 from .parameter import Parameter
 
 if TYPE_CHECKING:
@@ -28,13 +28,15 @@ class Module:
 
     A subclass implements
 
-    * ``forward(*xs) -> y``. In training mode it stores what backward needs as attributes
-      (``self.x = x``); the base class keeps them per call (see ``nn.context``), so one module
-      may be used several times in a network;
+    * ``forward(*xs) -> y``. It stores what backward needs as attributes (``self.x = x``;
+      a built-in layer only ``if self.recording``, so inference under ``no_grad()`` keeps
+      nothing); the base class keeps them per call (see ``nn.context``), so one module may be
+      used several times in a network;
     * ``backward(grad_y, input_grad=True) -> grad_x``: ADDS dL/dparam into each
       ``Parameter.grad`` and returns dL/dx (a tuple for several inputs). With
       ``input_grad=False`` (the input is data) it may skip dL/dx and return None; a backward
       without that argument is called without it. It must never recompute the forward pass.
+      ``grad_y`` has been checked against the call's output (shape, dtype) before it arrives.
 
     Calling a module on arrays runs ``forward``; calling it on ``nn.Input`` nodes builds a graph
     (see ``nn.Graph``). Attributes that are :class:`Parameter` or :class:`Module` instances are
@@ -44,6 +46,7 @@ class Module:
 
     training: bool
     _registered_name: ClassVar[str]  # set by nn.register on a class saved under a short name
+    _calls: context.CallState  # the per-call bookkeeping (see nn.context.CallState)
     _params: OrderedDict[str, Parameter]
     _modules: OrderedDict[str, Module]
     _buffers: OrderedDict[str, Array]
@@ -57,14 +60,14 @@ class Module:
         if fn is not None and not hasattr(fn, "raw"):
             cls._forward_raw = fn
             cls.forward = context.wrap_forward(fn)  # type: ignore[method-assign]
-            # A new forward is not vouched for by the class it extends: it must say so itself.
-            if "_writes_inputs" not in cls.__dict__:
-                cls._writes_inputs = True
         fn = cls.__dict__.get("backward")
         if fn is not None and not hasattr(fn, "raw"):
             cls._backward_raw = fn
             cls._backward_takes_input_grad = context.accepts_input_grad(fn)
             cls.backward = context.wrap_backward(fn)  # type: ignore[method-assign]
+        # A new forward or backward is not vouched for by the class it extends: it must say so itself.
+        if ("forward" in cls.__dict__ or "backward" in cls.__dict__) and "_writes_inputs" not in cls.__dict__:
+            cls._writes_inputs = True
 
     def __init__(self) -> None:
         d = self.__dict__
@@ -72,10 +75,12 @@ class Module:
         d["_modules"] = OrderedDict()
         d["_buffers"] = OrderedDict()
         d["training"] = True
+        d["_calls"] = context.CallState()
 
     def __setattr__(self, key: str, value: Any) -> None:
         d = self.__dict__
-        ctx = d.get("_recording_ctx")
+        calls = d.get("_calls")
+        ctx = calls.recording if calls is not None else None
         if (
             ctx is not None
             and not isinstance(value, (Parameter, Module))
@@ -125,31 +130,37 @@ class Module:
     _forward_raw = forward
     _backward_raw = backward
     _backward_takes_input_grad = True
-    #: False declares that ``forward`` never writes into its input arrays, so containers may
-    #: hand it another layer's saved output as it is (else it gets a read-only view; see
-    #: ``nn.context``). Every built-in layer declares it; leave a layer of yours at True.
+    #: False declares that ``forward`` never writes into its input arrays and ``backward`` never
+    #: into the gradient it is handed, so they may be handed another layer's saved output and a
+    #: gradient other branches still read as they are (else the inputs come as read-only views
+    #: and the gradient as a private copy; see ``nn.context``). Every built-in layer declares it;
+    #: leave a layer of yours at True.
     _writes_inputs: ClassVar[bool] = True
 
     def __call__(self, *xs: Any, **kwargs: Any) -> Any:
         if xs and any(isinstance(x, Node) for x in xs):
-            from .graph import call_on_nodes
-
             return call_on_nodes(self, xs, kwargs)
         return self.forward(*xs, **kwargs)
+
+    @property
+    def recording(self) -> bool:
+        """True inside a forward whose values a backward may need (gradients enabled, in either
+        mode): the time to store them. False under ``no_grad()``."""
+        return self.__dict__["_calls"].recording is not None
 
     def begin_update(self, *xs: Any) -> tuple[Any, Callable[..., Any]]:
         """Forward with the call's backward as a callback, thinc's ``(y, backprop)``.
 
         ``backprop(grad, input_grad=True)`` runs this call's backward, whatever else ran since:
         the way to use one module several times in a container's forward and backprop the calls
-        in any order. In eval mode or under ``no_grad()`` the forward runs as usual and
-        ``backprop`` raises, saying why.
+        in any order. Under ``no_grad()`` the forward runs as usual and ``backprop`` raises,
+        saying why.
         """
         y, ctx = self._forward_ctx(*xs)
         if ctx is not None:
             y = context.readonly(y, xs)
 
-        def backprop(grad: Any, input_grad: bool = True) -> Any:
+        def backprop(grad: Any = None, input_grad: bool = True) -> Any:
             return self._backward_ctx(ctx, grad, input_grad)
 
         return y, backprop
@@ -208,6 +219,43 @@ class Module:
         walk(self, prefix)
         return out
 
+    def named_generators(self) -> list[tuple[str, np.random.Generator]]:
+        """``(dotted_name, Generator)`` of every random generator a module below keeps as an
+        attribute (Dropout's ``rng``), each listed once. Their states are part of the training
+        state: ``generator_state()`` reads them, ``save``/``nn.load`` and ``BackupAndRestore``
+        keep them, so a resumed or reloaded model draws the masks the uninterrupted one would."""
+        seen: set[int] = set()
+        out: list[tuple[str, np.random.Generator]] = []
+
+        def walk(m: Module, prefix: str) -> None:
+            if id(m) in seen:
+                return
+            seen.add(id(m))
+            for key, value in vars(m).items():
+                if isinstance(value, np.random.Generator) and id(value) not in seen:
+                    seen.add(id(value))
+                    out.append((prefix + key, value))
+            for key, child in m._modules.items():
+                walk(child, f"{prefix}{key}.")
+
+        walk(self, "")
+        return out
+
+    def generator_state(self) -> dict[str, Any]:
+        """The state of every generator of ``named_generators()``, JSON-able (numpy's
+        ``bit_generator.state`` dicts), keyed by dotted name."""
+        return {name: g.bit_generator.state for name, g in self.named_generators()}
+
+    def load_generator_state(self, state: Mapping[str, Any]) -> None:
+        """Put back states from ``generator_state()``; every generator must be in ``state``."""
+        for name, g in self.named_generators():
+            if name not in state:
+                raise KeyError(
+                    f"generator state mismatch for {type(self).__name__}: no state for {name!r} "
+                    f"(the state has {sorted(state)})"
+                )
+            g.bit_generator.state = state[name]
+
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
@@ -234,13 +282,17 @@ class Module:
         return out
 
     def train(self: _M, mode: bool = True) -> _M:
-        """Training mode: forward saves what backward needs. Returns self."""
+        """Training mode for this module and every module below it (Dropout drops, BatchNorm uses
+        the batch's statistics and moves its running ones). Returns self."""
         for m in self.modules():
             m.__dict__["training"] = bool(mode)
         return self
 
     def eval(self: _M) -> _M:
-        """Inference mode: forward saves nothing, so backward is unavailable."""
+        """Eval mode for this module and every module below it: Dropout is the identity,
+        BatchNorm normalises with its running statistics. As in PyTorch it changes what the
+        layers compute, not whether a backward may follow: that is ``nn.no_grad()``, which
+        inference should use (``Trainer.evaluate``/``predict`` do). Returns self."""
         return self.train(False)
 
     def _get_parameter(self, dotted: str) -> Parameter:

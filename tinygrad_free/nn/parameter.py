@@ -34,6 +34,12 @@ class Parameter:
     ``backward`` ACCUMULATES into ``grad`` (two backward calls double it), as in PyTorch;
     ``zero_grad()`` (or ``p.grad = None``) clears it.
 
+    A new parameter, and one cleared by ``zero_grad()``, has no gradient (PyTorch's ``grad is
+    None``): ``has_grad`` is False until a backward writes one (or code reads or sets ``grad``,
+    which then holds zeros plus whatever is added). An optimizer's ``step`` leaves a parameter
+    without a gradient untouched, as PyTorch's does after ``zero_grad(set_to_none=True)``: no
+    update, no weight decay, its moments and step count as they were.
+
     An optimizer packs ``data`` and ``grad`` into views of one flat buffer, so one kernel call
     updates every parameter. From then on, assigning ``p.data = array`` or ``p.grad = array``
     COPIES into that buffer (the optimizer keeps seeing the parameter); before packing it
@@ -57,7 +63,7 @@ class Parameter:
         object.__setattr__(self, "_owner", None)
         object.__setattr__(self, "data", data)
         self._grad = np.zeros_like(data)
-        self._grad_is_zero = False
+        self._grad_is_zero = True  # no gradient yet (PyTorch: grad is None)
         self.name = name
         self.decay = decay
 
@@ -110,6 +116,11 @@ class Parameter:
         else:
             self._grad = value
         self._grad_is_zero = False
+
+    @property
+    def has_grad(self) -> bool:
+        """Whether a gradient was written (or ``grad`` read or set) since the last ``zero_grad()``."""
+        return not self._grad_is_zero
 
     def materialize_grad(self) -> None:
         """Make a pending lazy ``zero_grad`` real: zero the array now. For code that reads the

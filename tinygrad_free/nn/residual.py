@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import context
 from .module import Module
 
@@ -32,12 +34,17 @@ class Residual(Module):
 
     def forward(self, x: Array) -> Array:
         y, ctx = self.block._forward_ctx(*context.protect(self.block, (x,)))
+        if not isinstance(y, np.ndarray):
+            raise ValueError(
+                f"Residual: the block must return one array (y = x + block(x)), got {type(y).__name__}"
+                + (f" of {len(y)} outputs" if isinstance(y, tuple) else "")
+            )
         if y.shape != x.shape:
             raise ValueError(
                 f"Residual: the block's output has shape {y.shape} but its input {x.shape}; "
                 "y = x + block(x) needs the block to keep the shape"
             )
-        if self.training:
+        if self.recording:
             self._ctx = ctx
         return x + y
 

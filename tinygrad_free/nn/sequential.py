@@ -70,7 +70,7 @@ class Sequential(Module):
                 contexts.append(ctx)
         except ValueError as e:
             raise ValueError(f"layer {len(contexts)}: {e}") from e
-        if self.training:
+        if self.recording:
             self._contexts = contexts
         return y
 

@@ -104,23 +104,36 @@ def to_spec(module: Module) -> dict[str, Any]:
         if id(module) in memo:
             return {"ref": memo[id(module)][0]}
         memo[id(module)] = (len(memo), module)  # the module is kept so its id stays unique
-        return {"class": class_name(type(module)), "id": memo[id(module)][0], "config": encode(module.get_config())}
+        config = encode(module.get_config(), f"{type(module).__name__}.get_config()")
+        return {"class": class_name(type(module)), "id": memo[id(module)][0], "config": config}
     finally:
         if not outer:
             _active_memo.pop()
 
 
-def encode(value: Any) -> Any:
-    """A config with Modules (alone, or in lists, tuples and dicts) replaced by their specs."""
+def encode(value: Any, where: str = "config") -> Any:
+    """A config as JSON values: Modules (alone, or in lists, tuples and dicts) replaced by their
+    specs, numpy scalars by Python numbers; anything else JSON cannot hold is refused, naming
+    where it is (``where``: the layer's ``get_config()`` and the key)."""
     from .module import Module
 
     if isinstance(value, Module):
         return to_spec(value)
     if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
+        return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: encode(v) for k, v in value.items()}
-    return value
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be strings to be saved as JSON, got {k!r}")
+        return {k: encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        return value.item()
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(
+        f"{where} is {type(value).__name__} {value!r}, which a model file cannot hold; a config holds "
+        "JSON values (str, int, float, bool, None, lists and dicts of them) and Modules"
+    )
 
 
 def _is_spec(value: Any) -> bool:
@@ -174,6 +187,9 @@ def save(module: Module, path: str | os.PathLike[str]) -> None:
     ties = parameter_ties(module)
     if ties:
         arrays["ties"] = np.array(json.dumps(ties))
+    generators = module.generator_state()
+    if generators:  # so a reloaded Dropout draws on where the saved one stopped
+        arrays["generators"] = np.array(json.dumps(generators))
     with atomic_open(path) as f:
         np.savez(f, **arrays)
 
@@ -204,8 +220,11 @@ def load(path: str | os.PathLike[str]) -> Module:
             raise ValueError(f"{path}: not a tinygrad_free model file (no 'architecture' entry)")
         model = from_spec(json.loads(str(f["architecture"])))
         ties = json.loads(str(f["ties"])) if "ties" in f.files else {}
+        generators = json.loads(str(f["generators"])) if "generators" in f.files else None
         state = {k[len("param/") :]: f[k] for k in f.files if k.startswith("param/")}
     for alias, name in ties.items():
         model._set_parameter(alias, model._get_parameter(name))
     model.load_state_dict(state)
+    if generators is not None:
+        model.load_generator_state(generators)
     return model

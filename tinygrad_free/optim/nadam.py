@@ -36,17 +36,25 @@ class NAdam(Optimizer):
     def init_state(self, w: Array) -> dict[str, Array]:
         return {"m": np.zeros_like(w), "v": np.zeros_like(w)}
 
-    def prepare(self, loss: float | None) -> None:
-        if self.momentum_decay:  # P_t is a running product, so it is state (saved in state_dict)
-            self.shared["mu_product"] = self.shared.get("mu_product", 1.0) * self._mu(self.t)
-
     def _mu(self, t: int) -> float:
         return self.beta1 * (1 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def _mu_product(self, t: int) -> float:
+        """P_t = mu_1 ... mu_t, multiplied in step order as torch keeps its running product (a
+        function of t alone, so each parameter's own step count gives its own P_t)."""
+        key = (self.beta1, self.momentum_decay)
+        cache: list[float] = self.__dict__.get("_products", [1.0])
+        if self.__dict__.get("_products_key") != key:
+            cache = [1.0]
+        while len(cache) <= t:
+            cache.append(cache[-1] * self._mu(len(cache)))
+        self.__dict__["_products"], self.__dict__["_products_key"] = cache, key
+        return cache[t]
 
     def update(self, w: Array, g: Array, state: dict[str, Array]) -> None:
         b1, t = self.beta1, self.t
         if self.momentum_decay:
-            mu, mu_next, prod = self._mu(t), self._mu(t + 1), self.shared["mu_product"]
+            mu, mu_next, prod = self._mu(t), self._mu(t + 1), self._mu_product(t)
             cg, cm = (1 - mu) / (1 - prod), mu_next / (1 - prod * mu_next)
         else:
             bc1 = 1 - b1**t

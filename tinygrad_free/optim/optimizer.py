@@ -6,8 +6,20 @@ A subclass declares ``defaults`` and writes two methods, as Keras's ``build``/``
 * ``update(w, g, state)``: one in-place update, ``g`` already carrying weight decay.
 
 The base class owns everything else: the parameter list and their unique dotted names, the
-step count ``t`` (from 1 inside ``update``), the learning rate, coupled L2 weight decay,
-``zero_grad``, ``state_dict``/``load_state_dict``, ``get_config`` and validation.
+step counts, the learning rate, coupled L2 weight decay, ``zero_grad``,
+``state_dict``/``load_state_dict``, ``get_config`` and validation.
+
+Which parameters a step moves, as PyTorch's optimizers after ``zero_grad(set_to_none=True)``
+(its default): only those that have a gradient (``Parameter.has_grad``: a backward reached
+them since the last ``zero_grad()``). A parameter no backward reached (the unused head of a
+two-head network) is left exactly as it was: no update, no weight decay, its moments unchanged.
+Each parameter counts its own steps, as PyTorch keeps ``state["step"]`` per parameter, so a
+parameter first reached at the optimizer's third step gets its first bias correction then.
+Inside ``update``, ``self.t`` is the step number (from 1) of the parameters being updated;
+outside, the number of ``step()`` calls.
+
+A ``step`` that raises (Eve refusing a loss of 0, say) changes no state: the step count and the
+optimizer-wide state are as they were, so it may be retried.
 
 Packing: an ``elementwise`` optimizer (every built-in one) copies all parameters of one dtype
 into a single flat buffer, weight matrices first, and re-points each ``Parameter.data``/``.grad``
@@ -21,7 +33,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
@@ -34,7 +46,9 @@ if TYPE_CHECKING:
     from ..nn.parameter import Parameter
 
     #: What an optimizer is built from: a Module, or Parameters, or (name, Parameter) pairs.
-    Params: TypeAlias = "Module | Iterable[Parameter | tuple[str, Parameter]]"
+    Params: TypeAlias = (
+        "Module | Iterable[Parameter | tuple[str, Parameter]] | Mapping[str, Module | Iterable[Parameter]]"
+    )
 
 _O = TypeVar("_O", bound="type[Optimizer]")
 #: (low, high, low open?, high open?) of a hyperparameter's allowed interval.
@@ -89,7 +103,8 @@ def create(name: str, params: Params, **hyperparameters: Any) -> Optimizer:
 
 # Ranges of the hyperparameters every optimizer may have: (low, high, low open?, high open?).
 RANGES: dict[str, Range] = {
-    "lr": (0.0, math.inf, True, True),
+    # lr = 0 is allowed, as in PyTorch: a warm-up schedule starts there.
+    "lr": (0.0, math.inf, False, True),
     "weight_decay": (0.0, math.inf, False, True),
     "momentum": (0.0, 1.0, False, True),
     "beta": (0.0, 1.0, False, True),
@@ -117,15 +132,41 @@ def _check(name: str, value: Any, low: float, high: float, low_open: bool, high_
 
 class _Unit:
     """What one ``update`` call sees: a weight array, its gradient, its state, and which
-    parameters (name, offset, shape) it holds. The first ``n_decay`` elements get weight decay."""
+    parameters (name, offset, shape) it holds. The first ``n_decay`` elements get weight decay.
+    ``steps`` counts each member's steps; ``even`` says they are all equal (the usual case, in
+    which one call updates the whole unit)."""
 
-    __slots__ = ("w", "g", "state", "n_decay", "members", "decayed", "tmp")
+    __slots__ = ("w", "g", "state", "n_decay", "members", "params", "steps", "even", "decayed", "tmp")
 
-    def __init__(self, w: Array, g: Array, n_decay: int, members: list[tuple[str, int, tuple[int, ...]]]) -> None:
-        self.w, self.g, self.n_decay, self.members = w, g, n_decay, members
+    def __init__(
+        self,
+        w: Array,
+        g: Array,
+        n_decay: int,
+        members: list[tuple[str, int, tuple[int, ...]]],
+        params: list[Parameter],
+    ) -> None:
+        self.w, self.g, self.n_decay, self.members, self.params = w, g, n_decay, members, params
         self.state: dict[str, Array] = {}
+        self.steps = [0] * len(members)
+        self.even = True
         self.decayed: Array | None = None  # scratch for g + wd * w, made on first use
         self.tmp: Array | None = None  # scratch for the NumPy kernels
+
+    def runs(self, active: list[bool]) -> list[tuple[int, int, int, list[int]]]:
+        """``(lo, hi, steps, members)``: maximal runs of consecutive active members with one step
+        count, as element ranges of the flat arrays."""
+        out: list[tuple[int, int, int, list[int]]] = []
+        for i, (_, offset, shape) in enumerate(self.members):
+            if not active[i]:
+                continue
+            size = int(np.prod(shape))
+            if out and out[-1][1] == offset and out[-1][2] == self.steps[i]:
+                lo, _, steps, idx = out[-1]
+                out[-1] = (lo, offset + size, steps, idx + [i])
+            else:
+                out.append((offset, offset + size, self.steps[i], [i]))
+        return out
 
 
 class Optimizer:
@@ -183,22 +224,47 @@ class Optimizer:
 
     # --- the step ---------------------------------------------------------------------------------
     def step(self, loss: float | None = None) -> None:
-        """Apply one update to every parameter from its accumulated ``grad``."""
+        """Apply one update to every parameter that has a gradient (``Parameter.has_grad``),
+        from its accumulated ``grad``; parameters without one stay as they are (see the module
+        docstring). A step that raises changes nothing."""
         me = self._ref
         for name, p in self._named:
             if p._owner is not me:
                 self._lost(name, p)
-            p.materialize_grad()  # the update reads the flat buffer, not p.grad
-        self.t += 1
-        self.prepare(loss)
-        wd = self.weight_decay
-        for unit in self._units:
-            g = unit.g
-            if wd and unit.n_decay:
-                if unit.decayed is None:
-                    unit.decayed = np.empty_like(g)
-                g = backend.ops().weight_decay(g, unit.w, wd, unit.n_decay, unit.decayed)
-            self.update(unit.w, g, unit.state)
+        t, shared = self.t, dict(self.shared)
+        self.t = t + 1
+        try:
+            self.prepare(loss)
+        except BaseException:
+            self.t, self.shared = t, shared
+            raise
+        try:
+            for unit in self._units:
+                active = [not p._grad_is_zero for p in unit.params]
+                if unit.even and all(active):
+                    self._update(unit, 0, unit.w.size, unit.steps[0] + 1)
+                    unit.steps = [s + 1 for s in unit.steps]
+                    continue
+                for lo, hi, steps, members in unit.runs(active):
+                    self._update(unit, lo, hi, steps + 1)
+                    for i in members:
+                        unit.steps[i] += 1
+                unit.even = len(set(unit.steps)) == 1
+        finally:
+            self.t = t + 1
+
+    def _update(self, unit: _Unit, lo: int, hi: int, t: int) -> None:
+        """``update`` on elements ``lo:hi`` of ``unit`` (all of it in the usual case), as step ``t``."""
+        whole = lo == 0 and hi == unit.w.size
+        w, g = (unit.w, unit.g) if whole else (unit.w[lo:hi], unit.g[lo:hi])
+        state = unit.state if whole else {k: v[lo:hi] if v.shape == unit.w.shape else v for k, v in unit.state.items()}
+        wd, n_decay = self.weight_decay, min(max(unit.n_decay - lo, 0), hi - lo)
+        if wd and n_decay:
+            if unit.decayed is None:
+                unit.decayed = np.empty_like(unit.g)
+            g = backend.ops().weight_decay(g, w, wd, n_decay, unit.decayed if whole else unit.decayed[lo:hi])
+        self.t = t
+        self.update(w, g, state)
 
     def _lost(self, name: str, p: Parameter) -> None:
         other = p._owner() if p._owner is not None else None
@@ -228,22 +294,33 @@ class Optimizer:
         from ..nn.module import Module
         from ..nn.parameter import Parameter
 
-        if isinstance(params, Module):
+        if isinstance(params, Mapping):  # {"enc": encoder, "dec": decoder}: names "enc.0.W", ...
+            items: list[Any] = []
+            for prefix, group in params.items():
+                pairs = group.named_parameters() if isinstance(group, Module) else Optimizer._collect(group)
+                items += [(f"{prefix}.{name}", p) for name, p in pairs]
+            params = items
+        elif isinstance(params, Module):
             params = params.named_parameters()
-        named = []
+        named: list[tuple[str, Parameter]] = []
+        seen: set[int] = set()
         for item in params:
-            name, p = item if isinstance(item, tuple) else (item.name, item)
+            name, p = item if isinstance(item, tuple) else (getattr(item, "name", ""), item)
             if not isinstance(p, Parameter):
                 raise TypeError(f"optimizers take Parameters (model.parameters()), got {type(p).__name__}")
-            named.append((name, p))
+            if id(p) not in seen:  # a tied parameter listed twice is one parameter
+                seen.add(id(p))
+                named.append((name, p))
         if not named:
             raise ValueError("optimizer got an empty parameter list")
         names = [n for n, _ in named]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes or not all(names):
             raise ValueError(
-                f"parameter names must be unique and non-empty (got duplicates {dupes}); "
-                "pass model.parameters() of one model, or model.named_parameters()"
+                f"parameter names must be unique and non-empty, got duplicates {dupes}: the state is kept "
+                "by name. Parameters of several models share names such as '0.W'; name each model instead: "
+                "Adam({'enc': encoder, 'dec': decoder}) (state keys 'enc.0.W', ...), or put them in one "
+                "container (nn.Sequential(encoder, decoder))"
             )
         return named
 
@@ -258,19 +335,19 @@ class Optimizer:
             for name, p in group:
                 n = p.size
                 w[offset : offset + n] = p.data.ravel()
-                g[offset : offset + n] = p.grad.ravel()
+                g[offset : offset + n] = p._grad.ravel()  # raw: reading p.grad would give it a gradient
                 p._bind(w[offset : offset + n].reshape(p.shape), g[offset : offset + n].reshape(p.shape), self._ref)
                 members.append((name, offset, p.shape))
                 offset += n
             n_decay = sum(p.size for _, p in group if p.decay)
-            units.append(_Unit(w, g, n_decay, members))
+            units.append(_Unit(w, g, n_decay, members, [p for _, p in group]))
         return units
 
     def _per_parameter(self) -> list[_Unit]:
         units = []
         for n, p in self._named:
-            p._bind(p.data, p.grad, self._ref)  # later p.data = ... copies into these arrays
-            units.append(_Unit(p.data, p.grad, p.size if p.decay else 0, [(n, 0, p.shape)]))
+            p._bind(p.data, p._grad, self._ref)  # later p.data = ... copies into these arrays
+            units.append(_Unit(p.data, p._grad, p.size if p.decay else 0, [(n, 0, p.shape)], [p]))
         return units
 
     # --- state --------------------------------------------------------------------------------
@@ -285,11 +362,13 @@ class Optimizer:
         for unit in self._units:
             for name, offset, shape in unit.members:
                 per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
+        steps = {name: unit.steps[i] for unit in self._units for i, (name, _, _) in enumerate(unit.members)}
         return {
             "t": self.t,
             "config": self.get_config(),
             "shared": {k: np.copy(v) for k, v in self.shared.items()},
             "state": per_param,
+            "steps": {name: steps[name] for name, _ in self._named},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -314,6 +393,10 @@ class Optimizer:
                 setattr(self, k, v)
         self.shared = {k: (v.item() if np.ndim(v) == 0 else np.copy(v)) for k, v in state["shared"].items()}
         self.t = int(state["t"])
+        steps = state.get("steps") or {}  # a state saved before per-parameter counts: every one at t
+        for unit in self._units:
+            unit.steps = [int(steps.get(name, self.t)) for name, _, _ in unit.members]
+            unit.even = len(set(unit.steps)) == 1
 
     @staticmethod
     def _slice(unit: _Unit, array: Array, offset: int, shape: tuple[int, ...]) -> Array:

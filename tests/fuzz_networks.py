@@ -1,0 +1,564 @@
+"""Random networks built twice, ours and PyTorch's, from one spec: the generator behind
+``test_generated_networks.py`` and ``scripts/fuzz.py``.
+
+A spec is plain JSON data, so every failure the fuzzer finds can be kept as a regression example
+(``tests/fuzz_regressions.json``)::
+
+    {"input": [C, H, W] or [F], "batch": N, "seed": s,
+     "modules": [{"kind": "dense", "args": {...}, "train": true}, ...],   # each built once
+     "nodes": [{"module": m, "inputs": [i, ...]}, ...],                    # i: 0 the input, k+1 node k
+     "outputs": [i, ...],
+     "optimizer": {"name": "adam", "weight_decay": 0.1}}
+
+A module listed once and called by several nodes (or placed twice in a Sequential) is one object
+with shared weights in both networks. Containers are modules too: ``sequential`` (``layers``:
+module indices) and ``residual`` (``block``). The PyTorch side is not a copy of the network but
+an interpreter of the same spec over torch tensors (``TorchMirror``), with autograd for the
+gradients and ``torch.optim`` for the steps; Dropout draws its masks from copies of our layers'
+generators, in the same order, so training-mode dropout is compared too.
+
+A new layer joins the generator by adding an entry to ``KINDS`` (how to draw its arguments for an
+input shape, its output shape, how to build ours) and to ``TorchMirror.apply``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinygrad_free import nn, optim
+
+F64 = np.float64
+ACTS = ["identity", "relu", "tanh", "sigmoid"]
+OPTIMIZERS = ["sgd", "momentum", "nag", "rmsprop", "adam", "nadam", "eve"]
+REGRESSIONS = Path(__file__).with_name("fuzz_regressions.json")
+
+
+# --- the layer kinds: (draw args for an input shape) -> args; out_shape(args, shape); build(args) ---
+def conv_out(n, k, s, p):
+    return (n + 2 * p - k) // s + 1
+
+
+@dataclass
+class Kind:
+    takes: str  # "any", "flat" (N, F), "image" (N, C, H, W)
+    draw: Any  # (draw, shape) -> args, or None when the kind cannot take this shape
+    out: Any  # (args, shape) -> shape
+    build: Any  # args -> our module
+
+
+def _dense_draw(d, shape, st):
+    return {"out": d(st.integers(1, 7)), "act": d(st.sampled_from(ACTS)), "bias": d(st.booleans())}
+
+
+def _conv_draw(d, shape, st):
+    c, h, w = shape
+    k = d(st.integers(1, min(3, h + 2, w + 2)))
+    pad = d(st.integers(0, min(1, k - 1)))
+    stride = d(st.integers(1, 2))
+    if conv_out(h, k, stride, pad) < 1 or conv_out(w, k, stride, pad) < 1:
+        return None
+    return {
+        "out": d(st.integers(1, 4)),
+        "k": k,
+        "stride": stride,
+        "pad": pad,
+        "act": d(st.sampled_from(ACTS)),
+        "bias": d(st.booleans()),
+    }
+
+
+def _pool_draw(d, shape, st):
+    c, h, w = shape
+    k = d(st.integers(1, min(3, h, w)))
+    return {"k": k, "stride": d(st.integers(1, k))}
+
+
+def _image_only(draw_fn):
+    return lambda d, shape, st: draw_fn(d, shape, st) if len(shape) == 3 else None
+
+
+KINDS: dict[str, Kind] = {
+    "dense": Kind(
+        "flat",
+        lambda d, shape, st: _dense_draw(d, shape, st) if len(shape) == 1 else None,
+        lambda a, shape: (a["out"],),
+        lambda a, shape: nn.Dense(shape[0], a["out"], activation=a["act"], bias=a["bias"], dtype=F64, rng=a["seed"]),
+    ),
+    "act": Kind(
+        "any",
+        lambda d, shape, st: {"name": d(st.sampled_from(ACTS[1:] + ["identity"]))},
+        lambda a, shape: shape,
+        lambda a, shape: nn.activation.get(a["name"]),
+    ),
+    "softmax": Kind("any", lambda d, shape, st: {}, lambda a, shape: shape, lambda a, shape: nn.Softmax()),
+    "dropout": Kind(
+        "any",
+        lambda d, shape, st: {"p": d(st.sampled_from([0.0, 0.25, 0.5]))},
+        lambda a, shape: shape,
+        lambda a, shape: nn.Dropout(a["p"], rng=a["seed"]),
+    ),
+    "batchnorm": Kind(
+        "any",
+        lambda d, shape, st: {"momentum": d(st.sampled_from([0.1, 0.5]))},
+        lambda a, shape: shape,
+        lambda a, shape: nn.BatchNorm(shape[0], momentum=a["momentum"], dtype=F64),
+    ),
+    "layernorm": Kind(
+        "any", lambda d, shape, st: {}, lambda a, shape: shape, lambda a, shape: nn.LayerNorm(shape[-1], dtype=F64)
+    ),
+    "conv2d": Kind(
+        "image",
+        _image_only(_conv_draw),
+        lambda a, shape: (
+            a["out"],
+            conv_out(shape[1], a["k"], a["stride"], a["pad"]),
+            conv_out(shape[2], a["k"], a["stride"], a["pad"]),
+        ),
+        lambda a, shape: nn.Conv2D(
+            shape[0],
+            a["out"],
+            a["k"],
+            stride=a["stride"],
+            padding=a["pad"],
+            activation=a["act"],
+            bias=a["bias"],
+            dtype=F64,
+            rng=a["seed"],
+        ),
+    ),
+    "maxpool": Kind(
+        "image",
+        _image_only(_pool_draw),
+        lambda a, shape: (
+            shape[0],
+            conv_out(shape[1], a["k"], a["stride"], 0),
+            conv_out(shape[2], a["k"], a["stride"], 0),
+        ),
+        lambda a, shape: nn.MaxPool2D(a["k"], a["stride"]),
+    ),
+    "avgpool": Kind(
+        "image",
+        _image_only(_pool_draw),
+        lambda a, shape: (
+            shape[0],
+            conv_out(shape[1], a["k"], a["stride"], 0),
+            conv_out(shape[2], a["k"], a["stride"], 0),
+        ),
+        lambda a, shape: nn.AvgPool2D(a["k"], a["stride"]),
+    ),
+    "gap": Kind(
+        "image",
+        lambda d, shape, st: {} if len(shape) == 3 else None,
+        lambda a, shape: (shape[0],),
+        lambda a, shape: nn.GlobalAvgPool2D(),
+    ),
+    "flatten": Kind(
+        "image",
+        lambda d, shape, st: {} if len(shape) == 3 else None,
+        lambda a, shape: (int(np.prod(shape)),),
+        lambda a, shape: nn.Flatten(),
+    ),
+}
+#: Kinds that keep the shape (a Residual's block is a chain of these, or a Dense back to the width).
+KEEPS_SHAPE = ("act", "softmax", "dropout", "batchnorm", "layernorm")
+
+
+# --- drawing a spec ---
+def network_specs(max_nodes=7):
+    """A Hypothesis strategy of network specs."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def spec(draw):
+        image = draw(st.booleans())
+        shape = (
+            (draw(st.integers(1, 3)), draw(st.integers(3, 6)), draw(st.integers(3, 6)))
+            if image
+            else (draw(st.integers(1, 6)),)
+        )
+        s = {
+            "input": list(shape),
+            "batch": draw(st.integers(2, 5)),
+            "seed": draw(st.integers(0, 2**16)),
+            "modules": [],
+            "nodes": [],
+            "outputs": [],
+        }
+        shapes = [shape]  # of the input and each node
+        by_in: dict[tuple, list[int]] = {}  # modules by input shape, for reuse
+
+        def new_module(kind, args, in_shape, extra=None):
+            args = dict(args, seed=len(s["modules"]))
+            m = {
+                "kind": kind,
+                "args": args,
+                "in": list(in_shape),
+                "train": draw(st.booleans()) if kind in ("dropout", "batchnorm") else True,
+            }
+            if extra:
+                m.update(extra)
+            s["modules"].append(m)
+            return len(s["modules"]) - 1
+
+        def out_shape(m):
+            mod = s["modules"][m]
+            if mod["kind"] == "sequential":
+                sh = tuple(mod["in"])
+                for k in mod["layers"]:
+                    sh = out_shape(k)
+                return sh
+            if mod["kind"] == "residual":
+                return tuple(mod["in"])
+            if mod["kind"] in ("add", "multiply"):
+                return tuple(mod["in"])
+            if mod["kind"] == "concat":
+                return tuple(mod["out_shape"])
+            return tuple(KINDS[mod["kind"]].out(mod["args"], tuple(mod["in"])))
+
+        def layer(in_shape, keep=False):
+            """A new or reused single layer taking in_shape (keeping it when keep)."""
+            reusable = [m for m in by_in.get(tuple(in_shape), []) if not keep or out_shape(m) == tuple(in_shape)]
+            if reusable and draw(st.integers(0, 3)) == 0:
+                return draw(st.sampled_from(reusable))
+            names = list(KEEPS_SHAPE) if keep else list(KINDS)
+            for _ in range(10):
+                kind = draw(st.sampled_from(names))
+                args = KINDS[kind].draw(draw, tuple(in_shape), st)
+                if args is not None:
+                    break
+            else:
+                kind, args = "act", {"name": "tanh"}
+            if kind == "batchnorm" and len(in_shape) == 1 and in_shape[0] < 1:
+                kind, args = "act", {"name": "tanh"}
+            m = new_module(kind, args, in_shape)
+            by_in.setdefault(tuple(in_shape), []).append(m)
+            return m
+
+        def chain(in_shape, depth, keep=False):
+            """A module: one layer, a Sequential of a few, or a Residual around a shape-keeping chain."""
+            choice = draw(st.integers(0, 5)) if depth > 0 else 0
+            if choice <= 2:
+                return layer(in_shape, keep)
+            if choice <= 4:
+                layers, sh = [], tuple(in_shape)
+                for _ in range(draw(st.integers(1, 3))):
+                    m = chain(sh, depth - 1, keep)
+                    layers.append(m)
+                    sh = out_shape(m)
+                    if (
+                        draw(st.integers(0, 4)) == 0 and layers
+                    ):  # the same module twice in a row, when it keeps the shape
+                        if out_shape(layers[-1]) == tuple(s["modules"][layers[-1]]["in"]):
+                            layers.append(layers[-1])
+                return new_module("sequential", {}, in_shape, {"layers": layers})
+            block = chain(in_shape, depth - 1, keep=True) if len(in_shape) == 3 or draw(st.booleans()) else None
+            if block is None:  # Dense back to the width, with a shape-keeping layer before it
+                d1 = new_module(
+                    "dense", {"out": in_shape[0], "act": draw(st.sampled_from(ACTS)), "bias": True}, in_shape
+                )
+                block = new_module("sequential", {}, in_shape, {"layers": [layer(in_shape, keep=True), d1]})
+            return new_module("residual", {}, in_shape, {"block": block})
+
+        for _ in range(draw(st.integers(1, max_nodes))):
+            pick = draw(st.integers(0, len(shapes) - 1))
+            sh = shapes[pick]
+            same = [i for i, x in enumerate(shapes) if x == sh and i != pick]
+            merge = draw(st.integers(0, 3)) == 0 and same
+            if merge:
+                other = draw(st.sampled_from(same))
+                kind = draw(st.sampled_from(["add", "multiply", "concat"]))
+                if kind == "concat":
+                    axis = draw(st.integers(1, len(sh)))
+                    out = list(sh)
+                    out[axis - 1] *= 2
+                    m = new_module("concat", {"axis": axis}, sh, {"out_shape": out})
+                else:
+                    m = new_module(kind, {}, sh)
+                s["nodes"].append({"module": m, "inputs": [pick, other]})
+            else:
+                m = chain(sh, 2)
+                s["nodes"].append({"module": m, "inputs": [pick]})
+            shapes.append(out_shape(m))
+        last = len(shapes) - 1
+        outs = [last] + ([draw(st.integers(1, last))] if last > 1 and draw(st.booleans()) else [])
+        s["outputs"] = sorted(set(outs))
+        # every input must reach an output: the Graph refuses otherwise; the input always does here
+        # (node 0's inputs start from it), so only unused intermediate nodes may dangle, which is allowed.
+        s["optimizer"] = {"name": draw(st.sampled_from(OPTIMIZERS)), "weight_decay": draw(st.sampled_from([0.0, 0.1]))}
+        return s
+
+    return spec()
+
+
+# --- building ours ---
+def build_ours(spec):
+    """Our Graph from a spec, and the module objects by index."""
+    mods: list[Any] = [None] * len(spec["modules"])
+
+    def get(i):
+        if mods[i] is None:
+            m = spec["modules"][i]
+            k, a, shape = m["kind"], m["args"], tuple(m["in"])
+            if k == "sequential":
+                mods[i] = nn.Sequential(*[get(j) for j in m["layers"]])
+            elif k == "residual":
+                mods[i] = nn.Residual(get(m["block"]))
+            elif k == "add":
+                mods[i] = nn.Add()
+            elif k == "multiply":
+                mods[i] = nn.Multiply()
+            elif k == "concat":
+                mods[i] = nn.Concat(a["axis"])
+            else:
+                mods[i] = KINDS[k].build(a, shape)
+        return mods[i]
+
+    for i in range(len(mods)):
+        get(i)
+    x = nn.Input(tuple(spec["input"]), dtype=F64)
+    nodes = [x]
+    for n in spec["nodes"]:
+        nodes.append(mods[n["module"]](*[nodes[j] for j in n["inputs"]]))
+    outs = [nodes[j] for j in spec["outputs"]]
+    graph = nn.Graph(inputs=x, outputs=outs if len(outs) > 1 else outs[0])
+    graph.train()
+    for m, s in zip(mods, spec["modules"]):
+        m.__dict__["training"] = bool(s["train"])
+    # The order our graph runs the spec's nodes in (nodes that reach no output do not run): the
+    # mirror follows it, so shared Dropout generators and BatchNorm statistics see the same calls.
+    index = {id(n): i for i, n in enumerate(nodes)}
+    graph.run_order = [index[id(n)] - 1 for n in graph._nodes]
+    return graph, mods
+
+
+# --- the PyTorch mirror ---
+class TorchMirror:
+    """The spec evaluated with torch tensors: leaf tensors for our parameters (one per Parameter
+    object, so shared weights are shared), copies of the BatchNorm buffers, copies of the
+    Dropout generators."""
+
+    def __init__(self, spec, mods):
+        import torch
+
+        self.torch, self.spec, self.mods = torch, spec, mods
+        self.t = {}
+        for m in mods:
+            for p in m.parameters():
+                if id(p) not in self.t:
+                    self.t[id(p)] = torch.tensor(p.data, requires_grad=True)
+        self.buffers = {
+            id(m): (torch.tensor(m.running_mean), torch.tensor(m.running_var))
+            for m in mods
+            if isinstance(m, nn.BatchNorm)
+        }
+        self.gens = {}
+        for m in mods:
+            if isinstance(m, nn.Dropout) and id(m) not in self.gens:
+                g = np.random.Generator(np.random.PCG64())
+                g.bit_generator.state = m.rng.bit_generator.state
+                self.gens[id(m)] = g
+
+    def param(self, p):
+        return self.t[id(p)]
+
+    def apply(self, m, *xs):
+        torch, F = self.torch, self.torch.nn.functional
+        act = {"identity": lambda v: v, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+        if isinstance(m, nn.Sequential):
+            y = xs
+            for layer in m:
+                y = (self.apply(layer, *y),)
+            return y[0]
+        if isinstance(m, nn.Residual):
+            return xs[0] + self.apply(m.block, xs[0])
+        if isinstance(m, nn.Add):
+            return sum(xs[1:], xs[0])
+        if isinstance(m, nn.Multiply):
+            y = xs[0]
+            for v in xs[1:]:
+                y = y * v
+            return y
+        if isinstance(m, nn.Concat):
+            return torch.cat(xs, dim=m.axis)
+        x = xs[0]
+        if isinstance(m, nn.Dense):
+            z = x @ self.param(m.W)
+            if m.b is not None:
+                z = z + self.param(m.b)
+            return act[nn.activation.NAMES[m.act_code]](z)
+        if isinstance(m, nn.Conv2D):
+            z = F.conv2d(
+                x, self.param(m.W), None if m.b is None else self.param(m.b), stride=m.stride, padding=m.padding
+            )
+            return act[nn.activation.NAMES[m.act_code]](z)
+        if isinstance(m, nn.activation.Activation):
+            return act[nn.activation.NAMES[m.code]](x)
+        if isinstance(m, nn.Softmax):
+            return torch.softmax(x, dim=-1)
+        if isinstance(m, nn.Dropout):
+            if not m.training or m.p == 0:
+                return x
+            keep = self.gens[id(m)].random(tuple(x.shape), dtype=F64)
+            mask = (keep >= m.p).astype(F64) * (1.0 / (1.0 - m.p))
+            return x * torch.tensor(mask)
+        if isinstance(m, nn.BatchNorm):
+            rm, rv = self.buffers[id(m)]
+            return F.batch_norm(
+                x, rm, rv, self.param(m.gamma), self.param(m.beta), training=m.training, momentum=m.momentum, eps=m.eps
+            )
+        if isinstance(m, nn.LayerNorm):
+            return F.layer_norm(x, (m.num_features,), self.param(m.gamma), self.param(m.beta), eps=m.eps)
+        if isinstance(m, nn.MaxPool2D):
+            return F.max_pool2d(x, m.kernel_size, m.stride)
+        if isinstance(m, nn.AvgPool2D):
+            return F.avg_pool2d(x, m.kernel_size, m.stride)
+        if isinstance(m, nn.GlobalAvgPool2D):
+            return x.mean(dim=(2, 3))
+        if isinstance(m, nn.Flatten):
+            return torch.flatten(x, 1)
+        raise NotImplementedError(f"TorchMirror has no rule for {type(m).__name__}: add one beside KINDS")
+
+    def forward(self, x, order):
+        values = {0: x}
+        for k in order:
+            n = self.spec["nodes"][k]
+            values[k + 1] = self.apply(self.mods[n["module"]], *[values[j] for j in n["inputs"]])
+        return [values[j] for j in self.spec["outputs"]]
+
+
+def torch_optimizer(torch, name, groups, lr, wd):
+    decayed = [dict(params=g, weight_decay=wd) for g in groups[:1]] + [
+        dict(params=g, weight_decay=0.0) for g in groups[1:]
+    ]
+    decayed = [g for g in decayed if g["params"]]
+    if name == "sgd":
+        return torch.optim.SGD(decayed, lr=lr)
+    if name in ("momentum", "nag"):
+        return torch.optim.SGD(decayed, lr=lr, momentum=0.9, nesterov=name == "nag")
+    if name == "rmsprop":
+        return torch.optim.RMSprop(decayed, lr=lr, alpha=0.9, eps=1e-8)
+    if name == "adam":
+        return torch.optim.Adam(decayed, lr=lr)
+    if name == "nadam":
+        return torch.optim.NAdam(decayed, lr=lr, momentum_decay=0.004)
+    raise ValueError(name)
+
+
+class EveReference:
+    """Eve by its paper's equations (Koushik & Hayashi 2016, Alg. 1), on torch tensors in float64:
+    the reference for the one optimizer PyTorch does not have."""
+
+    def __init__(self, torch, groups, lr, wd, b1=0.9, b2=0.999, b3=0.999, eps=1e-8, k=0.1, K=10.0):
+        self.torch, self.groups, self.lr, self.wd = torch, groups, lr, wd
+        self.b1, self.b2, self.b3, self.eps, self.k, self.K = b1, b2, b3, eps, k, K
+        self.state, self.t, self.f_hat, self.d = {}, 0, None, 1.0
+
+    def step(self, loss):
+        self.t += 1
+        if self.t == 1:
+            self.f_hat, self.d = loss, 1.0
+        else:
+            lo, hi = (self.k + 1, self.K + 1) if loss >= self.f_hat else (1 / (self.K + 1), 1 / (self.k + 1))
+            f_new = min(max(lo, loss / self.f_hat), hi) * self.f_hat
+            r = abs(f_new - self.f_hat) / min(f_new, self.f_hat)
+            self.f_hat, self.d = f_new, self.b3 * self.d + (1 - self.b3) * r
+        for gi, group in enumerate(self.groups):
+            for p in group:
+                if p.grad is None:
+                    continue
+                g = p.grad + (self.wd * p.detach() if gi == 0 else 0)
+                m, v, t = self.state.setdefault(id(p), [0 * g, 0 * g, 0])
+                t += 1
+                m = self.b1 * m + (1 - self.b1) * g
+                v = self.b2 * v + (1 - self.b2) * g * g
+                mh, vh = m / (1 - self.b1**t), v / (1 - self.b2**t)
+                with self.torch.no_grad():
+                    p -= self.lr * mh / (self.d * vh.sqrt() + self.eps)
+                self.state[id(p)] = [m, v, t]
+
+    def zero_grad(self):
+        for group in self.groups:
+            for p in group:
+                p.grad = None
+
+
+# --- the comparison ---
+def check_against_torch(spec, steps=3, rtol=1e-9):
+    """Outputs, the input's gradient, every parameter's gradient, BatchNorm's running statistics
+    and ``steps`` optimizer steps of the spec's network, ours against PyTorch's, in float64."""
+    import torch
+
+    graph, mods = build_ours(spec)
+    mirror = TorchMirror(spec, mods)
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.standard_normal((spec["batch"], *spec["input"]))
+    outs = graph(x)
+    outs = list(outs) if isinstance(outs, tuple) else [outs]
+    Rs = [rng.standard_normal(o.shape) for o in outs]
+    name, wd = spec["optimizer"]["name"], spec["optimizer"]["weight_decay"]
+    lr = 0.01
+    kwargs = {"momentum_decay": 0.004} if name == "nadam" else {}
+    params = graph.parameters()
+    ours_opt = optim.create(name, params, lr=lr, weight_decay=wd, **kwargs) if params else None
+    names = {id(p): n for n, p in graph.named_parameters()}
+    decayed = [mirror.t[id(p)] for p in params if p.decay]
+    others = [mirror.t[id(p)] for p in params if not p.decay]
+    ref_opt = (
+        (
+            EveReference(torch, [decayed, others], lr, wd)
+            if name == "eve"
+            else torch_optimizer(torch, name, [decayed, others], lr, wd)
+        )
+        if params
+        else None
+    )
+    if name == "nadam":  # torch keeps NAdam's mu_product as a float32 scalar: its steps are that close
+        rtol = 1e-7
+    tol = dict(rtol=rtol, atol=1e-12 if name != "nadam" else 1e-9)
+    for step in range(steps):
+        if step:
+            outs = graph(x)
+            outs = list(outs) if isinstance(outs, tuple) else [outs]
+        xt = torch.tensor(x, requires_grad=True)
+        touts = mirror.forward(xt, graph.run_order)
+        for o, t in zip(outs, touts):
+            np.testing.assert_allclose(o, t.detach().numpy(), **tol, err_msg=f"output, step {step}")
+        gx = graph.backward(tuple(Rs) if len(Rs) > 1 else Rs[0])
+        sum((t * torch.tensor(r)).sum() for t, r in zip(touts, Rs)).backward()
+        np.testing.assert_allclose(gx, xt.grad.numpy(), **tol, err_msg=f"input gradient, step {step}")
+        for p in params:
+            tg = mirror.t[id(p)].grad
+            assert p.has_grad == (tg is not None), f"{names[id(p)]}: has_grad {p.has_grad}, torch grad {tg is not None}"
+            if tg is not None:
+                np.testing.assert_allclose(p.grad, tg.numpy(), **tol, err_msg=f"grad of {names[id(p)]}, step {step}")
+        for m in mods:
+            if isinstance(m, nn.BatchNorm):
+                rm, rv = mirror.buffers[id(m)]
+                np.testing.assert_allclose(m.running_mean, rm.numpy(), **tol)
+                np.testing.assert_allclose(m.running_var, rv.numpy(), **tol)
+        if ref_opt is None or ours_opt is None:
+            continue
+        loss = 2.0 - 0.3 * step  # Eve needs a positive loss; the others ignore it
+        ours_opt.step(loss=loss)
+        ours_opt.zero_grad()
+        if name == "eve":
+            ref_opt.step(loss)
+        else:
+            ref_opt.step()
+        ref_opt.zero_grad()
+        for p in params:
+            np.testing.assert_allclose(
+                p.data, mirror.t[id(p)].detach().numpy(), **tol, err_msg=f"{name} step {step}: {names[id(p)]}"
+            )
+
+
+def regressions():
+    """The specs of every failure the fuzzer has found (kept as plain JSON)."""
+    if not REGRESSIONS.exists():
+        return []
+    return json.loads(REGRESSIONS.read_text())["networks"]
