@@ -354,6 +354,50 @@ def test_a_forward_in_eval_mode_after_one_in_training_makes_a_plain_backward_amb
         model.backward(np.ones((4, 2), np.float32))
 
 
+def test_after_an_ambiguous_backward_the_next_forward_and_backward_work(rng):
+    layer = nn.Dense(3, 2, dtype=F64, rng=0)
+    layer(rng.standard_normal((4, 3)))
+    layer(rng.standard_normal((4, 3)))
+    with pytest.raises(RuntimeError, match="those calls are dropped"):
+        layer.backward(np.ones((4, 2)))
+    with pytest.raises(RuntimeError, match="already used by an earlier backward|no forward"):
+        layer.backward(np.ones((4, 2)))
+    x = rng.standard_normal((4, 3))
+    layer(x)
+    layer.zero_grad()
+    layer.backward(np.ones((4, 2)))
+    np.testing.assert_allclose(layer.W.grad, x.T @ np.ones((4, 2)), rtol=1e-12)
+
+
+def test_refilling_the_input_buffer_before_the_backward_leaves_that_calls_gradients_right(rng):
+    """Gradient accumulation over micro-batches through one reused buffer."""
+    layer = nn.Dense(3, 2, dtype=F64, rng=0)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    buf = a.copy()
+    _, back_a = layer.begin_update(buf)
+    buf[...] = b  # the next micro-batch
+    _, back_b = layer.begin_update(buf)
+    back_a(np.ones((4, 2)))
+    back_b(np.ones((4, 2)))
+    np.testing.assert_allclose(layer.W.grad, (a + b).T @ np.ones((4, 2)), rtol=1e-12)
+
+
+def test_a_backward_after_its_parameters_changed_is_refused(rng):
+    model = nn.Sequential(nn.Dense(3, 2, rng=0))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = rng.random((4, 3), dtype=np.float32)
+    model(x)
+    model.backward(np.ones((4, 2), np.float32))
+    model(x)
+    opt.step()  # the step belongs after the backward
+    with pytest.raises(RuntimeError, match=r"Dense.backward: its parameter 'W' changed \(an optimizer step"):
+        model.backward(np.ones((4, 2), np.float32))
+    model(x)
+    model[0].W.data = np.zeros((3, 2), np.float32)
+    with pytest.raises(RuntimeError, match="parameter 'W' changed"):
+        model.backward(np.ones((4, 2), np.float32))
+
+
 def test_a_forward_under_no_grad_leaves_the_pending_call_to_a_plain_backward(rng):
     layer = nn.Dense(3, 2, dtype=F64, rng=0)
     x = rng.standard_normal((4, 3))

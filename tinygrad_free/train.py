@@ -376,9 +376,11 @@ class Trainer:
                 self._step += 1
             # Each step pairs its forward with its own backward; the input is data, so layers
             # that can skip its gradient do.
-            logits, backprop = model.begin_update(xb)
+            # The batch buffer stays as it is until after this step's backward, so the model takes it
+            # as it is (begin_update would copy a caller's array it cannot vouch for).
+            logits, ctx = model._forward_ctx(xb)
             loss, loss_backprop = loss_fn.begin_update(logits, yb)
-            backprop(loss_backprop(), input_grad=False)
+            model._backward_ctx(ctx, loss_backprop(), input_grad=False)
             opt.step(loss=loss)
             opt.zero_grad()
             if tick is not None:

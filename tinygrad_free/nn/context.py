@@ -30,6 +30,10 @@ Every backward checks the gradient it is handed against the output of the call i
 loss) and names the module and both shapes otherwise. A float gradient of another float dtype is
 converted to the output's, as PyTorch's autograd does.
 
+The caller's own arrays are copied when a top-level call records (``own``), so changing the
+input array between a forward and its backward (a batch buffer refilled for the next
+micro-batch) cannot change the gradients of the call that already ran.
+
 While gradients are recorded a module's output reaches user code read-only: the layer (or the
 next one) may keep it for backward, and an in-place change such as ``out += x`` would silently
 corrupt the gradients (PyTorch raises "modified by an inplace operation" for the same reason).
@@ -55,6 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .parameter import _changes
+
 if TYPE_CHECKING:
     from .module import Module
 
@@ -62,6 +68,11 @@ _MISSING = object()
 _recording: list[Context] = []  # contexts whose forward is running, innermost last
 _replaying: list[Context] = []  # contexts whose backward is running, innermost last
 _grad_enabled: list[bool] = [True]
+
+
+class StaleForwardError(RuntimeError):
+    """A backward whose forward ran before its parameters changed: it can never succeed, so the
+    call is dropped (the next forward and backward work)."""
 
 
 class Last(enum.Enum):
@@ -76,7 +87,7 @@ class Context:
     """One forward call's saved attributes, the contexts its own children made implicitly, and
     the description of its output that the gradient is checked against."""
 
-    __slots__ = ("module", "saved", "children", "used", "out", "pending")
+    __slots__ = ("module", "saved", "children", "used", "out", "pending", "changes")
 
     module: Module
     saved: dict[str, Any] | None
@@ -84,6 +95,7 @@ class Context:
     used: bool
     out: Any  # _describe(output)
     pending: bool  # a plain (top-level) call, which a plain backward(grad) may take
+    changes: int  # parameter.changes() when the call ran
 
     def __init__(self, module: Module) -> None:
         self.module = module
@@ -92,6 +104,7 @@ class Context:
         self.used = False
         self.out = None
         self.pending = False
+        self.changes = _changes[0]
 
 
 class CallState:
@@ -255,6 +268,20 @@ def _wrong(module: Module, out: tuple[Any, Any], grad: Any) -> None:
     )
 
 
+def _check_unchanged(module: Module, ctx: Context) -> None:
+    """Refuse the backward of a call whose module's parameters changed since it ran (an optimizer
+    step or an assignment between forward and backward): it would mix the old forward with the
+    new weights. (PyTorch raises "modified by an inplace operation" for the same reason.)"""
+    for key, p in module._params.items():
+        if p._changed_at > ctx.changes:
+            raise StaleForwardError(
+                f"{_name(module)}.backward: its parameter {key!r} changed (an optimizer step, an assignment to "
+                ".data or load_state_dict) after the forward pass this backward belongs to, so the gradients "
+                "would mix the old forward with the new weights. Run the forward pass again after changing "
+                "parameters (step the optimizer after backward)"
+            )
+
+
 def _private(grad: Any) -> Any:
     """A copy of ``grad`` (an array or a tuple of them) for a module that may write into it."""
     if type(grad) is np.ndarray:
@@ -262,6 +289,17 @@ def _private(grad: Any) -> Any:
     if type(grad) is tuple:
         return tuple(_private(g) for g in grad)
     return grad
+
+
+def own(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The inputs of a top-level call that a backward may read, as the library's own: a writable
+    array (the caller's, which the caller may change before the backward: a batch buffer
+    refilled for the next micro-batch, an in-place augmentation) is copied; read-only arrays (a
+    module's output) are taken as they are."""
+    for x in xs:
+        if type(x) is np.ndarray and x.flags.writeable:
+            return tuple(v.copy() if type(v) is np.ndarray and v.flags.writeable else v for v in xs)
+    return xs
 
 
 def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context | None]:
@@ -342,10 +380,13 @@ def _resolve(module: Module) -> Context:
     ctx = calls.pending
     if ctx is not None and not ctx.used:
         if calls.pending_calls > 1:
+            n = calls.pending_calls
+            # They stay ambiguous whatever comes next: drop them, so the next forward and backward work.
+            calls.pending, calls.pending_calls = None, 0
             raise RuntimeError(
-                f"{name}.backward: this {name} ran forward {calls.pending_calls} times with gradients enabled "
-                "since its last backward (eval mode records too, as in PyTorch), so backward(grad) cannot tell "
-                "which call grad belongs to. Pair each call with its own backward (`y, backprop = "
+                f"{name}.backward: this {name} ran forward {n} times with gradients enabled since its last "
+                "backward (eval mode records too, as in PyTorch), so backward(grad) cannot tell which call grad "
+                "belongs to; those calls are dropped. Pair each call with its own backward (`y, backprop = "
                 "module.begin_update(x)`, then `backprop(grad)`), or run the forward passes you will not "
                 "backpropagate under `with nn.no_grad():`"
             )
@@ -394,6 +435,13 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
             "can be backpropagated once (as in PyTorch); run forward again first"
         )
+    if ctx.changes != _changes[0]:
+        try:
+            _check_unchanged(module, ctx)
+        except StaleForwardError:
+            ctx.used = True
+            _drop(module.__dict__["_calls"], ctx)
+            raise
     cls = type(module)
     grad = check_grad(module, ctx.out, grad)
     if cls._writes_inputs:
@@ -415,6 +463,9 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             out = cls._backward_raw(module, grad, input_grad=input_grad)
         else:
             out = cls._backward_raw(module, grad)
+    except StaleForwardError:
+        _drop(calls, call)
+        raise
     except BaseException:
         # A backward that raised (a bad gradient, say) may be retried; a container's children
         # that did finish stay used, so a retry cannot count them twice.
@@ -427,11 +478,17 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
                 d.pop(k, None)
             else:
                 d[k] = v
-    call.saved = call.children = None  # free the saved arrays, as PyTorch does after backward
+    _drop(calls, call)
+    return out if input_grad else None
+
+
+def _drop(calls: CallState, call: Context) -> None:
+    """A call done with (backpropagated, or never to be): its saved arrays freed, as PyTorch frees
+    a graph after backward, and no longer pending."""
+    call.saved = call.children = None
     if calls.pending is call:
         calls.pending = None
         calls.pending_calls = 0
-    return out if input_grad else None
 
 
 def accepts_input_grad(fn: Callable[..., Any]) -> bool:
@@ -446,7 +503,8 @@ def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
     def forward(self: Module, *xs: Any, **kwargs: Any) -> Any:
         if type(self).forward is not forward:  # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
-        y, ctx = forward_ctx(self, *xs, **kwargs)
+        top = _grad_enabled[-1] and not _recording
+        y, ctx = forward_ctx(self, *own(xs), **kwargs) if top else forward_ctx(self, *xs, **kwargs)
         if ctx is None:
             return y
         _register(self, ctx)

@@ -156,7 +156,7 @@ class Module:
         in any order. Under ``no_grad()`` the forward runs as usual and ``backprop`` raises,
         saying why.
         """
-        y, ctx = self._forward_ctx(*xs)
+        y, ctx = self._forward_ctx(*context.own(xs)) if context.is_grad_enabled() else self._forward_ctx(*xs)
         if ctx is not None:
             y = context.readonly(y, xs)
 
@@ -334,6 +334,8 @@ class Module:
             if value.shape != target.shape:
                 raise ValueError(f"{name!r}: expected shape {target.shape}, got {value.shape}")
             target[...] = value
+        for _, p in self.named_parameters():
+            p.changed()
 
     # --- architecture and files --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -14,6 +14,15 @@ if TYPE_CHECKING:
 
 # The hot path's flag writes skip Parameter.__setattr__ (which only guards data).
 _set = object.__setattr__
+#: Changes of any parameter's value through the library (an optimizer step, an assignment to
+#: ``data``, ``load_state_dict``), counted: a forward records the count, and its backward checks
+#: its module's parameters only when the count has moved since (see ``Parameter.changed``).
+_changes = [0]
+
+
+def changes() -> int:
+    """How many parameter changes the library has made so far in this process."""
+    return _changes[0]
 
 
 class Parameter:
@@ -48,19 +57,21 @@ class Parameter:
     keeping the array: packing moves it.
     """
 
-    __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay", "_owner")
+    __slots__ = ("data", "_grad", "_grad_is_zero", "name", "decay", "_owner", "_changed_at")
     data: Array
     _grad: Array
     _grad_is_zero: bool
     name: str
     decay: bool
     _owner: weakref.ref[Any] | None
+    _changed_at: int  # the value of changes() after this parameter's last change
 
     def __init__(self, data: ArrayLike, name: str = "", decay: bool = True) -> None:
         data = np.asarray(data)
         if data.dtype.kind != "f":
             raise ValueError(f"Parameter {name!r} must be a floating array, got dtype {data.dtype}")
         object.__setattr__(self, "_owner", None)
+        object.__setattr__(self, "_changed_at", 0)
         object.__setattr__(self, "data", data)
         self._grad = np.zeros_like(data)
         self._grad_is_zero = True  # no gradient yet (PyTorch: grad is None)
@@ -70,10 +81,17 @@ class Parameter:
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "data":
             value = self._conforming(value, "data")
+            self.changed()
             if self._owner is not None:  # packed: the optimizer's buffer must see the value
                 self.data[...] = value
                 return
         object.__setattr__(self, key, value)
+
+    def changed(self) -> None:
+        """Record that the value changed (the optimizer calls it for each parameter it steps), so
+        a backward of a forward that ran before refuses instead of mixing old and new weights."""
+        _changes[0] += 1
+        _set(self, "_changed_at", _changes[0])
 
     def _conforming(self, value: ArrayLike, what: str) -> Array:
         """``value`` as an array of this parameter's shape and dtype, or a clear error."""

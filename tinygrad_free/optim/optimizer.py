@@ -244,11 +244,14 @@ class Optimizer:
                 if unit.even and all(active):
                     self._update(unit, 0, unit.w.size, unit.steps[0] + 1)
                     unit.steps = [s + 1 for s in unit.steps]
+                    for p in unit.params:
+                        p.changed()
                     continue
                 for lo, hi, steps, members in unit.runs(active):
                     self._update(unit, lo, hi, steps + 1)
                     for i in members:
                         unit.steps[i] += 1
+                        unit.params[i].changed()
                 unit.even = len(set(unit.steps)) == 1
         finally:
             self.t = t + 1
