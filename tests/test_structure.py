@@ -149,7 +149,7 @@ LAYERS = (
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
     ("training", ("train", "callbacks")),
-    ("configuration", ("config", "training_run", "train_cli", "cli")),
+    ("configuration", ("options", "config", "training_run", "train_cli", "cli")),
     ("experiments", ("sweep", "report")),
 )
 
@@ -194,3 +194,4 @@ def test_every_module_imports_only_from_its_layer_or_below():
         ]
     assert not unplaced, f"place {sorted(unplaced)} in a layer of LAYERS here and in README 'Architecture'"
     assert upward == []
+
