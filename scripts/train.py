@@ -28,10 +28,11 @@ from tinygrad_free.cli import (  # noqa: E402
     unit_interval,
     writable_file,
 )
-from tinygrad_free.config import optimizer_kwargs, run_name  # noqa: E402,F401  (the script's API)
+from tinygrad_free.config import run_name  # noqa: E402,F401  (the script's API)
 from tinygrad_free.optim import schedule  # noqa: E402
 from tinygrad_free.recipes import load_config  # noqa: E402
 from tinygrad_free.train_cli import run  # noqa: E402
+from tinygrad_free.training_run import optimizer_kwargs  # noqa: E402,F401  (the script's API)
 
 DEFAULT_CONFIG = "fashion_mnist_best"
 # The names the library accepts, from its own tables (aliases such as mse, linear, glorot too).

@@ -20,6 +20,7 @@ from tinygrad_free.data.idx import read_idx
 from tinygrad_free.recipes import build_cnn, build_mlp, load_config
 from tinygrad_free.report import command as report_command
 from tinygrad_free.sweep import read_results
+from tinygrad_free.training_run import build_run
 
 N_TRAIN, N_TEST = 300, 100
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -138,7 +139,7 @@ def test_run_names_show_the_network_options_only_when_not_default():
 
 def test_a_cnn_run_reshapes_the_images_once_and_shifts_them_as_the_flat_rows():
     data = load_split("fashion_mnist", seed=0)
-    run = C.build_run(C.normalize_config({"architecture": "cnn", "shift": 1}), data, limit=64, progress=False)
+    run = build_run(C.normalize_config({"architecture": "cnn", "shift": 1}), data, limit=64, progress=False)
     assert run.x_train.shape == (64, 1, 28, 28) and run.data.x_test.shape == (len(data.x_test), 1, 28, 28)
     assert np.shares_memory(run.data.x_val, data.x_val)  # a view of the loaded arrays, not a copy
     shifted = run.augment(run.x_train, np.random.default_rng(5)).copy()
@@ -150,10 +151,10 @@ def test_a_cnn_run_reshapes_the_images_once_and_shifts_them_as_the_flat_rows():
 def test_flip_then_shift_is_the_runs_augment_and_shows_in_its_name():
     data = load_split("fashion_mnist", seed=0)
     cfg = C.normalize_config({"architecture": "cnn", "shift": 1, "flip": "true"})
-    run = C.build_run(cfg, data, limit=8, progress=False)
+    run = build_run(cfg, data, limit=8, progress=False)
     assert [type(t).__name__ for t in run.augment.transforms] == ["RandomFlip", "RandomShift"]
     assert C.trial_run_name(cfg).endswith("_shift1_flip")
-    assert type(C.build_run(C.normalize_config({"flip": True}), data, limit=8, progress=False).augment).__name__ == (
+    assert type(build_run(C.normalize_config({"flip": True}), data, limit=8, progress=False).augment).__name__ == (
         "RandomFlip"
     )
     with pytest.raises(ValueError, match="flip must be true or false, got 'maybe'"):

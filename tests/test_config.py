@@ -7,7 +7,7 @@ import pytest
 
 from scripts import train as train_script
 from tinygrad_free import config as C
-from tinygrad_free import init, nn, optim
+from tinygrad_free import init, nn, optim, training_run
 from tinygrad_free.data import Split
 from tinygrad_free.optim import schedule
 
@@ -78,8 +78,8 @@ def test_optimizer_kwargs_keep_only_what_the_optimizer_has_and_what_is_set():
         "beta1": 0.5,
         "momentum": None,
     }
-    assert C.optimizer_kwargs(base) == {"lr": 0.01, "weight_decay": 0.0, "beta": 0.8}
-    assert C.optimizer_kwargs({**base, "optimizer": "momentum", "momentum": 0.7}) == {
+    assert training_run.optimizer_kwargs(base) == {"lr": 0.01, "weight_decay": 0.0, "beta": 0.8}
+    assert training_run.optimizer_kwargs({**base, "optimizer": "momentum", "momentum": 0.7}) == {
         "lr": 0.01,
         "weight_decay": 0.0,
         "momentum": 0.7,
@@ -120,7 +120,7 @@ def test_the_script_and_a_sweep_trial_build_the_same_run(rng):
     ]
     args = train_script.parse_args(argv)
     trial = C.normalize_config({k: getattr(args, k) for k in C.DEFAULTS})
-    runs = [C.build_run(cfg, data, limit=20, progress=False) for cfg in (args, trial)]
+    runs = [training_run.build_run(cfg, data, limit=20, progress=False) for cfg in (args, trial)]
     a, b = ([p.data.copy() for p in r.model.parameters()] for r in runs)
     assert [x.shape for x in a] == [(16, 8), (8,), (8, 8), (8,), (8, 3), (3,)]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -133,7 +133,7 @@ def test_the_script_and_a_sweep_trial_build_the_same_run(rng):
 
 
 def test_hidden_size_may_list_the_widths():
-    model = C.build_model(C.normalize_config({"hidden_size": [8, 4], "num_layers": 2}), 16, 3)
+    model = training_run.build_model(C.normalize_config({"hidden_size": [8, 4], "num_layers": 2}), 16, 3)
     assert [p.data.shape for p in model.parameters()][::2] == [(16, 8), (8, 4), (4, 3)]
 
 

@@ -1,8 +1,8 @@
-"""Training configurations: the option schema, the names it accepts, run names, and the one
-function that turns a configuration into a model, an optimizer and a training run.
+"""Training configurations: the option schema, the names it accepts and run names.
 
 ``scripts/train.py`` and every sweep trial (:mod:`tinygrad_free.sweep`) go through here, so a
-run means the same thing whichever started it.
+run means the same thing whichever started it; :func:`tinygrad_free.training_run.build_run`
+turns a configuration into a model, an optimizer and a training run.
 
 A configuration is a mapping of the options in :data:`DEFAULTS` (``dataset``, ``epochs``,
 ``optimizer``, ``num_layers``, ...). The names it takes (losses, activations, initialisers,
@@ -14,8 +14,7 @@ learning-rate schedules, optimizers) come from the library's own registries
 ``architecture`` chooses the network: ``mlp`` (:func:`tinygrad_free.recipes.build_mlp`, from
 ``num_layers`` and ``hidden_size``) or ``cnn`` (:func:`tinygrad_free.recipes.build_cnn`, from
 ``conv_channels`` and ``kernel_size``; ``num_layers`` and ``hidden_size`` are not used). Both take
-``batch_norm`` and ``dropout``. A CNN is fed ``(N, 1, 28, 28)`` images: :func:`build_run` reshapes
-the data set's flat rows for it (a view, no copy).
+``batch_norm`` and ``dropout``.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ import numpy as np
 
 from . import init, nn, optim
 from .optim import schedule
-from .recipes import build_cnn, build_mlp
-from .training_run import TrainingRun, build_run
 
 #: Values a sweep trial uses for every option its sweep does not set. Kept here rather than taken
 #: from the recipe fashion_mnist_best.yaml so that a sweep means the same thing after the best
@@ -357,75 +354,6 @@ def trial_run_name(config, varied=()):
     return name
 
 
-# --------------------------------------------------------------------------------------------
-# From a configuration to a training run
-# --------------------------------------------------------------------------------------------
-
-
-def optimizer_kwargs(config):
-    """The keyword arguments of ``optim.create`` for ``config``: the learning rate, the weight
-    decay (None: 0) and those hyperparameters of :data:`HYPER` that are set (not None) and that
-    the chosen optimizer has (``momentum`` reaches momentum and nag only)."""
-    c = _options(config)
-    allowed = optim.get(c["optimizer"]).defaults
-    kw = {"lr": c["learning_rate"], "weight_decay": c.get("weight_decay") or 0.0}
-    for option, key in HYPER.items():
-        value = c.get(option)
-        if value is not None and key in allowed:
-            kw[key] = value
-    return kw
-
-
-def input_shape(config, features):
-    """The shape of one input of ``config``'s network, for images of ``features`` pixels:
-    ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN (square one-channel images)."""
-    if _options(config).get("architecture") != "cnn":
-        return (int(features),)
-    side = math.isqrt(int(features))
-    if side * side != features:
-        raise ValueError(f"architecture cnn takes square images; rows of {features} values are not one")
-    return (1, side, side)
-
-
-def build_model(config, input_size, num_classes):
-    """The network of ``config``, seeded by its ``seed`` (None: 0).
-
-    ``architecture`` ``mlp`` (or None): :func:`tinygrad_free.recipes.build_mlp` (``hidden_size``
-    may be a list of widths, then ``num_layers`` is not used); ``cnn``:
-    :func:`tinygrad_free.recipes.build_cnn`. ``input_size`` is the features of a row (int) or
-    the shape of one input (:func:`input_shape`). ``batch_norm`` and ``dropout`` (None: off)
-    reach either builder.
-    """
-    c = _options(config)
-    seed = c.get("seed") if c.get("seed") is not None else 0
-    shape = (input_size,) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
-    regularise = {"batch_norm": bool(c.get("batch_norm")), "dropout": c.get("dropout") or 0.0}
-    if c.get("architecture") == "cnn":
-        if len(shape) == 1:
-            shape = input_shape(c, shape[0])
-        return build_cnn(
-            shape,
-            num_classes,
-            c.get("conv_channels") or DEFAULTS["conv_channels"],
-            c.get("kernel_size") or DEFAULTS["kernel_size"],
-            activation=c["activation"],
-            weight_init=c["weight_init"],
-            rng=seed,
-            **regularise,
-        )
-    widths = c["hidden_size"]
-    return build_mlp(
-        int(np.prod(shape)),
-        None if isinstance(widths, list) else c["num_layers"],
-        widths,
-        c["activation"],
-        c["weight_init"],
-        num_classes=num_classes,
-        rng=seed,
-        **regularise,
-    )
-
-
 __all__ = [
     "DEFAULTS",
     "REQUIRED",
@@ -440,9 +368,4 @@ __all__ = [
     "check_architecture_options",
     "run_name",
     "trial_run_name",
-    "optimizer_kwargs",
-    "input_shape",
-    "build_model",
-    "TrainingRun",
-    "build_run",
 ]
