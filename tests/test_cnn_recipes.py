@@ -195,6 +195,68 @@ def test_train_script_refuses_options_of_the_other_architecture(argv, message, c
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--conv_channels", "32", "64"],
+            "conv_channels applies to architecture cnn only, but the architecture is mlp "
+            "(whose network is set by num_layers and hidden_size)",
+        ),
+        (["--kernel_size", "3"], "kernel_size applies to architecture cnn only, but the architecture is mlp"),
+        (
+            ["--config", "fashion_mnist_cnn", "-sz", "128"],
+            "hidden_size applies to architecture mlp only, but the architecture is cnn "
+            "(whose network is set by conv_channels and kernel_size)",
+        ),
+        (["--config", "fashion_mnist_cnn", "--num_layers", "3"], "num_layers applies to architecture mlp only"),
+        (["--architecture", "mlp", "--kernel_size", "3"], "kernel_size applies to architecture cnn only"),
+    ],
+)
+def test_train_script_refuses_a_given_option_of_the_other_architecture_even_at_its_default(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_script.parse_args(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_recipes_options_of_the_other_architecture_are_dropped_when_a_flag_changes_the_architecture():
+    args = train_script.parse_args(["--config", "fashion_mnist_cnn", "--architecture", "mlp", "-nhl", "2", "-sz", "64"])
+    assert (args.architecture, args.num_layers, args.hidden_size) == ("mlp", 2, 64)
+    assert args.conv_channels is None and args.kernel_size is None
+    assert C.run_name(args).startswith("hl_2_sz_64_bs_64_ac_relu_opt_adam") and "cnn" not in C.run_name(args)
+    cnn = train_script.parse_args(["--architecture", "cnn"])
+    assert cnn.num_layers is None and cnn.hidden_size is None and cnn.conv_channels == [32, 64]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"kernel_size": 3}, "kernel_size applies to architecture cnn only, but the architecture is mlp"),
+        ({"conv_channels": [32, 64]}, "conv_channels applies to architecture cnn only"),
+        ({"architecture": "cnn", "num_layers": 3}, "num_layers applies to architecture mlp only"),
+        ({"architecture": "cnn", "hidden_size": 128, "num_layers": 3}, "num_layers, hidden_size apply to archi"),
+    ],
+)
+def test_normalize_config_refuses_a_present_option_of_the_other_architecture_even_at_its_default(config, message):
+    with pytest.raises(ValueError, match=message):
+        C.normalize_config(config)
+
+
+def test_a_checked_configuration_has_none_for_the_other_architectures_options_and_checks_again():
+    for arch, unused in (("mlp", ("conv_channels", "kernel_size")), ("cnn", ("num_layers", "hidden_size"))):
+        cfg = C.normalize_config({"architecture": arch})
+        assert all(cfg[k] is None for k in unused)
+        assert C.normalize_config(cfg) == cfg and C.trial_run_name(cfg) == C.run_name(cfg)
+
+
+def test_train_script_refuses_a_recipe_that_sets_an_option_of_the_other_architecture(tmp_path, capsys):
+    path = tmp_path / "cnn_with_layers.yaml"
+    path.write_text("architecture: cnn\nnum_layers: 3\n")
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--config", str(path)])
+    assert f"config {path}: num_layers applies to architecture mlp only" in capsys.readouterr().err
+
+
 def test_train_script_refuses_a_recipe_with_a_bad_network_option(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("architecture: cnn\nconv_channels: [32, -1]\n")

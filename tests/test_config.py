@@ -143,3 +143,59 @@ def test_the_thread_variables_are_listed_once_and_the_script_leaves_them_to_the_
 
     assert THREAD_VARIABLES is threads.THREAD_VARIABLES
     assert not hasattr(train_script, "BLAS_THREAD_VARIABLES")
+
+
+def test_the_option_table_is_consistent():
+    from tinygrad_free import options as O
+
+    assert list(C.DEFAULTS) == list(O.OPTIONS) and set(O.RUN_NAME_ORDER) == {n for n, o in O.OPTIONS.items() if o.tag}
+    for name, o in O.OPTIONS.items():
+        assert f"--{name}" in o.flags and o.unset in O.UNSET and set(o.architectures) <= set(O.ARCHITECTURES), name
+        assert o.check(o.default, name) == o.default, name
+    assert C.REQUIRED == (
+        "dataset",
+        "epochs",
+        "batch_size",
+        "loss",
+        "optimizer",
+        "learning_rate",
+        "weight_init",
+        "num_layers",
+        "hidden_size",
+        "activation",
+    )
+    assert C.HYPER == {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
+    assert C.ARCHITECTURE_OPTIONS == {"mlp": ("num_layers", "hidden_size"), "cnn": ("conv_channels", "kernel_size")}
+
+
+def test_an_option_added_to_the_table_reaches_the_flags_checks_sweeps_run_names_and_optimizer(monkeypatch, capsys):
+    """Adding an option is one entry in tinygrad_free/options.py: here NAdam's momentum_decay."""
+    from tinygrad_free import options as O
+
+    option = O.Option(
+        "momentum_decay",
+        ("-md", "--momentum_decay"),
+        O.non_negative,
+        0.0,
+        unset="library",
+        hyperparameter="momentum_decay",
+        short="md",
+    )
+    # The table's derived views are built at import; an edit of the file rebuilds them, a test patches them.
+    monkeypatch.setitem(O.OPTIONS, option.name, option)
+    monkeypatch.setitem(O.DEFAULTS, option.name, option.default)
+    monkeypatch.setitem(O.HYPER, option.name, option.hyperparameter)
+    args = train_script.parse_args(["-o", "nadam", "-md", "0.004"])
+    assert args.momentum_decay == 0.004 and training_run.optimizer_kwargs(args)["momentum_decay"] == 0.004
+    assert "--momentum_decay MOMENTUM_DECAY" in train_script.build_parser().format_help()
+    assert train_script.parse_args([]).momentum_decay is None  # unset: NAdam's own default
+    train_script.parse_args(["-o", "adam", "--momentum_decay", "0.004"])
+    assert "-md/--momentum_decay 0.004 is ignored: optimizer adam has no momentum_decay" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="momentum_decay must be non-negative, got -1"):
+        C.normalize_config({"momentum_decay": -1})
+    assert C.trial_run_name({"momentum_decay": "4e-3"}, varied=("momentum_decay",)).endswith("_md_0.004")
+    pytest.importorskip("optuna")
+    from tinygrad_free import sweep as S
+
+    spec = S.parse_sweep({"method": "grid", "parameters": {"momentum_decay": {"values": [0, "4e-3"]}}})
+    assert spec.grid() == {"momentum_decay": [0.0, 0.004]}

@@ -2,7 +2,7 @@
 
 :func:`build_run` is what ``scripts/train.py`` and every sweep trial call, so a run means the same
 thing whichever started it. Configurations come checked (:mod:`tinygrad_free.config`); this
-module only builds them.
+module only builds, from the option table (:mod:`tinygrad_free.options`).
 
 ``architecture`` ``mlp`` is :func:`tinygrad_free.recipes.build_mlp` (from ``num_layers`` and
 ``hidden_size``), ``cnn`` :func:`tinygrad_free.recipes.build_cnn` (from ``conv_channels`` and
@@ -20,15 +20,14 @@ import numpy as np
 
 from . import nn, optim
 from .augment import Compose, RandomFlip, RandomShift
-from .config import DEFAULTS, HYPER
-from .config import _options as as_dict
+from .options import DEFAULTS, HYPER, as_dict
 from .recipes import build_cnn, build_mlp
 from .train import Trainer
 
 
 def optimizer_kwargs(config):
     """The keyword arguments of ``optim.create`` for ``config``: the learning rate, the weight
-    decay (None: 0) and those hyperparameters of :data:`~tinygrad_free.config.HYPER` that are set
+    decay (None: 0) and those hyperparameters of :data:`~tinygrad_free.options.HYPER` that are set
     (not None) and that the chosen optimizer has (``momentum`` reaches momentum and nag only)."""
     c = as_dict(config)
     allowed = optim.get(c["optimizer"]).defaults
@@ -136,9 +135,9 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     Parameters
     ----------
     config : mapping or namespace
-        A complete configuration with canonical names (:func:`tinygrad_free.config.normalize_config`,
-        or scripts/train.py's parsed options, where None means "not set": the optimizer's own
-        default, seed 0, no weight decay, a constant rate, no shift).
+        A complete configuration with canonical names (:func:`tinygrad_free.config.normalize_config`
+        or :func:`tinygrad_free.config.command_line_options`, where None means "not set": the
+        optimizer's own default, seed 0, no weight decay, a constant rate, no shift).
     data : tinygrad_free.data.Split
     limit : int, optional
         Train on the first ``limit`` training images only (validation and test stay whole).

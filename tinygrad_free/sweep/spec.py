@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULTS, _number, check_value
+from ..config import DEFAULTS, check_value
+from ..options import number as _number
 
 METHODS = ("random", "grid", "bayes")
 
