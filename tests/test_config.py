@@ -28,7 +28,7 @@ FLAGS = {
         ("activation", nn.activation.CODES),
         ("weight_init", init.INITIALIZERS),
         ("lr_schedule", schedule.SCHEDULES),
-        ("optimizer", {n: n for n in optim.available()}),
+        ("optimizer", {n: optim.get(n) for n in optim.available()}),
     ],
 )
 def test_the_alias_table_is_built_from_the_librarys_registries(option, registry):

@@ -71,6 +71,13 @@ def test_values_become_categorical_with_canonical_names():
     assert spec.params["activation"].kind == "categorical"
 
 
+def test_an_optimizer_and_its_alias_are_one_value_of_a_sweep():
+    assert parse({"optimizer": {"values": ["NAG", "adam"]}}).distributions()["optimizer"].choices == ("nag", "adam")
+    with pytest.raises(ValueError, match="parameter 'optimizer': value 'nesterov' is listed twice"):
+        parse({"optimizer": {"values": ["nag", "nesterov"]}})
+    assert S.run_name({"optimizer": "nesterov"}) == S.run_name({"optimizer": "nag"})
+
+
 def test_value_is_a_constant_and_not_sampled():
     spec = parse({"epochs": {"value": 3}, "optimizer": {"values": ["adam", "sgd"]}})
     assert "epochs" not in spec.distributions()

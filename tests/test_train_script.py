@@ -34,13 +34,10 @@ def test_defaults_are_the_best_configuration_file():
 )
 def test_every_choice_parses_case_insensitively(flag, values):
     for value in values:
-        assert (
-            getattr(
-                parse(flag, value),
-                {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init", "-a": "activation"}[flag],
-            )
-            == value.lower()
-        )
+        assert getattr(
+            parse(flag, value),
+            {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init", "-a": "activation"}[flag],
+        ) == {"nesterov": "nag"}.get(value.lower(), value.lower())  # an alias gives its canonical name
 
 
 def test_short_and_long_forms_set_the_same_options():

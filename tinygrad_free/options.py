@@ -11,7 +11,7 @@ value where the run is built).
 Names (losses, activations, initialisers, learning-rate schedules, optimizers) come from the
 library's own registries (``nn.loss.LOSSES``, ``nn.activation.CODES``, ``init.INITIALIZERS``,
 ``optim.schedule.SCHEDULES``, ``optim.available()``), aliases included, each resolved to one
-canonical name (``mse`` -> ``mean_squared_error``).
+canonical name (``mse`` -> ``mean_squared_error``, ``nesterov`` -> ``nag``).
 """
 
 from __future__ import annotations
@@ -170,6 +170,18 @@ def canonical_names(table):
     return canonical
 
 
+def optimizer_names():
+    """``{registered name: canonical name}``: an optimizer's canonical name is the one it was
+    registered under (``optim.register("nag", "nesterov")``: ``nesterov`` -> ``nag``)."""
+    names = optim.available()
+    table = {}
+    for key in names:
+        cls = optim.get(key)
+        own = getattr(cls, "name", None)
+        table[key] = own if own in names and optim.get(own) is cls else next(k for k in names if optim.get(k) is cls)
+    return table
+
+
 # --------------------------------------------------------------------------------------------
 # The table
 # --------------------------------------------------------------------------------------------
@@ -265,8 +277,8 @@ OPTIONS = {
                tag=lambda v: f"bs_{v}"),
         Option("loss", ("-l", "--loss"), choice(lambda: canonical_names(nn.loss.LOSSES)), "cross_entropy",
                unset="required", tag=_squared_error),
-        Option("optimizer", ("-o", "--optimizer"), choice(lambda: {n: n for n in optim.available()}), "nadam",
-               unset="required", tag=lambda v: f"opt_{v}"),
+        Option("optimizer", ("-o", "--optimizer"), choice(optimizer_names), "nadam", unset="required",
+               tag=lambda v: f"opt_{v}"),
         Option("learning_rate", ("-lr", "--learning_rate"), positive, 1e-3, "the base learning rate",
                unset="required", tag=lambda v: f"lr_{_rate(v)}"),
         Option("momentum", ("-m", "--momentum"), unit_interval, 0.9, unset="library", hyperparameter="momentum",
@@ -377,7 +389,7 @@ def applies(name, architecture):
 
 def optimizers_with(hyperparameter):
     """The canonical names of the registered optimizers that have ``hyperparameter``, sorted."""
-    return sorted({optim.get(n).name for n in optim.available() if hyperparameter in optim.get(n).defaults})
+    return sorted({name for key, name in optimizer_names().items() if hyperparameter in optim.get(key).defaults})
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,6 +452,7 @@ __all__ = [
     "applies",
     "as_dict",
     "canonical_names",
+    "optimizer_names",
     "optimizers_with",
     "add_arguments",
     "format_value",
