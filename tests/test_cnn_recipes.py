@@ -20,6 +20,7 @@ from tinygrad_free.data.idx import read_idx
 from tinygrad_free.recipes import build_cnn, build_mlp, load_config
 from tinygrad_free.report import command as report_command
 from tinygrad_free.sweep import read_results
+from tinygrad_free.training_run import build_run
 
 N_TRAIN, N_TEST = 300, 100
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -138,7 +139,7 @@ def test_run_names_show_the_network_options_only_when_not_default():
 
 def test_a_cnn_run_reshapes_the_images_once_and_shifts_them_as_the_flat_rows():
     data = load_split("fashion_mnist", seed=0)
-    run = C.build_run(C.normalize_config({"architecture": "cnn", "shift": 1}), data, limit=64, progress=False)
+    run = build_run(C.normalize_config({"architecture": "cnn", "shift": 1}), data, limit=64, progress=False)
     assert run.x_train.shape == (64, 1, 28, 28) and run.data.x_test.shape == (len(data.x_test), 1, 28, 28)
     assert np.shares_memory(run.data.x_val, data.x_val)  # a view of the loaded arrays, not a copy
     shifted = run.augment(run.x_train, np.random.default_rng(5)).copy()
@@ -150,10 +151,10 @@ def test_a_cnn_run_reshapes_the_images_once_and_shifts_them_as_the_flat_rows():
 def test_flip_then_shift_is_the_runs_augment_and_shows_in_its_name():
     data = load_split("fashion_mnist", seed=0)
     cfg = C.normalize_config({"architecture": "cnn", "shift": 1, "flip": "true"})
-    run = C.build_run(cfg, data, limit=8, progress=False)
+    run = build_run(cfg, data, limit=8, progress=False)
     assert [type(t).__name__ for t in run.augment.transforms] == ["RandomFlip", "RandomShift"]
     assert C.trial_run_name(cfg).endswith("_shift1_flip")
-    assert type(C.build_run(C.normalize_config({"flip": True}), data, limit=8, progress=False).augment).__name__ == (
+    assert type(build_run(C.normalize_config({"flip": True}), data, limit=8, progress=False).augment).__name__ == (
         "RandomFlip"
     )
     with pytest.raises(ValueError, match="flip must be true or false, got 'maybe'"):
@@ -192,6 +193,68 @@ def test_train_script_refuses_options_of_the_other_architecture(argv, message, c
     with pytest.raises(SystemExit) as e:
         train_script.parse_args(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--conv_channels", "32", "64"],
+            "conv_channels applies to architecture cnn only, but the architecture is mlp "
+            "(whose network is set by num_layers and hidden_size)",
+        ),
+        (["--kernel_size", "3"], "kernel_size applies to architecture cnn only, but the architecture is mlp"),
+        (
+            ["--config", "fashion_mnist_cnn", "-sz", "128"],
+            "hidden_size applies to architecture mlp only, but the architecture is cnn "
+            "(whose network is set by conv_channels and kernel_size)",
+        ),
+        (["--config", "fashion_mnist_cnn", "--num_layers", "3"], "num_layers applies to architecture mlp only"),
+        (["--architecture", "mlp", "--kernel_size", "3"], "kernel_size applies to architecture cnn only"),
+    ],
+)
+def test_train_script_refuses_a_given_option_of_the_other_architecture_even_at_its_default(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_script.parse_args(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_recipes_options_of_the_other_architecture_are_dropped_when_a_flag_changes_the_architecture():
+    args = train_script.parse_args(["--config", "fashion_mnist_cnn", "--architecture", "mlp", "-nhl", "2", "-sz", "64"])
+    assert (args.architecture, args.num_layers, args.hidden_size) == ("mlp", 2, 64)
+    assert args.conv_channels is None and args.kernel_size is None
+    assert C.run_name(args).startswith("hl_2_sz_64_bs_64_ac_relu_opt_adam") and "cnn" not in C.run_name(args)
+    cnn = train_script.parse_args(["--architecture", "cnn"])
+    assert cnn.num_layers is None and cnn.hidden_size is None and cnn.conv_channels == [32, 64]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"kernel_size": 3}, "kernel_size applies to architecture cnn only, but the architecture is mlp"),
+        ({"conv_channels": [32, 64]}, "conv_channels applies to architecture cnn only"),
+        ({"architecture": "cnn", "num_layers": 3}, "num_layers applies to architecture mlp only"),
+        ({"architecture": "cnn", "hidden_size": 128, "num_layers": 3}, "num_layers, hidden_size apply to archi"),
+    ],
+)
+def test_normalize_config_refuses_a_present_option_of_the_other_architecture_even_at_its_default(config, message):
+    with pytest.raises(ValueError, match=message):
+        C.normalize_config(config)
+
+
+def test_a_checked_configuration_has_none_for_the_other_architectures_options_and_checks_again():
+    for arch, unused in (("mlp", ("conv_channels", "kernel_size")), ("cnn", ("num_layers", "hidden_size"))):
+        cfg = C.normalize_config({"architecture": arch})
+        assert all(cfg[k] is None for k in unused)
+        assert C.normalize_config(cfg) == cfg and C.trial_run_name(cfg) == C.run_name(cfg)
+
+
+def test_train_script_refuses_a_recipe_that_sets_an_option_of_the_other_architecture(tmp_path, capsys):
+    path = tmp_path / "cnn_with_layers.yaml"
+    path.write_text("architecture: cnn\nnum_layers: 3\n")
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--config", str(path)])
+    assert f"config {path}: num_layers applies to architecture mlp only" in capsys.readouterr().err
 
 
 def test_train_script_refuses_a_recipe_with_a_bad_network_option(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The package stands on its own: nothing in tinygrad_free/ imports the repository's scripts/ or
 models/ or edits sys.path (read from the code's syntax tree, so a docstring that mentions them
-does not count), and no module is over 500 lines (one concept per file)."""
+does not count), no module is over 500 lines (one concept per file), modules import only from
+their layer or below, and the configuration layer has no import circle (not even inside a function)."""
 
 import ast
 from pathlib import Path
@@ -149,7 +150,7 @@ LAYERS = (
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
     ("training", ("train", "callbacks")),
-    ("configuration", ("config", "training_run", "train_cli", "cli")),
+    ("configuration", ("options", "config", "training_run", "train_cli", "cli")),
     ("experiments", ("sweep", "report")),
 )
 
@@ -194,3 +195,51 @@ def test_every_module_imports_only_from_its_layer_or_below():
         ]
     assert not unplaced, f"place {sorted(unplaced)} in a layer of LAYERS here and in README 'Architecture'"
     assert upward == []
+
+
+def sibling_imports(source, package=("tinygrad_free",)):
+    """The modules of ``package`` (a dotted path, as parts) that ``source`` imports anywhere: at
+    the top or inside a function (an import put in a function to break a circle still closes it
+    when the function runs). ``from . import x`` counts as module ``x``."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.split(".")[0] == package[0] and "." in a.name}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = list(package[: len(package) - (node.level - 1)]) + (
+                    node.module.split(".") if node.module else []
+                )
+            elif node.module and node.module.split(".")[0] == package[0]:
+                parts = node.module.split(".")
+            else:
+                continue
+            if parts[: len(package)] != list(package):
+                continue
+            rest = parts[len(package) :]
+            found |= {rest[0]} if rest else {a.name for a in node.names}
+    return found
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from .config import DEFAULTS\n", {"config"}),
+        ("def f():\n    from .config import check_value\n", {"config"}),
+        ("from . import config as C, options\n", {"config", "options"}),
+        ("import tinygrad_free.training_run\nfrom tinygrad_free.config import run_name\n", {"training_run", "config"}),
+        ("from ..config import DEFAULTS\nimport numpy\n'from .options import x'\n", set()),
+    ],
+)
+def test_the_circle_check_sees_imports_inside_functions_too(source, expected):
+    assert sibling_imports(source) == expected
+
+
+def test_the_configuration_modules_import_one_another_one_way_only():
+    """config checks configurations by the option table, training_run builds runs from checked
+    ones: neither needs the other, and no module of the layer needs one that needs it."""
+    units = dict(LAYERS)["configuration"]
+    imports = {unit: sibling_imports((PACKAGE / f"{unit}.py").read_text()) & set(units) for unit in units}
+    circles = sorted(f"{a} <-> {b}" for a in units for b in imports[a] if a in imports[b] and a < b)
+    assert circles == []
+    assert "config" not in imports["training_run"] and "training_run" not in imports["config"]

@@ -71,6 +71,37 @@ def test_values_become_categorical_with_canonical_names():
     assert spec.params["activation"].kind == "categorical"
 
 
+def test_an_optimizer_and_its_alias_are_one_value_of_a_sweep():
+    assert parse({"optimizer": {"values": ["NAG", "adam"]}}).distributions()["optimizer"].choices == ("nag", "adam")
+    with pytest.raises(ValueError, match="parameter 'optimizer': value 'nesterov' is listed twice"):
+        parse({"optimizer": {"values": ["nag", "nesterov"]}})
+    assert S.run_name({"optimizer": "nesterov"}) == S.run_name({"optimizer": "nag"})
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            {"architecture": {"value": "cnn"}, "num_layers": {"values": [2, 3]}},
+            "parameters: num_layers applies to architecture mlp only, but the architecture is cnn",
+        ),
+        (
+            {"kernel_size": {"value": 3}},
+            "parameters: kernel_size applies to architecture cnn only, but the architecture is mlp",
+        ),
+        (
+            {"architecture": {"values": ["mlp", "cnn"]}, "conv_channels": {"values": [[8], [16]]}},
+            "conv_channels applies to architecture cnn only, but the architecture is mlp",
+        ),
+    ],
+)
+def test_a_sweep_parameter_of_another_architecture_is_refused_when_the_sweep_is_read(params, message):
+    with pytest.raises(ValueError, match=message):
+        parse(params)
+    cnn = parse({"architecture": {"value": "cnn"}, "conv_channels": {"values": [[8], [16]]}})
+    assert cnn.params["conv_channels"].choices() == [[8], [16]]
+
+
 def test_value_is_a_constant_and_not_sampled():
     spec = parse({"epochs": {"value": 3}, "optimizer": {"values": ["adam", "sgd"]}})
     assert "epochs" not in spec.distributions()

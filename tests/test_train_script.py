@@ -34,13 +34,10 @@ def test_defaults_are_the_best_configuration_file():
 )
 def test_every_choice_parses_case_insensitively(flag, values):
     for value in values:
-        assert (
-            getattr(
-                parse(flag, value),
-                {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init", "-a": "activation"}[flag],
-            )
-            == value.lower()
-        )
+        assert getattr(
+            parse(flag, value),
+            {"-d": "dataset", "-l": "loss", "-o": "optimizer", "-w_i": "weight_init", "-a": "activation"}[flag],
+        ) == {"nesterov": "nag"}.get(value.lower(), value.lower())  # an alias gives its canonical name
 
 
 def test_short_and_long_forms_set_the_same_options():
@@ -102,6 +99,20 @@ def test_short_and_long_forms_set_the_same_options():
     )
     assert vars(short) == vars(long)
     assert (short.epochs, short.batch_size, short.num_layers, short.hidden_size) == (3, 16, 4, 64)
+
+
+def test_the_parser_takes_every_flag_it_took_with_the_same_spelling():
+    flags = {s: a.dest for a in train_script.build_parser()._actions for s in a.option_strings}
+    assignment = "-wp -we -d -e -b -l -o -lr -m -beta -beta1 -beta2 -eps -w_d -w_i -nhl -sz -a".split()
+    dests = "wandb_project wandb_entity dataset epochs batch_size loss optimizer learning_rate momentum beta beta1 "
+    dests += "beta2 epsilon weight_decay weight_init num_layers hidden_size activation"
+    assert {flag: flags[flag] for flag in assignment} == dict(zip(assignment, dests.split()))
+    assert all(flags[f"--{dest}"] == dest for dest in dests.split())
+    others = "config lr_schedule shift flip seed architecture conv_channels kernel_size batch_norm dropout threads "
+    others += "data_dir results save backup plugin wandb_mode limit"
+    assert all(flags[f"--{dest}"] == dest for dest in others.split())
+    assert flags["--no-flip"] == "flip" and flags["--no-batch_norm"] == "batch_norm"
+    assert len(flags) == len(assignment) + len(dests.split()) + len(others.split()) + 4  # -h, --help, two --no-
 
 
 @pytest.mark.parametrize(

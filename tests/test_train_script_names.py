@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from scripts import train as train_script
+from tinygrad_free import config as C
 from tinygrad_free import init, nn, optim
+from tinygrad_free import report as R
 from tinygrad_free.optim import schedule
 from tinygrad_free.optim.optimizer import _REGISTRY
 
@@ -46,6 +48,40 @@ def test_aliases_resolve_to_the_name_run_names_use(argv, dest, expected):
     args = parse(*argv)
     assert getattr(args, dest) == expected
     assert train_script.run_name(args).endswith("_mse") == (expected == "mean_squared_error")
+
+
+def test_nesterov_and_nag_give_one_optimizer_name_in_the_run_name():
+    nesterov, nag = parse("-o", "nesterov"), parse("-o", "NAG")
+    assert nesterov.optimizer == nag.optimizer == "nag"
+    assert train_script.run_name(nesterov) == train_script.run_name(nag) and "_opt_nag_" in train_script.run_name(nag)
+    assert C.trial_run_name({"optimizer": "nesterov"}) == C.trial_run_name({"optimizer": "nag"})
+
+
+def test_every_registered_optimizer_name_resolves_to_the_name_it_was_registered_under():
+    for name in optim.available():
+        assert parse("-o", name).optimizer == optim.get(name).name
+        assert C.check_value("optimizer", name.upper()) == optim.get(name).name
+
+
+def test_the_report_groups_runs_of_an_optimizer_alias_with_its_canonical_name():
+    lines = []
+    for seed, flag in enumerate(["nesterov", "nag"]):
+        args = parse("-o", flag, "--seed", str(seed))
+        config = {k: getattr(args, k) for k in C.DEFAULTS}
+        lines.append(
+            {
+                "run_name": train_script.run_name(args),
+                "recipe": args.config,
+                "config": config,
+                "dataset": args.dataset,
+                "seed": seed,
+                "test_accuracy": 0.8,
+                "epoch_seconds": [1.0],
+                "confusion": [[1, 0], [0, 1]],
+            }
+        )
+    (group,) = R.group_runs(lines)
+    assert group["runs"] == 2 and group["seeds"] == [0, 1] and "_opt_nag_" in group["run_name"]
 
 
 def test_an_unknown_name_lists_every_accepted_one(capsys):

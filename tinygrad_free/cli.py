@@ -1,6 +1,7 @@
 """argparse types shared by the command-line scripts: each rejects bad input with a message
 that says what is allowed, and argparse turns it into exit code 2. Also ``--plugin``: a user's
-module imported before the options are resolved."""
+module imported before the options are resolved. (The training options' flags and their checks
+come from the option table, :func:`tinygrad_free.options.add_arguments`.)"""
 
 import argparse
 import importlib
@@ -18,74 +19,11 @@ def _int(text):
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-def _float(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-
-
 def positive_int(text):
     value = _int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
-
-
-def non_negative_int(text):
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = _float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    value = _float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return value
-
-
-def unit_interval(text):
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def lower_choice(choices):
-    def parse(text):
-        key = text.lower()
-        if key not in choices:
-            raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
-        return key
-
-    return parse
-
-
-def table_choice(table):
-    """Any key of one of the library's name tables (``nn.loss.LOSSES``, ``init.INITIALIZERS``,
-    ...), case-insensitively, returned as the table's first name for the same entry, so an alias
-    (``MSE``, ``linear``, ``glorot``) gives the name the rest of the code and the run names use."""
-    from .config import canonical_names
-
-    canonical = canonical_names(table)
-    choices = list(canonical)
-
-    def parse(text):
-        key = text.lower()
-        if key not in canonical:
-            raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
-        return canonical[key]
-
-    return parse
 
 
 def writable_file(text):

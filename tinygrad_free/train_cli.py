@@ -2,7 +2,7 @@
 line as ``scripts/train.py`` prints it (one line per epoch, last ``test_accuracy: <fraction>``).
 
 The parser stays in the script; this is the one call it makes, built on
-:func:`tinygrad_free.config.build_run` like every sweep trial.
+:func:`tinygrad_free.training_run.build_run` like every sweep trial.
 """
 
 import json
@@ -16,6 +16,7 @@ from .data import load_split
 from .fileio import append_line
 from .metrics import confusion_matrix
 from .tracking import resolve_mode, start_wandb_run
+from .training_run import build_run
 
 #: Options of the command that are about where a run logs, not what it trains.
 _WANDB_OPTIONS = ("wandb_project", "wandb_entity", "wandb_mode")
@@ -78,7 +79,7 @@ def run(args, prog="train.py"):
     """
     seed = args.seed if args.seed is not None else 0
     data = load_split(args.dataset, data_dir=args.data_dir, seed=seed)
-    training = C.build_run(args, data, limit=args.limit, callbacks=[PrintLogger()], threads=args.threads or "auto")
+    training = build_run(args, data, limit=args.limit, callbacks=[PrintLogger()], threads=args.threads or "auto")
     data = training.data  # shaped as the model takes it
     print(f"{C.run_name(args)} on {args.dataset}: {len(training.x_train)} train / {len(data.x_val)} validation images")
     print(training.model)

@@ -1,7 +1,13 @@
 """A configuration made concrete: the model, optimizer, trainer and data of one training run.
 
-:func:`build_run` is what ``scripts/train.py`` and every sweep trial call (through
-:mod:`tinygrad_free.config`, which re-exports it), so a run means the same thing whichever started it.
+:func:`build_run` is what ``scripts/train.py`` and every sweep trial call, so a run means the same
+thing whichever started it. Configurations come checked (:mod:`tinygrad_free.config`); this
+module only builds, from the option table (:mod:`tinygrad_free.options`).
+
+``architecture`` ``mlp`` is :func:`tinygrad_free.recipes.build_mlp` (from ``num_layers`` and
+``hidden_size``), ``cnn`` :func:`tinygrad_free.recipes.build_cnn` (from ``conv_channels`` and
+``kernel_size``). Both take ``batch_norm`` and ``dropout``. A CNN is fed ``(N, 1, 28, 28)``
+images: :func:`build_run` reshapes the data set's flat rows for it (a view, no copy).
 """
 
 from __future__ import annotations
@@ -14,7 +20,73 @@ import numpy as np
 
 from . import nn, optim
 from .augment import Compose, RandomFlip, RandomShift
+from .options import DEFAULTS, HYPER, as_dict
+from .recipes import build_cnn, build_mlp
 from .train import Trainer
+
+
+def optimizer_kwargs(config):
+    """The keyword arguments of ``optim.create`` for ``config``: the learning rate, the weight
+    decay (None: 0) and those hyperparameters of :data:`~tinygrad_free.options.HYPER` that are set
+    (not None) and that the chosen optimizer has (``momentum`` reaches momentum and nag only)."""
+    c = as_dict(config)
+    allowed = optim.get(c["optimizer"]).defaults
+    kw = {"lr": c["learning_rate"], "weight_decay": c.get("weight_decay") or 0.0}
+    for option, key in HYPER.items():
+        value = c.get(option)
+        if value is not None and key in allowed:
+            kw[key] = value
+    return kw
+
+
+def input_shape(config, features):
+    """The shape of one input of ``config``'s network, for images of ``features`` pixels:
+    ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN (square one-channel images)."""
+    if as_dict(config).get("architecture") != "cnn":
+        return (int(features),)
+    side = math.isqrt(int(features))
+    if side * side != features:
+        raise ValueError(f"architecture cnn takes square images; rows of {features} values are not one")
+    return (1, side, side)
+
+
+def build_model(config, input_size, num_classes):
+    """The network of ``config``, seeded by its ``seed`` (None: 0).
+
+    ``architecture`` ``mlp`` (or None): :func:`tinygrad_free.recipes.build_mlp` (``hidden_size``
+    may be a list of widths, then ``num_layers`` is not used); ``cnn``:
+    :func:`tinygrad_free.recipes.build_cnn`. ``input_size`` is the features of a row (int) or
+    the shape of one input (:func:`input_shape`). ``batch_norm`` and ``dropout`` (None: off)
+    reach either builder.
+    """
+    c = as_dict(config)
+    seed = c.get("seed") if c.get("seed") is not None else 0
+    shape = (input_size,) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
+    regularise = {"batch_norm": bool(c.get("batch_norm")), "dropout": c.get("dropout") or 0.0}
+    if c.get("architecture") == "cnn":
+        if len(shape) == 1:
+            shape = input_shape(c, shape[0])
+        return build_cnn(
+            shape,
+            num_classes,
+            c.get("conv_channels") or DEFAULTS["conv_channels"],
+            c.get("kernel_size") or DEFAULTS["kernel_size"],
+            activation=c["activation"],
+            weight_init=c["weight_init"],
+            rng=seed,
+            **regularise,
+        )
+    widths = c["hidden_size"]
+    return build_mlp(
+        int(np.prod(shape)),
+        None if isinstance(widths, list) else c["num_layers"],
+        widths,
+        c["activation"],
+        c["weight_init"],
+        num_classes=num_classes,
+        rng=seed,
+        **regularise,
+    )
 
 
 @dataclass
@@ -63,9 +135,9 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     Parameters
     ----------
     config : mapping or namespace
-        A complete configuration with canonical names (:func:`normalize_config`, or
-        scripts/train.py's parsed options, where None means "not set": the optimizer's own
-        default, seed 0, no weight decay, a constant rate, no shift).
+        A complete configuration with canonical names (:func:`tinygrad_free.config.normalize_config`
+        or :func:`tinygrad_free.config.command_line_options`, where None means "not set": the
+        optimizer's own default, seed 0, no weight decay, a constant rate, no shift).
     data : tinygrad_free.data.Split
     limit : int, optional
         Train on the first ``limit`` training images only (validation and test stay whole).
@@ -84,10 +156,7 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
         Its ``data`` is ``data`` with the images reshaped to the model's input (views): evaluate
         on ``run.data.x_test``.
     """
-    # Imported here: config imports this module for its re-export of build_run.
-    from .config import _options, build_model, input_shape, optimizer_kwargs
-
-    c = _options(config)
+    c = as_dict(config)
     shape = input_shape(c, data.x_train[0].size)
     if data.x_train.shape[1:] != shape:  # the one place a CNN's images get their (1, 28, 28) shape
         data = replace(data, **{k: getattr(data, k).reshape(-1, *shape) for k in ("x_train", "x_val", "x_test")})
@@ -104,4 +173,4 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
 
 
-__all__ = ["TrainingRun", "build_run"]
+__all__ = ["TrainingRun", "build_run", "build_model", "input_shape", "optimizer_kwargs"]

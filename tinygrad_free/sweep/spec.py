@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULTS, _number, check_value
+from ..config import DEFAULTS, check_architecture_options, check_value
+from ..options import number as _number
 
 METHODS = ("random", "grid", "bayes")
 
@@ -281,6 +282,17 @@ def _check_early_terminate(et):
     return dict(et)
 
 
+def _check_architectures(params):
+    """Refuse a parameter that does not apply to an architecture the sweep's trials can have
+    (``num_layers`` in a sweep of CNNs): every trial with that architecture would be refused."""
+    arch = params.get("architecture")
+    for architecture in arch.choices() if arch is not None else [DEFAULTS["architecture"]]:
+        try:
+            check_architecture_options(architecture, [name for name in params if name != "architecture"])
+        except ValueError as e:
+            raise ValueError(f"parameters: {e}") from None
+
+
 def parse_assignment(text):
     """``KEY=VALUE`` from the command line (``--set epochs=1``); VALUE is read as YAML, so numbers
     and lists work. For argparse: a bad one raises ``ArgumentTypeError`` naming the allowed keys."""
@@ -346,6 +358,7 @@ def parse_sweep(raw, name=None, overrides=None, method=None):
         if pname not in DEFAULTS:
             raise ValueError(f"unknown parameter {pname!r}; a sweep may set: {', '.join(DEFAULTS)}")
         params[pname] = _parse_param(pname, spec, method, lambda v, k=pname: check_value(k, v))
+    _check_architectures(params)
     run_cap = raw.get("run_cap")
     if run_cap is not None:
         run_cap = _number("run_cap", run_cap, int)

@@ -1,4 +1,4 @@
-"""One sweep trial: a configuration trained (through :func:`tinygrad_free.config.build_run`, as
+"""One sweep trial: a configuration trained (through :func:`tinygrad_free.training_run.build_run`, as
 scripts/train.py trains it) and summarised as a JSON-safe record; the data cache the trials of a
 process share; the callback that lets an Optuna pruner stop a trial."""
 
@@ -8,7 +8,8 @@ import time
 import numpy as np
 
 from ..callbacks import Callback
-from ..config import build_run, normalize_config
+from ..config import normalize_config
+from ..training_run import build_run
 
 STATUSES = ("completed", "diverged", "pruned", "stopped", "failed")
 
