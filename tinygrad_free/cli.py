@@ -26,6 +26,16 @@ def positive_int(text):
     return value
 
 
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def writable_file(text):
     """A path a file can be written to now (``callbacks.check_writable``): checked when the
     options are parsed, so a bad ``--save`` fails before any data is loaded or trained on."""

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backward_grad import check_grad, describe, private
 from .parameter import _changes
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class Context:
     saved: dict[str, Any] | None
     children: list[Context] | None
     used: bool
-    out: Any  # _describe(output)
+    out: Any  # backward_grad.describe(output)
     pending: bool  # a plain (top-level) call, which a plain backward(grad) may take
     changes: int  # parameter.changes() when the call ran
 
@@ -181,93 +182,6 @@ def readonly(y: Any, xs: tuple[Any, ...] = ()) -> Any:
     return y
 
 
-#: The description of a scalar output (a loss): its gradient is a number, 1.0 when not given.
-SCALAR = "scalar"
-
-
-def _describe(y: Any) -> Any:
-    """What a gradient of ``y`` must look like: ``(shape, dtype)`` for an array, a list of those
-    for a tuple of outputs, SCALAR for a number, None when it cannot be told (no check)."""
-    if type(y) is np.ndarray:
-        return (y.shape, y.dtype)
-    if type(y) is tuple:
-        return [_describe(v) for v in y]
-    if isinstance(y, (float, int, np.floating, np.integer)) and not isinstance(y, bool):
-        return SCALAR
-    return None
-
-
-def _shape_text(out: Any) -> str:
-    if isinstance(out, tuple):
-        return str(out[0])
-    if isinstance(out, list):
-        return "(" + ", ".join(_shape_text(o) for o in out) + ")"
-    return "a number"
-
-
-def check_grad(module: Module, out: Any, grad: Any) -> Any:
-    """``grad`` checked against the output description ``out`` of the call it belongs to: the
-    gradient to hand the layer (a float array of another float dtype converted), or an error
-    that names the module, what it got and what it needs."""
-    if type(out) is tuple:
-        shape, dtype = out
-        if type(grad) is np.ndarray and grad.shape == shape:
-            if grad.dtype is dtype or grad.dtype == dtype:
-                return grad
-            if grad.dtype.kind == "f":
-                return grad.astype(dtype)
-            raise TypeError(
-                f"{_name(module)}.backward: the gradient must be a float array ({dtype}, the output's dtype), "
-                f"got dtype {grad.dtype}"
-            )
-        _wrong(module, out, grad)
-    if out is None:
-        return grad
-    if out is SCALAR:
-        if grad is None:
-            return 1.0
-        if isinstance(grad, (float, int, np.floating, np.integer)) and not isinstance(grad, bool):
-            return float(grad)
-        if isinstance(grad, np.ndarray) and grad.shape == ():
-            return float(grad)
-        raise TypeError(
-            f"{_name(module)}.backward: its output is a number, so the gradient is a number "
-            f"(dL/dloss, 1.0 when omitted), got {_what(grad)}"
-        )
-    # several outputs
-    if not isinstance(grad, (tuple, list)) or len(grad) != len(out):
-        raise ValueError(
-            f"{_name(module)}.backward: its forward returned {len(out)} outputs of shapes {_shape_text(out)}, so "
-            f"backward takes a tuple of {len(out)} gradients (None for an output that gets none), got {_what(grad)}"
-        )
-    return tuple(None if g is None or o is None else check_grad(module, o, g) for o, g in zip(out, grad))
-
-
-def _what(grad: Any) -> str:
-    if isinstance(grad, np.ndarray):
-        return f"an array of shape {grad.shape}"
-    if isinstance(grad, (tuple, list)):
-        return f"a {type(grad).__name__} of {len(grad)}"
-    return "None" if grad is None else f"a {type(grad).__name__}"
-
-
-def _wrong(module: Module, out: tuple[Any, Any], grad: Any) -> None:
-    shape = out[0]
-    if grad is None:
-        raise TypeError(
-            f"{_name(module)}.backward takes the gradient of its output, an array of shape {shape}, got None"
-        )
-    if not isinstance(grad, np.ndarray):
-        raise TypeError(
-            f"{_name(module)}.backward: the gradient must be a numpy array of shape {shape} (the output's), "
-            f"got {_what(grad)}; convert it with np.asarray first"
-        )
-    raise ValueError(
-        f"{_name(module)}.backward: expected a gradient of shape {shape} (the shape of its output), got "
-        f"{grad.shape}; a gradient is never broadcast"
-    )
-
-
 def _check_unchanged(module: Module, ctx: Context) -> None:
     """Refuse the backward of a call whose module's parameters changed since it ran (an optimizer
     step or an assignment between forward and backward): it would mix the old forward with the
@@ -280,15 +194,6 @@ def _check_unchanged(module: Module, ctx: Context) -> None:
                 "would mix the old forward with the new weights. Run the forward pass again after changing "
                 "parameters (step the optimizer after backward)"
             )
-
-
-def _private(grad: Any) -> Any:
-    """A copy of ``grad`` (an array or a tuple of them) for a module that may write into it."""
-    if type(grad) is np.ndarray:
-        return grad.copy()
-    if type(grad) is tuple:
-        return tuple(_private(g) for g in grad)
-    return grad
 
 
 def own(xs: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -331,7 +236,7 @@ def forward_ctx(module: Module, *xs: Any, **kwargs: Any) -> tuple[Any, Context |
         _recording.pop()
         calls.recording = outer
     calls.last = ctx
-    ctx.out = (y.shape, y.dtype) if type(y) is np.ndarray else _describe(y)
+    ctx.out = (y.shape, y.dtype) if type(y) is np.ndarray else describe(y)
     return y, ctx
 
 
@@ -445,7 +350,7 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
     cls = type(module)
     grad = check_grad(module, ctx.out, grad)
     if cls._writes_inputs:
-        grad = _private(grad)
+        grad = private(grad)
     call: Context = ctx
     call.used = True
     d = module.__dict__
