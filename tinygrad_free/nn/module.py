@@ -148,15 +148,17 @@ class Module:
         mode): the time to store them. False under ``no_grad()``."""
         return self.__dict__["_calls"].recording is not None
 
-    def begin_update(self, *xs: Any) -> tuple[Any, Callable[..., Any]]:
+    def begin_update(self, *xs: Any, **kwargs: Any) -> tuple[Any, Callable[..., Any]]:
         """Forward with the call's backward as a callback, thinc's ``(y, backprop)``.
 
         ``backprop(grad, input_grad=True)`` runs this call's backward, whatever else ran since:
         the way to use one module several times in a container's forward and backprop the calls
         in any order. Under ``no_grad()`` the forward runs as usual and ``backprop`` raises,
-        saying why.
+        saying why. Keyword arguments go to ``forward`` (``lstm.begin_update(x, lengths=l)``);
+        they get no gradient (``backprop`` returns one per positional input).
         """
-        y, ctx = self._forward_ctx(*context.own(xs)) if context.is_grad_enabled() else self._forward_ctx(*xs)
+        own = context.own(xs) if context.is_grad_enabled() else xs
+        y, ctx = self._forward_ctx(*own, **kwargs)
         if ctx is not None:
             y = context.readonly(y, xs)
 
