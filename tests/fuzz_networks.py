@@ -392,7 +392,7 @@ def build_ours(spec):
     # The order our graph runs the spec's nodes in (nodes that reach no output do not run): the
     # mirror follows it, so shared Dropout generators and BatchNorm statistics see the same calls.
     index = {id(n): i for i, n in enumerate(nodes)}
-    graph.run_order = [index[id(n)] - 1 for n in graph._nodes]
+    graph.run_order = [index[id(c.outputs[0])] - 1 for c in graph._node_calls]
     return graph, mods
 
 

@@ -7,10 +7,10 @@
     r = nn.Add()(h, nn.Dense(128, 128, activation="tanh")(h))
     model = nn.Graph(inputs=x, outputs=nn.Dense(128, 10)(r))
 
-Each call of a module on nodes is a node of its own, so one module may appear in several nodes
-(shared weights); its parameter gradients are the sum over its nodes. The nodes run in a
-topological order computed once; backward walks it in reverse, handing each node the context of
-its own call and summing the gradients of a node's several consumers (fan-out).
+Each call of a module on nodes is a call of its own, so one module may appear in several calls
+(shared weights); its parameter gradients are the sum over its calls. The calls run in a
+topological order computed once; backward walks it in reverse, handing each call the context of
+its own forward and summing the gradients of a node's several consumers (fan-out).
 """
 
 from __future__ import annotations
@@ -22,38 +22,58 @@ import numpy as np
 
 from . import context
 from .module import Module
-from .node import Input, Node
+from .node import Call, Input, Node
 
 if TYPE_CHECKING:
     from .context import Context
 
 
-def _toposort(outputs: Sequence[Node]) -> list[Node]:
-    """Nodes reachable from ``outputs``, each after its inputs (iterative DFS; raises on a cycle)."""
-    order: list[Node] = []
+class _Const:
+    """A keyword constant of a call (saved with the graph as JSON)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _toposort(outputs: Sequence[Node]) -> list[Call]:
+    """The calls the outputs need, each after the calls of its inputs (iterative DFS; raises on a
+    cycle); the Inputs they read are collected too, for the checks."""
+    order: list[Call] = []
     done: set[int] = set()
     on_path: set[int] = set()
     for root in outputs:
-        stack = [(root, False)]
+        if root.call is None:
+            continue
+        stack: list[tuple[Call, bool]] = [(root.call, False)]
         while stack:
-            node, expanded = stack.pop()
+            call, expanded = stack.pop()
             if expanded:
-                on_path.discard(id(node))
-                done.add(id(node))
-                order.append(node)
+                on_path.discard(id(call))
+                done.add(id(call))
+                order.append(call)
                 continue
-            if id(node) in done:
+            if id(call) in done:
                 continue
-            if id(node) in on_path:
-                raise ValueError(f"Graph: the nodes form a cycle through {node!r}")
-            on_path.add(id(node))
-            stack.append((node, True))
-            for parent in reversed(node.inputs):
-                if id(parent) in on_path:
+            if id(call) in on_path:
+                raise ValueError(f"Graph: the nodes form a cycle through {call.outputs[0]!r}")
+            on_path.add(id(call))
+            stack.append((call, True))
+            for parent in reversed(call.parents()):
+                if parent.call is None:
+                    continue
+                if id(parent.call) in on_path:
                     raise ValueError(f"Graph: the nodes form a cycle through {parent!r}")
-                if id(parent) not in done:
-                    stack.append((parent, False))
+                if id(parent.call) not in done:
+                    stack.append((parent.call, False))
     return order
+
+
+#: One step of the forward loop: the module, the positions of its positional inputs, its keyword
+#: inputs (None, or name -> position or _Const), and the position of its output (an int) or of
+#: each of its outputs (a tuple).
+Step = tuple[Module, tuple[int, ...], "dict[str, int | _Const] | None", "int | tuple[int, ...]"]
 
 
 class Graph(Module):
@@ -62,20 +82,25 @@ class Graph(Module):
 
     ``model(xa, xb)`` takes one array per input and returns one array per output (a tuple for
     several). ``backward(grad)`` takes one gradient per output (a tuple for several; None for an
-    output that gets no gradient) and returns one per input (a tuple for several).
+    output that gets no gradient) and returns one per input (a tuple for several; None for an
+    integer input, which has no gradient).
+
+    A module called on nodes may take keyword inputs (``lstm(x, lengths=l)``: a Node or a
+    constant; they get no gradient) and may return several outputs (a tuple of Nodes: its backward
+    gets a tuple of gradients, None for an output nothing downstream reads).
     Raises at build time for a cycle, an input that reaches no output, an output that depends on an
-    Input not among ``inputs``, and for shape mismatches (each call runs once on zeros).
+    Input not among ``inputs``, and for shape mismatches (each call runs once on a probe batch).
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
 
     _in_nodes: list[Node]
     _out_nodes: list[Node]
-    _plan: list[tuple[Module, tuple[int, ...], int]]
-    _nodes: list[Node]
+    _node_calls: list[Call]
+    _plan: list[Step]
     _out_pos: list[int]
+    _position: dict[int, int]
     _n_in: int
-    _keys: dict[int, str]
     _contexts: list[Context | None]
 
     def __init__(
@@ -97,38 +122,43 @@ class Graph(Module):
                 raise ValueError(f"Graph input {i} is the output of {n.module!r}, not an nn.Input")
         if len({id(n) for n in ins}) != len(ins):
             raise ValueError("Graph: the same Input is listed twice in inputs")
-        order = _toposort(outs)
+        calls = _toposort(outs)
         position = {id(n): i for i, n in enumerate(ins)}
-        reached = {id(n) for n in order}
-        for n in order:
-            if n.module is None and id(n) not in position:
+        read = [p for c in calls for p in c.parents() if p.call is None] + [n for n in outs if n.call is None]
+        for n in read:
+            if id(n) not in position:
                 raise ValueError(
                     f"Graph: an output depends on {n!r}, which is not among the graph's inputs; "
                     "list every Input the outputs use in inputs=[...]"
                 )
+        reached = {id(n) for n in read}
         for i, n in enumerate(ins):
             if id(n) not in reached:
                 raise ValueError(f"Graph: input {i} {n!r} does not reach any output; remove it or use it")
-        for n in order:  # an Input no layer with parameters fixed is float32 from now on
-            cell = n._dt.find()
-            if cell.value is None:
-                cell.value = np.dtype(np.float32)
+        for c in calls:  # an Input no layer with parameters fixed is float32 from now on
+            for n in c.parents() + c.outputs:
+                cell = n._dt.find()
+                if cell.value is None:
+                    cell.value = np.dtype(np.float32)
+        for c in calls:
+            for n in c.outputs:
+                position[id(n)] = len(position)
+        plan: list[Step] = []
+        for c in calls:
+            kw: dict[str, int | _Const] | None = None
+            if c.kwargs:
+                kw = {k: position[id(v)] if isinstance(v, Node) else _Const(v) for k, v in c.kwargs.items()}
+            out = tuple(position[id(n)] for n in c.outputs) if c.multi else position[id(c.outputs[0])]
+            plan.append((c.module, tuple(position[id(a)] for a in c.args), kw, out))
         d = self.__dict__
-        d["_in_nodes"], d["_out_nodes"] = ins, outs
-        nodes = [n for n in order if n.module is not None]
-        for n in nodes:
-            position[id(n)] = len(position)
-        # The plan the forward loop runs: (module, positions of its inputs, position of its output).
-        d["_plan"] = [(n.module, tuple(position[id(p)] for p in n.inputs), position[id(n)]) for n in nodes]
-        d["_nodes"] = nodes
+        d["_in_nodes"], d["_out_nodes"], d["_node_calls"], d["_plan"] = ins, outs, calls, plan
         d["_out_pos"] = [position[id(n)] for n in outs]
-        d["_n_in"] = len(ins)
+        d["_position"], d["_n_in"] = position, len(ins)
         keys: dict[int, str] = {}
-        for n in nodes:
-            if id(n.module) not in keys:
-                keys[id(n.module)] = str(len(keys))
-                setattr(self, keys[id(n.module)], n.module)
-        d["_keys"] = keys
+        for c in calls:
+            if id(c.module) not in keys:
+                keys[id(c.module)] = str(len(keys))
+                setattr(self, keys[id(c.module)], c.module)
 
     # --- computation ------------------------------------------------------------------------------
     def forward(self, *xs: Any) -> Any:
@@ -141,11 +171,22 @@ class Graph(Module):
                     f"Graph input {i}: expected shape (batch, {', '.join(map(str, n.shape))}), "
                     f"got {getattr(x, 'shape', type(x).__name__)}"
                 )
-        values = list(xs) + [None] * len(self._plan)
+        values: list[Any] = list(xs) + [None] * (len(self._position) - len(xs))
         contexts = []
         protect = context.protect
-        for module, args, pos in self._plan:
-            values[pos], ctx = module._forward_ctx(*protect(module, tuple(values[j] for j in args)))
+        for module, args, kw, out in self._plan:
+            a = protect(module, tuple(values[j] for j in args))
+            if kw is None:
+                y, ctx = module._forward_ctx(*a)
+            else:
+                y, ctx = module._forward_ctx(
+                    *a, **{k: v.value if isinstance(v, _Const) else values[v] for k, v in kw.items()}
+                )
+            if isinstance(out, int):
+                values[out] = y
+            else:
+                for p, v in zip(out, y):
+                    values[p] = v
             contexts.append(ctx)
         if self.recording:
             self._contexts = contexts
@@ -154,12 +195,8 @@ class Graph(Module):
 
     def backward(self, grad: Any, input_grad: bool = True) -> Any:
         grads_out = tuple(grad) if self._multi_out else (grad,)
-        if len(grads_out) != len(self._out_pos):
-            raise ValueError(
-                f"Graph.backward takes one gradient per output ({len(self._out_pos)}), got {len(grads_out)}"
-            )
         n_in = self._n_in
-        grads: list[Any] = [None] * (n_in + len(self._plan))
+        grads: list[Any] = [None] * len(self._position)
 
         def add(pos: int, g: Any) -> None:  # never in place: one array may be handed to several consumers
             grads[pos] = g if grads[pos] is None else grads[pos] + g
@@ -167,20 +204,28 @@ class Graph(Module):
         for pos, g in zip(self._out_pos, grads_out):
             if g is not None:
                 add(pos, g)
-        for (module, args, pos), ctx in zip(reversed(self._plan), reversed(self._contexts)):
-            g = grads[pos]
-            if g is None:  # nothing downstream sends a gradient here
-                continue
-            grads[pos] = None
+        for (module, args, _, out), ctx in zip(reversed(self._plan), reversed(self._contexts)):
+            if isinstance(out, int):
+                g = grads[out]
+                if g is None:  # nothing downstream sends a gradient here
+                    continue
+                grads[out] = None
+            else:
+                g = tuple(grads[p] for p in out)
+                if all(v is None for v in g):
+                    continue
+                for p in out:
+                    grads[p] = None
             want = input_grad or any(j >= n_in for j in args)
             gin = module._backward_ctx(ctx, g, want)
-            if not want:
+            if not want or not args:
                 continue
             if len(args) == 1:
                 gin = (gin,)
             elif not isinstance(gin, (tuple, list)) or len(gin) != len(args):
                 raise ValueError(
-                    f"{module!r}.backward must return one gradient per input ({len(args)}), got {type(gin).__name__}"
+                    f"{module!r}.backward must return one gradient per positional input ({len(args)}), "
+                    f"got {type(gin).__name__}"
                 )
             for j, gj in zip(args, gin):
                 if gj is not None and (j >= n_in or input_grad):
@@ -192,14 +237,22 @@ class Graph(Module):
 
     # --- architecture -----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        position = {id(n): i for i, n in enumerate(self._in_nodes)}
-        for i, n in enumerate(self._nodes):
-            position[id(n)] = self._n_in + i
+        position = self._position
+        calls = []
+        for c in self._node_calls:
+            spec: dict[str, Any] = {"module": c.module, "args": [position[id(a)] for a in c.args]}
+            if c.kwargs:
+                spec["kwargs"] = {
+                    k: {"node": position[id(v)]} if isinstance(v, Node) else {"value": v} for k, v in c.kwargs.items()
+                }
+            if c.multi:
+                spec["outputs"] = len(c.outputs)
+            calls.append(spec)
         return {
             "inputs": [
                 {"shape": list(n.shape), "dtype": str(np.dtype(n.dtype)), "name": n.name} for n in self._in_nodes
             ],
-            "nodes": [{"module": n.module, "inputs": [position[id(p)] for p in n.inputs]} for n in self._nodes],
+            "calls": calls,
             "outputs": [position[id(n)] for n in self._out_nodes],
             "multi_input": self._multi_in,
             "multi_output": self._multi_out,
@@ -207,10 +260,14 @@ class Graph(Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Graph:
-        built = [Input(tuple(s["shape"]), s["dtype"], s.get("name")) for s in config["inputs"]]
+        built: list[Node] = [Input(tuple(s["shape"]), s["dtype"], s.get("name")) for s in config["inputs"]]
         inputs = list(built)
-        for spec in config["nodes"]:
-            built.append(spec["module"](*[built[j] for j in spec["inputs"]]))
+        # Files written before keyword inputs and several outputs list "nodes" with "inputs".
+        calls = config.get("calls") or [{"module": n["module"], "args": n["inputs"]} for n in config["nodes"]]
+        for spec in calls:
+            kwargs = {k: built[v["node"]] if "node" in v else v["value"] for k, v in spec.get("kwargs", {}).items()}
+            made = spec["module"](*[built[j] for j in spec["args"]], **kwargs)
+            built.extend(made if isinstance(made, tuple) else [made])
         outputs = [built[j] for j in config["outputs"]]
         return cls(
             inputs if config.get("multi_input", len(inputs) > 1) else inputs[0],
@@ -223,35 +280,32 @@ class Graph(Module):
         counts: dict[str, int] = {}
         for i, n in enumerate(self._in_nodes):
             names[id(n)] = n.name or f"input_{i}"
-        for n in self._nodes:
-            base = type(n.module).__name__.lower()
+        for c in self._node_calls:
+            base = type(c.module).__name__.lower()
             k = counts.get(base, 0)
             counts[base] = k + 1
-            names[id(n)] = base if k == 0 else f"{base}_{k}"
+            name = base if k == 0 else f"{base}_{k}"
+            for n in c.outputs:
+                names[id(n)] = name if n.index is None else f"{name}[{n.index}]"
         return names
 
     def summary(self) -> str:
-        """A Keras-style table: each node, its module, its inputs, output shape and parameters."""
+        """A Keras-style table: each call, its module, its inputs, output shape(s) and parameters."""
         names = self._node_names()
         rows = [("node", "module", "inputs", "output shape", "params")]
         for n in self._in_nodes:
             rows.append((names[id(n)], "Input", "", str((None,) + n.shape), "0"))
         first_use: dict[int, str] = {}
-        for n in self._nodes:
-            m = n.module
-            assert m is not None  # only Inputs lack a module, and _nodes holds none
+        for c in self._node_calls:
+            m = c.module
+            name = names[id(c.outputs[0])].split("[")[0]
             shared = first_use.get(id(m))
             params = f"shared with {shared}" if shared else f"{m.num_parameters():,}"
-            first_use.setdefault(id(m), names[id(n)])
-            rows.append(
-                (
-                    names[id(n)],
-                    repr(m).split("\n")[0],
-                    ", ".join(names[id(p)] for p in n.inputs),
-                    str((None,) + n.shape),
-                    params,
-                )
-            )
+            first_use.setdefault(id(m), name)
+            reads = [names[id(p)] for p in c.args]
+            reads += [f"{k}={names[id(v)] if isinstance(v, Node) else repr(v)}" for k, v in c.kwargs.items()]
+            shapes = ", ".join(str((None,) + n.shape) for n in c.outputs)
+            rows.append((name, repr(m).split("\n")[0], ", ".join(reads), shapes, params))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))
