@@ -282,16 +282,16 @@ def test_per_tensor_rules_see_each_parameter_in_its_own_shape():
 
 
 def test_registering_a_taken_optimizer_name_needs_override():
-    from tinygrad_free.optim import Adam, register
-    from tinygrad_free.optim.optimizer import _REGISTRY
+    from tinygrad_free.optim import OPTIMIZERS, Adam, register
 
+    saved = OPTIMIZERS.snapshot()
     with pytest.raises(ValueError, match=r"optimizer name 'adam' is already registered to .*Adam.*override=True"):
 
         @register("adam")
         class MyAdam(Adam):
             pass
 
-    assert _REGISTRY["adam"] is Adam
+    assert OPTIMIZERS.get("adam") is Adam
     try:
 
         @register("adam", override=True)
@@ -300,7 +300,7 @@ def test_registering_a_taken_optimizer_name_needs_override():
 
         assert optim.get("adam") is MyAdam2
     finally:
-        _REGISTRY["adam"] = Adam
+        OPTIMIZERS.restore(saved)
 
 
 def test_registering_a_taken_module_name_needs_override():

@@ -18,18 +18,20 @@ def test_the_readme_has_python_snippets():
 
 
 def test_every_python_snippet_in_the_readme_runs_as_written(tmp_path, monkeypatch):
-    from tinygrad_free.nn import serialize
-    from tinygrad_free.optim import optimizer
+    from tinygrad_free.nn import classes
+    from tinygrad_free.optim import OPTIMIZERS
 
     monkeypatch.chdir(tmp_path)  # the snippets write model files
     # The snippets register an example optimizer and classes: keep them out of the other tests.
-    saved = [(t, dict(t)) for t in (optimizer._REGISTRY, serialize._SHORT, serialize._CLASSES)]
+    saved = [(r, r.snapshot()) for r in (OPTIMIZERS, classes.SHORT_NAMES)]
+    known = dict(classes._CLASSES)
     try:
         _run_blocks()
     finally:
-        for table, copy in saved:
-            table.clear()
-            table.update(copy)
+        for registry, snapshot in saved:
+            registry.restore(snapshot)
+        classes._CLASSES.clear()
+        classes._CLASSES.update(known)
 
 
 def _run_blocks():

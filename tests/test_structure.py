@@ -145,7 +145,7 @@ def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
 #: layers below it, never from a layer above (README "Architecture"). Keys are the package's
 #: top-level modules and subpackages.
 LAYERS = (
-    ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking", "_typing")),
+    ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking", "_typing", "registry")),
     ("backend", ("backend", "init", "threads")),
     ("model and data", ("nn", "data", "augment")),
     ("optimizers and recipes", ("optim", "gradcheck", "recipes")),

@@ -145,11 +145,11 @@ def test_resume_after_a_pause_neither_times_the_pause_nor_loses_the_count():
     try:
         clock.run(PROBE_STEPS + 7)
         count = policy.current
-        policy._blas.limit(limits=1)  # the loop ran something else at another count meanwhile
+        policy._counts._blas.limit(limits=1)  # the loop ran something else at another count meanwhile
         clock.t += 1000.0  # ... for a long time
         policy.resume()
         assert policy.current == count == 2
-        assert {i["num_threads"] for i in policy._blas.info()} == {2}  # put back
+        assert {i["num_threads"] for i in policy._counts._blas.info()} == {2}  # put back
         clock.run(20)
         medians = [v for e, _, v in policy.history if e in ("block", "probe")]
         assert max(medians) <= 1.0

@@ -149,7 +149,7 @@ def test_cosine_schedule_decays_the_lr_every_step_from_the_base_rate(fashion):
 
     class Spy(Callback):
         def on_epoch_end(self, trainer, logs):
-            seen.append(opt.lr)
+            seen.append(opt.last_lr)
 
     Trainer(model, nn.CrossEntropyLoss(), opt, [Spy()], progress=False).fit(
         fashion.x_train[:100], fashion.y_train[:100], epochs=2, batch_size=10, lr_schedule="cosine"
@@ -157,6 +157,7 @@ def test_cosine_schedule_decays_the_lr_every_step_from_the_base_rate(fashion):
     # 20 steps; the last epoch ends having used step 19 of 20.
     assert seen[0] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 9 / 20)))
     assert seen[1] == pytest.approx(0.1 * 0.5 * (1 + np.cos(np.pi * 19 / 20)))
+    assert opt.lr == 0.1 and opt.schedule is None  # fit lent the optimizer its schedule
     with pytest.raises(ValueError, match="unknown lr schedule"):
         Trainer(model, nn.CrossEntropyLoss(), opt).fit(fashion.x_train[:10], fashion.y_train[:10], lr_schedule="step")
 

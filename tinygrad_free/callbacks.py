@@ -235,7 +235,7 @@ class BackupAndRestore(Callback):
         """Write the state after ``epoch`` epochs to ``self.path``, atomically."""
         opt = trainer.optimizer
         state = opt.state_dict()
-        config = dict(state["config"], lr=trainer._base_lr)  # the base rate, not the scheduled one
+        config = state["config"]
         arrays: dict[str, Any] = {f"model/{k}": v for k, v in trainer.model.state_dict().items()}
         state_keys = {}
         for name, per_param in state["state"].items():
@@ -251,6 +251,8 @@ class BackupAndRestore(Callback):
                 "config": config,
                 "state_keys": state_keys,
                 "shared_keys": sorted(state["shared"]),
+                "steps": state["steps"],
+                "schedule": state["schedule"],
             },
             "history": trainer.history.history,
             "generators": trainer.model.generator_state(),
@@ -298,6 +300,8 @@ class BackupAndRestore(Callback):
                     name: {k: arrays[f"optimizer/state/{name}/{k}"] for k in keys}
                     for name, keys in saved["state_keys"].items()
                 },
+                "steps": saved.get("steps"),
+                **({"schedule": saved["schedule"]} if "schedule" in saved else {}),
             }
         )
         trainer.initial_epoch = meta["epoch"]

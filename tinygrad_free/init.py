@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .registry import Registry
+
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
@@ -50,17 +52,18 @@ def he(shape: tuple[int, ...], rng: np.random.Generator, dtype: DTypeLike = np.f
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fans(shape)[0])).astype(dtype)
 
 
-INITIALIZERS: dict[str, Initializer] = {"random": random, "xavier": xavier, "glorot": xavier, "he": he, "kaiming": he}
+#: The initialisers by name (``glorot`` is ``xavier``, ``kaiming`` is ``he``).
+INITIALIZERS: Registry[Initializer] = Registry("init")
+INITIALIZERS.add("random", random)
+INITIALIZERS.add("xavier", xavier, "glorot")
+INITIALIZERS.add("he", he, "kaiming")
 
 
 def get(name: str | Initializer) -> Initializer:
     """Look up an initialiser by name (case-insensitive) or pass a callable through."""
     if callable(name):
         return name
-    key = str(name).lower()
-    if key not in INITIALIZERS:
-        raise ValueError(f"unknown init {name!r}; choose one of {sorted(INITIALIZERS)}")
-    return INITIALIZERS[key]
+    return INITIALIZERS.get(name)
 
 
 def as_generator(rng: Seed) -> np.random.Generator:

@@ -157,29 +157,17 @@ def choice(names):
 # --------------------------------------------------------------------------------------------
 
 
-def canonical_names(table):
-    """``{lower-case name: canonical name}`` of a name table of the library.
-
-    ``table`` maps names (aliases included) to one object per entry (``nn.loss.LOSSES``,
-    ``init.INITIALIZERS``, ...); the canonical name of an entry is the first name the table
-    lists for it, so ``MSE`` gives ``mean_squared_error`` and ``glorot`` gives ``xavier``.
-    """
-    canonical = {}
-    for key, value in table.items():
-        canonical.setdefault(key.lower(), next(k for k, v in table.items() if v is value or v == value))
-    return canonical
+def canonical_names(registry):
+    """``{accepted lower-case name: canonical name}`` of one of the library's registries
+    (``nn.loss.LOSSES``, ``init.INITIALIZERS``, ...): ``MSE`` gives ``mean_squared_error``, ``glorot``
+    gives ``xavier``."""
+    return registry.aliases()
 
 
 def optimizer_names():
-    """``{registered name: canonical name}``: an optimizer's canonical name is the one it was
-    registered under (``optim.register("nag", "nesterov")``: ``nesterov`` -> ``nag``)."""
-    names = optim.available()
-    table = {}
-    for key in names:
-        cls = optim.get(key)
-        own = getattr(cls, "name", None)
-        table[key] = own if own in names and optim.get(own) is cls else next(k for k in names if optim.get(k) is cls)
-    return table
+    """``{accepted name: canonical name}`` of the optimizers (``nesterov`` -> ``nag``), a plugin's
+    included."""
+    return optim.OPTIMIZERS.aliases()
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +247,7 @@ def _rate(lr):
 
 
 def _squared_error(loss):
-    return "mse" if nn.loss.LOSSES[str(loss).lower()] is nn.SoftmaxMSELoss else ""
+    return "mse" if nn.loss.LOSSES.get(loss) is nn.SoftmaxMSELoss else ""
 
 
 _FLAG = {"action": argparse.BooleanOptionalAction}

@@ -28,8 +28,9 @@ enumerates the loaded libraries on every call (2.7 ms here, more than a step at 
 
 The thread count changes no result: numba's parallel optimizer updates are bit for bit the
 serial ones, the threaded convolutions split the batch into parts that do not depend on the
-thread count, and the BLAS products are the same on one thread or two (the tests hold a run on
-each equal). A hand-written loop gets the same policy::
+thread count, and every matrix product runs on one BLAS thread (``kernels.blas``; the tests
+hold a run on each count equal). :class:`ThreadCounts` is the one place that sets the counts
+(BLAS's and numba's together). A hand-written loop gets the same policy::
 
     with threads.autotune() as tick:
         for xb, yb in batches:
@@ -49,6 +50,55 @@ from .kernels import parallel as kernels_parallel
 
 #: The variables that cap a process's BLAS, OpenMP and numba threads (listed here only).
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+class ThreadCounts:
+    """Sets BLAS's (threadpoolctl) and numba's thread counts together, and puts back the counts
+    from before. One threadpoolctl controller, made at the first change: switching through it
+    costs ~30 us, where ``threadpool_limits`` enumerates the loaded libraries each time (2.7 ms)."""
+
+    def __init__(self) -> None:
+        numba = kernels_parallel.numba
+        self._numba_before = numba.get_num_threads() if numba is not None else None
+        self._blas = None
+        self._limiter = None  # remembers the BLAS counts from before, for restore()
+        self.current = None
+
+    def set(self, count: int) -> None:
+        if count == self.current:
+            return
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController().select(user_api="blas")
+            self._limiter = self._blas.limit(limits=count)
+        else:
+            self._blas.limit(limits=count)
+        numba = kernels_parallel.numba
+        if numba is not None:
+            numba.set_num_threads(max(1, min(int(count), numba.config.NUMBA_NUM_THREADS)))
+        self.current = count
+
+    def restore(self) -> None:
+        """The counts in effect before the first ``set``."""
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = self._blas = None
+        numba = kernels_parallel.numba
+        if numba is not None and self._numba_before is not None:
+            numba.set_num_threads(self._numba_before)
+        self.current = None
+
+
+@contextlib.contextmanager
+def limit(count: int):
+    """Run a block with BLAS and numba at ``count`` threads (``Trainer(threads=n)``)."""
+    counts = ThreadCounts()
+    counts.set(count)
+    try:
+        yield
+    finally:
+        counts.restore()
 
 
 def available_threads() -> int:
@@ -123,10 +173,7 @@ class StepThreads:
         self.current = None  # the count in effect
         self.chosen = None  # the count kept (the one not being explored)
         self.history = collections.deque(maxlen=10_000)
-        self._blas = None  # threadpoolctl controller of the BLAS libraries, made at the first switch
-        self._limiter = None  # remembers the BLAS counts from before, for close()
-        numba = kernels_parallel.numba
-        self._numba_before = numba.get_num_threads() if numba is not None else None
+        self._counts = ThreadCounts()
         self._times = []  # this block's step times
         self._last = None  # clock at the previous tick
         self._start = None  # clock when this block's first timed step began
@@ -238,15 +285,7 @@ class StepThreads:
         self._times, self._last = [], None
         if count == self.current:
             return
-        if self._blas is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._blas = ThreadpoolController().select(user_api="blas")
-            self._limiter = self._blas.limit(limits=count)  # remembers the counts from before
-        else:
-            self._blas.limit(limits=count)
-        if kernels_parallel.numba is not None:
-            kernels_parallel.numba.set_num_threads(min(count, kernels_parallel.numba.config.NUMBA_NUM_THREADS))
+        self._counts.set(count)
         self.current = count
 
     def resume(self):
@@ -260,12 +299,7 @@ class StepThreads:
     # --- lifetime ---------------------------------------------------------------------------
     def close(self):
         """Restore the thread counts in effect before this object changed them."""
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
-            self._blas = None
-        if kernels_parallel.numba is not None and self._numba_before is not None:
-            kernels_parallel.numba.set_num_threads(self._numba_before)
+        self._counts.restore()
         self.current = None
 
     def __enter__(self):

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,12 +19,12 @@ from . import backend
 from .callbacks import PrintLogger
 from .data import BatchIterator, as_samples, check_finite
 from .fpenv import flush_denormals
-from .kernels import parallel as kernels_parallel
 from .metrics import accuracy
 from .nn.context import mode, no_grad
 from .nn.loss import ClassificationLoss, NonFiniteError
 from .optim import schedule
 from .threads import StepThreads
+from .threads import limit as limit_threads
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -137,9 +137,11 @@ class Trainer:
         The training loss/accuracy of an epoch are averaged over its batches as they are seen
         (as Keras reports them); validation metrics are a full pass in eval mode after the epoch.
         The same seed, data, model and optimizer give an identical history and weights.
-        ``lr_schedule`` (see ``optim.schedule``) scales the optimizer's lr at every step; the
-        optimizer's own lr is the base rate, and is restored when ``fit`` returns or raises, so
-        a second ``fit`` starts from it again.
+        ``lr_schedule`` (a name, an ``optim.schedule.Schedule`` or a function of the progress)
+        is given to the optimizer for this fit, spanning its steps (``total_steps``, and ``start``
+        at the optimizer's step count when the fit's first epoch began); the optimizer's own
+        schedule is back when ``fit`` returns. The default, "constant", leaves the optimizer's
+        schedule (None, or one you gave it) in charge. ``fit`` never changes ``optimizer.lr``.
         ``augment`` transforms every training batch (see ``tinygrad_free.augment``), never the
         validation data.
         ``initial_epoch`` (as in Keras) is the number of epochs already done: training runs
@@ -193,7 +195,9 @@ class Trainer:
                 f"drop_last=True with {len(x)} samples and batch_size {batch_size} leaves no batch to train on; "
                 "use a batch_size of at most the number of samples"
             )
-        self._schedule = None if lr_schedule in (None, "constant") else schedule.get(lr_schedule)
+        own_schedule = lr_schedule not in (None, "constant")
+        if own_schedule:
+            schedule.get(lr_schedule)  # an unknown name fails here, before the kernels compile
         history = self.history = History()
         self.stop_training, self.stop_reason = False, ""
         self.compile_seconds = history.compile_seconds = self._warmup()
@@ -211,7 +215,8 @@ class Trainer:
         if drop_last:
             self.run_signature["drop_last"] = True
         self.initial_epoch = int(initial_epoch)
-        base_lr = self.optimizer.lr
+        opt = self.optimizer
+        previous_schedule = opt.schedule
         try:
             # A restoring callback first: the others (a best-model checkpoint) see what it restored.
             for cb in sorted(self.callbacks, key=lambda cb: not getattr(cb, "restores_training", False)):
@@ -223,10 +228,11 @@ class Trainer:
                     f"asked for {epochs} epochs in all"
                 )
             batches.epoch = first
-            # Read after the callbacks: a restored optimizer brings its own base rate.
-            base_lr = self.optimizer.lr
-            self._base_lr, self._step = base_lr, first * len(batches)
-            self._total_steps = epochs * len(batches)
+            if own_schedule:  # after the callbacks: a restored optimizer brings its step count
+                fitted = schedule.get(lr_schedule, total_steps=epochs * len(batches))
+                assert fitted is not None  # own_schedule: not None, not "constant"
+                fitted.start = opt.t - first * len(batches)
+                opt.schedule = fitted
             bar = None
             if _want_progress(self.progress):
                 from tqdm.auto import tqdm
@@ -248,10 +254,7 @@ class Trainer:
         finally:
             for m, flag in modes:
                 m.__dict__["training"] = flag
-            # The schedule's last rate is not the optimizer's rate: a later fit (or step) must
-            # not inherit 4% of it. A constant schedule leaves lr alone (a callback may own it).
-            if self._schedule is not None:
-                self.optimizer.lr = base_lr
+            opt.schedule = previous_schedule
         for cb in self.callbacks:
             cb.on_train_end(self, history)
         return history
@@ -371,9 +374,6 @@ class Trainer:
             tuner.resume()
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         for xb, yb in batches:
-            if self._schedule is not None:
-                opt.lr = self._base_lr * self._schedule(self._step / self._total_steps)
-                self._step += 1
             # Each step pairs its forward with its own backward; the input is data, so layers
             # that can skip its gradient do.
             # The batch buffer stays as it is until after this step's backward, so the model takes it
@@ -426,7 +426,7 @@ class Trainer:
         threads = self.threads
         if threads is None or threads == "auto":
             return contextlib.nullcontext
-        return partial(_limit_threads, threads)
+        return partial(limit_threads, threads)
 
     def _warmup(self) -> float:
         """Compile (or load from numba's cache) the kernels before the clock starts."""
@@ -435,22 +435,6 @@ class Trainer:
         from . import kernels
 
         return float(kernels.warmup())
-
-
-def _blas_threads() -> int | None:
-    """The BLAS thread count in effect (the largest over the loaded BLAS libraries), or None."""
-    from threadpoolctl import threadpool_info
-
-    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return max(counts, default=None)
-
-
-@contextlib.contextmanager
-def _limit_threads(n: int) -> Iterator[None]:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=n, user_api="blas"), kernels_parallel.num_threads(n):
-        yield
 
 
 def fit(

@@ -3,6 +3,7 @@
 from .activation import Identity, ReLU, Sigmoid, Softmax, Tanh
 from .avgpool import AvgPool2D
 from .batchnorm import BatchNorm
+from .classes import register
 from .context import is_grad_enabled, no_grad
 from .conv2d import Conv2D
 from .dense import Dense
@@ -19,7 +20,6 @@ from .node import Input, Node
 from .parameter import Parameter
 from .residual import Residual
 from .sequential import Sequential
-from .serialize import register
 
 __all__ = [
     "Module",

@@ -21,23 +21,24 @@ import numpy as np
 
 from .. import backend
 from ..kernels.dense import IDENTITY, RELU, SIGMOID, TANH  # the codes numba dispatches on: one table
+from ..registry import Registry
 from .module import Module
 
 if TYPE_CHECKING:
     from .._typing import Array
 
-CODES = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
-NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu"}
+#: The activations by name (``linear`` is ``identity``), as the kernels' codes.
+CODES: Registry[int] = Registry("activation")
+CODES.add("identity", IDENTITY, "linear")
+CODES.add("sigmoid", SIGMOID)
+CODES.add("tanh", TANH)
+CODES.add("relu", RELU)
+NAMES = {c: name for name, c in CODES.items()}
 
 
 def code(name: str | None) -> int:
     """The activation code of ``name`` (case-insensitive; ``None`` means identity)."""
-    if name is None:
-        return IDENTITY
-    key = str(name).lower()
-    if key not in CODES:
-        raise ValueError(f"unknown activation {name!r}; choose one of identity, sigmoid, tanh, relu")
-    return CODES[key]
+    return IDENTITY if name is None else CODES.get(name)
 
 
 class Activation(Module):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from .. import backend
+from ..registry import Registry
 from .module import Module
 
 if TYPE_CHECKING:
@@ -176,19 +177,13 @@ class MSELoss(Loss):
         return loss
 
 
-#: The losses by name (the CLI's ``-l``), aliases included; the canonical name is listed first.
-LOSSES: dict[str, type[Loss]] = {
-    "cross_entropy": CrossEntropyLoss,
-    "crossentropy": CrossEntropyLoss,
-    "mean_squared_error": SoftmaxMSELoss,
-    "mse": SoftmaxMSELoss,
-    "squared_error": SoftmaxMSELoss,
-}
+#: The classification losses by name (the CLI's ``-l``): ``mean_squared_error`` (alias ``mse``) is
+#: the assignment's squared error of the softmax outputs.
+LOSSES: Registry[type[Loss]] = Registry("loss")
+LOSSES.add("cross_entropy", CrossEntropyLoss, "crossentropy")
+LOSSES.add("mean_squared_error", SoftmaxMSELoss, "mse", "squared_error")
 
 
 def get_loss(name: str) -> Loss:
     """A loss by name: cross_entropy or mean_squared_error (the assignment's, on softmax outputs; alias mse)."""
-    key = str(name).lower()
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of cross_entropy, mean_squared_error")
-    return LOSSES[key]()
+    return LOSSES.get(name)()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from . import context, serialize
+from . import classes, context, serialize
 from .node import Node, call_on_nodes
 from .parameter import Parameter
 
@@ -53,7 +53,7 @@ class Module:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        serialize.add_class(cls)
+        classes.add_class(cls)
         # The raw methods stay reachable as class attributes, so a container's call of a child
         # costs one Python call beyond the child's own forward.
         fn = cls.__dict__.get("forward")
@@ -376,5 +376,6 @@ class Module:
         return head + "\n" + "\n".join(lines) + f"\n)  # {self.num_parameters():,} parameters"
 
 
+classes.add_class(Module)
 from_spec = serialize.from_spec
 load = serialize.load

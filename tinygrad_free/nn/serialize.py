@@ -17,79 +17,18 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..fileio import atomic_open
+from .classes import class_name, find_class, is_module
 
 if TYPE_CHECKING:
     from .module import Module
 
-_C = TypeVar("_C", bound="type[Module]")
-
-# qualified name -> class (filled by Module.__init_subclass__)
-_CLASSES: dict[str, type[Module]] = {}
-_SHORT: dict[str, type[Module]] = {}  # registered short name -> class
 # the memo of the save in progress, so nested to_spec() calls share it
 _active_memo: list[dict[int, tuple[int, Module]]] = []
-
-
-def qualified_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def add_class(cls: type[Module]) -> None:
-    """Record a Module subclass under its qualified name (a redefinition replaces the old class)."""
-    _CLASSES[qualified_name(cls)] = cls
-
-
-def register(name: str, override: bool = False) -> Callable[[_C], _C]:
-    """Class decorator: save and load a Module subclass under the short name ``name``.
-
-    Raises if ``name`` is already registered to another class, unless ``override=True``.
-    """
-
-    def wrap(cls: _C) -> _C:
-        taken = _SHORT.get(name)
-        if taken is not None and qualified_name(taken) != qualified_name(cls) and not override:
-            raise ValueError(
-                f"module name {name!r} is already registered to {qualified_name(taken)}; "
-                "choose another name, or pass override=True to replace it"
-            )
-        _SHORT[name] = cls
-        cls._registered_name = name
-        return cls
-
-    return wrap
-
-
-def class_name(cls: type) -> str:
-    return cls.__dict__.get("_registered_name") or qualified_name(cls)
-
-
-def find_class(name: str) -> type[Module]:
-    """The class saved as ``name``: a short registered name, a qualified name, or (files written
-    before qualified names) a bare class name that only one known class has."""
-    if name in _SHORT:
-        return _SHORT[name]
-    if name in _CLASSES:
-        return _CLASSES[name]
-    bare = name.rsplit(".", 1)[-1]
-    matches = [c for q, c in _CLASSES.items() if q.rsplit(".", 1)[-1] == bare]
-    builtin = [c for c in matches if c.__module__.startswith("tinygrad_free.")]
-    if "." not in name and len(builtin) == 1:
-        return builtin[0]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise ValueError(
-            f"module class {name!r} is not defined, and {len(matches)} classes are named "
-            f"{bare!r}: {sorted(qualified_name(c) for c in matches)}; import the module that "
-            "defines it before loading"
-        )
-    raise ValueError(f"unknown module class {name!r}: import the module that defines it before loading")
 
 
 # --- specs ----------------------------------------------------------------------------------------
@@ -115,9 +54,7 @@ def encode(value: Any, where: str = "config") -> Any:
     """A config as JSON values: Modules (alone, or in lists, tuples and dicts) replaced by their
     specs, numpy scalars by Python numbers; anything else JSON cannot hold is refused, naming
     where it is (``where``: the layer's ``get_config()`` and the key)."""
-    from .module import Module
-
-    if isinstance(value, Module):
+    if is_module(value):
         return to_spec(value)
     if isinstance(value, (list, tuple)):
         return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]

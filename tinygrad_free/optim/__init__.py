@@ -11,12 +11,13 @@ from .eve import Eve
 from .momentum import Momentum
 from .nadam import NAdam
 from .nag import NAG
-from .optimizer import Optimizer, available, create, get, register
+from .optimizer import OPTIMIZERS, Optimizer, available, create, get, register
 from .rmsprop import RMSProp
 from .sgd import SGD
 
 __all__ = [
     "Optimizer",
+    "OPTIMIZERS",
     "register",
     "create",
     "get",

@@ -6,8 +6,10 @@ A subclass declares ``defaults`` and writes two methods, as Keras's ``build``/``
 * ``update(w, g, state)``: one in-place update, ``g`` already carrying weight decay.
 
 The base class owns everything else: the parameter list and their unique dotted names, the
-step counts, the learning rate, coupled L2 weight decay, ``zero_grad``,
-``state_dict``/``load_state_dict``, ``get_config`` and validation.
+step counts, the learning rate and its schedule (``optim.schedule``: evaluated at each step, saved
+in the ``state_dict``; inside ``update`` ``self.lr`` is the scheduled rate of the step running),
+coupled L2 weight decay, ``zero_grad``, ``state_dict``/``load_state_dict``, ``get_config`` and
+validation.
 
 Which parameters a step moves, as PyTorch's optimizers after ``zero_grad(set_to_none=True)``
 (its default): only those that have a gradient (``Parameter.has_grad``: a backward reached
@@ -39,6 +41,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 import numpy as np
 
 from .. import backend
+from ..registry import Registry
+from . import schedule as schedule_module
+from .schedule import Schedule
 
 if TYPE_CHECKING:
     from .._typing import Array
@@ -54,50 +59,38 @@ _O = TypeVar("_O", bound="type[Optimizer]")
 #: (low, high, low open?, high open?) of a hyperparameter's allowed interval.
 Range = tuple[float, float, bool, bool]
 
-_REGISTRY: dict[str, type[Optimizer]] = {}
+#: The optimizers by name (``nesterov`` is ``nag``).
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
 
 
 def register(name: str, *aliases: str, override: bool = False) -> Callable[[_O], _O]:
-    """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)``.
+    """Class decorator: make an Optimizer subclass creatable by ``create(name, ...)`` (and by its
+    aliases; ``name`` is the canonical one run names and reports use).
 
     A name (or alias) already registered to another class raises unless ``override=True``: a
     plugin must not silently replace a built-in optimizer.
     """
 
     def wrap(cls: _O) -> _O:
-        for key in (name, *aliases):
-            taken = _REGISTRY.get(key.lower())
-            if taken is not None and _qualified(taken) != _qualified(cls) and not override:
-                raise ValueError(
-                    f"optimizer name {key!r} is already registered to {_qualified(taken)}; "
-                    "choose another name, or pass override=True to replace it"
-                )
+        OPTIMIZERS.add(name, cls, *aliases, override=override)
         cls.name = name
-        for key in (name, *aliases):
-            _REGISTRY[key.lower()] = cls
         return cls
 
     return wrap
 
 
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def available() -> list[str]:
-    """Registered names (aliases included)."""
-    return sorted(_REGISTRY)
+    """Every accepted name (canonical names and aliases)."""
+    return sorted(OPTIMIZERS.aliases())
 
 
 def get(name: str) -> type[Optimizer]:
-    key = str(name).lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {available()}")
-    return _REGISTRY[key]
+    return OPTIMIZERS.get(name)
 
 
 def create(name: str, params: Params, **hyperparameters: Any) -> Optimizer:
-    """``create("nadam", model.parameters(), lr=1e-3)``: an optimizer by registered name."""
+    """``create("nadam", model.parameters(), lr=1e-3)``: an optimizer by registered name (the
+    keywords as the class takes them, ``schedule=``/``total_steps=`` included)."""
     return get(name)(params, **hyperparameters)
 
 
@@ -177,10 +170,15 @@ class Optimizer:
     elementwise: ClassVar[bool] = True
     ranges: ClassVar[dict[str, Range]] = {}
     # Set from the hyperparameters (every optimizer has these two; a subclass declares its own).
-    lr: float
     weight_decay: float
 
-    def __init__(self, params: Params, **hyperparameters: Any) -> None:
+    def __init__(
+        self,
+        params: Params,
+        schedule: str | Schedule | Callable[[float], float] | None = None,
+        total_steps: int | None = None,
+        **hyperparameters: Any,
+    ) -> None:
         allowed = {"lr", "weight_decay", *self.defaults}
         unknown = sorted(set(hyperparameters) - allowed)
         if unknown:
@@ -189,6 +187,7 @@ class Optimizer:
             )
         config = {"weight_decay": 0.0, **self.defaults, **hyperparameters}
         self._hyper = sorted(config)
+        self._step_lr: float | None = None  # the scheduled rate, while a step runs
         ranges = {**RANGES, **self.ranges}
         for key in self._hyper:
             value = config[key]
@@ -197,6 +196,9 @@ class Optimizer:
             object.__setattr__(self, key, value)
         self.validate()
         self.t = 0
+        #: The rate the last step ran at (PyTorch's ``scheduler.get_last_lr()``); None before one.
+        self.last_lr: float | None = None
+        self.schedule: Schedule | None = schedule_module.get(schedule, total_steps)
         self.shared: dict[str, Any] = {}
         self._named = self._collect(params)
         self._ref = weakref.ref(self)
@@ -204,10 +206,19 @@ class Optimizer:
         for unit in self._units:
             unit.state = self.init_state(unit.w)
 
-    def __setattr__(self, key: str, value: Any) -> None:
-        if key == "lr":
-            value = _check("lr", value, *RANGES["lr"])
-        object.__setattr__(self, key, value)
+    @property
+    def lr(self) -> float:
+        """The base learning rate; inside a step (``prepare``, ``update``), the rate of the step
+        running (the base rate times the schedule's factor), as ``t`` is the step's number there."""
+        return self._lr if self._step_lr is None else self._step_lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _check("lr", value, *RANGES["lr"])
+
+    def current_lr(self) -> float:
+        """The rate the next ``step`` will use (PyTorch's ``scheduler.get_last_lr()``)."""
+        return self._lr * (1.0 if self.schedule is None else self.schedule(self.t + 1))
 
     # --- what a subclass writes -----------------------------------------------------------------
     def validate(self) -> None:
@@ -232,12 +243,14 @@ class Optimizer:
             if p._owner is not me:
                 self._lost(name, p)
         t, shared = self.t, dict(self.shared)
-        self.t = t + 1
+        factor = 1.0 if self.schedule is None else self.schedule(t + 1)
+        self.t, self._step_lr = t + 1, self._lr * factor
         try:
             self.prepare(loss)
         except BaseException:
-            self.t, self.shared = t, shared
+            self.t, self.shared, self._step_lr = t, shared, None
             raise
+        self.last_lr = self._step_lr
         try:
             for unit in self._units:
                 active = [not p._grad_is_zero for p in unit.params]
@@ -255,6 +268,7 @@ class Optimizer:
                 unit.even = len(set(unit.steps)) == 1
         finally:
             self.t = t + 1
+            self._step_lr = None
 
     def _update(self, unit: _Unit, lo: int, hi: int, t: int) -> None:
         """``update`` on elements ``lo:hi`` of ``unit`` (all of it in the usual case), as step ``t``."""
@@ -372,6 +386,7 @@ class Optimizer:
             "shared": {k: np.copy(v) for k, v in self.shared.items()},
             "state": per_param,
             "steps": {name: steps[name] for name, _ in self._named},
+            "schedule": None if self.schedule is None else self.schedule.get_config(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -394,6 +409,8 @@ class Optimizer:
         for k, v in state["config"].items():
             if k != "name":
                 setattr(self, k, v)
+        if "schedule" in state:
+            self.schedule = schedule_module.from_config(state["schedule"], self.schedule)
         self.shared = {k: (v.item() if np.ndim(v) == 0 else np.copy(v)) for k, v in state["shared"].items()}
         self.t = int(state["t"])
         steps = state.get("steps") or {}  # a state saved before per-parameter counts: every one at t

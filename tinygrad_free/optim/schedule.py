@@ -1,7 +1,11 @@
-"""Learning-rate schedules as multipliers of the base rate over the course of training.
+"""Learning-rate schedules: objects an optimizer holds and evaluates at each of its steps, as Keras 3
+evaluates ``learning_rate=Schedule`` at ``iterations`` and PyTorch's ``lr_scheduler`` steps with its
+optimizer. So a hand-written loop gets the same schedule as ``Trainer.fit``, and the schedule is
+saved in the optimizer's ``state_dict``.
 
-A schedule is ``f(progress) -> factor`` with ``progress = step / total_steps`` in [0, 1);
-the trainer sets ``optimizer.lr = base_lr * f(progress)`` before every step.
+A schedule is a multiplier of the optimizer's base rate ``lr``: the step number ``t`` (from 1, the
+optimizer's count of ``step()`` calls) gives ``progress = (t - 1 - start) / total_steps`` in [0, 1)
+and the step runs at ``lr * factor(progress)``:
 
 ==========  =================================================================
 constant    1
@@ -9,37 +13,130 @@ cosine      (1 + cos(pi * progress)) / 2   (Loshchilov & Hutter 2017, no restart
             Keras ``CosineDecay`` with alpha=0); never exactly 0 on a real step
 linear      1 - progress
 ==========  =================================================================
+
+``start`` is the optimizer's step count when the schedule began (``Trainer.fit`` sets it, so a
+second ``fit``, or a resumed one, runs the schedule over its own steps). A user function of the
+progress is a :class:`Lambda`. ``optim.create("adam", params, schedule="cosine", total_steps=N)`` or
+``optim.Adam(params, schedule=optim.schedule.Cosine(total_steps=N))``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar
 
-#: ``f(progress) -> factor`` of the base learning rate, progress in [0, 1).
-Schedule = Callable[[float], float]
-
-
-def constant(progress: float) -> float:
-    return 1.0
+from ..registry import Registry
 
 
-def cosine(progress: float) -> float:
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+class Schedule:
+    """A multiplier of the base learning rate over ``total_steps`` steps (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, total_steps: int | None = None, start: int = 0) -> None:
+        if total_steps is not None and (
+            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
+        ):
+            raise ValueError(f"{type(self).__name__}: total_steps must be a positive integer, got {total_steps!r}")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"{type(self).__name__}: start must be a non-negative integer, got {start!r}")
+        self.total_steps, self.start = total_steps, start
+
+    def factor(self, progress: float) -> float:
+        raise NotImplementedError
+
+    def __call__(self, t: int) -> float:
+        """The multiplier of step ``t`` (the optimizer's step count, from 1)."""
+        if self.total_steps is None:
+            raise ValueError(
+                f"the {self.name or type(self).__name__} schedule does not know how many steps it spans: give "
+                f"total_steps (optim.schedule.{type(self).__name__}(total_steps=N)), or train with Trainer.fit, "
+                "which sets it from the epochs and the batches"
+            )
+        return float(self.factor((t - 1 - self.start) / self.total_steps))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "total_steps": self.total_steps, "start": self.start}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(total_steps={self.total_steps}, start={self.start})"
 
 
-def linear(progress: float) -> float:
-    return 1.0 - progress
+#: The schedules by name (``scripts/train.py --lr_schedule``).
+SCHEDULES: Registry[type[Schedule]] = Registry("lr schedule")
 
 
-SCHEDULES: dict[str, Schedule] = {"constant": constant, "cosine": cosine, "linear": linear}
+@SCHEDULES.register("constant")
+class Constant(Schedule):
+    name = "constant"
+
+    def factor(self, progress: float) -> float:
+        return 1.0
+
+    def __call__(self, t: int) -> float:  # needs no total_steps
+        return 1.0
 
 
-def get(name: str | Schedule) -> Schedule:
-    """A schedule by name, or a callable passed through."""
-    if callable(name):
-        return name
-    key = str(name).lower()
-    if key not in SCHEDULES:
-        raise ValueError(f"unknown lr schedule {name!r}; choose one of {sorted(SCHEDULES)}")
-    return SCHEDULES[key]
+@SCHEDULES.register("cosine")
+class Cosine(Schedule):
+    name = "cosine"
+
+    def factor(self, progress: float) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@SCHEDULES.register("linear")
+class Linear(Schedule):
+    name = "linear"
+
+    def factor(self, progress: float) -> float:
+        return 1.0 - progress
+
+
+class Lambda(Schedule):
+    """A user's ``fn(progress) -> factor`` (a warm-up: ``Lambda(lambda p: min(1, 4 * p), total_steps=N)``).
+    Saved in a ``state_dict`` by its steps only: a loaded optimizer keeps the function it has."""
+
+    name = "lambda"
+
+    def __init__(self, fn: Callable[[float], float], total_steps: int | None = None, start: int = 0) -> None:
+        if not callable(fn):
+            raise ValueError(f"Lambda takes a function of the progress, got {type(fn).__name__}")
+        super().__init__(total_steps, start)
+        self.fn = fn
+
+    def factor(self, progress: float) -> float:
+        return self.fn(progress)
+
+
+def get(
+    schedule: str | Schedule | Callable[[float], float] | None, total_steps: int | None = None, start: int = 0
+) -> Schedule | None:
+    """A schedule from a name, a Schedule (its steps set where not given), or a function of the
+    progress; None and "constant" give None (the base rate throughout)."""
+    if schedule is None:
+        return None
+    if isinstance(schedule, Schedule):
+        if schedule.total_steps is None:
+            schedule.total_steps = total_steps
+        return schedule
+    if callable(schedule):
+        return Lambda(schedule, total_steps, start)
+    cls = SCHEDULES.get(schedule)
+    return None if cls is Constant else cls(total_steps, start)
+
+
+def from_config(config: dict[str, Any], current: Schedule | None = None) -> Schedule | None:
+    """The inverse of ``Schedule.get_config`` (a Lambda keeps ``current``'s function)."""
+    if config is None:
+        return None
+    if config["name"] == "lambda":
+        if not isinstance(current, Lambda):
+            raise ValueError(
+                "the state holds a Lambda schedule, which cannot be rebuilt from a file: give the "
+                "optimizer the same Lambda(fn) before loading the state"
+            )
+        current.total_steps, current.start = config["total_steps"], config["start"]
+        return current
+    return SCHEDULES.get(config["name"])(config["total_steps"], config["start"])
