@@ -293,6 +293,7 @@ class StepThreads:
         thread settings): put this policy's count back and start the block's clock afresh, so
         the pause is not timed as a step."""
         count, self.current = self.current, None
+        self._counts.current = None  # set it again even if it looks unchanged: the loop may have changed it
         if count is not None:
             self._switch(count)
 
