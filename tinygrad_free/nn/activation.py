@@ -24,7 +24,7 @@ from ..kernels.dense import IDENTITY, RELU, SIGMOID, TANH  # the codes numba dis
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 CODES = {"identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
 NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu"}
@@ -68,6 +68,10 @@ class Activation(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Sigmoid, Tanh or Relu (Identity adds no node)."""
+        return [b.activation(inputs[0], NAMES[self.code])]
 
 
 class Identity(Activation):
@@ -118,3 +122,7 @@ class Softmax(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Softmax over the last axis."""
+        return [b.op("Softmax", inputs[:1], axis=-1)]

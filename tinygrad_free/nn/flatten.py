@@ -10,7 +10,7 @@ from . import _checks as check
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class Flatten(Module):
@@ -41,3 +41,7 @@ class Flatten(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Flatten(axis=1), row-major as here."""
+        return [b.op("Flatten", inputs[:1], axis=1)]
