@@ -56,7 +56,10 @@ def _first_address(group: Any) -> float:
     def visit(_: str, obj: Any) -> None:
         nonlocal best
         if isinstance(obj, h5py.Dataset):
-            best = min(best, h5py.h5o.get_info(obj.id).addr)
+            # the object header's address; an h5py without it: where the array's bytes are
+            addr = getattr(h5py.h5o.get_info(obj.id), "addr", None)
+            addr = obj.id.get_offset() if addr is None else addr
+            best = min(best, float("inf") if addr is None else addr)
 
     group.visititems(visit)
     return best
