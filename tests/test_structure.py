@@ -147,8 +147,8 @@ def test_a_recipe_is_one_yaml_file_found_by_its_name(tmp_path, monkeypatch):
 LAYERS = (
     ("foundations", ("kernels", "fileio", "fpenv", "metrics", "tracking", "_typing", "registry")),
     ("backend", ("backend", "init", "threads")),
-    ("model and data", ("nn", "data", "augment")),
-    ("optimizers and recipes", ("optim", "gradcheck", "recipes")),
+    ("model and data", ("nn", "data", "augment", "exchange")),
+    ("optimizers and recipes", ("optim", "gradcheck", "recipes", "onnx")),
     ("training", ("train", "callbacks")),
     ("configuration", ("options", "config", "training_run", "train_cli", "cli")),
     ("experiments", ("sweep", "report")),

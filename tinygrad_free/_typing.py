@@ -3,8 +3,8 @@ modules import this under ``typing.TYPE_CHECKING``, so it costs nothing at run t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -16,3 +16,22 @@ Seed = int | np.integer | np.random.Generator | None
 #: ``f(shape, rng, dtype) -> ndarray``: a weight initialiser (``tinygrad_free.init``), what a
 #: layer's ``init=`` may be besides a name.
 Initializer = Callable[[tuple[int, ...], np.random.Generator, DTypeLike], Array]
+
+
+class OnnxBuilder(Protocol):
+    """What a module's ``to_onnx(b, inputs) -> outputs`` hook receives (the builder of
+    ``tinygrad_free.onnx``): tensor names in, tensor names out."""
+
+    opset: int
+
+    def op(self, op_type: str, inputs: Sequence[str], **attrs: Any) -> str: ...
+
+    def ops(self, op_type: str, inputs: Sequence[str], outputs: int, **attrs: Any) -> list[str]: ...
+
+    def param(self, value: Any, name: str | None = None, key: Any = None) -> str: ...
+
+    def activation(self, x: str, name: str) -> str: ...
+
+    def call(self, module: Any, inputs: Sequence[str], scope: str) -> list[str]: ...
+
+    def require_opset(self, version: int, what: str) -> None: ...

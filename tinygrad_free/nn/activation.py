@@ -25,7 +25,7 @@ from ..registry import Registry
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 #: The activations by name (``linear`` is ``identity``), as the kernels' codes.
 CODES: Registry[int] = Registry("activation")
@@ -65,6 +65,10 @@ class Activation(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Sigmoid, Tanh or Relu (Identity adds no node)."""
+        return [b.activation(inputs[0], NAMES[self.code])]
 
 
 class Identity(Activation):
@@ -115,3 +119,7 @@ class Softmax(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Softmax over the last axis."""
+        return [b.op("Softmax", inputs[:1], axis=-1)]

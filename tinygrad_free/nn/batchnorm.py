@@ -13,7 +13,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class BatchNorm(Module):
@@ -126,3 +126,21 @@ class BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: BatchNormalization in inference mode, with the running statistics. ONNX's momentum
+        weighs the old running value (PyTorch's 0.1 is its 0.9); inference does not read it."""
+        stats = [b.param(t) for t in (self.gamma, self.beta, self.running_mean, self.running_var)]
+        return [b.op("BatchNormalization", inputs[:1] + stats, epsilon=self.eps, momentum=1 - self.momentum)]
+
+    def torch_tensors(self) -> dict[str, Array]:
+        """PyTorch ``nn.BatchNorm1d/2d``'s tensors (weight = gamma, bias = beta, the running
+        statistics). ``num_batches_tracked`` only matters for PyTorch's momentum=None, which this
+        layer does not have: it is given as 0 and ignored when loading."""
+        return {
+            "weight": self.gamma.data,
+            "bias": self.beta.data,
+            "running_mean": self.running_mean,
+            "running_var": self.running_var,
+            "num_batches_tracked": np.zeros((), np.int64),
+        }

@@ -16,7 +16,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array, Initializer, Seed
+    from .._typing import Array, Initializer, OnnxBuilder, Seed
 
 
 class Conv2D(Module):
@@ -148,3 +148,18 @@ class Conv2D(Module):
         if self.act_code != act.IDENTITY:
             s += f", activation={act.NAMES[self.act_code]!r}"
         return s + ("" if self.b is not None else ", bias=False")
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Conv (W in ONNX's and PyTorch's layout; pads [top, left, bottom, right]), then the
+        fused activation."""
+        (ph, pw), args = self.padding, [inputs[0], b.param(self.W)]
+        args += [] if self.b is None else [b.param(self.b)]
+        y = b.op("Conv", args, kernel_shape=list(self.kernel_size), strides=list(self.stride), pads=[ph, pw, ph, pw])
+        return [b.activation(y, act.NAMES[self.act_code])]
+
+    def torch_tensors(self) -> dict[str, Array]:
+        """PyTorch ``nn.Conv2d``'s tensors: the same layout, the arrays themselves."""
+        tensors = {"weight": self.W.data}
+        if self.b is not None:
+            tensors["bias"] = self.b.data
+        return tensors

@@ -15,7 +15,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array, Initializer, Seed
+    from .._typing import Array, Initializer, OnnxBuilder, Seed
 
 
 def _positive_int(value: int, what: str) -> int:
@@ -122,3 +122,15 @@ class Dense(Module):
         if self.act_code != act.IDENTITY:
             s += f", activation={act.NAMES[self.act_code]!r}"
         return s + ("" if self.b is not None else ", bias=False")
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Gemm (W, (in, out), is its B), then the fused activation."""
+        args = [inputs[0], b.param(self.W)] + ([] if self.b is None else [b.param(self.b)])
+        return [b.activation(b.op("Gemm", args), act.NAMES[self.act_code])]
+
+    def torch_tensors(self) -> dict[str, Array]:
+        """PyTorch ``nn.Linear``'s tensors as views of ours: its weight (out, in) is W transposed."""
+        tensors = {"weight": self.W.data.T}
+        if self.b is not None:
+            tensors["bias"] = self.b.data
+        return tensors

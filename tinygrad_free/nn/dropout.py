@@ -10,7 +10,7 @@ from .. import init as initializers
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array, Seed
+    from .._typing import Array, OnnxBuilder, Seed
 
 
 class Dropout(Module):
@@ -66,3 +66,7 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: nothing; in the exported (inference) graph dropout is the identity."""
+        return inputs[:1]

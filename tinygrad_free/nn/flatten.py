@@ -9,7 +9,7 @@ import numpy as np
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class Flatten(Module):
@@ -38,3 +38,7 @@ class Flatten(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Flatten(axis=1), row-major as here."""
+        return [b.op("Flatten", inputs[:1], axis=1)]

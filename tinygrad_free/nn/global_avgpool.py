@@ -11,7 +11,7 @@ from . import _checks as check
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class GlobalAvgPool2D(Module):
@@ -39,3 +39,7 @@ class GlobalAvgPool2D(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: GlobalAveragePool, (N, C, 1, 1), flattened to (N, C)."""
+        return [b.op("Flatten", [b.op("GlobalAveragePool", inputs[:1])], axis=1)]

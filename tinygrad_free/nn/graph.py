@@ -25,6 +25,7 @@ from .module import Module
 from .node import Call, Input, Node
 
 if TYPE_CHECKING:
+    from .._typing import OnnxBuilder
     from .context import Context
 
 
@@ -315,3 +316,11 @@ class Graph(Module):
 
     def __repr__(self) -> str:
         return "Graph(\n  " + self.summary().replace("\n", "\n  ") + "\n)"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: each node's module on its inputs' tensors, in the forward's order (a module used in
+        two nodes exports twice, on the same initializers)."""
+        values = list(inputs) + [""] * len(self._plan)
+        for module, args, pos in self._plan:
+            values[pos] = b.call(module, [values[j] for j in args], self._keys[id(module)])[0]
+        return [values[p] for p in self._out_pos]

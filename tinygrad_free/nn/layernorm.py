@@ -13,7 +13,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class LayerNorm(Module):
@@ -68,3 +68,13 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: LayerNormalization over the last axis (opset 17 or later)."""
+        b.require_opset(17, "LayerNorm (LayerNormalization)")
+        args = inputs[:1] + [b.param(self.gamma), b.param(self.beta)]
+        return [b.op("LayerNormalization", args, axis=-1, epsilon=self.eps)]
+
+    def torch_tensors(self) -> dict[str, Array]:
+        """PyTorch ``nn.LayerNorm``'s tensors (weight = gamma, bias = beta)."""
+        return {"weight": self.gamma.data, "bias": self.beta.data}

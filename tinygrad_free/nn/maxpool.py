@@ -11,7 +11,7 @@ from . import _checks as check
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class MaxPool2D(Module):
@@ -48,3 +48,7 @@ class MaxPool2D(Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: MaxPool (no padding, floor mode)."""
+        return [b.op("MaxPool", inputs[:1], kernel_shape=list(self.kernel_size), strides=list(self.stride))]

@@ -10,7 +10,7 @@ import numpy as np
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 def _same_shapes(layer: str, xs: tuple[Array, ...]) -> None:
@@ -44,6 +44,13 @@ class Add(Module):
     def get_config(self) -> dict[str, Any]:
         return {}
 
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: a chain of Add nodes."""
+        y = inputs[0]
+        for x in inputs[1:]:
+            y = b.op("Add", [y, x])
+        return [y]
+
 
 class Multiply(Module):
     """y = x_1 * x_2 * ... * x_n element-wise (same shapes). dL/dx_i = dL/dy * prod_{j != i} x_j."""
@@ -72,6 +79,13 @@ class Multiply(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: a chain of Mul nodes."""
+        y = inputs[0]
+        for x in inputs[1:]:
+            y = b.op("Mul", [y, x])
+        return [y]
 
 
 class Concat(Module):
@@ -113,3 +127,7 @@ class Concat(Module):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Concat along the same axis (batch axis first)."""
+        return [b.op("Concat", inputs, axis=self.axis)]

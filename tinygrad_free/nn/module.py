@@ -357,12 +357,38 @@ class Module:
         return serialize.to_spec(self)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write architecture (JSON), weights and buffers to one ``.npz``, atomically.
+        """Write architecture (JSON), weights and buffers to one ``.npz``, atomically (a path
+        ending in ``.safetensors``: a safetensors file, the architecture in its metadata).
 
         The file is written next to ``path`` under a temporary name and renamed into place,
         so a crash never leaves a half-written model.
         """
         serialize.save(self, path)
+
+    # --- other frameworks' weights (tinygrad_free.exchange) ------------------------------------
+    def load_torch_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Copy a PyTorch ``state_dict()`` (tensors or arrays) into this model, built layer for
+        layer like the PyTorch one: layers with weights matched in order, layouts converted
+        (``Dense.W`` is ``Linear.weight`` transposed). Raises naming the first tensor that does
+        not fit (name, expected and given shape); nothing is written then."""
+        from ..exchange import torch_weights
+
+        torch_weights.load_torch_state_dict(self, state_dict)
+
+    def torch_state_dict(self, like: Mapping[str, Any] | None = None) -> OrderedDict[str, Array]:
+        """This model's weights in PyTorch's names and layouts (NumPy copies), named by this
+        model's paths or, given a PyTorch model's ``state_dict()`` as ``like``, by its names."""
+        from ..exchange import torch_weights
+
+        return torch_weights.torch_state_dict(self, like)
+
+    def load_keras_weights(self, source: Any, **options: Any) -> None:
+        """Load Keras 3 weights (a Keras model, ``get_weights()`` or a ``.weights.h5``/``.keras``
+        file) into this model, built layer for layer like the Keras one; options as
+        ``tinygrad_free.exchange.load_keras_weights``."""
+        from ..exchange import keras_weights
+
+        keras_weights.load_keras_weights(self, source, **options)
 
     # --- display -----------------------------------------------------------------------------
     def extra_repr(self) -> str:

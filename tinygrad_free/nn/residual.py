@@ -10,7 +10,7 @@ from . import context
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
     from .context import Context
 
 
@@ -54,3 +54,7 @@ class Residual(Module):
 
     def get_config(self) -> dict[str, Any]:
         return {"block": self.block}
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: the block's nodes, then Add(x, block(x))."""
+        return [b.op("Add", [inputs[0], b.call(self.block, inputs, "block")[0]])]

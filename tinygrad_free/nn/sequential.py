@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from . import context
 from .module import Module
+
+if TYPE_CHECKING:
+    from .._typing import OnnxBuilder
 
 
 class Sequential(Module):
@@ -90,3 +93,9 @@ class Sequential(Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
         return cls(*config["layers"])
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: each layer's nodes in turn, named after its position."""
+        for i, layer in enumerate(self._layers):
+            inputs = b.call(layer, inputs, str(i))
+        return inputs

@@ -118,7 +118,17 @@ def parameter_ties(module: Module) -> dict[str, str]:
 
 
 def save(module: Module, path: str | os.PathLike[str]) -> None:
-    """Architecture (JSON), weights, buffers and ties in one ``.npz``, written atomically."""
+    """Architecture (JSON), weights, buffers and ties in one ``.npz``, written atomically; a path
+    ending in ``.safetensors`` gets a safetensors file of the ``state_dict()``, with the
+    architecture and ties in its metadata."""
+    if os.fspath(path).endswith(".safetensors"):
+        from ..exchange import safetensors_io
+
+        metadata = {"architecture": json.dumps(to_spec(module))}
+        if parameter_ties(module):
+            metadata["ties"] = json.dumps(parameter_ties(module))
+        safetensors_io.write(path, module.state_dict(), metadata)
+        return
     arrays: dict[str, Any] = {f"param/{k}": v for k, v in module.state_dict().items()}
     arrays["architecture"] = np.array(json.dumps(to_spec(module)))
     ties = parameter_ties(module)
@@ -131,23 +141,47 @@ def save(module: Module, path: str | os.PathLike[str]) -> None:
         np.savez(f, **arrays)
 
 
-def _check_model_file(path: str | os.PathLike[str]) -> None:
+def _check_model_file(path: str | os.PathLike[str]) -> str:
+    """ "npz" or "safetensors", what the file is; raises for anything else."""
+    from ..exchange.safetensors_io import is_safetensors
+
     try:
         with open(path, "rb") as f:
-            head = f.read(6)
+            head = f.read(9)
     except IsADirectoryError:
         raise ValueError(f"{path}: is a folder, not a model file") from None
     if head.startswith(b"PK"):
-        return
-    what = "a .npy array (np.save)" if head == b"\x93NUMPY" else "not a zip archive"
+        return "npz"
+    if is_safetensors(head):
+        return "safetensors"
+    what = "a .npy array (np.save)" if head[:6] == b"\x93NUMPY" else "not a zip archive"
     raise ValueError(
-        f"{path}: not a tinygrad_free model file ({what}); nn.load reads the .npz that model.save(path) writes"
+        f"{path}: not a tinygrad_free model file ({what}); nn.load reads the .npz or .safetensors that "
+        "model.save(path) writes"
     )
 
 
+def _load_safetensors(path: str | os.PathLike[str]) -> Module:
+    from ..exchange import safetensors_io
+
+    state, metadata = safetensors_io.read(path)
+    if "architecture" not in metadata:
+        raise ValueError(
+            f"{path}: a safetensors file without a tinygrad_free architecture in its metadata; read its "
+            "tensors with tinygrad_free.exchange.read_safetensors and load them with load_state_dict"
+        )
+    model = from_spec(json.loads(metadata["architecture"]))
+    for alias, name in json.loads(metadata.get("ties", "{}")).items():
+        model._set_parameter(alias, model._get_parameter(name))
+    model.load_state_dict(state)
+    return model
+
+
 def load(path: str | os.PathLike[str]) -> Module:
-    """Load a model written by ``Module.save``. Reads with ``allow_pickle=False``."""
-    _check_model_file(path)
+    """Load a model written by ``Module.save`` (``.npz``, read with ``allow_pickle=False``, or
+    ``.safetensors``)."""
+    if _check_model_file(path) == "safetensors":
+        return _load_safetensors(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError) as e:
