@@ -12,7 +12,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from tinygrad_free import config, nn, recipes  # noqa: E402
+from tinygrad_free import nn, recipes, training_run  # noqa: E402
 from tinygrad_free.onnx import export  # noqa: E402
 from tinygrad_free.onnx.recurrent import gru, lstm  # noqa: E402
 
@@ -159,7 +159,7 @@ def test_the_exported_model_runs_in_onnx_runtime_with_our_eval_outputs(build, sh
 @pytest.mark.parametrize("name", recipes.available())
 def test_every_yaml_recipe_exports_and_matches(name, tmp_path):
     cfg = recipes.load_config(name)
-    model = settle(config.build_model(cfg, 784, 10))
+    model = settle(training_run.build_model(cfg, 784, 10))
     shape = (1, 28, 28) if cfg.get("architecture") == "cnn" else (784,)
     assert_matches(model, [shape], tmp_path)
 

@@ -102,6 +102,7 @@ class Graph(Module):
     _out_pos: list[int]
     _position: dict[int, int]
     _n_in: int
+    _keys: dict[int, str]
     _contexts: list[Context | None]
 
     def __init__(
@@ -155,11 +156,12 @@ class Graph(Module):
         d["_in_nodes"], d["_out_nodes"], d["_node_calls"], d["_plan"] = ins, outs, calls, plan
         d["_out_pos"] = [position[id(n)] for n in outs]
         d["_position"], d["_n_in"] = position, len(ins)
-        keys: dict[int, str] = {}
+        keys: dict[int, str] = {}  # each module's key (its attribute name: "0", "1", ...)
         for c in calls:
             if id(c.module) not in keys:
                 keys[id(c.module)] = str(len(keys))
                 setattr(self, keys[id(c.module)], c.module)
+        d["_keys"] = keys
 
     # --- computation ------------------------------------------------------------------------------
     def forward(self, *xs: Any) -> Any:
@@ -320,7 +322,13 @@ class Graph(Module):
     def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
         """ONNX: each node's module on its inputs' tensors, in the forward's order (a module used in
         two nodes exports twice, on the same initializers)."""
-        values = list(inputs) + [""] * len(self._plan)
-        for module, args, pos in self._plan:
-            values[pos] = b.call(module, [values[j] for j in args], self._keys[id(module)])[0]
+        values: list[Any] = list(inputs) + [""] * (len(self._position) - len(inputs))
+        for module, args, kw, out in self._plan:
+            kwargs = None if kw is None else {k: v.value if isinstance(v, _Const) else values[v] for k, v in kw.items()}
+            names = b.call(module, [values[j] for j in args], self._keys[id(module)], kwargs)
+            if isinstance(out, int):
+                values[out] = names[0]
+            else:
+                for p, name in zip(out, names):
+                    values[p] = name
         return [values[p] for p in self._out_pos]

@@ -132,9 +132,10 @@ class Builder:
                 f"pass opset={version} or later"
             )
 
-    def call(self, module: Any, inputs: Sequence[str], scope: str) -> list[str]:
+    def call(self, module: Any, inputs: Sequence[str], scope: str, kwargs: dict[str, Any] | None = None) -> list[str]:
         """Export ``module`` applied to ``inputs`` through its ``to_onnx`` hook, its nodes named under
-        ``scope`` (its key in the parent); returns its outputs' names."""
+        ``scope`` (its key in the parent); returns its outputs' names. ``kwargs``: the call's keyword
+        inputs (tensor names, or the constants given), handed to the hook as keywords."""
         where = ".".join(self._scope + [scope]) if scope else ".".join(self._scope) or "the model"
         hook = getattr(module, "to_onnx", None)
         cls = type(module)
@@ -160,7 +161,7 @@ class Builder:
         if scope:
             self._scope.append(scope)
         try:
-            out = hook(self, list(inputs))
+            out = hook(self, list(inputs), **(kwargs or {}))
         finally:
             if scope:
                 self._scope.pop()
