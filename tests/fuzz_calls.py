@@ -91,6 +91,7 @@ def _run(torch, seq, rtol):
         xt = torch.tensor(x, requires_grad=grad)
         with torch.set_grad_enabled(grad):
             touts = mirror.forward(xt, graph.run_order)
+        close.cond = max(close.cond, mirror.cond)
         back = None
         if kind in ("forward", "no_grad"):
             if grad:

@@ -10,7 +10,7 @@ import random
 import time
 
 from fuzz_calls import call_sequences, run_calls
-from fuzz_networks import REGRESSIONS, check_against_torch, network_specs
+from fuzz_networks import REGRESSIONS, Rejected, check_against_torch, network_specs
 
 from tinygrad_free.fileio import atomic_open
 
@@ -19,7 +19,7 @@ GENERATORS = {"networks": (network_specs, check_against_torch), "calls": (call_s
 
 def _round(which: str, seed: int, examples: int) -> tuple[int, dict | None, str]:
     """One Hypothesis run of ``examples`` cases: (cases run, the minimal failing example or None, its error)."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import HealthCheck, Phase, given, reject, settings
     from hypothesis import seed as hseed
 
     strategy, check = GENERATORS[which]
@@ -39,6 +39,8 @@ def _round(which: str, seed: int, examples: int) -> tuple[int, dict | None, str]
         seen[0] += 1
         try:
             check(example)
+        except Rejected:
+            reject()
         except Exception as e:
             lines = [line for line in str(e).strip().splitlines() if line.strip()]
             failing.append((example, f"{type(e).__name__}: {' / '.join(lines[:3])}"))

@@ -8,8 +8,8 @@ pytest.importorskip("hypothesis")
 pytest.importorskip("torch")
 
 from fuzz_calls import call_sequences, run_calls  # noqa: E402
-from fuzz_networks import regressions  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from fuzz_networks import Rejected, regressions  # noqa: E402
+from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 
 CI = settings(
     max_examples=60,
@@ -23,9 +23,15 @@ CI = settings(
 @CI
 @given(call_sequences())
 def test_random_call_sequences_give_pytorchs_numbers_or_a_clear_error(seq):
-    run_calls(seq)
+    try:
+        run_calls(seq)
+    except Rejected:
+        reject()
 
 
 @pytest.mark.parametrize("seq", regressions("calls"), ids=lambda s: s.get("found", "example"))
 def test_call_sequences_the_fuzzer_once_found_wrong_give_pytorchs_numbers_or_a_clear_error(seq):
-    run_calls(seq)
+    try:
+        run_calls(seq)
+    except Rejected as e:
+        pytest.skip(f"the comparison cannot judge this example: {e}")

@@ -8,8 +8,8 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 pytest.importorskip("torch")
 
-from fuzz_networks import check_against_torch, network_specs, regressions  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from fuzz_networks import Rejected, check_against_torch, network_specs, regressions  # noqa: E402
+from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 
 #: The CI budget: fixed examples (derandomised), a few seconds.
 CI = settings(
@@ -24,9 +24,15 @@ CI = settings(
 @CI
 @given(network_specs())
 def test_random_networks_match_pytorch_in_outputs_gradients_and_optimizer_steps(spec):
-    check_against_torch(spec)
+    try:
+        check_against_torch(spec)
+    except Rejected:
+        reject()
 
 
 @pytest.mark.parametrize("spec", regressions(), ids=lambda s: s.get("found", "example"))
 def test_networks_the_fuzzer_once_found_wrong_match_pytorch(spec):
-    check_against_torch(spec)
+    try:
+        check_against_torch(spec)
+    except Rejected as e:
+        pytest.skip(f"the comparison cannot judge this example: {e}")
