@@ -16,6 +16,9 @@ views, which is exact for the layouts accepted (C order on every side, or 1-D/2-
 """
 
 import functools
+import glob
+import hashlib
+import os
 
 import numpy as np
 
@@ -54,6 +57,46 @@ except ImportError:  # numba is optional: the NumPy kernels and backend work wit
 # Every kernel: cached on disk, and IEEE semantics for x/0 (inf/NaN, no ZeroDivisionError,
 # which also keeps divisions vectorisable). No fast-math (see approx.py for the one exception).
 NJIT = dict(cache=True, error_model="numpy")
+
+#: A hash of every kernel file's source, part of the on-disk cache's stamp of each kernel.
+SALT = hashlib.sha256(
+    b"".join(open(p, "rb").read() for p in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))))
+).hexdigest()[:16]
+
+
+def _salt_the_cache():
+    """numba checks a cached kernel against the source file that defines it, only: a kernel that
+    inlines a helper from another file (``approx.tanh``, ``blas.gemm``, ``im2col``) would keep
+    running its stale compiled code after that helper changed. Our kernels' cache entries carry
+    ``SALT`` in their stamp instead, so editing any kernel file recompiles every kernel once.
+    (Locators for other code are numba's own; the order of numba's locators is kept.)"""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    here = os.path.dirname(os.path.abspath(__file__))
+    salted = []
+    for base in list(impl._locator_classes):
+        if not issubclass(base, caching._SourceFileBackedLocatorMixin):
+            salted.append(base)
+            continue
+
+        class Salted(base):
+            def get_source_stamp(self):
+                return (super().get_source_stamp(), SALT)
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != here:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Salted.__name__ = f"Salted{base.__name__}"
+        salted += [Salted, base]
+    impl._locator_classes = salted
+
+
+if HAVE_NUMBA:
+    _salt_the_cache()
 
 
 def as2d(a):

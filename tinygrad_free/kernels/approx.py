@@ -30,9 +30,9 @@ is made at compile time by the numba type of the argument (``tanh`` below is a n
 overload), so there is no per-call cost. (``dense.bias_act_numba`` goes one step
 further for float64 and hands the tanh to NumPy's SIMD ufunc, see there.)
 
-Note: numba's on-disk cache only watches the file a function is defined in. The kernels in
-dense.py inline these functions, so after editing this file delete
-``tinygrad_free/kernels/__pycache__/*.nbi`` / ``*.nbc`` to make them recompile.
+The kernels in dense.py inline these functions; numba's on-disk cache would only watch the
+file a kernel is defined in, so the kernels' cache is salted with every kernel file's source
+(``_nb.SALT``): editing this file recompiles them.
 """
 
 import numpy as np

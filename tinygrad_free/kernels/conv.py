@@ -71,7 +71,7 @@ import numpy as np
 
 from . import blas, dense, parallel
 from ._nb import NJIT, njit
-from .im2col import _col2im, _col2im_one, _geometry, _im2col, _im2col_one, col2im_numpy, im2col_numpy, out_size
+from .im2col import col2im_numpy, col2im_one, geometry, im2col_numpy, im2col_one, out_size
 from .parallel import NJIT_PARALLEL, prange
 
 #: Bytes of columns (and of as many output rows) the numba kernels build and consume at a time.
@@ -169,7 +169,7 @@ def conv2d_backward_numpy(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx):
 
 
 # --- numba ---------------------------------------------------------------------------------------
-# Blocks of samples: their columns are built (``im2col._im2col_one``), multiplied and dropped while
+# Blocks of samples: their columns are built (``im2col.im2col_one``), multiplied and dropped while
 # they sit in the cache (see the module docstring).
 
 
@@ -204,15 +204,13 @@ def _fold_grad(y3, gy3, code, s0, nb, dz, acc):
             base = t * l
             if code == dense.RELU:
                 for k in range(l):
-                    dz[o, base + k] = gy3[s, o, k] * (one if y3[s, o, k] > zero else zero)
+                    dz[o, base + k] = dense.d_relu(y3[s, o, k], gy3[s, o, k], one, zero)
             elif code == dense.TANH:
                 for k in range(l):
-                    yv = y3[s, o, k]
-                    dz[o, base + k] = (one - yv * yv) * gy3[s, o, k]
+                    dz[o, base + k] = dense.d_tanh(y3[s, o, k], gy3[s, o, k], one)
             elif code == dense.SIGMOID:
                 for k in range(l):
-                    yv = y3[s, o, k]
-                    dz[o, base + k] = (one - yv) * yv * gy3[s, o, k]
+                    dz[o, base + k] = dense.d_sigmoid(y3[s, o, k], gy3[s, o, k], one)
             else:
                 for k in range(l):
                     dz[o, base + k] = gy3[s, o, k]
@@ -246,7 +244,7 @@ def _forward_part(x, W2, b, geo, code, y3, nb, lo, hi, cols, z):
     for s0 in range(lo, hi, nb):
         m = min(nb, hi - s0)
         for t in range(m):
-            _im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
+            im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
         blas.gemm(W2, cols[:, : m * l], z[:, : m * l], 0.0)
         _unfold_bias_act(z, b, code, y3, s0, m)
 
@@ -260,20 +258,20 @@ def _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, cols, dz, dcols, d
     for s0 in range(lo, hi, nb):
         m = min(nb, hi - s0)
         for t in range(m):
-            _im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
+            im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
         _fold_grad(y3, gy3, code, s0, m, dz, acc)
         blas.gemm(cols[:, : m * l], dz[:, : m * l].T, dWt, 1.0)
         if dx is not None:
             blas.gemm(W2.T, dz[:, : m * l], dcols[:, : m * l], 0.0)
             for t in range(m):
-                _col2im_one(dcols, kh, kw, sh, sw, ph, pw, ho, wo, dx[s0 + t], t * l)
+                col2im_one(dcols, kh, kw, sh, sw, ph, pw, ho, wo, dx[s0 + t], t * l)
 
 
 @njit(**NJIT)
 def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, sets):
     """Checks, (Ho, Wo) and ``sets`` sets of scratch (one per part at once): cols (sets, K, nb L),
     z (sets, O, nb L)."""
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+    ho, wo = geometry(x, kh, kw, sh, sw, ph, pw)
     if b is not None and b.shape[0] != W2.shape[0]:
         raise ValueError("conv2d: b must have W.shape[0] elements")
     l = ho * wo
@@ -317,7 +315,7 @@ def _conv_forward_parallel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts
 def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, sets):
     """Checks, (Ho, Wo), ``sets`` sets of scratch (cols, dz, dcols) and each part's partial
     sums (dWt (parts, K, O), acc (parts, O), zeroed)."""
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+    ho, wo = geometry(x, kh, kw, sh, sw, ph, pw)
     o_out, k = W2.shape
     if db is not None and db.shape[0] != o_out:
         raise ValueError("conv2d: db must have W.shape[0] elements")
@@ -380,57 +378,65 @@ def _on_threads(y):
 
 @blas.on_one_thread_unless_mkl
 def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=None):
-    """numba twin of ``conv2d_forward_numpy``: one jitted call, blocked (``BLOCK_BYTES``), when
-    ``blas`` found a GEMM numba can call; else numba's im2col, numpy's ``matmul`` and numba's
-    bias/activation over the whole batch. ``on_threads``: run the parts on numba's threads
-    (True), on this one (False), or decide (None: ``_on_threads``); the result is the same."""
+    """numba twin of ``conv2d_forward_numpy``: one jitted call, blocked (``BLOCK_BYTES``). Without
+    a GEMM numba can call (``blas.AVAILABLE`` false) it is the NumPy kernel. ``on_threads``: run the
+    parts on numba's threads (True), on this one (False), or decide (None: ``_on_threads``); the
+    result is the same."""
+    if not blas.AVAILABLE:
+        return conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y)
     W2, y3, ho, wo = _check(x, W, y, sh, sw, ph, pw)
     kh, kw = W.shape[2], W.shape[3]
-    if blas.AVAILABLE:
-        nb = block_samples(W2.shape[1], ho * wo, y.itemsize, x.shape[0])
-        threads = _on_threads(y) if on_threads is None else on_threads
-        kernel = _conv_forward_parallel if threads else _conv_forward
-        finish = kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts_of(x.shape[0], nb))
-    else:
-        n, l = x.shape[0], ho * wo
-        cols = np.empty((n, W2.shape[1], l), y.dtype)
-        _im2col(x, kh, kw, sh, sw, ph, pw, cols)
-        np.matmul(W2, cols, out=y3)
-        if b is not None:
-            y3 += b[:, None]
-        finish = dense._bias_act_2d(y3.reshape(n * y3.shape[1], l), None, code)
-    if finish:  # float64 tanh, sigmoid: NumPy finishes, as in dense
-        dense.finish_act(y, code)
+    nb = block_samples(W2.shape[1], ho * wo, y.itemsize, x.shape[0])
+    threads = _on_threads(y) if on_threads is None else on_threads
+    kernel = _conv_forward_parallel if threads else _conv_forward
+    if kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts_of(x.shape[0], nb)):
+        dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as in dense
     return y
 
 
 @blas.on_one_thread_unless_mkl
 def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx, on_threads=None):
-    """numba twin of ``conv2d_backward_numpy`` (one blocked jitted call when ``blas`` is
-    available; else numba's loops around numpy's products over the whole batch).
-    ``on_threads`` as in ``conv2d_forward_numba``."""
+    """numba twin of ``conv2d_backward_numpy`` (one blocked jitted call; without a GEMM numba can
+    call, the NumPy kernel). ``on_threads`` as in ``conv2d_forward_numba``."""
+    if not blas.AVAILABLE:
+        return conv2d_backward_numpy(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx)
     W2, y3, gy3, dW2 = _check_backward(x, W, y, gy, dW, dx, sh, sw, ph, pw)
     kh, kw = W.shape[2], W.shape[3]
-    if blas.AVAILABLE:
-        nb = block_samples(W2.shape[1], y3.shape[2], y.itemsize, x.shape[0])
-        threads = _on_threads(y) if on_threads is None else on_threads
-        kernel = _conv_backward_parallel if threads else _conv_backward
-        kernel(x, W2, y3, gy3, code, dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx, nb, parts_of(x.shape[0], nb))
-        return dx
-    n, l = x.shape[0], y3.shape[2]
-    cols = np.empty((n, W2.shape[1], l), y.dtype)
-    _im2col(x, kh, kw, sh, sw, ph, pw, cols)
-    dz3 = np.empty_like(y3)
-    acc = None if db is None else np.zeros(W2.shape[0], y.dtype)
-    for s in range(n):  # dz3[s] as the (O, L) block of one sample
-        _fold_grad(y3, gy3, code, s, 1, dz3[s], acc)
-    if acc is not None:
-        db += acc
-    update = np.tensordot(dz3, cols, axes=([0, 2], [0, 2]))
-    if beta == 0:
-        dW2[...] = update
-    else:
-        dW2 += update
-    if dx is not None:
-        _col2im(np.matmul(W2.T, dz3), kh, kw, sh, sw, ph, pw, dx)
+    nb = block_samples(W2.shape[1], y3.shape[2], y.itemsize, x.shape[0])
+    threads = _on_threads(y) if on_threads is None else on_threads
+    kernel = _conv_backward_parallel if threads else _conv_backward
+    kernel(x, W2, y3, gy3, code, dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx, nb, parts_of(x.shape[0], nb))
     return dx
+
+
+# The table (see kernels/registry.py) and the warm-up: 4-D C-contiguous inputs, writable (data)
+# or read-only (a layer's output), with and without bias/dx, every activation; the threaded
+# twins, which training batches take when numba has several threads, for float32 only (each
+# takes ~5 s to compile; other types compile on first use).
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("conv2d_forward", conv2d_forward_numpy, conv2d_forward_numba)
+kernel("conv2d_backward", conv2d_backward_numpy, conv2d_backward_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+    x_readonly = x.view()
+    x_readonly.flags.writeable = False
+    W = np.ones((3, 2, 3, 3), dtype)
+    y = np.empty((2, 3, 3, 3), dtype)
+    codes = (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU)
+    for xin in (x, x_readonly):
+        for code in codes:
+            for bias in (np.zeros(3, dtype), None):
+                conv2d_forward_numba(xin, W, bias, 2, 2, 1, 1, code, y)
+                for dx in (np.empty_like(x), None):
+                    db = None if bias is None else bias.copy()
+                    conv2d_backward_numba(xin, W, y, y, code, np.empty_like(W), 0.0, db, 2, 2, 1, 1, dx)
+    if dtype == np.float32:
+        conv2d_forward_numba(x, W, np.zeros(3, dtype), 2, 2, 1, 1, dense.RELU, y, on_threads=True)
+        for dx in (np.empty_like(x), None):
+            conv2d_backward_numba(
+                x, W, y, y, dense.RELU, np.empty_like(W), 0.0, np.zeros(3, dtype), 2, 2, 1, 1, dx, on_threads=True
+            )

@@ -189,6 +189,24 @@ def bias_act_numba(z, b, code):
     return z
 
 
+# The activations' derivatives from their outputs, in one place: the dense loops below and the
+# convolution's (conv._fold_grad) inline them, each in a loop of its own so every loop vectorises.
+# (``one``/``zero``: 1 and 0 in the arrays' dtype, made once outside the loop.)
+@njit(inline="always")
+def d_tanh(y, g, one):
+    return (one - y * y) * g
+
+
+@njit(inline="always")
+def d_sigmoid(y, g, one):
+    return (one - y) * y * g
+
+
+@njit(inline="always")
+def d_relu(y, g, one, zero):
+    return g * (one if y > zero else zero)  # gy * (y > 0): NaN/inf gy stay NaN
+
+
 # The gradient loops write dz and, when ``acc`` is an array, add each dz into acc[column]
 # in the same pass (acc is None for act_grad and for dense_grad without a bias).
 @njit(**NJIT)
@@ -208,8 +226,7 @@ def _grad_tanh(y, gy, dz, acc):
     rows, cols = dz.shape
     for i in range(rows):
         for j in range(cols):
-            yv = y[i, j]
-            d = (one - yv * yv) * gy[i, j]
+            d = d_tanh(y[i, j], gy[i, j], one)
             dz[i, j] = d
             if acc is not None:
                 acc[j] += d
@@ -221,8 +238,7 @@ def _grad_sigmoid(y, gy, dz, acc):
     rows, cols = dz.shape
     for i in range(rows):
         for j in range(cols):
-            yv = y[i, j]
-            d = (one - yv) * yv * gy[i, j]
+            d = d_sigmoid(y[i, j], gy[i, j], one)
             dz[i, j] = d
             if acc is not None:
                 acc[j] += d
@@ -234,7 +250,7 @@ def _grad_relu(y, gy, dz, acc):
     rows, cols = dz.shape
     for i in range(rows):
         for j in range(cols):
-            d = gy[i, j] * (one if y[i, j] > zero else zero)  # gy * (y > 0): NaN/inf gy stay NaN
+            d = d_relu(y[i, j], gy[i, j], one, zero)
             dz[i, j] = d
             if acc is not None:
                 acc[j] += d
@@ -327,3 +343,35 @@ def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
         return backward_products_numpy(x, W, dz, dW, beta, dx)
     _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx)
     return dx
+
+
+# --------------------------------------------------------------------------------------------
+# The table (see kernels/registry.py) and the warm-up: C-contiguous 2-D activations, writable
+# (data) or read-only (a module's output seen by user code), a 1-D bias/bias-gradient or None.
+# --------------------------------------------------------------------------------------------
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("bias_act", bias_act_numpy, bias_act_numba)
+kernel("act_grad", act_grad_numpy, act_grad_numba)
+kernel("dense_grad", dense_grad_numpy, dense_grad_numba)
+kernel("dense_forward", dense_forward_numpy, dense_forward_numba)
+kernel("dense_backward", dense_backward_numpy, dense_backward_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    z = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4)
+    z_readonly = z.view()
+    z_readonly.flags.writeable = False
+    b = np.zeros(4, dtype)
+    for code in (IDENTITY, SIGMOID, TANH, RELU):
+        for bias in (b, None):
+            y = bias_act_numba(z.copy(), bias, code)
+            dense_grad_numba(y, z, code, np.empty_like(y), None if bias is None else b.copy())
+            w = np.ones((4, 4), dtype)
+            for x in (z, z_readonly):  # a layer's input is data or the previous layer's output
+                dense_forward_numba(x, w, bias, code, np.empty_like(z))
+                for dx in (np.empty_like(z), None):
+                    db = None if bias is None else b.copy()
+                    dense_backward_numba(x, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0, db, dx)
+        act_grad_numba(y, z, code, np.empty_like(y))

@@ -62,7 +62,7 @@ def _valid(j, pad, stride, size, n_out):
 
 
 @njit(**NJIT)
-def _im2col_one(x, kh, kw, sh, sw, ph, pw, ho, wo, cols, off):
+def im2col_one(x, kh, kw, sh, sw, ph, pw, ho, wo, cols, off):
     """cols[:, off : off + L] <- the windows of one sample x (C, H, W)."""
     c_in, h, w = x.shape
     zero = cols.dtype.type(0)
@@ -92,7 +92,7 @@ def _im2col_one(x, kh, kw, sh, sw, ph, pw, ho, wo, cols, off):
 
 
 @njit(**NJIT)
-def _col2im_one(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx, off):
+def col2im_one(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx, off):
     """dx (C, H, W) <- col2im of one sample's columns cols[:, off : off + L]; overwrites dx.
     Each input pixel's contributions are added in (i, j) order, as in the NumPy kernel."""
     c_in, h, w = dx.shape
@@ -118,7 +118,7 @@ def _col2im_one(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx, off):
 
 
 @njit(**NJIT)
-def _geometry(x, kh, kw, sh, sw, ph, pw):
+def geometry(x, kh, kw, sh, sw, ph, pw):
     n, c, h, w = x.shape
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if ho <= 0 or wo <= 0 or sh <= 0 or sw <= 0 or ph < 0 or pw < 0:
@@ -128,7 +128,7 @@ def _geometry(x, kh, kw, sh, sw, ph, pw):
 
 @njit(**NJIT)
 def _check_cols(x, kh, kw, sh, sw, ph, pw, cols):
-    ho, wo = _geometry(x, kh, kw, sh, sw, ph, pw)
+    ho, wo = geometry(x, kh, kw, sh, sw, ph, pw)
     n, c = x.shape[0], x.shape[1]
     if cols.shape[0] != n or cols.shape[1] != c * kh * kw or cols.shape[2] != ho * wo:
         raise ValueError("conv2d: cols must have shape (N, C*kh*kw, Ho*Wo)")
@@ -139,14 +139,14 @@ def _check_cols(x, kh, kw, sh, sw, ph, pw, cols):
 def _im2col(x, kh, kw, sh, sw, ph, pw, cols):
     ho, wo = _check_cols(x, kh, kw, sh, sw, ph, pw, cols)
     for s in range(x.shape[0]):
-        _im2col_one(x[s], kh, kw, sh, sw, ph, pw, ho, wo, cols[s], 0)
+        im2col_one(x[s], kh, kw, sh, sw, ph, pw, ho, wo, cols[s], 0)
 
 
 @njit(**NJIT)
 def _col2im(cols, kh, kw, sh, sw, ph, pw, dx):
     ho, wo = _check_cols(dx, kh, kw, sh, sw, ph, pw, cols)
     for s in range(dx.shape[0]):
-        _col2im_one(cols[s], kh, kw, sh, sw, ph, pw, ho, wo, dx[s], 0)
+        col2im_one(cols[s], kh, kw, sh, sw, ph, pw, ho, wo, dx[s], 0)
 
 
 def im2col_numba(x, kh, kw, sh, sw, ph, pw, cols):
@@ -159,3 +159,22 @@ def col2im_numba(cols, kh, kw, sh, sw, ph, pw, dx):
     """numba twin of ``col2im_numpy`` (bit-identical)."""
     _col2im(cols, kh, kw, sh, sw, ph, pw, dx)
     return dx
+
+
+# The table (see kernels/registry.py) and the warm-up: 4-D C-contiguous inputs, writable (data)
+# or read-only (a layer's output).
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("im2col", im2col_numpy, im2col_numba)
+kernel("col2im", col2im_numpy, col2im_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+    x_readonly = x.view()
+    x_readonly.flags.writeable = False
+    cols = np.empty((2, 2 * 9, 9), dtype)
+    for xin in (x, x_readonly):
+        im2col_numba(xin, 3, 3, 2, 2, 1, 1, cols)
+    col2im_numba(cols, 3, 3, 2, 2, 1, 1, np.empty_like(x))

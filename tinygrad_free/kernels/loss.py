@@ -166,3 +166,23 @@ def softmax_squared_error_numba(z, labels, grad):
             q = two_over_b * (p - 1.0 if k == y else p)
             grad[b, k] = p * (q - dot)
     return total / n_b, correct
+
+
+# The table (see kernels/registry.py) and the warm-up: integer labels of the dtypes the data
+# loaders give (intp, uint8), logits writable or read-only (a model's output).
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("softmax_cross_entropy", softmax_cross_entropy_numpy, softmax_cross_entropy_numba)
+kernel("softmax_squared_error", softmax_squared_error_numpy, softmax_squared_error_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    z = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4)
+    z_readonly = z.view()
+    z_readonly.flags.writeable = False
+    for label_dtype in (np.intp, np.uint8):
+        labels = np.array([0, 3, 1], dtype=label_dtype)
+        for logits in (z, z_readonly):
+            softmax_cross_entropy_numba(logits, labels, np.empty_like(z))
+            softmax_squared_error_numba(logits, labels, np.empty_like(z))

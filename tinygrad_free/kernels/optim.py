@@ -292,3 +292,34 @@ momentum_threaded = threaded(momentum_numba, momentum_parallel)
 rmsprop_threaded = threaded(rmsprop_numba, rmsprop_parallel)
 adam_threaded = threaded(adam_numba, adam_parallel)
 nadam_threaded = threaded(nadam_numba, nadam_parallel)
+
+
+# The table (see kernels/registry.py) and the warm-up: flat 1-D buffers with a (2, n) scratch,
+# Python floats/ints/bools as hyperparameters; the serial kernels, then their parallel twins
+# (taken for large buffers when numba has several threads; too small here to be chosen, so
+# called directly).
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("sgd", sgd_numpy, sgd_threaded)
+kernel("momentum", momentum_numpy, momentum_threaded)
+kernel("rmsprop", rmsprop_numpy, rmsprop_threaded)
+kernel("adam", adam_numpy, adam_threaded)
+kernel("nadam", nadam_numpy, nadam_threaded)
+kernel("weight_decay", weight_decay_numpy, weight_decay_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    w, g, m, v = (np.full(5, 0.5, dtype) for _ in range(4))
+    tmp = np.empty((2, 5), dtype)
+    weight_decay_numba(g, w, 1e-4, 3, np.empty_like(g))
+    for sgd, momentum, rmsprop, adam, nadam in (
+        (sgd_threaded, momentum_threaded, rmsprop_threaded, adam_threaded, nadam_threaded),
+        (sgd_parallel, momentum_parallel, rmsprop_parallel, adam_parallel, nadam_parallel),
+    ):
+        sgd(w, g, tmp, 0.1)
+        for nesterov in (False, True):
+            momentum(w, g, m, tmp, 0.1, 0.9, nesterov)
+        rmsprop(w, g, v, tmp, 1e-3, 0.9, 1e-8)
+        adam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.1, 0.001)
+        nadam(w, g, m, v, tmp, 1e-3, 0.9, 0.999, 1e-8, 0.001, 9.0, 1.0)

@@ -317,3 +317,35 @@ def global_avgpool2d_backward_numba(gy, dx):
     """numba twin of ``global_avgpool2d_backward_numpy`` (bit-identical)."""
     _global_avg_backward(gy, dx)
     return dx
+
+
+# The table (see kernels/registry.py) and the warm-up: 4-D inputs, writable or read-only; the
+# int64 argmax the pooling layer keeps; the threaded max pooling for float32.
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("maxpool2d_forward", maxpool2d_forward_numpy, maxpool2d_forward_numba)
+kernel("maxpool2d_backward", maxpool2d_backward_numpy, maxpool2d_backward_numba)
+kernel("avgpool2d_forward", avgpool2d_forward_numpy, avgpool2d_forward_numba)
+kernel("avgpool2d_backward", avgpool2d_backward_numpy, avgpool2d_backward_numba)
+kernel("global_avgpool2d_forward", global_avgpool2d_forward_numpy, global_avgpool2d_forward_numba)
+kernel("global_avgpool2d_backward", global_avgpool2d_backward_numpy, global_avgpool2d_backward_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+    x_readonly = x.view()
+    x_readonly.flags.writeable = False
+    p = np.empty((2, 2, 2, 2), dtype)
+    arg = np.empty(p.shape, np.int64)
+    g = np.empty((2, 2), dtype)
+    for xin in (x, x_readonly):
+        maxpool2d_forward_numba(xin, 2, 2, 2, 2, p, arg)
+        avgpool2d_forward_numba(xin, 2, 2, 2, 2, p)
+        global_avgpool2d_forward_numba(xin, g)
+    maxpool2d_backward_numba(p, arg, np.empty_like(x))
+    avgpool2d_backward_numba(p, 2, 2, 2, 2, np.empty_like(x))
+    global_avgpool2d_backward_numba(g, np.empty_like(x))
+    if dtype == np.float32:
+        maxpool_forward_parallel(x, 2, 2, 2, 2, p, arg)
+        maxpool_backward_parallel(p, arg, np.empty_like(x))

@@ -51,3 +51,14 @@ def shift_images_numba(x, shifts, out):
                 sc = c - dx
                 out[b, r, c] = x[b, sr, sc] if 0 <= sc < W else zero
     return out
+
+
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("shift_images", shift_images_numpy, shift_images_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    images = np.ones((2, 3, 3), dtype)
+    shift_images_numba(images, np.array([[1, -1], [0, 2]]), np.empty_like(images))
