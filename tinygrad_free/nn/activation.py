@@ -45,6 +45,7 @@ class Activation(Module):
     """An element-wise activation as a layer: caches y in forward, returns gy * f'(y)."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs what forward computed, not x
 
     code = IDENTITY
 
@@ -104,6 +105,7 @@ class Softmax(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs what forward computed, not x
 
     def forward(self, x: Array) -> Array:
         z = x - x.max(axis=-1, keepdims=True)

@@ -408,7 +408,7 @@ def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
     def forward(self: Module, *xs: Any, **kwargs: Any) -> Any:
         if type(self).forward is not forward:  # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
-        top = _grad_enabled[-1] and not _recording
+        top = _grad_enabled[-1] and not _recording and type(self)._keeps_inputs
         y, ctx = forward_ctx(self, *own(xs), **kwargs) if top else forward_ctx(self, *xs, **kwargs)
         if ctx is None:
             return y

@@ -25,6 +25,14 @@ def changes() -> int:
     return _changes[0]
 
 
+def changed(params: list[Parameter]) -> None:
+    """Record that the values of ``params`` changed (an optimizer step): one count for all."""
+    _changes[0] += 1
+    stamp = _changes[0]
+    for p in params:
+        _set(p, "_changed_at", stamp)
+
+
 class Parameter:
     """A trainable array and its gradient.
 
