@@ -105,9 +105,9 @@ def run_arm(method, args, tag, storage):
 
 
 def plot(arms, target, path):
-    from tinygrad_free.report import _figure, save_figure
+    from tinygrad_free.report import new_figure, save_figure
 
-    fig = _figure((8, 4.5))
+    fig = new_figure((8, 4.5))
     ax = fig.add_subplot()
     for method, arm in arms.items():
         curve = [v for v in arm["best_so_far"]]
