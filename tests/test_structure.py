@@ -247,20 +247,13 @@ def test_the_configuration_modules_import_one_another_one_way_only():
     assert "config" not in imports["training_run"] and "training_run" not in imports["config"]
 
 
-#: Folders of the package whose own files the private-name checks below skip: kernels/ is being
-#: restructured by another developer now (issue #21 item 5), so its files are left out until
-#: that work settles (today conv.py still reads dense's ``_bias_act_2d``). Other modules taking a
-#: private name of kernels/ are still caught.
-PRIVATE_NAMES_SKIP = ("kernels",)
+#: Folders of the package whose own files the private-name checks below skip (none today).
+PRIVATE_NAMES_SKIP: tuple[str, ...] = ()
 
 #: Private names still imported from another module, each waiting for its owner's change (keyed
 #: by file and ``module.name``, valued by why it waits). The check fails as soon as one is gone,
 #: so an entry is removed with the import it excuses.
-PENDING_PRIVATE_IMPORTS = {
-    ("tinygrad_free/nn/context.py", "tinygrad_free.nn.parameter._changes"): (
-        "nn/ is being changed by others now: publish the counter in nn/parameter.py at merge time"
-    ),
-}
+PENDING_PRIVATE_IMPORTS: dict[tuple[str, str], str] = {}
 
 
 def is_private(name):

@@ -139,7 +139,7 @@ def _bias_relu(z, b):
 
 
 @njit(**NJIT)
-def _bias_act_2d(z, b, code):
+def bias_act_2d(z, b, code):
     """Returns True when the caller must still apply the activation with NumPy (``finish_act``:
     tanh on float64, sigmoid on either dtype)."""
     if code == TANH:
@@ -162,15 +162,15 @@ def _bias_act_2d(z, b, code):
 def _bias_act(z, b, code):
     z2 = as2d(z)
     if b is None:
-        return _bias_act_2d(z2, None, code)
+        return bias_act_2d(z2, None, code)
     b1 = flat_in(b)
     if b1.shape[0] != z2.shape[1]:
         raise ValueError("bias_act: b must have z.shape[-1] elements")
-    return _bias_act_2d(z2, b1, code)
+    return bias_act_2d(z2, b1, code)
 
 
 def finish_act(z, code):
-    """The activation a kernel left to NumPy (``_bias_act_2d`` returned True), in place: np.tanh
+    """The activation a kernel left to NumPy (``bias_act_2d`` returned True), in place: np.tanh
     (float64; numba's scalar libm tanh is ~5x slower), or the sigmoid (``sigmoid_inplace``)."""
     if code == SIGMOID:
         return sigmoid_inplace(z)
@@ -312,7 +312,7 @@ def _dense_forward(x, W, b, code, y):
     if b is not None and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     blas.gemm(x, W, y, 0.0)
-    return _bias_act_2d(y, b, code)
+    return bias_act_2d(y, b, code)
 
 
 @njit(**NJIT)

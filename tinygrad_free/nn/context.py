@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backward_grad import check_grad, describe, private
-from .parameter import _changes
+from .parameter import CHANGES
 
 if TYPE_CHECKING:
     from .module import Module
@@ -105,7 +105,7 @@ class Context:
         self.used = False
         self.out = None
         self.pending = False
-        self.changes = _changes[0]
+        self.changes = CHANGES[0]
 
 
 class CallState:
@@ -340,7 +340,7 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
             "can be backpropagated once (as in PyTorch); run forward again first"
         )
-    if ctx.changes != _changes[0]:
+    if ctx.changes != CHANGES[0]:
         try:
             _check_unchanged(module, ctx)
         except StaleForwardError:
