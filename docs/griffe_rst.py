@@ -75,11 +75,12 @@ def rst_to_markdown(text: str) -> str:
         if rule:
             indent, columns = rule.group(1), _columns(line)
             end, seen = i + 1, 1
-            while end < len(lines) and seen < 3:
+            while end < len(lines):
                 if RULE.match(lines[end]):
                     seen += 1
-                    if seen == 2 and (end + 1 == len(lines) or not lines[end + 1].strip()):
-                        break  # a table without a header: two rules
+                    # the closing rule: the third, or the second with a blank line after it (no header)
+                    if seen == 3 or end + 1 == len(lines) or not lines[end + 1].strip():
+                        break
                 end += 1
             out += _table(lines[i : end + 1], indent, columns)
             i = end + 1

@@ -220,3 +220,41 @@ def test_a_browser_shows_navigation_search_and_rendered_equations(served, tmp_pa
         assert browser.save_screenshot(str(ARTIFACTS / "search.png"))
     finally:
         browser.quit()
+
+
+# --- the docstrings' rST read as Markdown (docs/griffe_rst.py) ------------------------------------
+
+
+@pytest.fixture
+def rst_to_markdown():
+    pytest.importorskip("griffe", reason="griffe (mkdocstrings' Python handler) is not installed")
+    sys.path.insert(0, str(DOCS))
+    try:
+        from griffe_rst import rst_to_markdown
+
+        yield rst_to_markdown
+    finally:
+        sys.path.remove(str(DOCS))
+
+
+def test_rst_roles_become_code_the_tilde_keeping_the_last_name(rst_to_markdown):
+    text = "See :class:`~tinygrad_free.nn.Dense`, :func:`load_dataset` and :mod:`.sources`."
+    assert rst_to_markdown(text) == "See `Dense`, `load_dataset` and `.sources`."
+
+
+def test_a_literal_block_marker_becomes_a_colon_or_nothing(rst_to_markdown):
+    text = "A loop gets it::\n\n    with x:\n        pass\n\n::\n\n    y = 1"
+    assert rst_to_markdown(text) == "A loop gets it:\n\n    with x:\n        pass\n\n\n\n    y = 1"
+
+
+def test_simple_tables_become_markdown_tables_with_continued_rows_joined(rst_to_markdown):
+    with_header = "====  =====\nname  value\n====  =====\na     1\n      more\nb     2\n====  =====\nafter"
+    assert rst_to_markdown(with_header).split("\n") == [
+        "| name | value |",
+        "|---|---|",
+        "| a | 1 more |",
+        "| b | 2 |",
+        "after",
+    ]
+    without_header = "==  ==\na   1\n==  ==\n\ntext"
+    assert rst_to_markdown(without_header).split("\n") == ["|  |  |", "|---|---|", "| a | 1 |", "", "text"]
