@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# The documentation's browser test (tests/test_docs.py) drives Debian's Chromium; install it when
+# it is missing and this can (root, apt-get). Never fatal: without it that test skips, saying why.
+if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+    >/dev/null 2>&1 || echo "scripts/test.sh: could not install chromium; the docs browser test will skip" >&2
+fi
 # The linter and the formatter first: CI fails on what they find (settings in pyproject.toml).
 python3 -m ruff check .
 python3 -m ruff format --check .

@@ -46,6 +46,8 @@ class RandomShift:
     image_shape : (height, width)
         How a flat row of the batch is laid out (row-major); the default is MNIST's 28x28.
 
+    Notes
+    -----
     The result lives in a buffer this object reuses: it is overwritten by the next call.
     """
 
@@ -91,6 +93,8 @@ class RandomFlip:
         How a flat row of the batch is laid out (row-major); images (N, C, H, W) are mirrored
         along their last axis.
 
+    Notes
+    -----
     The result lives in a buffer this object reuses: it is overwritten by the next call.
     """
 

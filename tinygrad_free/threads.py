@@ -135,6 +135,8 @@ class StepThreads:
     clock : callable
         The timer (``time.perf_counter``); tests pass a fake one.
 
+    Notes
+    -----
     Call :meth:`tick` once after every step; :meth:`close` (or leaving ``with``) restores the
     thread counts that were in effect before. ``history`` holds the last events as
     ``(event, count, value)``: ``probe`` (a probe block's median step), ``chose`` (the probe's

@@ -172,6 +172,8 @@ def load_keras_weights(
         The order of the layers in a ``.weights.h5`` file, which Keras matches by name; by default
         the order Keras wrote them in (the model's layer order).
 
+    Notes
+    -----
     Nothing is written unless every array fits; the error names the first that does not (its
     index, the expected and the given shape).
     """

@@ -73,18 +73,38 @@ class Activation(Module):
 
 
 class Identity(Activation):
+    r"""y = z; dz = dy.
+
+    $$ y = z, \qquad dz = dy $$
+    """
+
     code = IDENTITY
 
 
 class Sigmoid(Activation):
+    r"""y = 1 / (1 + e^-z); dz = dy * y (1 - y), as ``torch.nn.Sigmoid``.
+
+    $$ y = \frac{1}{1 + e^{-z}}, \qquad dz = dy \odot y \odot (1 - y) $$
+    """
+
     code = SIGMOID
 
 
 class Tanh(Activation):
+    r"""y = tanh z; dz = dy * (1 - y^2), as ``torch.nn.Tanh``.
+
+    $$ y = \tanh z, \qquad dz = dy \odot (1 - y^2) $$
+    """
+
     code = TANH
 
 
 class ReLU(Activation):
+    r"""y = max(z, 0); dz = dy where y > 0, else 0 (0 at z = 0, as ``torch.nn.ReLU``).
+
+    $$ y = \max(z, 0), \qquad dz = dy \odot [y > 0] $$
+    """
+
     code = RELU
 
 

@@ -17,25 +17,44 @@ if TYPE_CHECKING:
 
 
 class BatchNorm(Module):
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1), as PyTorch's
+    r"""y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1), as PyTorch's
     ``BatchNorm1d`` (for (N, C)) and ``BatchNorm2d`` (for (N, C, H, W)), affine and tracking
     running statistics.
 
-    Training: mean and the biased variance are taken over the batch (and H, W), m values per
-    channel; the running statistics move in place as
+    $$
+    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \qquad y = \gamma \, \hat x + \beta
+    $$
+
+    Training: the mean $\mu$ and the biased variance $\sigma^2$ are taken over the batch (and
+    H, W), $m$ values per channel; the running statistics move in place as
     ``running = (1 - momentum) * running + momentum * batch_stat``, with the UNBIASED variance
-    (var * m / (m - 1)) in ``running_var``, exactly as PyTorch. Evaluation normalises with the
-    running statistics. ``running_mean``/``running_var`` are buffers: saved and loaded with the
-    model, never trained.
+    ($\sigma^2 m / (m - 1)$) in ``running_var``, exactly as PyTorch. Evaluation normalises with
+    the running statistics. ``running_mean``/``running_var`` are buffers: saved and loaded with
+    the model, never trained.
 
-    Backward (training mode, xh = normalised x, sums over the m values of a channel):
+    Backward (training mode, sums over the $m$ values of a channel):
 
-    * dbeta += sum dy,  dgamma += sum dy * xh
-    * dx = gamma / sqrt(var + eps) * (dy - sum(dy) / m - xh * sum(dy * xh) / m)
+    $$
+    d\beta \mathrel{+}= \sum dy, \qquad d\gamma \mathrel{+}= \sum dy \, \hat x, \qquad
+    dx = \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}} \Big(dy - \frac{1}{m} \sum dy
+    - \hat x \, \frac{1}{m} \sum dy \, \hat x\Big)
+    $$
 
     In eval mode (a frozen BatchNorm inside a training model, PyTorch's fine-tuning idiom) the
-    running statistics are constants: xh = (x - running_mean) / sqrt(running_var + eps),
-    dbeta and dgamma as above, dx = gamma / sqrt(running_var + eps) * dy.
+    running statistics are constants: $\hat x = (x - \mu_\text{run}) / \sqrt{\sigma^2_\text{run} + \epsilon}$,
+    $d\beta$ and $d\gamma$ as above, $dx = \gamma \, dy / \sqrt{\sigma^2_\text{run} + \epsilon}$.
+
+    Parameters
+    ----------
+    num_features : int
+        The channels C (axis 1 of the input).
+    eps : float
+        Added to the variance before the square root.
+    momentum : float in [0, 1]
+        The weight of the batch statistic in the running statistics' update (PyTorch's; Keras's
+        ``momentum=0.99`` is 0.01 here).
+    dtype : numpy float dtype
+        Of gamma, beta and the running statistics (float32 by default; float64 for gradient checks).
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)

@@ -20,19 +20,27 @@ if TYPE_CHECKING:
 
 
 class Conv2D(Module):
-    """y[n, o] = act(b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, sh*oh + i, sw*ow + j]).
+    r"""y[n, o] = act(b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, sh*oh + i, sw*ow + j]).
+
+    $$
+    y_{n,o,h,w} = f\Big(b_o + \sum_{c,i,j} W_{o,c,i,j} \; x^\text{pad}_{n, c, s_h h + i, s_w w + j}\Big)
+    $$
 
     The cross-correlation of PyTorch's ``nn.Conv2d`` (groups=1, dilation=1) with zero padding:
     x is (N, C_in, H, W), W is (C_out, C_in, kh, kw) exactly as PyTorch stores it (so its
-    weights copy in unchanged), y is (N, C_out, Ho, Wo) with Ho = (H + 2 ph - kh) // sh + 1.
+    weights copy in unchanged), y is (N, C_out, Ho, Wo) with
+    $H_o = \lfloor (H + 2 p_h - k_h) / s_h \rfloor + 1$ (and $W_o$ likewise).
 
     Forward turns x into columns (im2col) a block of samples at a time and multiplies each block
     by the weights in one GEMM, the bias and activation fused after it (``kernels.conv``);
     backward keeps only x and y from the forward and rebuilds each block's columns:
 
-    * dz = dy * act'(y)
-    * dW += sum_n dz[n] cols[n]^T,  db += sum over samples and positions of dz
-    * dx = col2im(W^T dz[n])  (skipped with ``input_grad=False``)
+    $$
+    dz = dy \odot f'(y), \qquad dW \mathrel{+}= \sum_n dz_n \, \text{cols}_n^\top, \qquad
+    db \mathrel{+}= \sum_{n,h,w} dz, \qquad dx_n = \text{col2im}(W^\top dz_n)
+    $$
+
+    ($dx$ is skipped with ``input_grad=False``.)
 
     Parameters
     ----------

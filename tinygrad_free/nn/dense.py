@@ -25,12 +25,19 @@ def _positive_int(value: int, what: str) -> int:
 
 
 class Dense(Module):
-    """y = act(x @ W + b), with W of shape (in_features, out_features).
+    r"""y = act(x @ W + b), with W of shape (in_features, out_features).
 
-    Forward caches x and y; backward uses them and nothing else:
+    $$
+    y = f(x W + b), \qquad x: (B, n_\text{in}), \quad W: (n_\text{in}, n_\text{out}), \quad b: (n_\text{out})
+    $$
 
-    * dz = dy * act'(y)        (the activation's gradient from its own output)
-    * dW += x^T dz,  db += sum_batch dz,  dx = dz W^T
+    with $f$ the fused activation (identity by default). Forward caches x and y; backward uses
+    them and nothing else ($f'$ is computed from the output $y$, see ``nn.activation``):
+
+    $$
+    dz = dy \odot f'(y), \qquad dW \mathrel{+}= x^\top dz, \qquad db \mathrel{+}= \sum_\text{batch} dz,
+    \qquad dx = dz \, W^\top
+    $$
 
     Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
     backend that call runs the matrix products too, so no Python runs between them.

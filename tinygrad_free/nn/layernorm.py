@@ -17,14 +17,30 @@ if TYPE_CHECKING:
 
 
 class LayerNorm(Module):
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta, mean and biased variance over the last
+    r"""y = gamma * (x - mean) / sqrt(var + eps) + beta, mean and biased variance over the last
     axis of each row, as PyTorch's ``nn.LayerNorm(num_features)`` (Ba et al. 2016). Training
     and evaluation compute the same thing (no running statistics).
 
-    Backward (F = num_features, sums over the last axis, g = dy * gamma):
+    $$
+    \hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}, \qquad y = \gamma \odot \hat x + \beta
+    $$
 
-    * dbeta += sum over rows of dy,  dgamma += sum over rows of dy * xh
-    * dx = (g - mean(g) - xh * mean(g * xh)) / sqrt(var + eps)
+    Backward ($\mu$, $\sigma^2$ and the means over the last axis, $g = dy \odot \gamma$):
+
+    $$
+    d\beta \mathrel{+}= \sum_\text{rows} dy, \qquad d\gamma \mathrel{+}= \sum_\text{rows} dy \odot \hat x,
+    \qquad dx = \big(g - \operatorname{mean}(g) - \hat x \operatorname{mean}(g \odot \hat x)\big)
+    / \sqrt{\sigma^2 + \epsilon}
+    $$
+
+    Parameters
+    ----------
+    num_features : int
+        The size of the last axis.
+    eps : float
+        Added to the variance before the square root.
+    dtype : numpy float dtype
+        Of gamma and beta (float32 by default; float64 for gradient checks).
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)

@@ -129,31 +129,52 @@ class ClassificationLoss(Loss):
 
 
 class CrossEntropyLoss(ClassificationLoss):
-    """L = -(1/B) sum_b log softmax(z_b)[y_b], via log-sum-exp; dL/dz = (softmax(z) - onehot(y)) / B.
+    r"""L = -(1/B) sum_b log softmax(z_b)[y_b], via log-sum-exp; dL/dz = (softmax(z) - onehot(y)) / B.
 
-    As ``torch.nn.CrossEntropyLoss()`` (mean reduction) on logits.
+    $$
+    L = -\frac{1}{B} \sum_b \log \operatorname{softmax}(z_b)_{y_b}, \qquad
+    \frac{\partial L}{\partial z} = \frac{1}{B} \big(\operatorname{softmax}(z) - \operatorname{onehot}(y)\big)
+    $$
+
+    for logits $z$ of shape (B, classes); the log-softmax is taken through the log-sum-exp, so
+    large logits do not overflow. As ``torch.nn.CrossEntropyLoss()`` (mean reduction) on logits.
     """
 
     kernel = "softmax_cross_entropy"
 
 
 class SoftmaxMSELoss(ClassificationLoss):
-    """The course assignment's "mean_squared_error": squared error of the softmax probabilities
+    r"""The course assignment's "mean_squared_error": squared error of the softmax probabilities
     against the one-hot labels (``-l mean_squared_error`` in ``scripts/train.py``).
 
-    L = (1/B) sum_b sum_k (p_bk - onehot(y_b)_k)^2 with p = softmax(z); with q = 2 (p - onehot) / B,
-    dL/dz = p * (q - sum_k q_k p_k). (For regression use :class:`MSELoss`.)
+    $$
+    L = \frac{1}{B} \sum_b \sum_k \big(p_{bk} - \operatorname{onehot}(y_b)_k\big)^2,
+    \qquad p = \operatorname{softmax}(z)
+    $$
+
+    and with $q = 2 (p - \operatorname{onehot}(y)) / B$, row by row,
+
+    $$
+    \frac{\partial L}{\partial z} = p \odot \Big(q - \sum_k q_k p_k\Big)
+    $$
+
+    (For regression use ``MSELoss``.)
     """
 
     kernel = "softmax_squared_error"
 
 
 class MSELoss(Loss):
-    """Mean squared error for regression, as ``torch.nn.MSELoss()`` (mean reduction):
+    r"""Mean squared error for regression, as ``torch.nn.MSELoss()`` (mean reduction):
     L = (1/n) sum_i (prediction_i - target_i)^2 over all n elements; dL/dprediction = 2 (prediction - target) / n.
 
-    ``prediction`` and ``target`` are float arrays of one shape (no broadcasting). For the
-    assignment's squared error of softmax probabilities against labels see :class:`SoftmaxMSELoss`.
+    $$
+    L = \frac{1}{n} \sum_i (\hat y_i - y_i)^2, \qquad \frac{\partial L}{\partial \hat y} = \frac{2}{n} (\hat y - y)
+    $$
+
+    ``prediction`` ($\hat y$) and ``target`` ($y$) are float arrays of one shape (no
+    broadcasting). For the assignment's squared error of softmax probabilities against labels
+    see ``SoftmaxMSELoss``.
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)

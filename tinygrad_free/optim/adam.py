@@ -13,10 +13,28 @@ if TYPE_CHECKING:
 
 @register("adam")
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015). Matches torch.optim.Adam (L2 weight decay, not AdamW).
+    r"""Adam (Kingma & Ba 2015). Matches torch.optim.Adam (L2 weight decay, not AdamW).
 
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-    mh = m / (1 - b1^t);  vh = v / (1 - b2^t);  w <- w - lr * mh / (sqrt(vh) + eps)
+    $$
+    \begin{aligned}
+    m &\leftarrow \beta_1 m + (1 - \beta_1) \, g, & v &\leftarrow \beta_2 v + (1 - \beta_2) \, g^2, \\
+    \hat m &= m / (1 - \beta_1^t), & \hat v &= v / (1 - \beta_2^t), \\
+    w &\leftarrow w - \text{lr} \, \hat m / (\sqrt{\hat v} + \epsilon)
+    \end{aligned}
+    $$
+
+    Other Parameters
+    ----------------
+    lr : float
+        The learning rate (default 1e-3); a schedule multiplies it, see ``optim.schedule``.
+    beta1 : float in [0, 1)
+        $\beta_1$, the decay of the gradients' average (default 0.9).
+    beta2 : float in [0, 1)
+        $\beta_2$, the decay of the squared gradients' average (default 0.999).
+    eps : float
+        $\epsilon$ (default 1e-8).
+    weight_decay : float
+        Coupled L2 decay on weight matrices, added to the gradient (default 0).
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)

@@ -15,18 +15,42 @@ if TYPE_CHECKING:
 
 @register("eve")
 class Eve(Optimizer):
-    """Eve (Koushik & Hayashi 2016, "Improving Stochastic Gradient Descent with Feedback", Alg. 1).
+    r"""Eve (Koushik & Hayashi 2016, "Improving Stochastic Gradient Descent with Feedback", Alg. 1).
 
-    Adam whose step is divided by d, a smoothed, clipped relative change of the minibatch loss f:
+    Adam whose step is divided by $d$, a smoothed, clipped relative change of the minibatch loss
+    $f$: $m$, $v$, $\hat m$, $\hat v$ as in Adam; $d_1 = 1$, $\hat f_1 = f_1$; for $t > 1$
 
-        m, v, mh, vh as in Adam;  d_1 = 1, fh_1 = f_1;  for t > 1:
-        (lo, hi) = (k + 1, K + 1) if f_t >= fh_{t-1} else (1 / (K + 1), 1 / (k + 1))
-        c = min(max(lo, f_t / fh_{t-1}), hi);   fh_t = c fh_{t-1}
-        r = |fh_t - fh_{t-1}| / min(fh_t, fh_{t-1});   d_t = b3 d_{t-1} + (1 - b3) r
-        w <- w - lr * mh / (d_t sqrt(vh) + eps)
+    $$
+    \begin{aligned}
+    (\ell, h) &= \begin{cases} (k + 1, \; K + 1) & \text{if } f_t \ge \hat f_{t-1} \\
+                 (1 / (K + 1), \; 1 / (k + 1)) & \text{otherwise} \end{cases} \\
+    c &= \min(\max(\ell, f_t / \hat f_{t-1}), h), \qquad \hat f_t = c \, \hat f_{t-1} \\
+    r &= |\hat f_t - \hat f_{t-1}| / \min(\hat f_t, \hat f_{t-1}), \qquad d_t = \beta_3 d_{t-1} + (1 - \beta_3) \, r \\
+    w &\leftarrow w - \text{lr} \, \hat m / (d_t \sqrt{\hat v} + \epsilon)
+    \end{aligned}
+    $$
 
-    r always lies in [k, K], so k <= d <= K; the first step is Adam's and beta3 = 1 gives Adam.
-    ``step(loss=...)`` must receive the (positive) minibatch loss.
+    $r$ always lies in $[k, K]$, so $k \le d \le K$; the first step is Adam's and $\beta_3 = 1$
+    gives Adam. ``step(loss=...)`` must receive the (positive) minibatch loss.
+
+    Other Parameters
+    ----------------
+    lr : float
+        The learning rate (default 1e-3); a schedule multiplies it, see ``optim.schedule``.
+    beta1 : float in [0, 1)
+        $\beta_1$, the decay of the gradients' average (default 0.9).
+    beta2 : float in [0, 1)
+        $\beta_2$, the decay of the squared gradients' average (default 0.999).
+    eps : float
+        $\epsilon$ (default 1e-8).
+    beta3 : float in [0, 1]
+        $\beta_3$, the decay of $d$ (default 0.999).
+    k : float in (0, 1]
+        The lower clipping bound $k$ of the relative change (default 0.1).
+    K : float
+        The upper clipping bound $K \ge 1$ (default 10).
+    weight_decay : float
+        Coupled L2 decay on weight matrices, added to the gradient (default 0).
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, beta3=0.999, eps=1e-8, k=0.1, K=10.0)

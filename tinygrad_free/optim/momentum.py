@@ -13,9 +13,22 @@ if TYPE_CHECKING:
 
 @register("momentum")
 class Momentum(Optimizer):
-    """Heavy-ball momentum: u <- beta * u + g; w <- w - lr * u (beta = ``momentum``).
+    r"""Heavy-ball momentum: u <- beta * u + g; w <- w - lr * u (beta = ``momentum``).
+
+    $$
+    u \leftarrow \beta u + g, \qquad w \leftarrow w - \text{lr} \, u
+    $$
 
     Matches torch.optim.SGD(momentum=beta, dampening=0, nesterov=False).
+
+    Other Parameters
+    ----------------
+    lr : float
+        The learning rate (default 1e-2); a schedule multiplies it, see ``optim.schedule``.
+    momentum : float in [0, 1)
+        $\beta$ (default 0.9).
+    weight_decay : float
+        Coupled L2 decay on weight matrices, added to the gradient (default 0).
     """
 
     defaults = dict(lr=1e-2, momentum=0.9)

@@ -13,18 +13,41 @@ if TYPE_CHECKING:
 
 @register("nadam")
 class NAdam(Optimizer):
-    """Nesterov-accelerated Adam.
+    r"""Nesterov-accelerated Adam.
 
-    m, v, mh, vh as in Adam. By default Dozat (2016), as taught in the course:
+    $m$, $v$, $\hat m$, $\hat v$ as in Adam. By default Dozat (2016), as taught in the course:
 
-        w <- w - lr / (sqrt(vh) + eps) * (b1 * mh + (1 - b1) * g / (1 - b1^t))
+    $$
+    w \leftarrow w - \frac{\text{lr}}{\sqrt{\hat v} + \epsilon}
+    \Big(\beta_1 \hat m + \frac{(1 - \beta_1) \, g}{1 - \beta_1^t}\Big)
+    $$
 
     With ``momentum_decay=psi > 0``, torch.optim.NAdam's momentum schedule instead
-    (psi = 0.004 matches torch exactly): mu_t = b1 (1 - 0.5 * 0.96^(t psi)), P_t = prod_{i<=t} mu_i,
+    ($\psi = 0.004$ matches torch exactly): $\mu_t = \beta_1 (1 - 0.5 \cdot 0.96^{t \psi})$,
+    $P_t = \prod_{i \le t} \mu_i$,
 
-        w <- w - lr / (sqrt(vh) + eps) * ((1 - mu_t) / (1 - P_t) * g + mu_{t+1} / (1 - P_t mu_{t+1}) * m)
+    $$
+    w \leftarrow w - \frac{\text{lr}}{\sqrt{\hat v} + \epsilon}
+    \Big(\frac{1 - \mu_t}{1 - P_t} \, g + \frac{\mu_{t+1}}{1 - P_t \mu_{t+1}} \, m\Big)
+    $$
 
-    Both are w <- w - lr * (cm m + cg g) / (sqrt(vh) + eps); only cm and cg differ.
+    Both are $w \leftarrow w - \text{lr} \, (c_m m + c_g g) / (\sqrt{\hat v} + \epsilon)$; only
+    $c_m$ and $c_g$ differ.
+
+    Other Parameters
+    ----------------
+    lr : float
+        The learning rate (default 1e-3); a schedule multiplies it, see ``optim.schedule``.
+    beta1 : float in [0, 1)
+        $\beta_1$, the decay of the gradients' average (default 0.9).
+    beta2 : float in [0, 1)
+        $\beta_2$, the decay of the squared gradients' average (default 0.999).
+    eps : float
+        $\epsilon$ (default 1e-8).
+    momentum_decay : float
+        $\psi$: 0 (the default) for Dozat's rule, 0.004 for torch's.
+    weight_decay : float
+        Coupled L2 decay on weight matrices, added to the gradient (default 0).
     """
 
     defaults = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=0.0)

@@ -175,7 +175,21 @@ class _Unit:
 
 
 class Optimizer:
-    """Base class of all optimizers; see the module docstring for the contract."""
+    """Base class of all optimizers; see the module docstring for the contract.
+
+    Parameters
+    ----------
+    params : iterable of Parameter or (name, Parameter), a Module, or a dict of them
+        What to optimise: ``model.parameters()``, ``model.named_parameters()``, a module, or
+        ``{"enc": enc, "dec": dec}`` to name the parameters of several models.
+    schedule : str, Schedule, callable or None
+        The learning-rate schedule (``"cosine"``, ``"linear"``, a ``Schedule``, or a function of
+        the progress in [0, 1)); None keeps the base rate. See ``optim.schedule``.
+    total_steps : int or None
+        The steps a schedule given by name or function spans.
+    **hyperparameters : float
+        ``lr``, ``weight_decay`` and the subclass's ``defaults``; any other name is refused.
+    """
 
     name: ClassVar[str | None] = None
     defaults: ClassVar[dict[str, float]] = {}

@@ -8,6 +8,8 @@ optimizer's count of ``step()`` calls) gives ``progress = (t - 1 - start) / tota
 and the step runs at ``lr * factor(progress)``:
 
 ==========  =================================================================
+name        factor(progress)
+==========  =================================================================
 constant    1
 cosine      (1 + cos(pi * progress)) / 2   (Loshchilov & Hutter 2017, no restarts;
             Keras ``CosineDecay`` with alpha=0); never exactly 0 on a real step
@@ -69,6 +71,8 @@ SCHEDULES: Registry[type[Schedule]] = Registry("lr schedule")
 
 @SCHEDULES.register("constant")
 class Constant(Schedule):
+    """The base rate throughout: factor(progress) = 1 (what ``schedule=None`` runs)."""
+
     name = "constant"
 
     def factor(self, progress: float) -> float:
@@ -80,6 +84,15 @@ class Constant(Schedule):
 
 @SCHEDULES.register("cosine")
 class Cosine(Schedule):
+    r"""Cosine decay to zero over ``total_steps`` (Loshchilov & Hutter 2017, without restarts;
+    Keras's ``CosineDecay`` with alpha=0): factor(p) = (1 + cos(pi p)) / 2.
+
+    $$
+    \text{lr}_t = \text{lr} \cdot \tfrac{1}{2} \big(1 + \cos(\pi p_t)\big), \qquad
+    p_t = (t - 1 - \text{start}) / \text{total\_steps}
+    $$
+    """
+
     name = "cosine"
 
     def factor(self, progress: float) -> float:
@@ -88,6 +101,13 @@ class Cosine(Schedule):
 
 @SCHEDULES.register("linear")
 class Linear(Schedule):
+    r"""Linear decay to zero over ``total_steps``: factor(p) = 1 - p.
+
+    $$
+    \text{lr}_t = \text{lr} \cdot (1 - p_t), \qquad p_t = (t - 1 - \text{start}) / \text{total\_steps}
+    $$
+    """
+
     name = "linear"
 
     def factor(self, progress: float) -> float:

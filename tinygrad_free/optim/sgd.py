@@ -11,7 +11,19 @@ if TYPE_CHECKING:
 
 @register("sgd")
 class SGD(Optimizer):
-    """Plain stochastic gradient descent: w <- w - lr * g. Matches torch.optim.SGD(momentum=0)."""
+    r"""Plain stochastic gradient descent: w <- w - lr * g. Matches torch.optim.SGD(momentum=0).
+
+    $$
+    w \leftarrow w - \text{lr} \, g
+    $$
+
+    Other Parameters
+    ----------------
+    lr : float
+        The learning rate (default 1e-2); a schedule multiplies it, see ``optim.schedule``.
+    weight_decay : float
+        Coupled L2 decay on weight matrices, added to the gradient (default 0).
+    """
 
     defaults = dict(lr=1e-2)
 
