@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, conv, dense, im2col, loss, optim, parallel, pool, shift
+from . import approx, blas, conv, dense, gelu, im2col, loss, optim, parallel, pool, shift
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
 from .registry import WARMUP_CASES
@@ -51,6 +51,7 @@ __all__ = [
     "blas",
     "conv",
     "dense",
+    "gelu",
     "im2col",
     "loss",
     "optim",

@@ -1,10 +1,11 @@
 """Layers, containers and losses. Every module writes its own backward; nothing is traced."""
 
-from .activation import Identity, ReLU, Sigmoid, Softmax, Tanh
+from .activation import GELU, Identity, ReLU, Sigmoid, Softmax, Tanh
 from .avgpool import AvgPool2D
 from .batchnorm import BatchNorm
 from .classes import register
 from .context import is_grad_enabled, no_grad
+from .conv1d import Conv1D
 from .conv2d import Conv2D
 from .dense import Dense
 from .dropout import Dropout
@@ -14,10 +15,13 @@ from .graph import Graph
 from .layernorm import LayerNorm
 from .loss import ClassificationLoss, CrossEntropyLoss, Loss, MSELoss, NonFiniteError, SoftmaxMSELoss, get_loss
 from .maxpool import MaxPool2D
+from .mean import Mean
 from .merge import Add, Concat, Multiply
 from .module import Module, load
 from .node import Input, Node
 from .parameter import Parameter
+from .positional import ClassToken, PositionalEmbedding
+from .reshape import Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
 
@@ -33,6 +37,7 @@ __all__ = [
     "Concat",
     "Multiply",
     "Dense",
+    "Conv1D",
     "Conv2D",
     "MaxPool2D",
     "AvgPool2D",
@@ -45,6 +50,12 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "ReLU",
+    "GELU",
+    "PositionalEmbedding",
+    "ClassToken",
+    "Reshape",
+    "Permute",
+    "Mean",
     "Softmax",
     "Loss",
     "CrossEntropyLoss",

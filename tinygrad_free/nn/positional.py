@@ -1,0 +1,120 @@
+"""Learned positions and the class token of a Vision Transformer (Dosovitskiy et al. 2021)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import init as initializers
+from . import _checks as check
+from .module import Module
+from .parameter import Parameter
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
+    from .._typing import Array, Seed
+
+
+def _tokens(layer: Module, x: Any, dim: int) -> tuple[int, int, int]:
+    if getattr(x, "ndim", 0) != 3 or x.shape[2] != dim:
+        raise ValueError(
+            f"{layer!r}: expected input of shape (batch, length, {dim}), got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    return x.shape
+
+
+class PositionalEmbedding(Module):
+    """y[n, t] = x[n, t] + weight[t]: a learned vector per position, added to a (N, T, dim)
+    sequence with T <= max_len (BERT's and ViT's position embeddings).
+
+    The PyTorch equivalent is ``x + torch.nn.Embedding(max_len, dim)(torch.arange(T))``; the
+    weight (max_len, dim) is that Embedding's ``weight`` (``torch_tensors``). It starts from
+    N(0, 0.02^2), as ViT and BERT initialise it, and takes no weight decay. Backward: dx = dy;
+    dweight[t] += sum over the batch of dy[:, t] for t < T (later positions get no gradient).
+
+    Parameters
+    ----------
+    max_len : int
+        The longest sequence it takes.
+    dim : int
+        Features per position.
+    dtype, rng : as ``Dense``'s.
+    """
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
+    def __init__(self, max_len: int, dim: int, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
+        super().__init__()
+        self.max_len = check.positive_int(max_len, "max_len", "PositionalEmbedding")
+        self.dim = check.positive_int(dim, "dim", "PositionalEmbedding")
+        dtype = check.float_dtype(dtype, "PositionalEmbedding")
+        w = initializers.as_generator(rng).normal(0.0, 0.02, (self.max_len, self.dim)).astype(dtype)
+        self.weight = Parameter(w, "weight", decay=False)
+
+    def forward(self, x: Array) -> Array:
+        _, t, _ = _tokens(self, x, self.dim)
+        check.same_dtype(self, x, self.weight.data.dtype)
+        if t > self.max_len:
+            raise ValueError(f"{self!r}: sequences of length {t} are longer than max_len {self.max_len}")
+        if self.recording:
+            self._t = t
+        return x + self.weight.data[:t]
+
+    def backward(self, grad_out: Array) -> Array:
+        self.weight.grad[: self._t] += grad_out.sum(axis=0)
+        return grad_out
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_len": self.max_len, "dim": self.dim, "dtype": str(self.weight.data.dtype)}
+
+    def extra_repr(self) -> str:
+        return f"{self.max_len}, {self.dim}"
+
+    def torch_tensors(self) -> dict[str, Array]:
+        """An ``nn.Embedding(max_len, dim)``'s ``weight``: the same array."""
+        return {"weight": self.weight.data}
+
+
+class ClassToken(Module):
+    """y = [token; x[n]] for every sample: a learned (dim,) vector put before each (N, T, dim)
+    sequence, giving (N, T + 1, dim) (ViT's and BERT's [CLS] token, whose output a classifier
+    reads: ``y[:, 0]``).
+
+    The token is stored as ViT implementations store it, a (1, 1, dim) ``cls_token`` (that name
+    in ``torch_tensors``), starting from N(0, 0.02^2) as the positions do (torchvision's ViT starts
+    it at 0), without weight decay. PyTorch:
+    ``torch.cat([cls_token.expand(N, -1, -1), x], dim=1)``. Backward: dtoken += sum over the batch
+    of dy[:, 0]; dx = dy[:, 1:].
+    """
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
+    def __init__(self, dim: int, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
+        super().__init__()
+        self.dim = check.positive_int(dim, "dim", "ClassToken")
+        dtype = check.float_dtype(dtype, "ClassToken")
+        token = initializers.as_generator(rng).normal(0.0, 0.02, (1, 1, self.dim)).astype(dtype)
+        self.token = Parameter(token, "token", decay=False)
+
+    def forward(self, x: Array) -> Array:
+        n, t, d = _tokens(self, x, self.dim)
+        check.same_dtype(self, x, self.token.data.dtype)
+        y = np.empty((n, t + 1, d), x.dtype)
+        y[:, :1] = self.token.data
+        y[:, 1:] = x
+        return y
+
+    def backward(self, grad_out: Array) -> Array:
+        self.token.grad += grad_out[:, :1].sum(axis=0, keepdims=True)
+        return grad_out[:, 1:]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "dtype": str(self.token.data.dtype)}
+
+    def extra_repr(self) -> str:
+        return str(self.dim)
+
+    def torch_tensors(self) -> dict[str, Array]:
+        return {"cls_token": self.token.data}
