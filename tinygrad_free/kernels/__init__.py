@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, conv, dense, gelu, im2col, loss, optim, parallel, pool, shift
+from . import approx, attention, blas, conv, dense, gelu, im2col, linear, loss, optim, parallel, pool, shift
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
 from .registry import WARMUP_CASES
@@ -48,11 +48,13 @@ __all__ = [
     "HAVE_NUMBA",
     "warmup",
     "approx",
+    "attention",
     "blas",
     "conv",
     "dense",
     "gelu",
     "im2col",
+    "linear",
     "loss",
     "optim",
     "parallel",

@@ -1,6 +1,7 @@
 """Layers, containers and losses. Every module writes its own backward; nothing is traced."""
 
 from .activation import GELU, Identity, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiHeadAttention
 from .avgpool import AvgPool2D
 from .batchnorm import BatchNorm
 from .classes import register
@@ -24,6 +25,7 @@ from .positional import ClassToken, PositionalEmbedding
 from .reshape import Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
+from .transformer import TransformerEncoderLayer
 
 __all__ = [
     "Module",
@@ -51,6 +53,8 @@ __all__ = [
     "Tanh",
     "ReLU",
     "GELU",
+    "MultiHeadAttention",
+    "TransformerEncoderLayer",
     "PositionalEmbedding",
     "ClassToken",
     "Reshape",

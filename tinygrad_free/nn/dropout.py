@@ -70,3 +70,24 @@ class Dropout(Module):
     def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
         """ONNX: nothing; in the exported (inference) graph dropout is the identity."""
         return inputs[:1]
+
+
+#: Bit generators whose raw output is 64 random bits (numpy's PCG64, PCG64DXSM, Philox, SFC64);
+#: MT19937's raw output is 32 bits in a 64-bit word, so it goes through ``integers``.
+_RAW64 = ("PCG64", "PCG64DXSM", "Philox", "SFC64")
+
+
+def uniform_draws(rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
+    """Uniform 32-bit integers of ``shape`` from ``rng``: the raw 64-bit output cut in two (about
+    0.6 ns per draw, 4x ``rng.random(dtype=float32)``), or ``rng.integers`` for other generators.
+    A weight is then kept with probability 1 - p by ``draw >= drop_threshold(p)``."""
+    size = int(np.prod(shape))
+    if type(rng.bit_generator).__name__ in _RAW64:
+        raw = rng.bit_generator.random_raw((size + 1) // 2)
+        return raw.view(np.uint32)[:size].reshape(shape)
+    return rng.integers(0, 2**32 - 1, size, dtype=np.uint32, endpoint=True).reshape(shape)
+
+
+def drop_threshold(p: float) -> int:
+    """The draw below which an element is dropped: round(p 2^32), so P(drop) = p to within 2^-32."""
+    return min(int(round(p * 2**32)), 2**32 - 1)
