@@ -168,6 +168,10 @@ class Optimizer:
     name: ClassVar[str | None] = None
     defaults: ClassVar[dict[str, float]] = {}
     elementwise: ClassVar[bool] = True
+    #: False: weight decay is coupled L2, g + wd w on the weight matrices (SGD's, Adam's). True:
+    #: decoupled (Loshchilov & Hutter 2019), w <- w (1 - lr wd) before the update, which then sees
+    #: the plain gradient (AdamW's).
+    decoupled_decay: ClassVar[bool] = False
     ranges: ClassVar[dict[str, Range]] = {}
     # Set from the hyperparameters (every optimizer has these two; a subclass declares its own).
     weight_decay: float
@@ -276,7 +280,9 @@ class Optimizer:
         w, g = (unit.w, unit.g) if whole else (unit.w[lo:hi], unit.g[lo:hi])
         state = unit.state if whole else {k: v[lo:hi] if v.shape == unit.w.shape else v for k, v in unit.state.items()}
         wd, n_decay = self.weight_decay, min(max(unit.n_decay - lo, 0), hi - lo)
-        if wd and n_decay:
+        if wd and n_decay and self.decoupled_decay:  # AdamW: the weights shrink, the gradient is left alone
+            w[:n_decay] *= 1.0 - self.lr * wd
+        elif wd and n_decay:
             if unit.decayed is None:
                 unit.decayed = np.empty_like(unit.g)
             g = backend.ops().weight_decay(g, w, wd, n_decay, unit.decayed if whole else unit.decayed[lo:hi])
