@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_free import nn, optim
+from tinygrad_free.nn.dropout import drop_threshold, uniform_draws
 
 F64 = np.float64
 ACTS = ["identity", "relu", "tanh", "sigmoid"]
@@ -142,8 +143,8 @@ def _softmax_torch(mirror, m, x):
 def _dropout_torch(mirror, m, x):
     if not m.training or m.p == 0:
         return x
-    keep = mirror.gens[id(m)].random(tuple(x.shape), dtype=F64)  # the draws our layer makes, in order
-    mask = (keep >= m.p).astype(F64) * (1.0 / (1.0 - m.p))
+    keep = uniform_draws(mirror.gens[id(m)], tuple(x.shape)) >= drop_threshold(m.p)  # our layer's draws, in order
+    mask = keep.astype(F64) * (1.0 / (1.0 - m.p))
     return x * mirror.torch.tensor(mask)
 
 

@@ -314,3 +314,35 @@ def test_cross_entropy_refuses_all_ignored_labels_wrong_shapes_and_bad_options()
         "ignore_index": 0,
         "label_smoothing": 0.1,
     }
+
+
+# --- LayerNorm's kernels (the Transformer's other hot spot) ---------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+def test_layernorm_kernel_twins_agree(dtype, rng):
+    x = (rng.standard_normal((37, 24)) * 3 + 1).astype(dtype)
+    gamma, beta = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    out = []
+    for ops in (NUMPY, NUMBA):
+        y, xhat, invstd = np.empty_like(x), np.empty_like(x), np.empty(37, dtype)
+        ops.layernorm_forward(x, gamma, beta, 1e-5, y, xhat, invstd)
+        dg, db, dx = np.zeros(24, dtype), np.zeros(24, dtype), np.empty_like(x)
+        ops.layernorm_backward(gy, xhat, invstd, gamma, dg, db, dx)
+        out.append((y, xhat, invstd, dg, db, dx))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+
+
+# --- Dropout's kernel (32-bit draws, one fused pass) ---------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+def test_dropout_kernel_twins_agree_and_keep_with_probability_one_minus_p(dtype, rng):
+    from tinygrad_free.nn.dropout import drop_threshold, uniform_draws
+
+    x = rng.standard_normal((300, 200)).astype(dtype)
+    draws = uniform_draws(np.random.default_rng(0), x.shape)
+    a = NUMPY.dropout_apply(x, draws, drop_threshold(0.3), 1 / 0.7, np.empty_like(x))
+    b = NUMBA.dropout_apply(x, draws, drop_threshold(0.3), 1 / 0.7, np.empty_like(x))
+    assert np.array_equal(a, b)
+    assert abs(np.mean(a == 0) - 0.3) < 0.005
+    assert uniform_draws(np.random.Generator(np.random.MT19937(0)), (4, 5)).dtype == np.uint32

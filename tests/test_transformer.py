@@ -104,7 +104,7 @@ def test_training_mode_dropout_matches_torch_given_the_same_masks(rng, each_back
     y = ours(x)
 
     def drop(name, t):  # nn.Dropout's draws, replayed
-        keep = gens[name].random(tuple(t.shape), dtype=F64) >= 0.25
+        keep = uniform_draws(gens[name], tuple(t.shape)) >= drop_threshold(0.25)
         return t * torch.tensor(keep / 0.75)
 
     xt = torch.tensor(x, requires_grad=True)

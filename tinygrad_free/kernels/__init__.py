@@ -16,7 +16,23 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, attention, blas, conv, dense, gelu, im2col, linear, loss, optim, parallel, pool, shift
+from . import (
+    approx,
+    attention,
+    blas,
+    conv,
+    dense,
+    dropout,
+    gelu,
+    im2col,
+    layernorm,
+    linear,
+    loss,
+    optim,
+    parallel,
+    pool,
+    shift,
+)
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
 from .registry import WARMUP_CASES
@@ -52,8 +68,10 @@ __all__ = [
     "blas",
     "conv",
     "dense",
+    "dropout",
     "gelu",
     "im2col",
+    "layernorm",
     "linear",
     "loss",
     "optim",

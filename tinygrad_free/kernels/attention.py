@@ -136,6 +136,34 @@ def attention_backward_numpy(q, k, v, p, draws, threshold, drop_scale, scale, go
 
 
 # --- numba ---------------------------------------------------------------------------------------
+# A row's max and sum as vectorised reductions: reassociated (a fixed order for a given machine
+# and row length, so still independent of the thread count); a plain loop is one dependent
+# chain of adds, about as slow as the row's exps. (Not inlined by numba: its inlining would
+# compile them with the caller's flags.)
+@njit(cache=True, error_model="numpy", fastmath={"nnan", "ninf", "nsz"})
+def _row_max(row, n):
+    m = row[0]
+    for j in range(1, n):
+        m = max(m, row[j])
+    return m
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _row_sum(row, n):
+    s = row.dtype.type(0)
+    for j in range(n):
+        s += row[j]
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _row_dot(a, b, n):
+    s = a.dtype.type(0)
+    for j in range(n):
+        s += a[j] * b[j]
+    return s
+
+
 @njit(**NJIT)
 def _softmax_rows(p, n, h, scale, causal, lengths):
     """p[n, h] <- masked softmax(scale * p[n, h]) row by row, in place."""
@@ -151,15 +179,10 @@ def _softmax_rows(p, n, h, scale, causal, lengths):
         if limit <= 0:
             row[:] = zero
             continue
-        m = row[0]
-        for j in range(1, limit):
-            m = max(m, row[j])
-        total = zero
+        m = _row_max(row, limit)
         for j in range(limit):
-            e = approx.exp((row[j] - m) * sc)
-            row[j] = e
-            total += e
-        inv = one / total
+            row[j] = approx.exp((row[j] - m) * sc)
+        inv = one / _row_sum(row, limit)
         for j in range(limit):
             row[j] *= inv
         for j in range(limit, s):
@@ -204,11 +227,11 @@ def _softmax_grad(dw, p, n, h, scale, draws, threshold, ds):
         if draws is not None:
             for j in range(s):
                 dw[i, j] = dw[i, j] * d if draws[n, h, i, j] >= threshold else zero
-        dot = zero
+        prow = p[n, h, i]
+        row = dw[i]
+        dot = _row_dot(row, prow, s)
         for j in range(s):
-            dot += dw[i, j] * p[n, h, i, j]
-        for j in range(s):
-            dw[i, j] = sc * p[n, h, i, j] * (dw[i, j] - dot)
+            row[j] = sc * prow[j] * (row[j] - dot)
 
 
 @njit(**NJIT)
@@ -327,8 +350,9 @@ def attention_backward_numba(q, k, v, p, draws, threshold, drop_scale, scale, go
 
 
 # The table (see kernels/registry.py) and the warm-up: self-attention's column blocks of one
-# (N, T, 3E) array and cross-attention's separate arrays, with and without lengths, dropout and
-# the causal mask; the threaded twins for float32.
+# (N, T, 3E) array (what the layer hands over), with and without lengths and dropout, the causal
+# flag a run-time argument; the threaded twins for float32. Cross-attention's separate arrays
+# compile on first use.
 from .registry import kernel, warmup_case  # noqa: E402
 
 kernel("attention_forward", attention_forward_numpy, attention_forward_numba)
@@ -339,26 +363,15 @@ kernel("attention_backward", attention_backward_numpy, attention_backward_numba)
 def _warm_up(dtype):
     n, t, e, h = 2, 3, 4, 2
     qkv = np.linspace(-1.0, 1.0, n * t * 3 * e, dtype=dtype).reshape(n, t, 3 * e)
-    separate = qkv[:, :, :e].copy()
+    q, k, v = qkv[:, :, :e], qkv[:, :, e : 2 * e], qkv[:, :, 2 * e :]
     lengths = np.array([3, 2], np.int64)
     draws = np.arange(n * h * t * t, dtype=np.uint32).reshape(n, h, t, t) * np.uint32(97_000_000)
     p = np.empty((n, h, t, t), dtype)
     out = np.empty((n, t, e), dtype)
     dqkv = np.empty_like(qkv)
-    threads = (False, True) if dtype == np.float32 else (False,)
-    for on in threads:
-        for q, k, v, dq, dk, dv in (
-            (
-                qkv[:, :, :e],
-                qkv[:, :, e : 2 * e],
-                qkv[:, :, 2 * e :],
-                dqkv[:, :, :e],
-                dqkv[:, :, e : 2 * e],
-                dqkv[:, :, 2 * e :],
-            ),
-            (separate, separate, separate, np.empty_like(separate), np.empty_like(separate), np.empty_like(separate)),
-        ):
-            for lens in (None, lengths):
-                for dr in (None, draws):
-                    attention_forward_numba(q, k, v, 0.5, True, lens, dr, 2**31, 2.0, p, out, on_threads=on)
-                    attention_backward_numba(q, k, v, p, dr, 2**31, 2.0, 0.5, out, dq, dk, dv, on_threads=on)
+    dq, dk, dv = dqkv[:, :, :e], dqkv[:, :, e : 2 * e], dqkv[:, :, 2 * e :]
+    for on in (False, True) if dtype == np.float32 else (False,):
+        for lens in (None, lengths):
+            for dr in (None, draws):
+                attention_forward_numba(q, k, v, 0.5, True, lens, dr, 2**31, 2.0, p, out, on_threads=on)
+                attention_backward_numba(q, k, v, p, dr, 2**31, 2.0, 0.5, out, dq, dk, dv, on_threads=on)
