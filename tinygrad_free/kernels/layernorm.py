@@ -10,12 +10,17 @@ plain array expressions; the numba kernels do a row in two passes forward (the m
 summed in float64 for float32 rows, then xhat and y) and two backward (the row's two means, then
 dx), with the column sums of dgamma and dbeta accumulated on the way: one call per direction,
 where the array expressions make about ten passes over the rows (a Transformer layer's two
-LayerNorms took a quarter of its step that way).
+LayerNorms took a quarter of its step that way). Tall inputs (``dense_parts.SPLIT_ROWS`` rows or
+more) go in ``dense_parts.PARTS`` row parts, each with its own column sums (added in part order),
+on numba's threads when there are several: the same bits either way.
 """
 
 import numpy as np
 
-from ._nb import njit
+from . import dense_parts, parallel
+from ._nb import NJIT, njit
+from .dense_parts import bounds
+from .parallel import NJIT_PARALLEL, prange
 
 # Reassociated sums (a fixed order for a given machine and row length: the thread count changes no
 # bit), so the row reductions vectorise instead of running as one chain of dependent adds.
@@ -49,9 +54,9 @@ def layernorm_backward_numpy(gy, xhat, invstd, gamma, dgamma, dbeta, dx):
 
 
 @njit(**NJIT_SUMS)
-def _forward(x, gamma, beta, eps, y, xhat, invstd):
-    rows, f = x.shape
-    for i in range(rows):
+def _forward_rows(x, gamma, beta, eps, y, xhat, invstd, lo, hi):
+    f = x.shape[1]
+    for i in range(lo, hi):
         s = 0.0
         for j in range(f):
             s += x[i, j]
@@ -70,11 +75,10 @@ def _forward(x, gamma, beta, eps, y, xhat, invstd):
 
 
 @njit(**NJIT_SUMS)
-def _backward(gy, xhat, invstd, gamma, dgamma, dbeta, dx):
-    rows, f = gy.shape
-    ag = np.zeros(f, gy.dtype)
-    ab = np.zeros(f, gy.dtype)
-    for i in range(rows):
+def _backward_rows(gy, xhat, invstd, gamma, ag, ab, dx, lo, hi):
+    """ag, ab += this part's column sums of dy xhat and dy; dx rows lo:hi."""
+    f = gy.shape[1]
+    for i in range(lo, hi):
         for j in range(f):
             ag[j] += gy[i, j] * xhat[i, j]
             ab[j] += gy[i, j]
@@ -88,23 +92,70 @@ def _backward(gy, xhat, invstd, gamma, dgamma, dbeta, dx):
             r = gy.dtype.type(invstd[i])
             for j in range(f):
                 dx[i, j] = r * (gy[i, j] * gamma[j] - m1_t - xhat[i, j] * m2_t)
-    if dgamma is not None:
-        for j in range(f):
-            dgamma[j] += ag[j]
-    if dbeta is not None:
-        for j in range(f):
-            dbeta[j] += ab[j]
 
 
-def layernorm_forward_numba(x, gamma, beta, eps, y, xhat, invstd):
-    """numba twin of ``layernorm_forward_numpy``."""
-    _forward(x, gamma, beta, float(eps), y, xhat, invstd)
+@njit(**NJIT)
+def _forward(x, gamma, beta, eps, y, xhat, invstd, parts):
+    for p in range(parts):
+        lo, hi = bounds(x.shape[0], parts, p)
+        _forward_rows(x, gamma, beta, eps, y, xhat, invstd, lo, hi)
+
+
+@njit(**NJIT_PARALLEL)
+def _forward_parallel(x, gamma, beta, eps, y, xhat, invstd, parts):
+    for p in prange(parts):
+        lo, hi = bounds(x.shape[0], parts, p)
+        _forward_rows(x, gamma, beta, eps, y, xhat, invstd, lo, hi)
+
+
+@njit(**NJIT)
+def _add_parts(ag, ab, dgamma, dbeta):
+    """The parts' column sums, added in part order."""
+    for p in range(ag.shape[0]):
+        for j in range(ag.shape[1]):
+            if dgamma is not None:
+                dgamma[j] += ag[p, j]
+            if dbeta is not None:
+                dbeta[j] += ab[p, j]
+
+
+@njit(**NJIT)
+def _backward(gy, xhat, invstd, gamma, dgamma, dbeta, dx, parts):
+    ag, ab = np.zeros((parts, gy.shape[1]), gy.dtype), np.zeros((parts, gy.shape[1]), gy.dtype)
+    for p in range(parts):
+        lo, hi = bounds(gy.shape[0], parts, p)
+        _backward_rows(gy, xhat, invstd, gamma, ag[p], ab[p], dx, lo, hi)
+    _add_parts(ag, ab, dgamma, dbeta)
+
+
+@njit(**NJIT_PARALLEL)
+def _backward_parallel(gy, xhat, invstd, gamma, dgamma, dbeta, dx, parts):
+    ag, ab = np.zeros((parts, gy.shape[1]), gy.dtype), np.zeros((parts, gy.shape[1]), gy.dtype)
+    for p in prange(parts):
+        lo, hi = bounds(gy.shape[0], parts, p)
+        _backward_rows(gy, xhat, invstd, gamma, ag[p], ab[p], dx, lo, hi)
+    _add_parts(ag, ab, dgamma, dbeta)
+
+
+def _parts(rows):
+    """Tall inputs (``dense_parts.SPLIT_ROWS`` rows or more) in ``PARTS`` row parts, others whole."""
+    return dense_parts.PARTS if dense_parts.tall(rows) else 1
+
+
+def layernorm_forward_numba(x, gamma, beta, eps, y, xhat, invstd, on_threads=None):
+    """numba twin of ``layernorm_forward_numpy``; tall inputs in row parts, on numba's threads when
+    ``on_threads`` (None: when there are several); the same bits either way."""
+    parts = _parts(x.shape[0])
+    threads = parts > 1 and parallel.use_parallel(y.size) if on_threads is None else on_threads
+    (_forward_parallel if threads else _forward)(x, gamma, beta, float(eps), y, xhat, invstd, parts)
     return y
 
 
-def layernorm_backward_numba(gy, xhat, invstd, gamma, dgamma, dbeta, dx):
-    """numba twin of ``layernorm_backward_numpy``."""
-    _backward(gy, xhat, invstd, gamma, dgamma, dbeta, dx)
+def layernorm_backward_numba(gy, xhat, invstd, gamma, dgamma, dbeta, dx, on_threads=None):
+    """numba twin of ``layernorm_backward_numpy`` (row parts as the forward's)."""
+    parts = _parts(gy.shape[0])
+    threads = parts > 1 and parallel.use_parallel(gy.size) if on_threads is None else on_threads
+    (_backward_parallel if threads else _backward)(gy, xhat, invstd, gamma, dgamma, dbeta, dx, parts)
     return dx
 
 
@@ -123,7 +174,8 @@ def _warm_up(dtype):
     x_readonly.flags.writeable = False
     gamma, beta = np.ones(4, dtype), np.zeros(4, dtype)
     y, xhat, invstd = np.empty_like(x), np.empty_like(x), np.empty(3, dtype)
-    for xin in (x, x_readonly):
-        layernorm_forward_numba(xin, gamma, beta, 1e-5, y, xhat, invstd)
-        for dx in (np.empty_like(x), None):
-            layernorm_backward_numba(xin, xhat, invstd, gamma, np.zeros(4, dtype), np.zeros(4, dtype), dx)
+    for on in (False, True) if dtype == np.float32 else (False,):
+        for xin in (x, x_readonly):
+            layernorm_forward_numba(xin, gamma, beta, 1e-5, y, xhat, invstd, on_threads=on)
+            for dx in (np.empty_like(x), None):
+                layernorm_backward_numba(xin, xhat, invstd, gamma, np.zeros(4, dtype), np.zeros(4, dtype), dx, on)

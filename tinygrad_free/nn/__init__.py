@@ -21,7 +21,7 @@ from .merge import Add, Concat, Multiply
 from .module import Module, load
 from .node import Input, Node
 from .parameter import Parameter
-from .positional import ClassToken, PositionalEmbedding
+from .positional import ClassToken, PositionalEmbedding, SelectToken
 from .reshape import Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
@@ -57,6 +57,7 @@ __all__ = [
     "TransformerEncoderLayer",
     "PositionalEmbedding",
     "ClassToken",
+    "SelectToken",
     "Reshape",
     "Permute",
     "Mean",

@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend
 from .. import init as initializers
 from ..kernels.dense import FROM_INPUT
+from ..kernels.dense_parts import tall
 from . import activation as act
 from .module import Module
 from .parameter import Parameter
@@ -37,6 +38,8 @@ class Dense(Module):
     An input of more than two dimensions, (N, T, F) or any (..., F), is taken as
     ``torch.nn.Linear`` takes it: the layer acts on the last axis, the leading ones are one
     batch of rows (a view, no copy, for a C-contiguous input), and the output is (..., out).
+    Tall inputs (``kernels.dense_parts.SPLIT_ROWS`` = 2048 rows or more: a batch of sequences)
+    run in row parts, on numba's threads when there are several, with the same bits either way.
 
     Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
     backend that call runs the matrix products too, so no Python runs between them.
@@ -102,12 +105,14 @@ class Dense(Module):
             x = x.reshape(-1, self.in_features)
         y = np.empty((x.shape[0], self.out_features), W.dtype)
         b = None if self.b is None else self.b.data
+        ops = backend.ops()
+        forward = ops.dense_forward_parts if tall(x.shape[0]) else ops.dense_forward  # a batch of sequences
         if self._keeps_z:  # GELU: the derivative needs the pre-activation
             z = np.empty_like(y)
-            backend.ops().dense_forward(x, W, b, self.act_code, y, z)
+            forward(x, W, b, self.act_code, y, z)
         else:
             z = y
-            backend.ops().dense_forward(x, W, b, self.act_code, y)
+            forward(x, W, b, self.act_code, y)
         if self.recording:
             self._x, self._y = x, z
         return y if lead is None else y.reshape(lead + (self.out_features,))
@@ -125,7 +130,9 @@ class Dense(Module):
             self._dz = np.empty_like(y)
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, x.dtype) if input_grad else None
-        backend.ops().dense_backward(
+        ops = backend.ops()
+        backward = ops.dense_backward_parts if tall(x.shape[0]) else ops.dense_backward
+        backward(
             x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta, None if self.b is None else self.b.grad, dx
         )
         self.W.grad_written()

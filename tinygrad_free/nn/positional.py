@@ -118,3 +118,40 @@ class ClassToken(Module):
 
     def torch_tensors(self) -> dict[str, Array]:
         return {"cls_token": self.token.data}
+
+
+class SelectToken(Module):
+    """y = x[:, index]: one position of each (N, T, F) sequence, as (N, F); ViT's classifier reads
+    the class token's output this way (``x[:, 0]`` in PyTorch). Backward puts dy at that position
+    and zeros elsewhere. No parameters.
+    """
+
+    _writes_inputs = False  # never writes into its inputs (see nn.context)
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"SelectToken: index must be an int (negative counts from the end), got {index!r}")
+        self.index = int(index)
+
+    def forward(self, x: Array) -> Array:
+        t = x.shape[1] if getattr(x, "ndim", 0) == 3 else 0
+        if not -t <= self.index < t:
+            raise ValueError(
+                f"{self!r}: expected input of shape (batch, length, features) with position {self.index}, "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
+        if self.recording:
+            self._x_shape = x.shape
+        return x[:, self.index].copy()
+
+    def backward(self, grad_out: Array) -> Array:
+        dx = np.zeros(self._x_shape, grad_out.dtype)
+        dx[:, self.index] = grad_out
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"index": self.index}
+
+    def extra_repr(self) -> str:
+        return str(self.index)
