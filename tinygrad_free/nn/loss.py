@@ -14,7 +14,7 @@ loss, the gradient and the batch's correct predictions).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -118,7 +118,7 @@ class ClassificationLoss(Loss):
         self.correct, self.counted = correct, counted
         if self.recording:
             self._g = grad if grad.shape == np.shape(logits) else grad.reshape(np.shape(logits))
-        return cast(float, loss)
+        return loss
 
     def _out_of_range(self, labels: Array, classes: int) -> str:
         return f"labels out of range: expected 0..{classes - 1}, got min {labels.min()}, max {labels.max()}"
