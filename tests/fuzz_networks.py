@@ -359,7 +359,7 @@ def network_specs(max_nodes=7):
                         if out_shape(layers[-1]) == tuple(s["modules"][layers[-1]]["in"]):
                             layers.append(layers[-1])
                 return new_module("sequential", {}, in_shape, {"layers": layers})
-            block = chain(in_shape, depth - 1, keep=True) if len(in_shape) == 3 or draw(st.booleans()) else None
+            block = chain(in_shape, depth - 1, keep=True) if len(in_shape) != 1 or draw(st.booleans()) else None
             if block is None:  # Dense back to the width, with a shape-keeping layer before it
                 d1 = new_module(
                     "dense", {"out": in_shape[0], "act": draw(st.sampled_from(ACTS)), "bias": True}, in_shape

@@ -17,7 +17,10 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
-    from .._typing import Array, Seed
+    from .._typing import Array, OnnxBuilder, Seed
+
+
+_BOOL, _INT64 = 9, 7  # ONNX's TensorProto data types, for Cast
 
 
 class MultiHeadAttention(Module):
@@ -272,3 +275,41 @@ class MultiHeadAttention(Module):
         if self.out_proj_bias is not None:
             tensors["out_proj.bias"] = self.out_proj_bias.data
         return tensors
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str], lengths: str | None = None) -> list[str]:
+        """ONNX: the projections as MatMul and Add, the heads by Reshape and Transpose, the scores'
+        masks by Where (the causal one from Trilu, opset 14; the lengths' from Range and
+        GreaterOrEqual, ``lengths`` a tensor of the graph), Softmax, and the output projection."""
+        e, h, d = self.embed_dim, self.num_heads, self.head_dim
+        W = self.in_proj_weight
+        xs = inputs[:1] * 3 if len(inputs) == 1 else inputs[:3]
+        heads = []
+        for i, (x, perm) in enumerate(zip(xs, ([0, 2, 1, 3], [0, 2, 3, 1], [0, 2, 1, 3]))):
+            w = b.param(W.data[i * e : (i + 1) * e].T, f"in_proj_{'qkv'[i]}", key=("in_proj_T", id(W), i))
+            y = b.op("MatMul", [x, w])
+            if self.in_proj_bias is not None:
+                bias = b.param(
+                    self.in_proj_bias.data[i * e : (i + 1) * e], f"in_bias_{'qkv'[i]}", key=("in_bias", id(W), i)
+                )
+                y = b.op("Add", [y, bias])
+            heads.append(b.op("Transpose", [b.op("Reshape", [y, b.ints([0, 0, h, d])])], perm=perm))
+        q, kt, v = heads
+        s = b.op("Mul", [b.op("MatMul", [q, kt]), b.scalar(self.scale)])
+        neg = b.scalar(float("-inf"))
+        if self.causal:  # key j > query i: Trilu's strict upper triangle of a (T, S) block of ones
+            b.require_opset(14, "MultiHeadAttention's causal mask (Trilu)")
+            ts = b.op("Slice", [b.op("Shape", [s]), b.ints([2]), b.ints([4])])
+            ones = b.op("Expand", [b.scalar(1.0), ts])
+            k = b.param(np.array(1, np.int64), "k", key=("int", 1))
+            s = b.op("Where", [b.op("Cast", [b.op("Trilu", [ones, k], upper=1)], to=_BOOL), neg, s])
+        if lengths is not None:  # key j >= lengths[n]
+            n_keys = b.op("Squeeze", [b.op("Slice", [b.op("Shape", [s]), b.ints([3]), b.ints([4])])])
+            zero, one = (b.param(np.array(v, np.int64), "int", key=("int", v)) for v in (0, 1))
+            keys = b.op("Range", [zero, n_keys, one])
+            lens = b.op("Unsqueeze", [b.op("Cast", [lengths], to=_INT64), b.ints([1, 2, 3])])
+            s = b.op("Where", [b.op("GreaterOrEqual", [keys, lens]), neg, s])
+        p = b.op("Softmax", [s], axis=-1)
+        ctx = b.op("Reshape", [b.op("Transpose", [b.op("MatMul", [p, v])], perm=[0, 2, 1, 3]), b.ints([0, 0, e])])
+        wo = b.param(self.out_proj_weight.data.T, "out_proj_T", key=("out_proj_T", id(self.out_proj_weight)))
+        y = b.op("MatMul", [ctx, wo])
+        return [y if self.out_proj_bias is None else b.op("Add", [y, b.param(self.out_proj_bias)])]

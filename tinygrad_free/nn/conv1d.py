@@ -17,7 +17,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array, Initializer, Seed
+    from .._typing import Array, Initializer, OnnxBuilder, Seed
 
 
 def _non_negative_int(value: Any, what: str) -> int:
@@ -160,3 +160,9 @@ class Conv1D(Module):
         if self.b is not None:
             tensors["bias"] = self.b.data
         return tensors
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Conv over one axis, then the fused activation."""
+        args = [inputs[0], b.param(self.W)] + ([] if self.b is None else [b.param(self.b)])
+        y = b.op("Conv", args, kernel_shape=[self.kernel_size], strides=[self.stride], pads=[self.padding] * 2)
+        return [b.activation(y, act.NAMES[self.act_code])]

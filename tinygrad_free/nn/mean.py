@@ -9,7 +9,7 @@ import numpy as np
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 class Mean(Module):
@@ -55,3 +55,9 @@ class Mean(Module):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}" + (", keepdims=True" if self.keepdims else "")
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: ReduceMean over the axis (its axes an input from opset 18, an attribute before)."""
+        if b.opset >= 18:
+            return [b.op("ReduceMean", [inputs[0], b.ints([self.axis], "axes")], keepdims=int(self.keepdims))]
+        return [b.op("ReduceMean", inputs[:1], axes=[self.axis], keepdims=int(self.keepdims))]

@@ -14,7 +14,7 @@ from .parameter import Parameter
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-    from .._typing import Array, Seed
+    from .._typing import Array, OnnxBuilder, Seed
 
 
 def _tokens(layer: Module, x: Any, dim: int) -> tuple[int, int, int]:
@@ -76,6 +76,13 @@ class PositionalEmbedding(Module):
         """An ``nn.Embedding(max_len, dim)``'s ``weight``: the same array."""
         return {"weight": self.weight.data}
 
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: the weight's first T rows (T read from the input's shape) added."""
+        x = inputs[0]
+        t = b.op("Slice", [b.op("Shape", [x]), b.ints([1]), b.ints([2])])
+        rows = b.op("Slice", [b.param(self.weight), b.ints([0]), t, b.ints([0])])
+        return [b.op("Add", [x, rows])]
+
 
 class ClassToken(Module):
     """y = [token; x[n]] for every sample: a learned (dim,) vector put before each (N, T, dim)
@@ -119,6 +126,13 @@ class ClassToken(Module):
     def torch_tensors(self) -> dict[str, Array]:
         return {"cls_token": self.token.data}
 
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: the token expanded to (batch, 1, dim), concatenated before the sequence."""
+        x = inputs[0]
+        n = b.op("Slice", [b.op("Shape", [x]), b.ints([0]), b.ints([1])])
+        shape = b.op("Concat", [n, b.ints([1, self.dim])], axis=0)
+        return [b.op("Concat", [b.op("Expand", [b.param(self.token), shape]), x], axis=1)]
+
 
 class SelectToken(Module):
     """y = x[:, index]: one position of each (N, T, F) sequence, as (N, F); ViT's classifier reads
@@ -155,3 +169,8 @@ class SelectToken(Module):
 
     def extra_repr(self) -> str:
         return str(self.index)
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Gather of one position along axis 1, that axis then squeezed."""
+        picked = b.op("Gather", [inputs[0], b.ints([self.index], "index")], axis=1)
+        return [b.op("Squeeze", [picked, b.ints([1], "axes")])]

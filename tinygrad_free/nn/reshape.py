@@ -9,7 +9,7 @@ import numpy as np
 from .module import Module
 
 if TYPE_CHECKING:
-    from .._typing import Array
+    from .._typing import Array, OnnxBuilder
 
 
 def _ints(value: Any) -> tuple[int, ...] | None:
@@ -64,6 +64,10 @@ class Reshape(Module):
     def extra_repr(self) -> str:
         return str(self.shape)
 
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Reshape to (batch, *shape) (0 keeps the batch axis)."""
+        return [b.op("Reshape", [inputs[0], b.ints([0, *self.shape], "shape")])]
+
 
 class Permute(Module):
     """y = x.transpose(0, *dims): the sample's axes reordered, the batch axis staying first, as
@@ -101,3 +105,7 @@ class Permute(Module):
 
     def extra_repr(self) -> str:
         return str(self.dims)
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str]) -> list[str]:
+        """ONNX: Transpose with the batch axis first."""
+        return [b.op("Transpose", inputs[:1], perm=[0, *self.dims])]

@@ -19,7 +19,7 @@ from .module import Module
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
-    from .._typing import Array, Seed
+    from .._typing import Array, OnnxBuilder, Seed
     from .context import Context
 
 
@@ -183,3 +183,28 @@ class TransformerEncoderLayer(Module):
         s = f"{self.norm1.num_features}, nhead={self.self_attn.num_heads}, dim_feedforward={self.linear1.out_features}"
         s += f", dropout={self.self_attn.dropout}, activation={self.activation!r}"
         return s + (", norm_first=True" if self.norm_first else "")
+
+    def to_onnx(self, b: OnnxBuilder, inputs: list[str], lengths: str | None = None) -> list[str]:
+        """ONNX: the parts' nodes (the dropouts are the identity), the feed-forward's Dense layers as
+        MatMul and Add (they act on (batch, length, features)), the residual Adds."""
+        x = inputs[0]
+        kw = None if lengths is None else {"lengths": lengths}
+
+        def ff(u: str) -> str:
+            return _rows(b, self.linear2, _rows(b, self.linear1, u))
+
+        if self.norm_first:
+            u = b.call(self.norm1, [x], "norm1")[0]
+            h = b.op("Add", [x, b.call(self.self_attn, [u], "self_attn", kw)[0]])
+            return [b.op("Add", [h, ff(b.call(self.norm2, [h], "norm2")[0])])]
+        a = b.call(self.self_attn, [x], "self_attn", kw)[0]
+        h = b.call(self.norm1, [b.op("Add", [x, a])], "norm1")[0]
+        return b.call(self.norm2, [b.op("Add", [h, ff(h)])], "norm2")
+
+
+def _rows(b: OnnxBuilder, dense: Dense, x: str) -> str:
+    """A Dense layer on (batch, length, features): MatMul, Add and its activation."""
+    y = b.op("MatMul", [x, b.param(dense.W)])
+    if dense.b is not None:
+        y = b.op("Add", [y, b.param(dense.b)])
+    return b.activation(y, act.NAMES[dense.act_code])
