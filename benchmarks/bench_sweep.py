@@ -105,9 +105,9 @@ def run_arm(method, args, tag, storage):
 
 
 def plot(arms, target, path):
-    from tinygrad_free.report import _figure, save_figure
+    from tinygrad_free.report import new_figure, save_figure
 
-    fig = _figure((8, 4.5))
+    fig = new_figure((8, 4.5))
     ax = fig.add_subplot()
     for method, arm in arms.items():
         curve = [v for v in arm["best_so_far"]]
@@ -251,7 +251,7 @@ def main(argv=None):
         "random_under_15_minutes": arms["random"]["wall_seconds"] < 900,
     }
     png = plot(arms, target, os.path.join(args.out, "random_vs_tpe.png"))
-    S.atomic_write_text(os.path.join(args.out, "bench_sweep.json"), json.dumps(S._clean(report), indent=1) + "\n")
+    S.atomic_write_text(os.path.join(args.out, "bench_sweep.json"), json.dumps(S.json_safe(report), indent=1) + "\n")
     md = markdown(report)
     S.atomic_write_text(os.path.join(args.out, "bench_sweep.md"), md)
     print(md)

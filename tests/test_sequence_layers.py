@@ -346,3 +346,14 @@ def test_dropout_kernel_twins_agree_and_keep_with_probability_one_minus_p(dtype,
     assert np.array_equal(a, b)
     assert abs(np.mean(a == 0) - 0.3) < 0.005
     assert uniform_draws(np.random.Generator(np.random.MT19937(0)), (4, 5)).dtype == np.uint32
+
+
+def test_gelu_keeps_its_own_copy_of_a_callers_input_it_reads_in_backward(rng):
+    x = rng.standard_normal((3, 4))
+    layer = nn.GELU()
+    layer(x)
+    want = nn.GELU()
+    want(x.copy())
+    x[...] = 100.0  # a caller refilling its buffer between forward and backward
+    g = np.ones((3, 4))
+    np.testing.assert_array_equal(layer.backward(g), want.backward(g))

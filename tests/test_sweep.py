@@ -18,6 +18,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from tinygrad_free import sweep as S  # noqa: E402
 from tinygrad_free import tracking  # noqa: E402
+from tinygrad_free.sweep.recovery import machine_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -501,7 +502,7 @@ def test_trial_of_a_killed_process_is_failed_and_rerun(tmp_path):
     dead.wait()
     trial = study.ask()  # what a worker leaves behind when it is killed mid-trial
     params = S.suggest_params(trial, spec)
-    trial.set_user_attr("machine", S._machine_id())
+    trial.set_user_attr("machine", machine_id())
     trial.set_user_attr("pid", dead.pid)
     summary = S.run_local_sweep(spec, n_trials=1, storage=storage, limit=300, sweep_path=path, verbose=False)
     trials = optuna.load_study(study_name="killed", storage=storage).trials
@@ -673,7 +674,7 @@ def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypa
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trial = study.ask()  # trial 0: its worker was killed before it recorded anything
-    trial.set_user_attr("machine", S._machine_id())
+    trial.set_user_attr("machine", machine_id())
     trial.set_user_attr("pid", dead.pid)
     real, calls = S.run_trial, []
 
@@ -691,7 +692,7 @@ def test_export_writes_the_workers_lines_from_the_study_alone(tmp_path, monkeypa
     out = tmp_path / "gathered" / "all.jsonl"
     assert cli.main([str(path), "--storage", storage, "--export", str(out)]) == 0
     assert (
-        f"exported 3 trials of study 'exp' to {out} (3 from {S._machine_id()}); 1 unfinished or killed trials left out"
+        f"exported 3 trials of study 'exp' to {out} (3 from {machine_id()}); 1 unfinished or killed trials left out"
     ) in capsys.readouterr().out
     assert lines(out) == local
     assert "simulated crash" in lines(out)[0]["message"]

@@ -26,6 +26,8 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from tinygrad_free import sweep as S  # noqa: E402
+from tinygrad_free.sweep import local, locks  # noqa: E402
+from tinygrad_free.sweep.recovery import machine_id  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -316,9 +318,9 @@ def test_starting_trials_is_serialised_by_the_server_for_workers_of_any_machine(
     # Two workers' locks on one study (as on two machines, which share no lock file).
     import threading
 
-    first, second = (S._study_lock(postgres_url, "locked") for _ in range(2))
-    other_study = S._study_lock(postgres_url, "another")
-    assert isinstance(first, S._PostgresLock)
+    first, second = (locks.study_lock(postgres_url, "locked") for _ in range(2))
+    other_study = locks.study_lock(postgres_url, "another")
+    assert isinstance(first, locks._PostgresLock)
     first.acquire()
     got = threading.Event()
     waiter = threading.Thread(target=lambda: (second.acquire(), got.set()))
@@ -403,9 +405,9 @@ def test_postgres_extra_installs_the_driver_sqlalchemy_needs():
 
 def test_machines_joining_a_server_study_sample_different_streams():
     # Worker 0 of two machines starting on the same study: same seed, index and study size.
-    same = [S._sampler_seed(0, 0, 0, S._process_salt("sqlite:///s.db")) for _ in range(2)]
-    assert same[0] == same[1] == S._sampler_seed(0, 0, 0)  # one machine: --seed reproduces
+    same = [local._sampler_seed(0, 0, 0, local._process_salt("sqlite:///s.db")) for _ in range(2)]
+    assert same[0] == same[1] == local._sampler_seed(0, 0, 0)  # one machine: --seed reproduces
     url = "postgresql://u@h/db"
-    assert S._process_salt(url) == f"{S._machine_id()}:{os.getpid()}"
-    assert S._sampler_seed(0, 0, 0, "hostA:1234") != S._sampler_seed(0, 0, 0, "hostB:1234")
-    assert S._sampler_seed(0, 0, 0, "hostA:1234") != S._sampler_seed(0, 0, 0, "hostA:1235")
+    assert local._process_salt(url) == f"{machine_id()}:{os.getpid()}"
+    assert local._sampler_seed(0, 0, 0, "hostA:1234") != local._sampler_seed(0, 0, 0, "hostB:1234")
+    assert local._sampler_seed(0, 0, 0, "hostA:1234") != local._sampler_seed(0, 0, 0, "hostA:1235")

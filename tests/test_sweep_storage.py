@@ -12,7 +12,6 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from tinygrad_free.sweep import locks, recovery, storage  # noqa: E402
-from tinygrad_free.sweep.locks import _FileLock, _lock_path, _PostgresLock, _study_lock  # noqa: E402
 
 
 def test_default_storage_is_a_sqlite_file_beside_the_sweep_file(tmp_path):
@@ -65,29 +64,29 @@ def test_open_storage_creates_the_sqlite_folder_and_keeps_heartbeats(tmp_path):
 
 
 def test_lock_file_is_hidden_beside_a_sqlite_study_and_hashed_in_tmp_otherwise(tmp_path):
-    assert _lock_path(f"sqlite:///{tmp_path / 'a.db'}", "s") == str(tmp_path / ".a.db.s.lock")
-    other = _lock_path("sqlite:///:memory:", "s")
+    assert locks._lock_path(f"sqlite:///{tmp_path / 'a.db'}", "s") == str(tmp_path / ".a.db.s.lock")
+    other = locks._lock_path("sqlite:///:memory:", "s")
     assert os.path.dirname(other) == tempfile.gettempdir() and other.endswith(".lock")
-    assert _lock_path("sqlite:///:memory:", "t") != other
+    assert locks._lock_path("sqlite:///:memory:", "t") != other
 
 
 @pytest.mark.parametrize(
     "url, kind",
     [
-        ("sqlite:///x.db", _FileLock),
-        ("postgresql://u@h/db", _PostgresLock),
-        ("postgresql+psycopg2://u@h/db", _PostgresLock),
-        ("postgres://u@h/db", _PostgresLock),
+        ("sqlite:///x.db", locks._FileLock),
+        ("postgresql://u@h/db", locks._PostgresLock),
+        ("postgresql+psycopg2://u@h/db", locks._PostgresLock),
+        ("postgres://u@h/db", locks._PostgresLock),
     ],
 )
 def test_the_study_lock_is_server_wide_for_postgresql_and_a_file_otherwise(url, kind):
-    assert type(_study_lock(url, "s")) is kind
+    assert type(locks.study_lock(url, "s")) is kind
 
 
 def test_postgres_lock_key_is_a_stable_signed_64_bit_number_per_study():
-    a, b = _PostgresLock("postgresql://h/db", "s"), _PostgresLock("postgresql://other/db", "s")
+    a, b = locks._PostgresLock("postgresql://h/db", "s"), locks._PostgresLock("postgresql://other/db", "s")
     assert a.key == b.key and -(2**63) <= a.key < 2**63
-    assert _PostgresLock("postgresql://h/db", "t").key != a.key
+    assert locks._PostgresLock("postgresql://h/db", "t").key != a.key
     a.release()  # never acquired: nothing to release, no connection opened
     assert a.conn is None and not a.held
 
@@ -107,7 +106,7 @@ else:
 @pytest.mark.skipif(locks.fcntl is None, reason="no POSIX flock")
 def test_file_lock_excludes_another_process_until_released(tmp_path):
     path = str(tmp_path / "sub" / ".study.lock")
-    lock = _FileLock(path)
+    lock = locks._FileLock(path)
 
     def other_process_sees():
         return subprocess.run(
@@ -138,7 +137,7 @@ def test_pid_check_tells_live_from_dead_processes():
 def test_a_dead_workers_running_trial_is_failed_and_its_parameters_requeued(tmp_path):
     store = storage.open_storage(f"sqlite:///{tmp_path / 'r.db'}")
     study = optuna.create_study(storage=store, study_name="r", direction="maximize")
-    me = recovery._machine_id()
+    me = recovery.machine_id()
     dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     dead.set_user_attr("machine", me)
     dead.set_user_attr("pid", _dead_pid())
@@ -148,7 +147,7 @@ def test_a_dead_workers_running_trial_is_failed_and_its_parameters_requeued(tmp_
     elsewhere = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     elsewhere.set_user_attr("machine", "another-host:0")
     elsewhere.set_user_attr("pid", _dead_pid())  # a pid on another machine says nothing here
-    assert recovery._counts(study) == (0, 3)
+    assert recovery.count_trials(study) == (0, 3)
     assert recovery.recover_dead_trials(study) == 1
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     T = optuna.trial.TrialState

@@ -46,6 +46,8 @@ from .split import Split, load_split
 __all__ = [
     "CLASS_NAMES",
     "DEBIAN_DIR",
+    "ENV_DATA",
+    "ENV_NO_DOWNLOAD",
     "SOURCES",
     "IDX_FILES",
     "BatchIterator",

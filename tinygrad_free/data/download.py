@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Callable
 
 from . import sources
-from .folders import _keras_datasets_dir, _load_from_keras_cache
-from .sources import _Miss
+from .folders import keras_datasets_dir, load_from_keras_cache
+from .sources import Miss
 
 # One logger for the whole loader, as before it was split into modules.
 log = logging.getLogger("tinygrad_free.data")
@@ -113,9 +113,12 @@ def _download_verified(url: str, dest: str, sha256: str, fetch) -> None:
         os.replace(got, dest)
 
 
-def _download(name: str, num_classes: int):
+def download_dataset(name: str, num_classes: int):
+    """Download the files of dataset ``name`` missing from the keras cache (each checked against its
+    sha256 in :data:`SOURCES`), then load it from there: ``(((x_train, y_train), (x_test, y_test)),
+    where)``. A failed download raises :class:`Miss` naming the URL and the fetcher."""
     source = sources.SOURCES[name]
-    datasets = _keras_datasets_dir()
+    datasets = keras_datasets_dir()
     folder = os.path.join(datasets, source["cache_subdir"])
     fetcher_name, fetch = _select_fetcher()
     for fname, sha256 in source["files"].items():
@@ -127,5 +130,5 @@ def _download(name: str, num_classes: int):
         try:
             _download_verified(url, dest, sha256, fetch)
         except Exception as e:  # network, HTTP, hash: all reported the same way
-            raise _Miss(f"{url} via {fetcher_name}: {type(e).__name__}: {e}") from e
-    return _load_from_keras_cache(name, num_classes)
+            raise Miss(f"{url} via {fetcher_name}: {type(e).__name__}: {e}") from e
+    return load_from_keras_cache(name, num_classes)

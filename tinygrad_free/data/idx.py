@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from .sources import _NPZ_KEYS
+from .sources import NPZ_KEYS
 
 _IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}
 
@@ -118,7 +118,10 @@ def _check_split(images, labels, img_path, lbl_path, num_classes):
         raise ValueError(f"{lbl_path}: label {int(labels.max())} out of range 0..{num_classes - 1}")
 
 
-def _load_idx_set(files: dict[str, str], num_classes: int):
+def load_idx_set(files: dict[str, str], num_classes: int):
+    """``((x_train, y_train), (x_test, y_test))`` from the four IDX files ``files`` (keyed by the roles
+    of :data:`IDX_FILES`), each split's images and labels checked to match and the labels to be
+    below ``num_classes``; a bad file raises :class:`ValueError` naming it."""
     arrays = {role: read_idx(p, ndim=3 if role.endswith("images") else 1) for role, p in files.items()}
     for split in ("train", "test"):
         _check_split(
@@ -134,13 +137,15 @@ def _load_idx_set(files: dict[str, str], num_classes: int):
     )
 
 
-def _load_npz(path: str, num_classes: int):
+def load_npz(path: str, num_classes: int):
+    """``((x_train, y_train), (x_test, y_test))`` from a keras ``mnist.npz`` (the arrays of
+    :data:`NPZ_KEYS`, read without pickle), checked as :func:`load_idx_set` checks its files."""
     try:
         loaded = np.load(path, allow_pickle=False)
         if not hasattr(loaded, "files"):  # a bare .npy array, not an archive
             raise ValueError("holds a single .npy array, not an npz archive")
         with loaded as npz:
-            arrays = {k: npz[k] for k in _NPZ_KEYS if k in npz.files}
+            arrays = {k: npz[k] for k in NPZ_KEYS if k in npz.files}
     except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as e:
         # ValueError covers object arrays refused by allow_pickle=False and
         # files that are neither zip nor .npy.
@@ -148,9 +153,9 @@ def _load_npz(path: str, num_classes: int):
             f"{path}: cannot read npz file ({type(e).__name__}: {e}); the file "
             "is damaged or not a keras mnist.npz, delete it and fetch it again"
         ) from e
-    missing = [k for k in _NPZ_KEYS if k not in arrays]
+    missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
-        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(_NPZ_KEYS)}")
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(NPZ_KEYS)}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim != 3:

@@ -7,24 +7,24 @@ import logging
 import os
 
 from . import sources
-from .download import _download
+from .download import download_dataset
 from .folders import (
-    _find_idx_set,
-    _keras_cache_target,
-    _keras_datasets_dir,
-    _load_from_data_root,
-    _load_from_keras_cache,
+    find_idx_set,
+    keras_cache_target,
+    keras_datasets_dir,
+    load_from_data_root,
+    load_from_keras_cache,
 )
-from .idx import _load_idx_set
+from .idx import load_idx_set
 from .sources import (
-    _DISPLAY_NAMES,
     CLASS_NAMES,
+    DISPLAY_NAMES,
     ENV_DATA,
     ENV_NO_DOWNLOAD,
     IDX_FILES,
     DatasetNotFoundError,
-    _canonical_name,
-    _Miss,
+    Miss,
+    canonical_name,
 )
 
 # One logger for the whole loader, as before it was split into modules.
@@ -74,43 +74,43 @@ def load_dataset(name: str, data_dir=None):
     cache layout and are verified against :data:`sources.SOURCES`. Set
     ``TINYGRAD_FREE_NO_DOWNLOAD=1`` to forbid network access.
     """
-    key = _canonical_name(name)
+    key = canonical_name(name)
     num_classes = len(CLASS_NAMES[key])
     env_root = os.environ.get(ENV_DATA)
 
     def given(value, what):
         def loader():
             if not value:
-                raise _Miss(what)
-            return _load_from_data_root(os.fspath(value), key, num_classes)
+                raise Miss(what)
+            return load_from_data_root(os.fspath(value), key, num_classes)
 
         return loader
 
     def debian():
         try:
-            return _load_idx_set(_find_idx_set(sources.DEBIAN_DIR), num_classes), sources.DEBIAN_DIR
-        except _Miss as miss:
-            raise _Miss(f"{miss} (apt-get install dataset-fashion-mnist)") from None
+            return load_idx_set(find_idx_set(sources.DEBIAN_DIR), num_classes), sources.DEBIAN_DIR
+        except Miss as miss:
+            raise Miss(f"{miss} (apt-get install dataset-fashion-mnist)") from None
 
     def download():
         if _downloads_disabled():
-            raise _Miss(f"disabled by {ENV_NO_DOWNLOAD}={os.environ[ENV_NO_DOWNLOAD]}")
-        return _download(key, num_classes)
+            raise Miss(f"disabled by {ENV_NO_DOWNLOAD}={os.environ[ENV_NO_DOWNLOAD]}")
+        return download_dataset(key, num_classes)
 
     steps = [
         ("data_dir argument", given(data_dir, "not given")),
         (f"${ENV_DATA}", given(env_root, "not set")),
-        ("keras cache", lambda: _load_from_keras_cache(key, num_classes)),
+        ("keras cache", lambda: load_from_keras_cache(key, num_classes)),
     ]
     if key == "fashion_mnist":  # Debian packages only Fashion-MNIST
         steps.append(("Debian package folder", debian))
-    steps.append((f"download into {_keras_cache_target(key)}", download))
+    steps.append((f"download into {keras_cache_target(key)}", download))
 
     attempts: list[tuple[str, str]] = []
     for label, loader in steps:
         try:
             (train, test), where = loader()
-        except _Miss as miss:
+        except Miss as miss:
             attempts.append((label, str(miss)))
             continue
         log.info("loaded %s from %s", key, where)
@@ -119,7 +119,7 @@ def load_dataset(name: str, data_dir=None):
 
 
 def _not_found_message(key: str, attempts: list[tuple[str, str]]) -> str:
-    lines = [f"Could not find the {_DISPLAY_NAMES[key]} dataset ({key!r}). Places tried, in order:"]
+    lines = [f"Could not find the {DISPLAY_NAMES[key]} dataset ({key!r}). Places tried, in order:"]
     lines += [f"  {i}. {label}: {reason}" for i, (label, reason) in enumerate(attempts, 1)]
     stems = ", ".join(IDX_FILES.values())
     lines += [
@@ -129,6 +129,6 @@ def _not_found_message(key: str, attempts: list[tuple[str, str]]) -> str:
         "  - pass data_dir= to load_dataset()/load_split() (a folder laid out as above,"
         " or the folder holding the four files itself);",
         f"  - allow the download: unset {ENV_NO_DOWNLOAD} and make"
-        f" {sources.SOURCES[key]['base_url']} reachable (files go to {_keras_datasets_dir()}).",
+        f" {sources.SOURCES[key]['base_url']} reachable (files go to {keras_datasets_dir()}).",
     ]
     return "\n".join(lines)

@@ -21,13 +21,14 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-_DISPLAY_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
+#: How messages name each dataset.
+DISPLAY_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
 
 
-# Folder names under TINYGRAD_FREE_DATA / data_dir. The first one is the
-# canonical name (the one the keras cache and ../shared/data use); the
-# underscore spelling is accepted because it is the Python-side name.
-_SUBDIRS = {
+#: Folder names under TINYGRAD_FREE_DATA / data_dir. The first one is the
+#: canonical name (the one the keras cache and ../shared/data use); the
+#: underscore spelling is accepted because it is the Python-side name.
+SUBDIRS = {
     "fashion_mnist": ("fashion-mnist", "fashion_mnist"),
     "mnist": ("mnist",),
 }
@@ -42,7 +43,8 @@ IDX_FILES: dict[str, str] = {
 }
 
 
-_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: The arrays of a keras ``mnist.npz``.
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 ENV_DATA = "TINYGRAD_FREE_DATA"
@@ -110,11 +112,13 @@ class DatasetNotFoundError(FileNotFoundError):
         return self.args[0]
 
 
-class _Miss(Exception):
+class Miss(Exception):
     """A location does not hold the dataset (the reason is the message)."""
 
 
-def _canonical_name(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The dataset's key in :data:`CLASS_NAMES` (``"Fashion-MNIST"`` -> ``"fashion_mnist"``), or a
+    :class:`ValueError` listing the known ones."""
     key = str(name).strip().lower().replace("-", "_")
     if key not in CLASS_NAMES:
         raise ValueError(

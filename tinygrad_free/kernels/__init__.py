@@ -62,6 +62,7 @@ __all__ = [
     "NUMPY",
     "NUMBA",
     "KERNELS",
+    "WARMUP_CASES",
     "HAVE_NUMBA",
     "warmup",
     "approx",

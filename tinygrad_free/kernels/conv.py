@@ -330,7 +330,7 @@ def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, sets):
 def _finish_forward(y3, code):
     if code == dense.RELU or code == dense.IDENTITY or code == dense.GELU or code == dense.GELU_TANH:
         return False
-    return dense._bias_act_2d(y3.reshape(y3.shape[0] * y3.shape[1], y3.shape[2]), None, code)
+    return dense.bias_act_2d(y3.reshape(y3.shape[0] * y3.shape[1], y3.shape[2]), None, code)
 
 
 @njit(**NJIT)

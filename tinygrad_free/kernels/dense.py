@@ -190,7 +190,7 @@ def _bias_gelu_keep(z, b, tanh_form, y):
 
 
 @njit(**NJIT)
-def _bias_act_2d(z, b, code):
+def bias_act_2d(z, b, code):
     """Returns True when the caller must still apply the activation with NumPy (``finish_act``:
     tanh on float64, sigmoid on either dtype)."""
     if code == GELU or code == GELU_TANH:
@@ -216,15 +216,15 @@ def _bias_act_2d(z, b, code):
 def _bias_act(z, b, code):
     z2 = as2d(z)
     if b is None:
-        return _bias_act_2d(z2, None, code)
+        return bias_act_2d(z2, None, code)
     b1 = flat_in(b)
     if b1.shape[0] != z2.shape[1]:
         raise ValueError("bias_act: b must have z.shape[-1] elements")
-    return _bias_act_2d(z2, b1, code)
+    return bias_act_2d(z2, b1, code)
 
 
 def finish_act(z, code):
-    """The activation a kernel left to NumPy (``_bias_act_2d`` returned True), in place: np.tanh
+    """The activation a kernel left to NumPy (``bias_act_2d`` returned True), in place: np.tanh
     (float64; numba's scalar libm tanh is ~5x slower), or the sigmoid (``sigmoid_inplace``)."""
     if code == SIGMOID:
         return sigmoid_inplace(z)
@@ -359,7 +359,8 @@ def _act_grad(y, gy, code, out):
 
 
 @njit(**NJIT)
-def _dense_grad(y, gy, code, dz, db):
+def layer_grad(y, gy, code, dz, db):
+    """dz <- gy * f'(y) and db += its column sums (db may be None), in one pass (jitted code)."""
     dz2 = as2d(dz)
     if db is None:
         _grad_dispatch(as2d_in(y), as2d_in(gy), code, dz2, None)
@@ -383,7 +384,7 @@ def act_grad_numba(y, gy, code, out):
 
 def dense_grad_numba(y, gy, code, dz, db):
     """dz <- gy * f'(y); db += column sums of dz, in one pass. numba twin of ``dense_grad_numpy``."""
-    _dense_grad(y, gy, code, dz, db)
+    layer_grad(y, gy, code, dz, db)
     return dz
 
 
@@ -391,15 +392,16 @@ def dense_grad_numba(y, gy, code, dz, db):
 # OpenBLAS, called from numba): no Python between the product and the activation, or between
 # the backward pass's activation gradient and its two products.
 @njit(**NJIT)
-def _dense_forward(x, W, b, code, y):
+def layer_forward(x, W, b, code, y):
+    """y <- act(x @ W + b), the GEMM included; True when NumPy must finish the activation (jitted code)."""
     if b is not None and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     blas.gemm(x, W, y, 0.0)
-    return _bias_act_2d(y, b, code)
+    return bias_act_2d(y, b, code)
 
 
 @njit(**NJIT)
-def _dense_forward_keep(x, W, b, code, y, z):
+def layer_forward_keep(x, W, b, code, y, z):
     """z <- x @ W + b kept; y <- act(z). True when NumPy must finish the activation."""
     if b is not None and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
@@ -411,12 +413,12 @@ def _dense_forward_keep(x, W, b, code, y, z):
         return False
     _bias_identity(z, b)
     y[...] = z
-    return _bias_act_2d(y, None, code)
+    return bias_act_2d(y, None, code)
 
 
 @njit(**NJIT)
 def _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx):
-    _dense_grad(y, gy, code, dz, db)
+    layer_grad(y, gy, code, dz, db)
     blas.gemm(x.T, dz, dW, beta)
     if dx is not None:
         blas.gemm(dz, W.T, dx, 0.0)
@@ -436,7 +438,7 @@ def dense_forward_numba(x, W, b, code, y, z=None):
             z += b
         np.copyto(y, z)
         return bias_act_numba(y, None, code)
-    finish = _dense_forward(x, W, b, code, y) if z is None else _dense_forward_keep(x, W, b, code, y, z)
+    finish = layer_forward(x, W, b, code, y) if z is None else layer_forward_keep(x, W, b, code, y, z)
     if finish:  # float64 tanh, sigmoid: NumPy finishes
         finish_act(y, code)
     return y
@@ -446,7 +448,7 @@ def dense_forward_numba(x, W, b, code, y, z=None):
 def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
     """numba twin of ``dense_backward_numpy`` (one jitted call when ``blas`` is available)."""
     if not blas.AVAILABLE:
-        _dense_grad(y, gy, code, dz, db)
+        layer_grad(y, gy, code, dz, db)
         return backward_products_numpy(x, W, dz, dW, beta, dx)
     _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx)
     return dx

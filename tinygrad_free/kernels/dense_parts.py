@@ -39,8 +39,8 @@ def bounds(n, parts, p):
 @njit(**NJIT)
 def _forward_part(x, W, b, code, y, z, lo, hi):
     if z is None:
-        return dense._dense_forward(x[lo:hi], W, b, code, y[lo:hi])
-    return dense._dense_forward_keep(x[lo:hi], W, b, code, y[lo:hi], z[lo:hi])
+        return dense.layer_forward(x[lo:hi], W, b, code, y[lo:hi])
+    return dense.layer_forward_keep(x[lo:hi], W, b, code, y[lo:hi], z[lo:hi])
 
 
 @njit(**NJIT)
@@ -66,7 +66,7 @@ def _forward_parallel(x, W, b, code, y, z, parts):
 @njit(**NJIT)
 def _rows_part(y, gy, code, dz, acc, W, dx, lo, hi):
     """dz rows <- gy act'(y), acc <- their column sums (when an array), dx rows <- dz W^T."""
-    dense._dense_grad(y[lo:hi], gy[lo:hi], code, dz[lo:hi], acc)
+    dense.layer_grad(y[lo:hi], gy[lo:hi], code, dz[lo:hi], acc)
     if dx is not None:
         blas.gemm(dz[lo:hi], W.T, dx[lo:hi], 0.0)
 

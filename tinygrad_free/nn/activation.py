@@ -55,6 +55,7 @@ class Activation(Module):
     gy * f'(z) computed from it."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs what forward computed, not x
 
     code = IDENTITY
 
@@ -110,6 +111,8 @@ class GELU(Activation):
     exactly.
     """
 
+    _keeps_inputs = True  # its backward reads x: a top-level call keeps its own copy
+
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -148,6 +151,7 @@ class Softmax(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs what forward computed, not x
 
     def forward(self, x: Array) -> Array:
         z = x - x.max(axis=-1, keepdims=True)

@@ -39,6 +39,7 @@ class BatchNorm(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs what forward computed, not x
 
     running_mean: Array
     running_var: Array

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backward_grad import check_grad, describe, private
-from .parameter import _changes
+from .parameter import CHANGES
 
 if TYPE_CHECKING:
     from .module import Module
@@ -105,7 +105,7 @@ class Context:
         self.used = False
         self.out = None
         self.pending = False
-        self.changes = _changes[0]
+        self.changes = CHANGES[0]
 
 
 class CallState:
@@ -340,7 +340,7 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             f"{_name(module)}.backward: this forward call was already backpropagated. Each forward pass "
             "can be backpropagated once (as in PyTorch); run forward again first"
         )
-    if ctx.changes != _changes[0]:
+    if ctx.changes != CHANGES[0]:
         try:
             _check_unchanged(module, ctx)
         except StaleForwardError:
@@ -348,7 +348,10 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
             _drop(module.__dict__["_calls"], ctx)
             raise
     cls = type(module)
-    grad = check_grad(module, ctx.out, grad)
+    out = ctx.out
+    # The usual case, checked inline: an array of the output's shape and dtype.
+    if not (type(out) is tuple and type(grad) is np.ndarray and grad.shape == out[0] and grad.dtype == out[1]):
+        grad = check_grad(module, out, grad)
     if cls._writes_inputs:
         grad = private(grad)
     call: Context = ctx
@@ -365,9 +368,9 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
     _replaying.append(call)
     try:
         if cls._backward_takes_input_grad:
-            out = cls._backward_raw(module, grad, input_grad=input_grad)
+            result = cls._backward_raw(module, grad, input_grad=input_grad)
         else:
-            out = cls._backward_raw(module, grad)
+            result = cls._backward_raw(module, grad)
     except StaleForwardError:
         _drop(calls, call)
         raise
@@ -383,8 +386,11 @@ def backward_ctx(module: Module, ctx: Context | None, grad: Any, input_grad: boo
                 d.pop(k, None)
             else:
                 d[k] = v
-    _drop(calls, call)
-    return out if input_grad else None
+    call.saved = call.children = None  # as _drop, inlined: the hot path
+    if calls.pending is call:
+        calls.pending = None
+        calls.pending_calls = 0
+    return result if input_grad else None
 
 
 def _drop(calls: CallState, call: Context) -> None:
@@ -408,7 +414,7 @@ def wrap_forward(fn: Callable[..., Any]) -> Callable[..., Any]:
     def forward(self: Module, *xs: Any, **kwargs: Any) -> Any:
         if type(self).forward is not forward:  # super().forward() from a subclass: same call
             return fn(self, *xs, **kwargs)
-        top = _grad_enabled[-1] and not _recording
+        top = _grad_enabled[-1] and not _recording and type(self)._keeps_inputs
         y, ctx = forward_ctx(self, *own(xs), **kwargs) if top else forward_ctx(self, *xs, **kwargs)
         if ctx is None:
             return y

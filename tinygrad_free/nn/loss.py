@@ -37,6 +37,7 @@ class Loss(Module):
     dL/dloss (a number, 1.0 when omitted) and returns dL/dprediction."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # a call keeps its gradient, not its inputs
     _g: Array  # the gradient a call keeps for its backward
 
     def forward(self, prediction: ArrayLike, target: ArrayLike) -> float:
@@ -69,6 +70,7 @@ class ClassificationLoss(Loss):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False
     kernel: ClassVar[str]  # name of the fused kernel in backend.ops()
 
     def __init__(self) -> None:
@@ -94,7 +96,8 @@ class ClassificationLoss(Loss):
         labels = self._labels(y, z.shape)
         if z.ndim == 3:  # one row per position
             z, labels = z.reshape(-1, z.shape[2]), labels.reshape(-1)
-        if self.recording:  # this call's own gradient, handed over by its backward
+        recording = self.recording
+        if recording:  # this call's own gradient, handed over by its backward
             grad = np.empty_like(z)
         else:
             if self._scratch is None or self._scratch.shape != z.shape or self._scratch.dtype != z.dtype:
@@ -115,8 +118,9 @@ class ClassificationLoss(Loss):
                 f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
                 "lower the learning rate or check the input scaling)"
             )
-        self.correct, self.counted = correct, counted
-        if self.recording:
+        object.__setattr__(self, "correct", correct)  # the latest call's, not a per-call value
+        object.__setattr__(self, "counted", counted)
+        if recording:
             self._g = grad if grad.shape == np.shape(logits) else grad.reshape(np.shape(logits))
         return loss
 
@@ -220,6 +224,7 @@ class MSELoss(Loss):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False
 
     def forward(self, prediction: ArrayLike, target: ArrayLike) -> float:
         p, t = np.asarray(prediction), np.asarray(target)

@@ -20,6 +20,7 @@ class Mean(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs only the shape
 
     def __init__(self, axis: int = 1, keepdims: bool = False) -> None:
         super().__init__()

@@ -28,6 +28,7 @@ class Add(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs only the split points
 
     def forward(self, *xs: Array) -> Array:
         _same_shapes("Add", xs)
@@ -93,6 +94,7 @@ class Concat(Module):
     Keras's Concatenate; -1 is the feature axis). Backward splits dL/dy back into the pieces."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs only the split points
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

@@ -66,8 +66,11 @@ class Module:
             cls._backward_takes_input_grad = context.accepts_input_grad(fn)
             cls.backward = context.wrap_backward(fn)  # type: ignore[method-assign]
         # A new forward or backward is not vouched for by the class it extends: it must say so itself.
-        if ("forward" in cls.__dict__ or "backward" in cls.__dict__) and "_writes_inputs" not in cls.__dict__:
-            cls._writes_inputs = True
+        if "forward" in cls.__dict__ or "backward" in cls.__dict__:
+            if "_writes_inputs" not in cls.__dict__:
+                cls._writes_inputs = True
+            if "_keeps_inputs" not in cls.__dict__:
+                cls._keeps_inputs = True
 
     def __init__(self) -> None:
         d = self.__dict__
@@ -137,9 +140,16 @@ class Module:
     #: leave a layer of yours at True.
     _writes_inputs: ClassVar[bool] = True
 
+    #: False declares that no call keeps its input arrays for its backward, nor returns a view of
+    #: them (a loss keeps its gradient, an activation its output), so a top-level call need not
+    #: copy the caller's arrays (``nn.context.own``). Left True, the safe default, on containers,
+    #: on layers that keep x (Dense) or return it (Flatten, Dropout in eval), and on yours.
+    _keeps_inputs: ClassVar[bool] = True
+
     def __call__(self, *xs: Any, **kwargs: Any) -> Any:
-        if xs and any(isinstance(x, Node) for x in xs):
-            return call_on_nodes(self, xs, kwargs)
+        for x in xs:
+            if type(x) is Node:
+                return call_on_nodes(self, xs, kwargs)
         return self.forward(*xs, **kwargs)
 
     @property
@@ -157,7 +167,7 @@ class Module:
         saying why. Keyword arguments go to ``forward`` (``lstm.begin_update(x, lengths=l)``);
         they get no gradient (``backprop`` returns one per positional input).
         """
-        own = context.own(xs) if context.is_grad_enabled() else xs
+        own = context.own(xs) if self._keeps_inputs and context.is_grad_enabled() else xs
         y, ctx = self._forward_ctx(*own, **kwargs)
         if ctx is not None:
             y = context.readonly(y, xs)

@@ -17,12 +17,20 @@ _set = object.__setattr__
 #: Changes of any parameter's value through the library (an optimizer step, an assignment to
 #: ``data``, ``load_state_dict``), counted: a forward records the count, and its backward checks
 #: its module's parameters only when the count has moved since (see ``Parameter.changed``).
-_changes = [0]
+CHANGES = [0]
 
 
 def changes() -> int:
     """How many parameter changes the library has made so far in this process."""
-    return _changes[0]
+    return CHANGES[0]
+
+
+def changed(params: list[Parameter]) -> None:
+    """Record that the values of ``params`` changed (an optimizer step): one count for all."""
+    CHANGES[0] += 1
+    stamp = CHANGES[0]
+    for p in params:
+        _set(p, "_changed_at", stamp)
 
 
 class Parameter:
@@ -90,8 +98,8 @@ class Parameter:
     def changed(self) -> None:
         """Record that the value changed (the optimizer calls it for each parameter it steps), so
         a backward of a forward that ran before refuses instead of mixing old and new weights."""
-        _changes[0] += 1
-        _set(self, "_changed_at", _changes[0])
+        CHANGES[0] += 1
+        _set(self, "_changed_at", CHANGES[0])
 
     def _conforming(self, value: ArrayLike, what: str) -> Array:
         """``value`` as an array of this parameter's shape and dtype, or a clear error."""

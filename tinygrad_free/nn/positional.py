@@ -44,6 +44,7 @@ class PositionalEmbedding(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs only the length
 
     def __init__(self, max_len: int, dim: int, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
@@ -97,6 +98,7 @@ class ClassToken(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # backward needs nothing from forward
 
     def __init__(self, dim: int, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
@@ -141,6 +143,7 @@ class SelectToken(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # its output is a copy; backward needs the shape
 
     def __init__(self, index: int = 0) -> None:
         super().__init__()

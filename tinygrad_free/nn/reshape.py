@@ -77,6 +77,7 @@ class Permute(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    _keeps_inputs = False  # its output is a copy; backward needs only the axes
 
     def __init__(self, dims: tuple[int, ...] | list[int]) -> None:
         super().__init__()

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 import numpy as np
 
 from .. import backend
+from ..nn.parameter import changed
 from ..registry import Registry
 from . import schedule as schedule_module
 from .schedule import Schedule
@@ -126,10 +127,11 @@ def _check(name: str, value: Any, low: float, high: float, low_open: bool, high_
 class _Unit:
     """What one ``update`` call sees: a weight array, its gradient, its state, and which
     parameters (name, offset, shape) it holds. The first ``n_decay`` elements get weight decay.
-    ``steps`` counts each member's steps; ``even`` says they are all equal (the usual case, in
-    which one call updates the whole unit)."""
+    ``step`` is the members' step count while they all have the same one (the usual case, in
+    which one call updates the whole unit); ``steps`` holds each member's count otherwise (None
+    while they agree)."""
 
-    __slots__ = ("w", "g", "state", "n_decay", "members", "params", "steps", "even", "decayed", "tmp")
+    __slots__ = ("w", "g", "state", "n_decay", "members", "params", "step", "steps", "decayed", "tmp")
 
     def __init__(
         self,
@@ -141,24 +143,34 @@ class _Unit:
     ) -> None:
         self.w, self.g, self.n_decay, self.members, self.params = w, g, n_decay, members, params
         self.state: dict[str, Array] = {}
-        self.steps = [0] * len(members)
-        self.even = True
+        self.step = 0
+        self.steps: list[int] | None = None
         self.decayed: Array | None = None  # scratch for g + wd * w, made on first use
         self.tmp: Array | None = None  # scratch for the NumPy kernels
+
+    def member_steps(self) -> list[int]:
+        return list(self.steps) if self.steps is not None else [self.step] * len(self.members)
+
+    def set_steps(self, steps: list[int]) -> None:
+        if len(set(steps)) <= 1:
+            self.step, self.steps = (steps[0] if steps else 0), None
+        else:
+            self.steps = steps
 
     def runs(self, active: list[bool]) -> list[tuple[int, int, int, list[int]]]:
         """``(lo, hi, steps, members)``: maximal runs of consecutive active members with one step
         count, as element ranges of the flat arrays."""
         out: list[tuple[int, int, int, list[int]]] = []
+        counts = self.member_steps()
         for i, (_, offset, shape) in enumerate(self.members):
             if not active[i]:
                 continue
             size = int(np.prod(shape))
-            if out and out[-1][1] == offset and out[-1][2] == self.steps[i]:
+            if out and out[-1][1] == offset and out[-1][2] == counts[i]:
                 lo, _, steps, idx = out[-1]
                 out[-1] = (lo, offset + size, steps, idx + [i])
             else:
-                out.append((offset, offset + size, self.steps[i], [i]))
+                out.append((offset, offset + size, counts[i], [i]))
         return out
 
 
@@ -257,35 +269,50 @@ class Optimizer:
         self.last_lr = self._step_lr
         try:
             for unit in self._units:
-                active = [not p._grad_is_zero for p in unit.params]
-                if unit.even and all(active):
-                    self._update(unit, 0, unit.w.size, unit.steps[0] + 1)
-                    unit.steps = [s + 1 for s in unit.steps]
-                    for p in unit.params:
-                        p.changed()
+                params = unit.params
+                full = unit.steps is None
+                if full:
+                    for p in params:
+                        if p._grad_is_zero:
+                            full = False
+                            break
+                if full:  # the usual case: every member has a gradient and the same step count
+                    unit.step += 1
+                    self._update(unit, 0, unit.w.size, unit.step)
+                    changed(params)
                     continue
+                active = [not p._grad_is_zero for p in params]
+                counts = unit.member_steps()
                 for lo, hi, steps, members in unit.runs(active):
                     self._update(unit, lo, hi, steps + 1)
                     for i in members:
-                        unit.steps[i] += 1
-                        unit.params[i].changed()
-                unit.even = len(set(unit.steps)) == 1
+                        counts[i] += 1
+                    changed([params[i] for i in members])
+                unit.set_steps(counts)
         finally:
             self.t = t + 1
             self._step_lr = None
 
     def _update(self, unit: _Unit, lo: int, hi: int, t: int) -> None:
         """``update`` on elements ``lo:hi`` of ``unit`` (all of it in the usual case), as step ``t``."""
-        whole = lo == 0 and hi == unit.w.size
-        w, g = (unit.w, unit.g) if whole else (unit.w[lo:hi], unit.g[lo:hi])
-        state = unit.state if whole else {k: v[lo:hi] if v.shape == unit.w.shape else v for k, v in unit.state.items()}
+        if lo == 0 and hi == unit.w.size:
+            g = unit.g
+            if self.weight_decay and unit.n_decay:
+                if unit.decayed is None:
+                    unit.decayed = np.empty_like(g)
+                g = backend.ops().weight_decay(g, unit.w, self.weight_decay, unit.n_decay, unit.decayed)
+            self.t = t
+            self.update(unit.w, g, unit.state)
+            return
+        w, g = unit.w[lo:hi], unit.g[lo:hi]
+        state = {k: v[lo:hi] if v.shape == unit.w.shape else v for k, v in unit.state.items()}
         wd, n_decay = self.weight_decay, min(max(unit.n_decay - lo, 0), hi - lo)
         if wd and n_decay and self.decoupled_decay:  # AdamW: the weights shrink, the gradient is left alone
             w[:n_decay] *= 1.0 - self.lr * wd
         elif wd and n_decay:
             if unit.decayed is None:
                 unit.decayed = np.empty_like(unit.g)
-            g = backend.ops().weight_decay(g, w, wd, n_decay, unit.decayed if whole else unit.decayed[lo:hi])
+            g = backend.ops().weight_decay(g, w, wd, n_decay, unit.decayed[lo:hi])
         self.t = t
         self.update(w, g, state)
 
@@ -385,7 +412,7 @@ class Optimizer:
         for unit in self._units:
             for name, offset, shape in unit.members:
                 per_param[name] = {k: self._slice(unit, v, offset, shape).copy() for k, v in unit.state.items()}
-        steps = {name: unit.steps[i] for unit in self._units for i, (name, _, _) in enumerate(unit.members)}
+        steps = {name: n for unit in self._units for (name, _, _), n in zip(unit.members, unit.member_steps())}
         return {
             "t": self.t,
             "config": self.get_config(),
@@ -421,8 +448,7 @@ class Optimizer:
         self.t = int(state["t"])
         steps = state.get("steps") or {}  # a state saved before per-parameter counts: every one at t
         for unit in self._units:
-            unit.steps = [int(steps.get(name, self.t)) for name, _, _ in unit.members]
-            unit.even = len(set(unit.steps)) == 1
+            unit.set_steps([int(steps.get(name, self.t)) for name, _, _ in unit.members])
 
     @staticmethod
     def _slice(unit: _Unit, array: Array, offset: int, shape: tuple[int, ...]) -> Array:

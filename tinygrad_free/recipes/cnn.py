@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import nn
-from .mlp import _check_dropout, _seed
+from .dropout import check_dropout, dropout_seed
 
 
 def _positive_int(value, name):
@@ -77,7 +77,7 @@ def build_cnn(
     k = _positive_int(kernel_size, "kernel_size")
     if k % 2 == 0:
         raise ValueError(f"build_cnn: kernel_size must be odd (padding k // 2 keeps the size), got {k}")
-    dropout = _check_dropout(dropout, "build_cnn")
+    dropout = check_dropout(dropout, "build_cnn")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     layers = []
     for block, out in enumerate(conv_channels, 1):
@@ -96,6 +96,6 @@ def build_cnn(
         channels, height, width = out, height // 2, width // 2
     layers.append(nn.Flatten())
     if dropout:
-        layers.append(nn.Dropout(dropout, rng=_seed(rng)))
+        layers.append(nn.Dropout(dropout, rng=dropout_seed(rng)))
     layers.append(nn.Dense(channels * height * width, num_classes, init=weight_init, dtype=dtype, rng=rng))
     return nn.Sequential(*layers)

@@ -4,19 +4,7 @@ regularised form (BatchNorm and Dropout after every hidden layer)."""
 import numpy as np
 
 from .. import nn
-
-
-def _check_dropout(dropout, who):
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{who}: dropout must be a probability in [0, 1), got {dropout!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"{who}: dropout must be a probability in [0, 1), got {dropout!r}")
-    return float(dropout)
-
-
-def _seed(rng):
-    """An int seed drawn from ``rng``, so that a Dropout layer is reproducible and saved with its seed."""
-    return int(rng.integers(2**31 - 1))
+from .dropout import check_dropout, dropout_seed
 
 
 def build_mlp(
@@ -72,7 +60,7 @@ def build_mlp(
         if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 0:
             raise ValueError(f"num_layers must be a non-negative integer, got {num_layers!r}")
         widths = [hidden_size] * num_layers
-    dropout = _check_dropout(dropout, "build_mlp")
+    dropout = check_dropout(dropout, "build_mlp")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     sizes = [input_size, *widths]
     layers = []
@@ -86,6 +74,6 @@ def build_mlp(
         else:
             layers.append(nn.Dense(a, b, activation=activation, init=weight_init, dtype=dtype, rng=rng))
         if dropout:
-            layers.append(nn.Dropout(dropout, rng=_seed(rng)))
+            layers.append(nn.Dropout(dropout, rng=dropout_seed(rng)))
     layers.append(nn.Dense(sizes[-1], num_classes, init=weight_init, dtype=dtype, rng=rng))
     return nn.Sequential(*layers)

@@ -5,7 +5,7 @@ pooling, one linear layer."""
 import numpy as np
 
 from .. import nn
-from .mlp import _check_dropout, _seed
+from .dropout import check_dropout, dropout_seed
 
 STEMS = ("patch", "conv")
 POOLINGS = ("mean", "cls")
@@ -70,7 +70,7 @@ def build_vit(
     ):
         raise ValueError(f"build_vit: mlp_ratio must be a positive number, got {mlp_ratio!r}")
     ff = max(1, int(round(mlp_ratio * d)))
-    dropout = _check_dropout(dropout, "build_vit")
+    dropout = check_dropout(dropout, "build_vit")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     if stem == "patch":
         p = _positive_int(patch_size, "patch_size")
@@ -89,11 +89,13 @@ def build_vit(
     tokens = grid[0] * grid[1]
     layers += [nn.Reshape((d, tokens)), nn.Permute((2, 1))]
     if pooling == "cls":
-        layers.append(nn.ClassToken(d, dtype=dtype, rng=_seed(rng)))
+        layers.append(nn.ClassToken(d, dtype=dtype, rng=dropout_seed(rng)))
         tokens += 1
-    layers.append(nn.PositionalEmbedding(tokens, d, dtype=dtype, rng=_seed(rng)))
+    layers.append(nn.PositionalEmbedding(tokens, d, dtype=dtype, rng=dropout_seed(rng)))
     layers += [
-        nn.TransformerEncoderLayer(d, heads, ff, dropout, activation, norm_first=True, dtype=dtype, rng=_seed(rng))
+        nn.TransformerEncoderLayer(
+            d, heads, ff, dropout, activation, norm_first=True, dtype=dtype, rng=dropout_seed(rng)
+        )
         for _ in range(depth)
     ]
     layers += [nn.LayerNorm(d, dtype=dtype), nn.Mean(1) if pooling == "mean" else nn.SelectToken(0)]

@@ -9,7 +9,8 @@ Sweep figures read the records of a results JSONL written by :mod:`tinygrad_free
 (one dict per trial with ``params``, ``status``, ``val_accuracy``, ``history``, ...).
 
 One concept per module: :mod:`.figures` (figure files and wandb), :mod:`.samples`,
-:mod:`.sweep_analysis` (statistics), :mod:`.sweep_figures`, :mod:`.findings` (prose),
+:mod:`.sweep_analysis` (statistics), :mod:`.stats` (gaps beyond the noise between runs),
+:mod:`.sweep_figures`, :mod:`.findings` (prose),
 :mod:`.confusion`, :mod:`.architectures` (networks compared),
 :mod:`.losses`, :mod:`.transfer`, :mod:`.tables` and :mod:`.document`
 (report.md). Everything is importable from here as before.
@@ -26,7 +27,7 @@ from .architectures import (
 )
 from .confusion import most_confused_pairs, plot_confused_pairs, plot_confusion
 from .document import SECTIONS, assemble_report, write_section
-from .figures import _figure, log_to_wandb, save_figure
+from .figures import log_to_wandb, new_figure, save_figure
 from .findings import sweep_findings, top_runs_table
 from .losses import LOSS_LABELS, loss_conclusion, loss_summary, plot_loss_comparison
 from .samples import plot_class_samples
@@ -50,6 +51,7 @@ __all__ = [
     "STATUS_COLORS",
     "LOSS_LABELS",
     "TRANSFER_KEYS",
+    "new_figure",
     "save_figure",
     "log_to_wandb",
     "plot_class_samples",

@@ -7,8 +7,8 @@ import textwrap
 
 import numpy as np
 
-from .confusion import _heatmap
-from .figures import _figure, save_figure
+from .confusion import confusion_heatmap
+from .figures import new_figure, save_figure
 
 #: Keys a line of ``scripts/train.py --results`` must have for the comparison.
 RUN_KEYS = ("run_name", "recipe", "config", "dataset", "seed", "test_accuracy", "epoch_seconds", "confusion")
@@ -102,13 +102,13 @@ def plot_architecture_confusions(groups, path):
     Cell ``(i, j)`` is the percentage of the test images of class ``i`` predicted as ``j``; the
     title gives the mean test accuracy over the group's runs.
     """
-    fig = _figure((7.2 * len(groups), 6.4))
+    fig = new_figure((7.2 * len(groups), 6.4))
     axes = np.atleast_1d(fig.subplots(1, len(groups)))
     for ax, g in zip(axes, groups):
         cm = g["confusion"]
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
-        _heatmap(
+        confusion_heatmap(
             ax,
             rates,
             g["class_names"],

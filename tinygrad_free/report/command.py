@@ -261,7 +261,7 @@ def cmd_losses(args):
         }
         for (label, loss, seed, cfg), res in zip(tasks, results)
     ]
-    S.atomic_write_text(os.path.join(args.out, "data", "losses.json"), json.dumps(S._clean(runs), indent=1))
+    S.atomic_write_text(os.path.join(args.out, "data", "losses.json"), json.dumps(S.json_safe(runs), indent=1))
     path = R.plot_loss_comparison(runs, os.path.join(args.out, "losses.png"))
     final, _ = R.loss_summary(runs)
     rows = []
@@ -329,7 +329,7 @@ def cmd_mnist(args):
     S.atomic_write_text(
         os.path.join(args.out, "data", "mnist.json"),
         json.dumps(
-            S._clean([{"config": c, "why": w, "result": r} for (c, w, _), r in zip(configs, results)]), indent=1
+            S.json_safe([{"config": c, "why": w, "result": r} for (c, w, _), r in zip(configs, results)]), indent=1
         ),
     )
     table = R.plot_table(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import confusion_matrix, per_class_accuracy
-from .figures import _figure, save_figure
-from .samples import _image
+from .figures import new_figure, save_figure
+from .samples import as_image
 
 
 def most_confused_pairs(cm, k=5):
@@ -18,7 +18,9 @@ def most_confused_pairs(cm, k=5):
     return [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(flat, cm.shape)) if off[i, j] > 0]
 
 
-def _heatmap(ax, data, labels, fmt, title, cmap, vmax=None):
+def confusion_heatmap(ax, data, labels, fmt, title, cmap, vmax=None):
+    """Draw the class-by-class matrix ``data`` on ``ax`` (true classes down, predicted across), each
+    non-zero cell labelled ``fmt(value)``; returns the image (for a colour bar)."""
     im = ax.imshow(data, cmap=cmap, vmin=0, vmax=vmax)
     k = len(labels)
     ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
@@ -45,11 +47,11 @@ def plot_confusion(y_true, y_pred, class_names, path, title=None):
         rates = cm / cm.sum(axis=1, keepdims=True)
     rates = np.nan_to_num(rates)
     acc = per_class_accuracy(cm)
-    fig = _figure((18, 6.2))
+    fig = new_figure((18, 6.2))
     ax1, ax2, ax3 = fig.subplots(1, 3, width_ratios=[1, 1, 0.6])
-    im1 = _heatmap(ax1, cm, class_names, lambda v: f"{int(v)}", "counts", "Blues")
+    im1 = confusion_heatmap(ax1, cm, class_names, lambda v: f"{int(v)}", "counts", "Blues")
     fig.colorbar(im1, ax=ax1, shrink=0.8)
-    im2 = _heatmap(
+    im2 = confusion_heatmap(
         ax2,
         rates,
         class_names,
@@ -79,7 +81,7 @@ def plot_confused_pairs(x, y_true, y_pred, class_names, path, n_pairs=4, n_examp
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     pairs = most_confused_pairs(cm, n_pairs)
     rows = max(len(pairs), 1)
-    fig = _figure((1.5 * n_examples + 2.5, 1.7 * rows + 0.6))
+    fig = new_figure((1.5 * n_examples + 2.5, 1.7 * rows + 0.6))
     axes = np.atleast_2d(fig.subplots(rows, n_examples))
     for ax in axes.ravel():
         ax.set_axis_off()
@@ -88,7 +90,7 @@ def plot_confused_pairs(x, y_true, y_pred, class_names, path, n_pairs=4, n_examp
     for r, (i, j, count) in enumerate(pairs):
         idx = np.flatnonzero((y_true == i) & (y_pred == j))[:n_examples]
         for c, n in enumerate(idx):
-            axes[r, c].imshow(_image(x[n]), cmap="gray_r")
+            axes[r, c].imshow(as_image(x[n]), cmap="gray_r")
         axes[r, 0].set_title(
             f"true {class_names[i]} -> predicted {class_names[j]}: {count} "
             f"({100 * count / max(cm[i].sum(), 1):.1f}% of {class_names[i]})",

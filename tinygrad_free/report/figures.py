@@ -8,7 +8,9 @@ import os
 from ..fileio import atomic_open
 
 
-def _figure(figsize):
+def new_figure(figsize):
+    """A matplotlib ``Figure`` of ``figsize`` inches (constrained layout) on its own Agg canvas, so
+    drawing it never touches pyplot's global state or the user's backend; write it with :func:`save_figure`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -3,35 +3,23 @@ runs), never hard-coded; and the table of the best runs."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from itertools import combinations
 
 import numpy as np
 
 from ..sweep import best_record
+from .stats import gap_is_clear, mean_std_n
 from .sweep_analysis import (
     NEAR_CHANCE,
-    _is_continuous,
-    _sign,
-    _sort_key,
     analysis_rows,
+    goal_sign,
+    is_continuous,
     metric_goal,
     param_effects,
+    value_sort_key,
     varied_params,
 )
-
-
-def _gap_is_clear(a, b, min_gap):
-    """Means (mean, std, n) ``a`` and ``b`` differ by at least ``min_gap`` and by two standard errors."""
-    (m1, s1, n1), (m2, s2, n2) = a, b
-    se = math.sqrt(s1**2 / max(n1, 1) + s2**2 / max(n2, 1))
-    return abs(m1 - m2) >= max(min_gap, 2 * se)
-
-
-def _stats(values):
-    v = np.asarray(values, float)
-    return (float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size))
 
 
 def _fmt(v, pct):
@@ -87,7 +75,7 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
         + _describe(best.get("params") or best.get("config") or {}, params or best.get("params", {}))
         + ")."
     )
-    sign = _sign(goal)
+    sign = goal_sign(goal)
     worse = "lower" if sign > 0 else "higher"
     effects = param_effects(rows)
     if effects and len(rows) >= 10:  # with fewer runs the explained variance is mostly noise
@@ -110,7 +98,7 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
             continue
         best_v = max(means, key=lambda v: sign * means[v][0])
         for v, s in means.items():
-            if v != best_v and sign * (means[best_v][0] - s[0]) > 0 and _gap_is_clear(means[best_v], s, min_gap):
+            if v != best_v and sign * (means[best_v][0] - s[0]) > 0 and gap_is_clear(means[best_v], s, min_gap):
                 hurts.append((abs(means[best_v][0] - s[0]), p, v, s, best_v, means[best_v]))
     for gap, p, v, s, bv, bs in sorted(hurts, key=lambda t: t[0], reverse=True)[:6]:
         text = (
@@ -130,8 +118,8 @@ def sweep_findings(records, metric="val_accuracy", goal=None, min_gap=0.05, min_
                 continue
             rest = [val for pr, val, _ in rows if pr.get(p) == v and pr.get(other[0]) != other[1]]
             if len(rest) >= min_runs:
-                rs = _stats(rest)
-                clear = sign * (bs[0] - rs[0]) > 0 and _gap_is_clear(bs, rs, min_gap)
+                rs = mean_std_n(rest)
+                clear = sign * (bs[0] - rs[0]) > 0 and gap_is_clear(bs, rs, min_gap)
                 text += f"; without {other[0]}={other[1]} its mean is {_fmt(rs[0], pct)}, " + (
                     f"still clearly {worse}" if clear else "so most of the damage comes from that combination"
                 )
@@ -183,7 +171,7 @@ def _interactions(rows, params, sign, min_gap, min_runs, metric, pct, k=3):
     Returns up to ``k`` dicts with ``a, u, b, v`` and a sentence ``text``, worst first.
     """
     found = []
-    cats = [p for p in params if not _is_continuous(sorted({t[0].get(p) for t in rows}, key=_sort_key))]
+    cats = [p for p in params if not is_continuous(sorted({t[0].get(p) for t in rows}, key=value_sort_key))]
     for a, b in combinations(cats, 2):
         groups = defaultdict(list)
         for params_, value, _ in rows:
@@ -191,18 +179,18 @@ def _interactions(rows, params, sign, min_gap, min_runs, metric, pct, k=3):
         for (u, v), values in groups.items():
             if len(values) < min_runs:
                 continue
-            combo = _stats(values)
+            combo = mean_std_n(values)
             only_a = [val for pr, val, _ in rows if pr.get(a) == u and pr.get(b) != v]
             only_b = [val for pr, val, _ in rows if pr.get(b) == v and pr.get(a) != u]
             if len(only_a) < min_runs or len(only_b) < min_runs:
                 continue
-            sa, sb = _stats(only_a), _stats(only_b)
+            sa, sb = mean_std_n(only_a), mean_std_n(only_b)
             worse_a, worse_b = sign * (sa[0] - combo[0]), sign * (sb[0] - combo[0])
             if (
                 worse_a > 0
                 and worse_b > 0
-                and _gap_is_clear(sa, combo, 2 * min_gap)
-                and _gap_is_clear(sb, combo, 2 * min_gap)
+                and gap_is_clear(sa, combo, 2 * min_gap)
+                and gap_is_clear(sb, combo, 2 * min_gap)
             ):
                 found.append(
                     (

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .figures import _figure, save_figure
-from .findings import _gap_is_clear, _stats
+from .figures import new_figure, save_figure
+from .stats import gap_is_clear, mean_std_n
 
 LOSS_LABELS = {"cross_entropy": "cross-entropy", "mean_squared_error": "squared error"}
 
@@ -43,7 +43,7 @@ def plot_loss_comparison(runs, path):
     labels = sorted({r["label"] for r in runs})
     color = {lab: colormaps["tab10"](i % 10) for i, lab in enumerate(labels)}
     style = {"cross_entropy": "-", "mean_squared_error": "--"}
-    fig = _figure((16, 5))
+    fig = new_figure((16, 5))
     axes = fig.subplots(1, 3)
     panels = [
         ("val_accuracy", None, "validation accuracy"),
@@ -85,8 +85,8 @@ def loss_summary(runs):
             acc = [0.0]
         groups[(r["label"], r["loss"])].append(acc)
     for (label, loss), accs in groups.items():
-        final[label][loss] = _stats([a[-1] for a in accs])
-        first[label][loss] = _stats([a[0] for a in accs])
+        final[label][loss] = mean_std_n([a[-1] for a in accs])
+        first[label][loss] = mean_std_n([a[0] for a in accs])
     return dict(final), dict(first)
 
 
@@ -100,8 +100,8 @@ def loss_conclusion(runs):
     ]
     if not pairs:
         return "Both losses are needed for a comparison; no configuration was trained with both."
-    ce_wins = [lab for lab, ce, se in pairs if ce[0] > se[0] and _gap_is_clear(ce, se, 0.005)]
-    se_wins = [lab for lab, ce, se in pairs if se[0] > ce[0] and _gap_is_clear(ce, se, 0.005)]
+    ce_wins = [lab for lab, ce, se in pairs if ce[0] > se[0] and gap_is_clear(ce, se, 0.005)]
+    se_wins = [lab for lab, ce, se in pairs if se[0] > ce[0] and gap_is_clear(ce, se, 0.005)]
     diffs = ", ".join(
         f"{100 * (ce[0] - se[0]):+.1f} points for {lab} (seed spread ±{100 * max(ce[1], se[1]):.1f})"
         for lab, ce, se in pairs

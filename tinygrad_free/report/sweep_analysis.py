@@ -50,7 +50,7 @@ def _check_goal(goal):
     return goal
 
 
-def _sign(goal):
+def goal_sign(goal):
     """+1 when higher values of the metric are better, -1 when lower ones are."""
     return 1 if goal == "maximize" else -1
 
@@ -59,7 +59,8 @@ def _hashable(v):
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
-def _sort_key(v):
+def value_sort_key(v):
+    """Sort key for a parameter's values: numbers in numeric order first, then the rest by their text."""
     return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v))
 
 
@@ -96,12 +97,16 @@ def varied_params(rows):
     return [k for k, vals in seen.items() if len(vals) > 1]
 
 
-def _is_continuous(values):
+def is_continuous(values):
+    """Whether a parameter's distinct ``values`` are all numbers and more than 12 of them (drawn as an
+    axis and correlated, not grouped as categories)."""
     nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return len(nums) == len(values) and len(set(nums)) > 12
 
 
-def _log_scale(values):
+def wants_log_scale(values):
+    """Whether numeric ``values`` are all positive and span more than a factor of 20 (shown and fitted on
+    a log scale)."""
     v = np.asarray(values, float)
     return bool(np.all(v > 0) and v.max() / v.min() > 20)
 
@@ -125,13 +130,13 @@ def param_effects(rows):
     out = {}
     for p in varied_params(rows):
         vals = [params.get(p) for params, _, _ in rows]
-        uniq = sorted(set(vals), key=_sort_key)
+        uniq = sorted(set(vals), key=value_sort_key)
         info = {"means": {}, "correlation": {}, "eta2": 0.0, "continuous": False}
-        if _is_continuous(uniq):
+        if is_continuous(uniq):
             x = np.asarray(vals, float)
-            xs = np.log10(x) if _log_scale(x) else x
+            xs = np.log10(x) if wants_log_scale(x) else x
             info["continuous"] = True
-            label = f"{p} (log)" if _log_scale(x) else p
+            label = f"{p} (log)" if wants_log_scale(x) else p
             if xs.std() > 0 and y.std() > 0:
                 info["correlation"][label] = float(np.corrcoef(xs, y)[0, 1])
             groups = np.digitize(xs, np.quantile(xs, [0.25, 0.5, 0.75]))
@@ -186,10 +191,10 @@ def optuna_importance(rows, seed=0, goal="maximize"):
         vals = [r[0].get(p) for r in rows]
         if any(v is None for v in vals):
             return None
-        uniq = sorted(set(vals), key=_sort_key)
-        if _is_continuous(uniq):
+        uniq = sorted(set(vals), key=value_sort_key)
+        if is_continuous(uniq):
             lo, hi = float(min(uniq)), float(max(uniq))
-            dists[p] = FloatDistribution(lo, hi, log=_log_scale(uniq))
+            dists[p] = FloatDistribution(lo, hi, log=wants_log_scale(uniq))
         else:
             dists[p] = CategoricalDistribution(uniq)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

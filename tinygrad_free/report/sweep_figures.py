@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _figure, save_figure
+from .figures import new_figure, save_figure
 from .sweep_analysis import (
-    _is_continuous,
-    _log_scale,
-    _sign,
-    _sort_key,
     analysis_rows,
+    goal_sign,
+    is_continuous,
     metric_goal,
     optuna_importance,
     param_effects,
+    value_sort_key,
     varied_params,
+    wants_log_scale,
 )
 
 STATUS_COLORS = {
@@ -30,9 +30,9 @@ def plot_sweep_timeline(records, path, metric="val_accuracy", goal=None):
     """Metric of every run against the sweep's wall-clock time: a segment from each trial's
     start to its finish, coloured by status, and the best value so far (the highest, or the
     lowest when ``goal`` is ``"minimize"``; None: see :func:`metric_goal`)."""
-    sign = _sign(metric_goal(metric, records, goal))
+    sign = goal_sign(metric_goal(metric, records, goal))
     rows = [r for r in records if r.get("finished_at") and r.get("started_at")]
-    fig = _figure((10, 4.8))
+    fig = new_figure((10, 4.8))
     ax = fig.add_subplot()
     if not rows:
         ax.text(0.5, 0.5, "no timed runs in the results", ha="center", va="center", transform=ax.transAxes)
@@ -87,11 +87,11 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None,
     from matplotlib import cm, colors
     from matplotlib.collections import LineCollection
 
-    sign = _sign(metric_goal(metric, records, goal))
+    sign = goal_sign(metric_goal(metric, records, goal))
     cmap = "viridis" if sign > 0 else "viridis_r"  # the best runs yellow either way
     rows = analysis_rows(records, metric)
     params = params or varied_params(rows)
-    fig = _figure((max(8, 1.5 * (len(params) + 1)), 5.5))
+    fig = new_figure((max(8, 1.5 * (len(params) + 1)), 5.5))
     ax = fig.add_subplot()
     if not rows or not params:
         ax.text(0.5, 0.5, "no varied parameters among finished runs", ha="center", va="center", transform=ax.transAxes)
@@ -103,10 +103,10 @@ def plot_parallel_coordinates(records, path, metric="val_accuracy", params=None,
     ticks = []
     for j, p in enumerate(params):
         vals = [r[0].get(p) for r in rows]
-        uniq = sorted(set(vals), key=_sort_key)
-        if _is_continuous(uniq):
+        uniq = sorted(set(vals), key=value_sort_key)
+        if is_continuous(uniq):
             x = np.asarray(vals, float)
-            log = _log_scale(x)
+            log = wants_log_scale(x)
             xs = np.log10(x) if log else x
             lo, hi = xs.min(), xs.max()
             coords[:, j] = (xs - lo) / (hi - lo) if hi > lo else 0.5
@@ -180,10 +180,10 @@ def plot_param_importance(records, path, metric="val_accuracy", optuna_importanc
     runs (higher ``metric``, or lower when ``goal`` is ``"minimize"``; None: see :func:`metric_goal`).
     """
     goal = metric_goal(metric, records, goal)
-    sign = _sign(goal)
+    sign = goal_sign(goal)
     rows = analysis_rows(records, metric)
     effects = param_effects(rows)
-    fig = _figure((12, max(4, 0.32 * min(top, sum(len(e["correlation"]) for e in effects.values()) or 1) + 1.5)))
+    fig = new_figure((12, max(4, 0.32 * min(top, sum(len(e["correlation"]) for e in effects.values()) or 1) + 1.5)))
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.3])
     if not effects:
         for ax in (ax1, ax2):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .figures import _figure, save_figure
+from .figures import new_figure, save_figure
 
 
 def markdown_table(columns, rows):
@@ -27,7 +27,7 @@ def plot_table(columns, rows, path, title=None, col_widths=None):
     width = max(6.0, 0.085 * sum(chars))
     if col_widths is None:  # each column as wide as its longest text
         col_widths = [n / sum(chars) for n in chars]
-    fig = _figure((width, 0.32 * (len(rows) + 1) + (0.5 if title else 0.1)))
+    fig = new_figure((width, 0.32 * (len(rows) + 1) + (0.5 if title else 0.1)))
     ax = fig.add_subplot()
     ax.set_axis_off()
     table = ax.table(

@@ -46,10 +46,9 @@ from ..config import DEFAULTS, check_value, normalize_config
 from ..config import trial_run_name as run_name
 from ..fileio import atomic_write_text
 from .export import export_results
-from .local import SweepSummary, _local_worker, _LocalTrial, _process_salt, _sampler_seed, run_local_sweep
-from .locks import _FileLock, _PostgresLock, _study_lock
-from .recovery import _machine_id, _pid_alive, fail_dead_trials, recover_dead_trials
-from .results import RESULT_ATTR, append_jsonl, best_record, read_results, results_record
+from .local import SweepSummary, run_local_sweep
+from .recovery import fail_dead_trials, recover_dead_trials
+from .results import RESULT_ATTR, append_jsonl, best_record, json_safe, read_results, results_record
 from .samplers import make_pruner, make_sampler, suggest_params
 from .spec import (
     DISTRIBUTIONS,
@@ -64,43 +63,60 @@ from .spec import (
     parse_sweep,
 )
 from .storage import POSTGRES_INSTALL, default_results, default_storage, display_url, open_storage, resolve_storage_url
-from .trial import STATUSES, PruningCallback, _clean, get_data, run_trial
+from .trial import STATUSES, PruningCallback, get_data, run_trial
 from .wandb_backend import run_wandb_sweep, wandb_sweep_config
 from .workers import THREAD_VARIABLES, map_trials, run_workers
 
 __all__ = [
+    # options and run names (tinygrad_free.config's)
     "DEFAULTS",
-    "METHODS",
-    "DISTRIBUTIONS",
-    "Param",
-    "SweepSpec",
-    "SweepSummary",
-    "PruningCallback",
-    "parse_sweep",
-    "load_sweep",
-    "make_sampler",
-    "make_pruner",
-    "suggest_params",
     "check_value",
     "normalize_config",
     "run_name",
+    # sweep files
+    "METHODS",
+    "GOALS",
+    "METRICS",
+    "DISTRIBUTIONS",
+    "EARLY_TERMINATE",
+    "Param",
+    "SweepSpec",
+    "parse_sweep",
+    "parse_assignment",
+    "load_sweep",
+    # Optuna's sampler and pruner
+    "make_sampler",
+    "make_pruner",
+    "suggest_params",
+    # one trial
+    "STATUSES",
+    "PruningCallback",
     "run_trial",
     "get_data",
+    # results files
+    "RESULT_ATTR",
+    "json_safe",
     "append_jsonl",
     "read_results",
+    "results_record",
+    "best_record",
     "atomic_write_text",
+    # studies
+    "POSTGRES_INSTALL",
     "open_storage",
     "resolve_storage_url",
     "display_url",
-    "fail_dead_trials",
-    "recover_dead_trials",
-    "results_record",
-    "export_results",
-    "run_local_sweep",
-    "run_wandb_sweep",
     "default_storage",
     "default_results",
-    "best_record",
+    "fail_dead_trials",
+    "recover_dead_trials",
+    "export_results",
+    # backends and processes
+    "SweepSummary",
+    "run_local_sweep",
+    "run_wandb_sweep",
+    "wandb_sweep_config",
+    "THREAD_VARIABLES",
     "run_workers",
     "map_trials",
 ]

@@ -4,9 +4,8 @@ import json
 import os
 
 from ..fileio import atomic_write_text
-from .results import RESULT_ATTR, results_record
+from .results import RESULT_ATTR, json_safe, results_record
 from .storage import display_url, open_storage
-from .trial import _clean
 
 
 def export_results(storage, study_name, path, metric="val_accuracy"):
@@ -52,7 +51,7 @@ def export_results(storage, study_name, path, metric="val_accuracy"):
         if not (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and stored)):
             skipped += 1
             continue
-        record = _clean(results_record(study_name, t, stored, metric))
+        record = json_safe(results_record(study_name, t, stored, metric))
         records.append(json.dumps(record, allow_nan=False) + "\n")
         machines[record["machine"]] = machines.get(record["machine"], 0) + 1
     atomic_write_text(path, "".join(records))

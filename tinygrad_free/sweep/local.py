@@ -18,13 +18,21 @@ from ..config import normalize_config
 from ..config import trial_run_name as run_name
 from ..tracking import start_wandb_run
 from . import trial as _trial
-from .locks import _study_lock
-from .recovery import _counts, _machine_id, recover_dead_trials
-from .results import RESULT_ATTR, _status_value, append_jsonl, best_record, read_results, results_record
+from .locks import study_lock
+from .recovery import count_trials, machine_id, recover_dead_trials
+from .results import (
+    RESULT_ATTR,
+    append_jsonl,
+    best_record,
+    json_safe,
+    objective_value,
+    read_results,
+    results_record,
+)
 from .samplers import make_pruner, make_sampler, suggest_params
 from .spec import parse_sweep
-from .storage import _retry_callback, default_results, default_storage, display_url, open_storage, resolve_storage_url
-from .trial import PruningCallback, _clean
+from .storage import default_results, default_storage, display_url, open_storage, resolve_storage_url, retry_callback
+from .trial import PruningCallback
 from .workers import run_workers
 
 
@@ -43,7 +51,7 @@ def _sampler_seed(seed, worker, n_existing, process=None):
 
 def _process_salt(storage_url):
     """What tells this process's sampler apart from other machines' (None for SQLite, one machine)."""
-    return None if storage_url.startswith("sqlite") else f"{_machine_id()}:{os.getpid()}"
+    return None if storage_url.startswith("sqlite") else f"{machine_id()}:{os.getpid()}"
 
 
 class _LocalTrial:
@@ -51,7 +59,7 @@ class _LocalTrial:
 
     def __init__(self, job, spec, lock, worker):
         self.job, self.spec, self.lock, self.worker = job, spec, lock, worker
-        self.machine = _machine_id()
+        self.machine = machine_id()
         self.current = None
         self.result = None
         self.consecutive_failures = 0
@@ -119,7 +127,7 @@ class _LocalTrial:
             params=params,
             started_at=started,
             finished_at=time.time(),
-            value=_status_value(spec, result["status"], value),
+            value=objective_value(spec, result["status"], value),
         )
         self.result = result
         for key in ("run_name", "status", "test_accuracy", "val_accuracy_best", "seconds"):
@@ -144,7 +152,7 @@ class _LocalTrial:
 
         With it, :func:`export_results` rebuilds this worker's results line on any machine.
         """
-        return _clean({**(self.result or {}), "limit": self.job["limit"], "worker": self.worker})
+        return json_safe({**(self.result or {}), "limit": self.job["limit"], "worker": self.worker})
 
     def record(self, study, frozen):
         """Study callback (runs after Optuna stored the trial's state): append the results line."""
@@ -164,7 +172,7 @@ class _LocalTrial:
         )
         append_jsonl(self.job["results"], record)
         if self.job["verbose"]:
-            finished, _ = _counts(study)
+            finished, _ = count_trials(study)
             acc, test = (record.get(k) for k in ("val_accuracy", "test_accuracy"))
             acc, test = ("-" if v is None else f"{v:.4f}" for v in (acc, test))
             tail = f"  {record.get('message')}" if record["status"] in ("failed", "diverged", "pruned") else ""
@@ -194,7 +202,7 @@ def _local_worker(job, worker=0):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = parse_sweep(job["raw"], name=job["study_name"])
-    lock = _study_lock(job["storage"], job["study_name"])
+    lock = study_lock(job["storage"], job["study_name"])
     lock.acquire()
     try:
         # Under the lock: two processes creating the tables of a new SQLite file at once collide.
@@ -219,7 +227,7 @@ def _local_worker(job, worker=0):
         lock.acquire()
         try:
             recover_dead_trials(study)
-            finished, running = _counts(study)
+            finished, running = count_trials(study)
             if finished >= job["n_trials"] or runner.consecutive_failures >= 3:
                 break
             if finished + running >= job["n_trials"]:
@@ -245,7 +253,7 @@ def _local_worker(job, worker=0):
                 if runner.current is not None:
                     t = study.get_trials(deepcopy=False)[runner.current]
                     if t.state == TrialState.FAIL:
-                        _retry_callback()(study, t)
+                        retry_callback()(study, t)
                 raise
             started += 1
         finally:
@@ -373,7 +381,7 @@ def run_local_sweep(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    lock = _study_lock(storage, study_name)
+    lock = study_lock(storage, study_name)
     lock.acquire()
     try:
         optuna.create_study(
@@ -388,7 +396,7 @@ def run_local_sweep(
         outs = run_workers(_worker_entry, [job] * workers, workers)
     seconds = time.perf_counter() - start
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    finished, _ = _counts(study)
+    finished, _ = count_trials(study)
     records = [r for r in read_results(results) if r.get("study") == study_name] if os.path.exists(results) else []
     errors = [o["error"] for o in outs if o and o.get("error")]
     return SweepSummary(

@@ -101,7 +101,7 @@ class _PostgresLock:
                 self.conn = None
 
 
-def _study_lock(storage_url, study_name):
+def study_lock(storage_url, study_name):
     """The lock that serialises starting trials of one study: server-wide for PostgreSQL, else per machine."""
     if storage_url.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
         return _PostgresLock(storage_url, study_name)

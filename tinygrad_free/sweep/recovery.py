@@ -5,10 +5,12 @@ import contextlib
 import os
 import socket
 
-from .storage import _retry_callback
+from .storage import retry_callback
 
 
-def _machine_id():
+def machine_id():
+    """This machine as trials and results lines name it: ``host:boot`` (the first 8 characters of the
+    kernel's boot id, so a rebooted machine, whose old pids mean nothing, is another one)."""
     boot = ""
     with contextlib.suppress(OSError):
         with open("/proc/sys/kernel/random/boot_id") as f:
@@ -43,8 +45,8 @@ def fail_dead_trials(study):
     """
     from optuna.trial import TrialState
 
-    me, n = _machine_id(), 0
-    retry = _retry_callback()
+    me, n = machine_id(), 0
+    retry = retry_callback()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("machine") != me or t.user_attrs.get("pid") in (None, os.getpid()):
             continue
@@ -93,7 +95,8 @@ def recover_dead_trials(study):
     return n
 
 
-def _counts(study):
+def count_trials(study):
+    """``(finished, running)``: the study's COMPLETE and PRUNED trials, and its RUNNING ones."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)

@@ -1,19 +1,38 @@
-"""The results file: one JSON line per finished trial, appended safely by many processes, read
-back by :mod:`tinygrad_free.report`; and the line of a finished Optuna trial."""
+"""The results file: one JSON line per finished trial (a JSON-safe copy of its record), appended
+safely by many processes, read back by :mod:`tinygrad_free.report`; the line of a finished Optuna
+trial and the objective value Optuna records for it."""
 
 import json
 import math
 import warnings
 
+import numpy as np
+
 from ..fileio import append_line
-from .trial import _clean
+
+
+def json_safe(value):
+    """A JSON-safe copy of ``value``: dict keys as strings, tuples and arrays as lists, numpy scalars
+    as Python numbers, NaN and inf as None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
 
 
 def append_jsonl(path, record):
     """Append ``record`` as one JSON line (strict JSON: NaN and inf become null), whole even when
     many processes append at once (:func:`tinygrad_free.fileio.append_line`); a crash leaves at
     most one partial last line, which :func:`read_results` skips."""
-    append_line(path, json.dumps(_clean(record), sort_keys=False, allow_nan=False))
+    append_line(path, json.dumps(json_safe(record), sort_keys=False, allow_nan=False))
 
 
 def read_results(path):
@@ -31,7 +50,7 @@ def read_results(path):
     return records
 
 
-def _status_value(spec, status, value):
+def objective_value(spec, status, value):
     """The objective value Optuna records; a diverged run gets the worst value so the sweep goes on."""
     if status == "diverged" or value is None or not math.isfinite(value):
         if spec.goal == "maximize":

@@ -1,7 +1,7 @@
 """A sweep's method and ``early_terminate`` as Optuna's sampler and pruner, and one trial's
 parameters sampled from them."""
 
-from .spec import METHODS, _decode
+from .spec import METHODS, decode_choice
 
 
 def make_sampler(spec, seed=None):
@@ -52,7 +52,7 @@ def suggest_params(trial, spec):
             value = p.value
         elif p.kind == "categorical":
             value = trial.suggest_categorical(name, p.distribution.choices)
-            value = _decode(value) if p.encoded else value
+            value = decode_choice(value) if p.encoded else value
         elif p.kind == "int_uniform":
             value = trial.suggest_int(name, p.distribution.low, p.distribution.high)
         else:

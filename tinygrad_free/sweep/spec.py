@@ -91,7 +91,7 @@ class Param:
         """Every value of a constant or categorical parameter (decoded)."""
         if self.kind == "constant":
             return [self.value]
-        return [_decode(c) if self.encoded else c for c in self.distribution.choices]
+        return [decode_choice(c) if self.encoded else c for c in self.distribution.choices]
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,15 @@ class SweepSpec:
         return {n: p.value for n, p in self.params.items() if p.kind == "constant"}
 
 
-def _encode(value):
+def _encode_choice(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value, False
     return "json:" + json.dumps(value), True
 
 
-def _decode(value):
+def decode_choice(value):
+    """A categorical choice as the sweep file wrote it: Optuna keeps only scalar choices, so a list or
+    mapping is stored as a ``"json:..."`` string (``_encode_choice``) and decoded here."""
     if isinstance(value, str) and value.startswith("json:"):
         return json.loads(value[5:])
     return value
@@ -163,7 +165,7 @@ def _categorical(name, values, checked):
         raise ValueError(f"parameter {name!r}: 'values' must be a non-empty list, got {values!r}")
     choices, encoded = [], False
     for v in values:
-        c, enc = _encode(checked(v))
+        c, enc = _encode_choice(checked(v))
         encoded |= enc
         if c in choices:
             raise ValueError(f"parameter {name!r}: value {v!r} is listed twice")

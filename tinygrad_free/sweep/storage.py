@@ -32,7 +32,9 @@ _GRACE = 90
 _MAX_RETRY = 2
 
 
-def _retry_callback():
+def retry_callback():
+    """Optuna's callback that re-queues a failed or stale trial's parameters as a WAITING trial (at
+    most ``_MAX_RETRY`` times), the one the storage is opened with (:func:`open_storage`)."""
     import optuna
 
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
@@ -149,7 +151,7 @@ def open_storage(url):
 
     names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
     key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in names else "failed_trial_callback"
-    params[key] = _retry_callback()
+    params[key] = retry_callback()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat options are marked experimental in some versions
         if url.startswith("sqlite"):
@@ -163,7 +165,7 @@ def _rdb_storage_racing_others(url, engine_kwargs, params, attempts=5):
     Optuna creates its tables and its version row when a storage opens, without ``IF NOT EXISTS``;
     on an empty server database, machines joining at once collide there (PostgreSQL: duplicate
     table or key). The loser retries and finds the winner's tables. SQLite processes take a file
-    lock instead (``_FileLock``), which the machines of a server database cannot share.
+    lock instead (:func:`tinygrad_free.sweep.locks.study_lock`), which the machines of a server database cannot share.
     """
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError

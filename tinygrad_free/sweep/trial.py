@@ -5,11 +5,10 @@ process share; the callback that lets an Optuna pruner stop a trial."""
 import math
 import time
 
-import numpy as np
-
 from ..callbacks import Callback
 from ..config import normalize_config
 from ..training_run import build_run
+from .results import json_safe
 
 STATUSES = ("completed", "diverged", "pruned", "stopped", "failed")
 
@@ -27,22 +26,6 @@ def get_data(dataset="fashion_mnist", data_dir=None, seed=0):
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
         _DATA_CACHE[key] = load_split(dataset, data_dir=data_dir, seed=int(seed))
     return _DATA_CACHE[key]
-
-
-def _clean(value):
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def _finite(values):
@@ -95,7 +78,7 @@ def run_trial(config, data=None, *, limit=None, data_dir=None, callbacks=(), eva
         model.save(save)
     h = history.history
     val_acc = _finite(h.get("val_accuracy", []))
-    return _clean(
+    return json_safe(
         {
             "status": status,
             "message": history.message,

@@ -9,8 +9,8 @@ from pathlib import Path
 from ..config import DEFAULTS, normalize_config
 from ..config import trial_run_name as run_name
 from . import trial as _trial
-from .recovery import _machine_id
-from .results import _status_value, append_jsonl
+from .recovery import machine_id
+from .results import append_jsonl, objective_value
 from .spec import parse_sweep
 from .workers import run_workers
 
@@ -64,13 +64,13 @@ def _wandb_trial(job):
                 "run_name": name,
                 "status": status,
                 "metric": spec.metric,
-                "value": _status_value(spec, status, value) if status != "failed" else None,
+                "value": objective_value(spec, status, value) if status != "failed" else None,
                 **result,
                 "params": sampled,
                 "started_at": started,
                 "finished_at": time.time(),
                 "limit": job["limit"],
-                "machine": _machine_id(),
+                "machine": machine_id(),
                 "pid": os.getpid(),
             },
         )
