@@ -297,7 +297,9 @@ class Optimizer:
         """``update`` on elements ``lo:hi`` of ``unit`` (all of it in the usual case), as step ``t``."""
         if lo == 0 and hi == unit.w.size:
             g = unit.g
-            if self.weight_decay and unit.n_decay:
+            if self.weight_decay and unit.n_decay and self.decoupled_decay:  # AdamW: see below
+                unit.w[: unit.n_decay] *= 1.0 - self.lr * self.weight_decay
+            elif self.weight_decay and unit.n_decay:
                 if unit.decayed is None:
                     unit.decayed = np.empty_like(g)
                 g = backend.ops().weight_decay(g, unit.w, self.weight_decay, unit.n_decay, unit.decayed)
