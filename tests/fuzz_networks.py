@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_free import nn, optim
+from tinygrad_free.nn.dropout import drop_threshold, uniform_draws
 
 F64 = np.float64
 ACTS = ["identity", "relu", "tanh", "sigmoid"]
@@ -142,8 +143,8 @@ def _softmax_torch(mirror, m, x):
 def _dropout_torch(mirror, m, x):
     if not m.training or m.p == 0:
         return x
-    keep = mirror.gens[id(m)].random(tuple(x.shape), dtype=F64)  # the draws our layer makes, in order
-    mask = (keep >= m.p).astype(F64) * (1.0 / (1.0 - m.p))
+    keep = uniform_draws(mirror.gens[id(m)], tuple(x.shape)) >= drop_threshold(m.p)  # our layer's draws, in order
+    mask = keep.astype(F64) * (1.0 / (1.0 - m.p))
     return x * mirror.torch.tensor(mask)
 
 
@@ -358,7 +359,7 @@ def network_specs(max_nodes=7):
                         if out_shape(layers[-1]) == tuple(s["modules"][layers[-1]]["in"]):
                             layers.append(layers[-1])
                 return new_module("sequential", {}, in_shape, {"layers": layers})
-            block = chain(in_shape, depth - 1, keep=True) if len(in_shape) == 3 or draw(st.booleans()) else None
+            block = chain(in_shape, depth - 1, keep=True) if len(in_shape) != 1 or draw(st.booleans()) else None
             if block is None:  # Dense back to the width, with a shape-keeping layer before it
                 d1 = new_module(
                     "dense", {"out": in_shape[0], "act": draw(st.sampled_from(ACTS)), "bias": True}, in_shape

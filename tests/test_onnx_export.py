@@ -160,7 +160,7 @@ def test_the_exported_model_runs_in_onnx_runtime_with_our_eval_outputs(build, sh
 def test_every_yaml_recipe_exports_and_matches(name, tmp_path):
     cfg = recipes.load_config(name)
     model = settle(training_run.build_model(cfg, 784, 10))
-    shape = (1, 28, 28) if cfg.get("architecture") == "cnn" else (784,)
+    shape = (1, 28, 28) if cfg.get("architecture") in ("cnn", "vit") else (784,)
     assert_matches(model, [shape], tmp_path)
 
 

@@ -109,7 +109,10 @@ def test_the_parser_takes_every_flag_it_took_with_the_same_spelling():
     assert {flag: flags[flag] for flag in assignment} == dict(zip(assignment, dests.split()))
     assert all(flags[f"--{dest}"] == dest for dest in dests.split())
     others = "config lr_schedule shift flip seed architecture conv_channels kernel_size batch_norm dropout threads "
-    others += "data_dir results save backup plugin wandb_mode limit"
+    others += (
+        "data_dir results save backup plugin wandb_mode limit stem patch_size d_model depth heads mlp_ratio pooling "
+    )
+    others += "label_smoothing"
     assert all(flags[f"--{dest}"] == dest for dest in others.split())
     assert flags["--no-flip"] == "flip" and flags["--no-batch_norm"] == "batch_norm"
     assert len(flags) == len(assignment) + len(dests.split()) + len(others.split()) + 4  # -h, --help, two --no-

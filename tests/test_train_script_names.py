@@ -86,7 +86,10 @@ def test_the_report_groups_runs_of_an_optimizer_alias_with_its_canonical_name():
 def test_an_unknown_name_lists_every_accepted_one(capsys):
     with pytest.raises(SystemExit):
         parse("-a", "swish")
-    assert "invalid choice 'swish' (choose from identity, linear, sigmoid, tanh, relu)" in capsys.readouterr().err
+    assert (
+        "invalid choice 'swish' (choose from identity, linear, sigmoid, tanh, relu, gelu, gelu_tanh)"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,9 +103,9 @@ def test_an_unknown_name_lists_every_accepted_one(capsys):
             ["-o", "momentum", "-beta1", "0.8", "-eps", "1e-6"],
             [
                 "warning: -beta1/--beta1 0.8 is ignored: optimizer momentum has no beta1; "
-                "it is used by adam, eve, nadam",
+                "it is used by adam, adamw, eve, nadam",
                 "warning: -eps/--epsilon 1e-06 is ignored: optimizer momentum has no eps; "
-                "it is used by adam, eve, nadam, rmsprop",
+                "it is used by adam, adamw, eve, nadam, rmsprop",
             ],
         ),
         (["-o", "nesterov", "-m", "0.5"], []),

@@ -26,9 +26,10 @@ import numpy as np
 
 from . import init, nn, optim
 from .optim import schedule
+from .recipes.vit import POOLINGS, STEMS
 
 #: Network families, by the ``architecture`` option's value.
-ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn"}
+ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn", "vit": "vit"}
 
 #: Dataset names, with the spellings accepted for them.
 DATASETS = {"fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "mnist": "mnist"}
@@ -278,7 +279,8 @@ OPTIONS = {
                short="b2"),
         Option("epsilon", ("-eps", "--epsilon"), non_negative, 1e-8, unset="library", hyperparameter="eps",
                short="eps"),
-        Option("weight_decay", ("-w_d", "--weight_decay"), non_negative, 0.0, "L2 weight decay (coupled)",
+        Option("weight_decay", ("-w_d", "--weight_decay"), non_negative, 0.0,
+               "weight decay: coupled L2 (decoupled for adamw)",
                unset="library", tag=lambda v: f"wd_{v or 0:g}"),
         Option("weight_init", ("-w_i", "--weight_init"), choice(lambda: canonical_names(init.INITIALIZERS)),
                "xavier", unset="required", tag=lambda v: f"init_{v}"),
@@ -307,11 +309,28 @@ OPTIONS = {
         Option("kernel_size", ("--kernel_size",), odd_size, 3, "odd kernel size of the convolutions", ("cnn",),
                tag=lambda v: "" if v == 3 else f"k{v}", argument={"metavar": "K", "type": integer(1)}),
         Option("batch_norm", ("--batch_norm",), boolean, False,
-               "BatchNorm after every hidden layer or convolution, before its activation",
+               "BatchNorm after every hidden layer or convolution, before its activation", ("mlp", "cnn"),
                tag=lambda v: "bn" if v else "", argument=_FLAG),
         Option("dropout", ("--dropout",), unit_interval, 0.0,
-               "dropout probability (mlp: after every hidden layer; cnn: before the output layer; 0: none)",
+               "dropout probability (mlp: after every hidden layer; cnn: before the output layer; vit: in every "
+               "encoder layer, attention weights included; 0: none)",
                tag=lambda v: f"do{v:g}" if v else "", argument={"metavar": "P"}),
+        Option("stem", ("--stem",), choice(lambda: {s: s for s in STEMS}), "patch",
+               "how the image becomes tokens: patch (one Conv2D of kernel and stride patch_size) or conv "
+               "(two stride-2 3x3 convolutions, 28x28 -> 7x7)", ("vit",), tag=lambda v: "" if v == "patch" else "stem"),
+        Option("patch_size", ("--patch_size",), integer(1), 4, "side of the square patches (stem patch)", ("vit",),
+               tag=lambda v: f"p{v}", argument={"metavar": "P"}),
+        Option("d_model", ("--d_model",), integer(1), 64, "features per token", ("vit",), tag=lambda v: f"d{v}"),
+        Option("depth", ("--depth",), integer(1), 4, "Transformer encoder layers", ("vit",), tag=lambda v: f"L{v}"),
+        Option("heads", ("--heads",), integer(1), 4, "attention heads (must divide d_model)", ("vit",),
+               tag=lambda v: f"h{v}"),
+        Option("mlp_ratio", ("--mlp_ratio",), positive, 2.0, "feed-forward width over d_model", ("vit",),
+               tag=lambda v: f"mlp{v:g}"),
+        Option("pooling", ("--pooling",), choice(lambda: {s: s for s in POOLINGS}), "mean",
+               "mean of the tokens, or a class token (cls)", ("vit",), tag=lambda v: "" if v == "mean" else "cls"),
+        Option("label_smoothing", ("--label_smoothing",), unit_interval, 0.0,
+               "cross-entropy's label smoothing (the target (1 - e) onehot + e / classes)",
+               tag=lambda v: f"ls{v:g}" if v else "", argument={"metavar": "E"}),
     )
 }
 # fmt: on
@@ -323,6 +342,13 @@ RUN_NAME_ORDER = (
     "architecture",
     "conv_channels",
     "kernel_size",
+    "stem",
+    "patch_size",
+    "d_model",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "pooling",
     "num_layers",
     "hidden_size",
     "batch_size",
@@ -337,6 +363,7 @@ RUN_NAME_ORDER = (
     "flip",
     "batch_norm",
     "dropout",
+    "label_smoothing",
     "loss",
 )
 

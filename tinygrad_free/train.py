@@ -385,7 +385,8 @@ class Trainer:
             opt.zero_grad()
             if tick is not None:
                 tick()
-            n = len(yb)
+            # Positions, for sequence labels; the labels not ignored (CrossEntropyLoss(ignore_index)).
+            n = cast(ClassificationLoss, loss_fn).counted if counts else len(yb)
             total_loss += loss * n
             correct += (
                 cast(ClassificationLoss, loss_fn).correct
@@ -418,7 +419,10 @@ class Trainer:
             return float("nan"), float("nan")
         logits = self.predict(x, batch_size)
         with no_grad():
-            return self.loss_fn.forward(logits, y), accuracy(y, logits)
+            loss = self.loss_fn.forward(logits, y)
+        if isinstance(self.loss_fn, ClassificationLoss):  # its kernel counted them (sequences, ignored labels)
+            return loss, self.loss_fn.correct / self.loss_fn.counted
+        return loss, accuracy(y, logits)
 
     def _threads_for(self, batch_size: int) -> Callable[[], AbstractContextManager[Any]]:
         """A factory of context managers that set the threads of the training steps

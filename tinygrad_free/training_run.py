@@ -6,8 +6,11 @@ module only builds, from the option table (:mod:`tinygrad_free.options`).
 
 ``architecture`` ``mlp`` is :func:`tinygrad_free.recipes.build_mlp` (from ``num_layers`` and
 ``hidden_size``), ``cnn`` :func:`tinygrad_free.recipes.build_cnn` (from ``conv_channels`` and
-``kernel_size``). Both take ``batch_norm`` and ``dropout``. A CNN is fed ``(N, 1, 28, 28)``
-images: :func:`build_run` reshapes the data set's flat rows for it (a view, no copy).
+``kernel_size``). Both take ``batch_norm`` and ``dropout``. ``vit`` is
+:func:`tinygrad_free.recipes.build_vit` (from ``stem``, ``patch_size``, ``d_model``, ``depth``,
+``heads``, ``mlp_ratio``, ``pooling`` and ``dropout``). A CNN and a ViT are fed ``(N, 1, 28, 28)``
+images: :func:`build_run` reshapes the data set's flat rows for them (a view, no copy).
+``label_smoothing`` reaches the cross-entropy loss.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from . import nn, optim
 from .augment import Compose, RandomFlip, RandomShift
 from .options import DEFAULTS, HYPER, as_dict
-from .recipes import build_cnn, build_mlp
+from .recipes import build_cnn, build_mlp, build_vit
 from .train import Trainer
 
 
@@ -42,7 +45,7 @@ def optimizer_kwargs(config):
 def input_shape(config, features):
     """The shape of one input of ``config``'s network, for images of ``features`` pixels:
     ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN (square one-channel images)."""
-    if as_dict(config).get("architecture") != "cnn":
+    if as_dict(config).get("architecture") not in ("cnn", "vit"):
         return (int(features),)
     side = math.isqrt(int(features))
     if side * side != features:
@@ -63,6 +66,19 @@ def build_model(config, input_size, num_classes):
     seed = c.get("seed") if c.get("seed") is not None else 0
     shape = (input_size,) if isinstance(input_size, (int, np.integer)) else tuple(input_size)
     regularise = {"batch_norm": bool(c.get("batch_norm")), "dropout": c.get("dropout") or 0.0}
+    if c.get("architecture") == "vit":
+        if len(shape) == 1:
+            shape = input_shape(c, shape[0])
+        return build_vit(
+            shape,
+            num_classes,
+            **{k: c.get(k) or DEFAULTS[k] for k in ("stem", "patch_size", "d_model", "depth", "heads", "mlp_ratio")},
+            pooling=c.get("pooling") or DEFAULTS["pooling"],
+            dropout=regularise["dropout"],
+            activation=c["activation"],
+            weight_init=c["weight_init"],
+            rng=seed,
+        )
     if c.get("architecture") == "cnn":
         if len(shape) == 1:
             shape = input_shape(c, shape[0])
@@ -87,6 +103,18 @@ def build_model(config, input_size, num_classes):
         rng=seed,
         **regularise,
     )
+
+
+def loss_of(config):
+    """The loss of ``config``: ``loss`` by name, with ``label_smoothing`` (cross-entropy only)."""
+    c = as_dict(config)
+    smoothing = c.get("label_smoothing") or 0.0
+    loss = nn.get_loss(c["loss"])
+    if smoothing:
+        if not isinstance(loss, nn.CrossEntropyLoss):
+            raise ValueError(f"label_smoothing applies to the cross_entropy loss, not {c['loss']}; leave it at 0")
+        loss = nn.CrossEntropyLoss(label_smoothing=smoothing)
+    return loss
 
 
 @dataclass
@@ -165,7 +193,7 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
         x_train, y_train = x_train[: int(limit)], y_train[: int(limit)]
     model = build_model(c, shape, len(data.class_names))
     opt = optim.create(c["optimizer"], model.parameters(), **optimizer_kwargs(c))
-    trainer = Trainer(model, nn.get_loss(c["loss"]), opt, list(callbacks), progress=progress, threads=threads)
+    trainer = Trainer(model, loss_of(c), opt, list(callbacks), progress=progress, threads=threads)
     side = math.isqrt(x_train[0].size)
     transforms = [RandomFlip(0.5, (side, side))] if c.get("flip") else []
     transforms += [RandomShift(c["shift"], (side, side))] if c.get("shift") else []
@@ -173,4 +201,4 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     return TrainingRun(c, data, x_train, y_train, model, opt, trainer, augment)
 
 
-__all__ = ["TrainingRun", "build_run", "build_model", "input_shape", "optimizer_kwargs"]
+__all__ = ["TrainingRun", "build_run", "build_model", "input_shape", "loss_of", "optimizer_kwargs"]

@@ -16,7 +16,24 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, conv, dense, im2col, loss, optim, parallel, pool, shift
+from . import (
+    approx,
+    attention,
+    blas,
+    conv,
+    dense,
+    dense_parts,
+    dropout,
+    gelu,
+    im2col,
+    layernorm,
+    linear,
+    loss,
+    optim,
+    parallel,
+    pool,
+    shift,
+)
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
 from .registry import WARMUP_CASES
@@ -49,10 +66,16 @@ __all__ = [
     "HAVE_NUMBA",
     "warmup",
     "approx",
+    "attention",
     "blas",
     "conv",
     "dense",
+    "dense_parts",
+    "dropout",
+    "gelu",
     "im2col",
+    "layernorm",
+    "linear",
     "loss",
     "optim",
     "parallel",

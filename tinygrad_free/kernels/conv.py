@@ -58,6 +58,10 @@ idle, medians of 15 calls, ms, one thread / two): first layer forward 3.1-3.4 / 
 backward 7.7-8.3 / 4.2-4.3; second layer forward 17.8-18.4 / 10.2-10.5, backward 32.6-34.4 /
 18.0-18.2; the whole step 58-78 / 38-43 (with max pooling on both threads too).
 
+GELU (``kernels.gelu``): its derivative needs the pre-activation, so the forward takes ``z``, an
+array of y's shape that keeps W2 @ cols + b (the unfolding loop writes it and y in one pass), and
+the backward is handed that z where the other activations take y.
+
 The NumPy kernels compute the same with whole-batch (N, K, L) columns and numpy's batched
 ``matmul``/``tensordot``. The two agree to rounding (the GEMMs sum in different orders); im2col
 and col2im are bit-identical (col2im adds each input pixel's contributions in the same (i, j)
@@ -69,7 +73,7 @@ PyTorch's slow_conv2d); the GEMM does the arithmetic at BLAS speed.
 
 import numpy as np
 
-from . import blas, dense, parallel
+from . import blas, dense, gelu, parallel
 from ._nb import NJIT, njit
 from .im2col import col2im_numpy, col2im_one, geometry, im2col_numpy, im2col_one, out_size
 from .parallel import NJIT_PARALLEL, prange
@@ -126,20 +130,31 @@ def _check_backward(x, W, y, gy, dW, dx, sh, sw, ph, pw):
 
 
 @blas.on_one_thread
-def conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y):
+def conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y, z=None):
     """y (N, O, Ho, Wo) <- act(W2 @ cols[n] + b[:, None]) for every sample n, cols = im2col(x).
 
-    W is (O, C, kh, kw); b (O,) or None. Returns y.
+    W is (O, C, kh, kw); b (O,) or None; ``z`` (GELU), of y's shape, keeps the pre-activation.
+    Returns y.
     """
     W2, y3, ho, wo = _check(x, W, y, sh, sw, ph, pw)
     cols = im2col_numpy(
         x, W.shape[2], W.shape[3], sh, sw, ph, pw, np.empty((x.shape[0], W2.shape[1], ho * wo), y.dtype)
     )
-    np.matmul(W2, cols, out=y3)
+    pre = y3 if z is None else _pre_view(z, y)
+    np.matmul(W2, cols, out=pre)
     if b is not None:
-        y3 += b[:, None]
+        pre += b[:, None]
+    if z is not None:
+        np.copyto(y3, pre)
     dense.bias_act_numpy(y, None, code)
     return y
+
+
+def _pre_view(z, y):
+    """z, which keeps the pre-activation, as (N, O, L) like y."""
+    if z.shape != y.shape or not z.flags.c_contiguous:
+        raise ValueError(f"conv2d: z must be a C-contiguous array of y's shape {y.shape}, got {z.shape}")
+    return z.reshape(y.shape[0], y.shape[1], -1)
 
 
 @blas.on_one_thread
@@ -193,6 +208,24 @@ def _unfold_bias_act(z, b, code, y3, s0, nb):
 
 
 @njit(**NJIT)
+def _unfold_bias_gelu(z, b, tanh_form, y3, pre3, s0, nb):
+    """pre3[s0 + t, o, l] <- z[o, t L + l] + b[o] (kept for the backward) and y3 <- gelu of it."""
+    o_out, l = y3.shape[1], y3.shape[2]
+    zero = y3.dtype.type(0)
+    for t in range(nb):
+        for o in range(o_out):
+            bo = zero if b is None else b[o]
+            for k in range(l):
+                pre3[s0 + t, o, k] = z[o, t * l + k] + bo
+            if tanh_form:
+                for k in range(l):
+                    y3[s0 + t, o, k] = gelu.gelu_tanh(pre3[s0 + t, o, k])
+            else:
+                for k in range(l):
+                    y3[s0 + t, o, k] = gelu.gelu(pre3[s0 + t, o, k])
+
+
+@njit(**NJIT)
 def _fold_grad(y3, gy3, code, s0, nb, dz, acc):
     """dz[o, t L + l] <- gy[s0 + t, o, l] act'(y[s0 + t, o, l]) (dense's formulas); acc[o] += the
     block's sum of dz[o] when acc is an array."""
@@ -211,6 +244,12 @@ def _fold_grad(y3, gy3, code, s0, nb, dz, acc):
             elif code == dense.SIGMOID:
                 for k in range(l):
                     dz[o, base + k] = dense.d_sigmoid(y3[s, o, k], gy3[s, o, k], one)
+            elif code == dense.GELU:  # y3 is the pre-activation here
+                for k in range(l):
+                    dz[o, base + k] = dense.d_gelu(y3[s, o, k], gy3[s, o, k])
+            elif code == dense.GELU_TANH:
+                for k in range(l):
+                    dz[o, base + k] = dense.d_gelu_tanh(y3[s, o, k], gy3[s, o, k])
             else:
                 for k in range(l):
                     dz[o, base + k] = gy3[s, o, k]
@@ -236,9 +275,10 @@ def _part_bounds(n, nb, parts, p):
 
 
 @njit(**NJIT)
-def _forward_part(x, W2, b, geo, code, y3, nb, lo, hi, cols, z):
+def _forward_part(x, W2, b, geo, code, y3, pre3, nb, lo, hi, cols, z):
     """Samples [lo, hi), a block of nb at a time: cols <- im2col; z <- W2 @ cols (one GEMM);
-    y <- act(z + b) (ReLU and identity here). geo: (kh, kw, sh, sw, ph, pw, Ho, Wo)."""
+    y <- act(z + b) (ReLU, identity and GELU here; GELU keeps z + b in pre3).
+    geo: (kh, kw, sh, sw, ph, pw, Ho, Wo)."""
     kh, kw, sh, sw, ph, pw, ho, wo = geo
     l = ho * wo
     for s0 in range(lo, hi, nb):
@@ -246,7 +286,13 @@ def _forward_part(x, W2, b, geo, code, y3, nb, lo, hi, cols, z):
         for t in range(m):
             im2col_one(x[s0 + t], kh, kw, sh, sw, ph, pw, ho, wo, cols, t * l)
         blas.gemm(W2, cols[:, : m * l], z[:, : m * l], 0.0)
-        _unfold_bias_act(z, b, code, y3, s0, m)
+        if pre3 is not None and (code == dense.GELU or code == dense.GELU_TANH):
+            _unfold_bias_gelu(z, b, code == dense.GELU_TANH, y3, pre3, s0, m)
+        elif pre3 is not None:
+            _unfold_bias_act(z, b, dense.IDENTITY, pre3, s0, m)
+            _unfold_bias_act(z, b, code, y3, s0, m)
+        else:
+            _unfold_bias_act(z, b, code, y3, s0, m)
 
 
 @njit(**NJIT)
@@ -282,31 +328,31 @@ def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, sets):
 
 @njit(**NJIT)
 def _finish_forward(y3, code):
-    if code == dense.RELU or code == dense.IDENTITY:
+    if code == dense.RELU or code == dense.IDENTITY or code == dense.GELU or code == dense.GELU_TANH:
         return False
     return dense.bias_act_2d(y3.reshape(y3.shape[0] * y3.shape[1], y3.shape[2]), None, code)
 
 
 @njit(**NJIT)
-def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts):
+def _conv_forward(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts):
     """The forward, part after part on the calling thread (its BLAS may use its own threads)."""
     n = x.shape[0]
     ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, 1)
     for p in range(parts):
         lo, hi = _part_bounds(n, nb, parts, p)
-        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[0], z[0])
+        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, pre3, nb, lo, hi, cols[0], z[0])
     return _finish_forward(y3, code)
 
 
 @njit(**NJIT_PARALLEL)
-def _conv_forward_parallel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts):
+def _conv_forward_parallel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts):
     """The same parts on numba's threads, each part's GEMMs on its own thread alone."""
     n = x.shape[0]
     ho, wo, cols, z = _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, parts)
     for p in prange(parts):
         lo, hi = _part_bounds(n, nb, parts, p)
         before = blas.threads_local(1)
-        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, nb, lo, hi, cols[p], z[p])
+        _forward_part(x, W2, b, (kh, kw, sh, sw, ph, pw, ho, wo), code, y3, pre3, nb, lo, hi, cols[p], z[p])
         blas.threads_local(before)
     return _finish_forward(y3, code)
 
@@ -377,19 +423,20 @@ def _on_threads(y):
 
 
 @blas.on_one_thread_unless_mkl
-def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, on_threads=None):
+def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z=None, on_threads=None):
     """numba twin of ``conv2d_forward_numpy``: one jitted call, blocked (``BLOCK_BYTES``). Without
     a GEMM numba can call (``blas.AVAILABLE`` false) it is the NumPy kernel. ``on_threads``: run the
     parts on numba's threads (True), on this one (False), or decide (None: ``_on_threads``); the
     result is the same."""
     if not blas.AVAILABLE:
-        return conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y)
+        return conv2d_forward_numpy(x, W, b, sh, sw, ph, pw, code, y, z)
     W2, y3, ho, wo = _check(x, W, y, sh, sw, ph, pw)
+    pre3 = None if z is None else _pre_view(z, y)
     kh, kw = W.shape[2], W.shape[3]
     nb = block_samples(W2.shape[1], ho * wo, y.itemsize, x.shape[0])
     threads = _on_threads(y) if on_threads is None else on_threads
     kernel = _conv_forward_parallel if threads else _conv_forward
-    if kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, nb, parts_of(x.shape[0], nb)):
+    if kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts_of(x.shape[0], nb)):
         dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as in dense
     return y
 
@@ -426,11 +473,13 @@ def _warm_up(dtype):
     x_readonly.flags.writeable = False
     W = np.ones((3, 2, 3, 3), dtype)
     y = np.empty((2, 3, 3, 3), dtype)
-    codes = (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU)
+    codes = (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU, dense.GELU, dense.GELU_TANH)
     for xin in (x, x_readonly):
         for code in codes:
             for bias in (np.zeros(3, dtype), None):
                 conv2d_forward_numba(xin, W, bias, 2, 2, 1, 1, code, y)
+                if code in dense.FROM_INPUT:
+                    conv2d_forward_numba(xin, W, bias, 2, 2, 1, 1, code, y, np.empty_like(y))
                 for dx in (np.empty_like(x), None):
                     db = None if bias is None else bias.copy()
                     conv2d_backward_numba(xin, W, y, y, code, np.empty_like(W), 0.0, db, 2, 2, 1, 1, dx)

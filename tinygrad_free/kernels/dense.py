@@ -2,15 +2,24 @@
 and the whole layer (its matrix products included) forward and backward.
 
 All work in place on arrays the layer owns. The activation's derivative comes from the
-layer's cached output y (see ``nn.activation``), never from recomputing the forward pass.
+layer's cached output y (see ``nn.activation``), never from recomputing the forward pass; GELU's
+(``kernels.gelu``) cannot, so for GELU the layer keeps its pre-activation z (``dense_forward``'s
+``z``) and hands z where the others hand y.
 """
 
 import numpy as np
 
-from . import approx, blas
+from . import approx, blas, gelu
 from ._nb import NJIT, as2d, as2d_in, flat_in, njit
 
-IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
+IDENTITY, SIGMOID, TANH, RELU, GELU, GELU_TANH = 0, 1, 2, 3, 4, 5
+#: The codes whose derivative is computed from the pre-activation z rather than the output y.
+FROM_INPUT = (GELU, GELU_TANH)
+
+
+def from_input(code):
+    """Whether the gradient kernels take the pre-activation z (GELU) rather than the output y."""
+    return code in FROM_INPUT
 
 
 def sigmoid_inplace(z):
@@ -38,11 +47,13 @@ def bias_act_numpy(z, b, code):
         sigmoid_inplace(z)
     elif code == RELU:
         np.maximum(z, 0, out=z)
+    elif code in FROM_INPUT:
+        gelu.gelu_numpy(z, z, code == GELU_TANH)
     return z
 
 
 def act_grad_numpy(y, gy, code, out):
-    """out <- gy * f'(z), with f'(z) written in terms of y = f(z)."""
+    """out <- gy * f'(z), with f'(z) written in terms of y = f(z) (GELU: ``y`` is z itself)."""
     if code == TANH:
         np.multiply(y, y, out=out)
         np.subtract(1, out, out=out)
@@ -53,6 +64,8 @@ def act_grad_numpy(y, gy, code, out):
         out *= gy
     elif code == RELU:
         np.multiply(gy, y > 0, out=out)
+    elif code in FROM_INPUT:
+        gelu.d_gelu_numpy(y, gy, out, code == GELU_TANH)
     else:
         out[...] = gy
     return out
@@ -67,10 +80,17 @@ def dense_grad_numpy(y, gy, code, dz, db):
 
 
 @blas.on_one_thread
-def dense_forward_numpy(x, W, b, code, y):
-    """y <- act(x @ W + b), y of shape (batch, out) owned by the caller. ``b`` may be None."""
-    np.matmul(x, W, out=y)
-    return bias_act_numpy(y, b, code)
+def dense_forward_numpy(x, W, b, code, y, z=None):
+    """y <- act(x @ W + b), y of shape (batch, out) owned by the caller. ``b`` may be None.
+    ``z`` (GELU): where the pre-activation x @ W + b is kept, for the backward."""
+    if z is None:
+        np.matmul(x, W, out=y)
+        return bias_act_numpy(y, b, code)
+    np.matmul(x, W, out=z)
+    if b is not None:
+        z += b
+    np.copyto(y, z)
+    return bias_act_numpy(y, None, code)
 
 
 @blas.on_one_thread
@@ -79,8 +99,9 @@ def dense_backward_numpy(x, W, y, gy, code, dz, dW, beta, db, dx):
 
     dz <- gy * f'(y);  db += sum_batch dz;  dW <- x^T dz + beta * dW;  dx <- dz W^T.
 
-    beta is 0 or 1 (overwrite after zero_grad, or accumulate); db and dx may be None (no bias;
-    no input gradient wanted). Returns dx.
+    For GELU ``y`` is the pre-activation z that ``dense_forward`` kept. beta is 0 or 1 (overwrite
+    after zero_grad, or accumulate); db and dx may be None (no bias; no input gradient wanted).
+    Returns dx.
     """
     dense_grad_numpy(y, gy, code, dz, db)
     return backward_products_numpy(x, W, dz, dW, beta, dx)
@@ -139,9 +160,42 @@ def _bias_relu(z, b):
 
 
 @njit(**NJIT)
+def _bias_gelu(z, b, tanh_form):
+    """z <- gelu(z + b) in place."""
+    rows, cols = z.shape
+    for i in range(rows):
+        if tanh_form:
+            for j in range(cols):
+                z[i, j] = gelu.gelu_tanh(z[i, j] if b is None else z[i, j] + b[j])
+        else:
+            for j in range(cols):
+                z[i, j] = gelu.gelu(z[i, j] if b is None else z[i, j] + b[j])
+
+
+@njit(**NJIT)
+def _bias_gelu_keep(z, b, tanh_form, y):
+    """z <- z + b (kept for the backward); y <- gelu(z). Two loops per row: one loop storing
+    both does not vectorise."""
+    rows, cols = z.shape
+    for i in range(rows):
+        if b is not None:
+            for j in range(cols):
+                z[i, j] = z[i, j] + b[j]
+        if tanh_form:
+            for j in range(cols):
+                y[i, j] = gelu.gelu_tanh(z[i, j])
+        else:
+            for j in range(cols):
+                y[i, j] = gelu.gelu(z[i, j])
+
+
+@njit(**NJIT)
 def bias_act_2d(z, b, code):
     """Returns True when the caller must still apply the activation with NumPy (``finish_act``:
     tanh on float64, sigmoid on either dtype)."""
+    if code == GELU or code == GELU_TANH:
+        _bias_gelu(z, b, code == GELU_TANH)
+        return False
     if code == TANH:
         if approx.has_fast_tanh(z):
             _bias_tanh(z, b)
@@ -207,6 +261,9 @@ def d_relu(y, g, one, zero):
     return g * (one if y > zero else zero)  # gy * (y > 0): NaN/inf gy stay NaN
 
 
+d_gelu, d_gelu_tanh = gelu.d_gelu, gelu.d_gelu_tanh  # from the pre-activation: (z, g)
+
+
 # The gradient loops write dz and, when ``acc`` is an array, add each dz into acc[column]
 # in the same pass (acc is None for act_grad and for dense_grad without a bias).
 @njit(**NJIT)
@@ -257,10 +314,36 @@ def _grad_relu(y, gy, dz, acc):
 
 
 @njit(**NJIT)
+def _grad_gelu(z, gy, dz, acc):
+    rows, cols = dz.shape
+    for i in range(rows):
+        for j in range(cols):
+            d = d_gelu(z[i, j], gy[i, j])
+            dz[i, j] = d
+            if acc is not None:
+                acc[j] += d
+
+
+@njit(**NJIT)
+def _grad_gelu_tanh(z, gy, dz, acc):
+    rows, cols = dz.shape
+    for i in range(rows):
+        for j in range(cols):
+            d = d_gelu_tanh(z[i, j], gy[i, j])
+            dz[i, j] = d
+            if acc is not None:
+                acc[j] += d
+
+
+@njit(**NJIT)
 def _grad_dispatch(y, gy, code, dz, acc):
     if y.shape != dz.shape or gy.shape != dz.shape:
         raise ValueError("act_grad/dense_grad: y, gy and the output must have the same shape")
-    if code == TANH:
+    if code == GELU:
+        _grad_gelu(y, gy, dz, acc)
+    elif code == GELU_TANH:
+        _grad_gelu_tanh(y, gy, dz, acc)
+    elif code == TANH:
         _grad_tanh(y, gy, dz, acc)
     elif code == SIGMOID:
         _grad_sigmoid(y, gy, dz, acc)
@@ -276,7 +359,8 @@ def _act_grad(y, gy, code, out):
 
 
 @njit(**NJIT)
-def _dense_grad(y, gy, code, dz, db):
+def layer_grad(y, gy, code, dz, db):
+    """dz <- gy * f'(y) and db += its column sums (db may be None), in one pass (jitted code)."""
     dz2 = as2d(dz)
     if db is None:
         _grad_dispatch(as2d_in(y), as2d_in(gy), code, dz2, None)
@@ -300,7 +384,7 @@ def act_grad_numba(y, gy, code, out):
 
 def dense_grad_numba(y, gy, code, dz, db):
     """dz <- gy * f'(y); db += column sums of dz, in one pass. numba twin of ``dense_grad_numpy``."""
-    _dense_grad(y, gy, code, dz, db)
+    layer_grad(y, gy, code, dz, db)
     return dz
 
 
@@ -308,7 +392,8 @@ def dense_grad_numba(y, gy, code, dz, db):
 # OpenBLAS, called from numba): no Python between the product and the activation, or between
 # the backward pass's activation gradient and its two products.
 @njit(**NJIT)
-def _dense_forward(x, W, b, code, y):
+def layer_forward(x, W, b, code, y):
+    """y <- act(x @ W + b), the GEMM included; True when NumPy must finish the activation (jitted code)."""
     if b is not None and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     blas.gemm(x, W, y, 0.0)
@@ -316,21 +401,45 @@ def _dense_forward(x, W, b, code, y):
 
 
 @njit(**NJIT)
+def layer_forward_keep(x, W, b, code, y, z):
+    """z <- x @ W + b kept; y <- act(z). True when NumPy must finish the activation."""
+    if b is not None and b.shape[0] != y.shape[1]:
+        raise ValueError("dense_forward: b must have W.shape[1] elements")
+    if z.shape != y.shape:
+        raise ValueError("dense_forward: z must have y's shape")
+    blas.gemm(x, W, z, 0.0)
+    if code == GELU or code == GELU_TANH:
+        _bias_gelu_keep(z, b, code == GELU_TANH, y)
+        return False
+    _bias_identity(z, b)
+    y[...] = z
+    return bias_act_2d(y, None, code)
+
+
+@njit(**NJIT)
 def _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx):
-    _dense_grad(y, gy, code, dz, db)
+    layer_grad(y, gy, code, dz, db)
     blas.gemm(x.T, dz, dW, beta)
     if dx is not None:
         blas.gemm(dz, W.T, dx, 0.0)
 
 
 @blas.on_one_thread_unless_mkl
-def dense_forward_numba(x, W, b, code, y):
-    """y <- act(x @ W + b). numba twin of ``dense_forward_numpy``: one jitted call (product
-    included) when ``blas`` found a GEMM numba can call, else numpy's ``@`` then ``bias_act``."""
+def dense_forward_numba(x, W, b, code, y, z=None):
+    """y <- act(x @ W + b), z keeping x @ W + b when given. numba twin of ``dense_forward_numpy``:
+    one jitted call (product included) when ``blas`` found a GEMM numba can call, else numpy's
+    ``@`` then ``bias_act``."""
     if not blas.AVAILABLE:
-        np.matmul(x, W, out=y)
-        return bias_act_numba(y, b, code)
-    if _dense_forward(x, W, b, code, y):  # float64 tanh, sigmoid: NumPy finishes
+        if z is None:
+            np.matmul(x, W, out=y)
+            return bias_act_numba(y, b, code)
+        np.matmul(x, W, out=z)
+        if b is not None:
+            z += b
+        np.copyto(y, z)
+        return bias_act_numba(y, None, code)
+    finish = layer_forward(x, W, b, code, y) if z is None else layer_forward_keep(x, W, b, code, y, z)
+    if finish:  # float64 tanh, sigmoid: NumPy finishes
         finish_act(y, code)
     return y
 
@@ -339,7 +448,7 @@ def dense_forward_numba(x, W, b, code, y):
 def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
     """numba twin of ``dense_backward_numpy`` (one jitted call when ``blas`` is available)."""
     if not blas.AVAILABLE:
-        _dense_grad(y, gy, code, dz, db)
+        layer_grad(y, gy, code, dz, db)
         return backward_products_numpy(x, W, dz, dW, beta, dx)
     _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx)
     return dx
@@ -364,13 +473,15 @@ def _warm_up(dtype):
     z_readonly = z.view()
     z_readonly.flags.writeable = False
     b = np.zeros(4, dtype)
-    for code in (IDENTITY, SIGMOID, TANH, RELU):
+    for code in (IDENTITY, SIGMOID, TANH, RELU, GELU, GELU_TANH):
         for bias in (b, None):
             y = bias_act_numba(z.copy(), bias, code)
             dense_grad_numba(y, z, code, np.empty_like(y), None if bias is None else b.copy())
             w = np.ones((4, 4), dtype)
             for x in (z, z_readonly):  # a layer's input is data or the previous layer's output
                 dense_forward_numba(x, w, bias, code, np.empty_like(z))
+                if code in FROM_INPUT:
+                    dense_forward_numba(x, w, bias, code, np.empty_like(z), np.empty_like(z))
                 for dx in (np.empty_like(z), None):
                     db = None if bias is None else b.copy()
                     dense_backward_numba(x, w, y, z, code, np.empty_like(y), np.empty_like(w), 0.0, db, dx)

@@ -10,6 +10,16 @@ loss (``grad`` is then unspecified).
 Cross-entropy:  L = -(1/B) sum_b log softmax(z_b)[y_b],      dL/dz = (p - onehot(y)) / B
 Squared error:  L =  (1/B) sum_b sum_k (p_bk - onehot_bk)^2,  with q = 2 (p - onehot) / B,
                 dL/dz = p * (q - sum_k q_k p_k)   (the softmax Jacobian applied to q)
+
+``cross_entropy`` is PyTorch's ``CrossEntropyLoss(ignore_index, label_smoothing)`` and returns
+``(loss, correct, counted)``: rows whose label is ``ignore_index`` take no part (no loss, a zero
+gradient row, not counted, not in ``correct``); the mean is over the ``counted`` others, and with
+smoothing e the target is q = (1 - e) onehot(y) + e / C:
+
+    L_b = -sum_k q_k log p_bk = log s_b + m_b - (1 - e) z_by - e mean_k z_bk,   dL/dz_b = (p_b - q) / counted
+
+(s_b the row's sum of exp(z - m_b)). No row counted gives a NaN loss and a zero gradient, as
+PyTorch's mean over nothing.
 """
 
 import numpy as np
@@ -168,12 +178,89 @@ def softmax_squared_error_numba(z, labels, grad):
     return total / n_b, correct
 
 
+def cross_entropy_numpy(z, labels, grad, ignore_index, smoothing):
+    """Mean cross-entropy over the rows whose label is not ``ignore_index``, with label smoothing,
+    and dL/dz into ``grad``; returns (loss, correct, counted). See the module docstring."""
+    n_b, k_n = z.shape
+    keep = labels != ignore_index
+    counted = int(np.count_nonzero(keep))
+    if counted == 0:
+        grad[...] = 0
+        return np.nan, 0, 0
+    kept = labels[keep]
+    if kept.min() < 0 or kept.max() >= k_n:
+        raise IndexError("label out of range of the logits' classes")
+    zk = z[keep]
+    if not np.isfinite(zk).all():
+        return np.nan, 0, counted
+    correct = int(np.count_nonzero(zk.argmax(axis=1) == kept))
+    rows = np.flatnonzero(keep)
+    zmax = z.max(axis=1)
+    np.subtract(z, zmax[:, None], out=grad)
+    shifted_y = grad[rows, kept].astype(np.float64)
+    np.exp(grad, out=grad)
+    s = grad.sum(axis=1)
+    per_row = np.log(s[rows].astype(np.float64)) - (1 - smoothing) * shifted_y
+    if smoothing:
+        per_row -= smoothing * (z[rows].mean(axis=1, dtype=np.float64) - zmax[rows])
+    grad /= s[:, None]
+    if smoothing:
+        grad -= smoothing / k_n
+    grad[rows, kept] -= 1 - smoothing
+    grad *= 1.0 / counted
+    grad[~keep] = 0
+    return float(per_row.sum() / counted), correct, counted
+
+
+@njit(**NJIT)
+def cross_entropy_numba(z, labels, grad, ignore_index, smoothing):
+    """numba twin of ``cross_entropy_numpy``: (loss, correct, counted). With no smoothing and no
+    ignored row, the same arithmetic as ``softmax_cross_entropy_numba``."""
+    n_b, k_n = z.shape
+    if labels.shape[0] != n_b or grad.shape != z.shape:
+        raise ValueError("cross_entropy: labels must be (B,) and grad the logits' shape")
+    counted = 0
+    for b in range(n_b):
+        if labels[b] != ignore_index:
+            counted += 1
+    if counted == 0:
+        grad[:] = 0
+        return np.nan, 0, 0
+    inv = 1.0 / counted
+    on, off = 1.0 - smoothing, smoothing / k_n
+    total, correct = 0.0, 0
+    for b in range(n_b):
+        if labels[b] == ignore_index:
+            grad[b, :] = 0
+            continue
+        y = _label(labels, b, k_n)
+        m, arg, finite = _row_max(z, b)
+        if not finite:
+            return np.nan, 0, counted
+        correct += arg == y
+        s = _row_exp(z, b, m, grad)
+        if smoothing == 0:
+            total += np.log(s) - (np.float64(z[b, y]) - np.float64(m))
+        else:
+            mean = 0.0
+            for k in range(k_n):
+                mean += z[b, k]
+            mean /= k_n
+            total += np.log(s) - on * (np.float64(z[b, y]) - np.float64(m)) - smoothing * (mean - np.float64(m))
+        scale = inv / s
+        for k in range(k_n):  # (p - q) / counted, rounded once
+            v = grad[b, k] * scale
+            grad[b, k] = v - inv * (on + off) if k == y else v - inv * off
+    return total * inv, correct, counted
+
+
 # The table (see kernels/registry.py) and the warm-up: integer labels of the dtypes the data
 # loaders give (intp, uint8), logits writable or read-only (a model's output).
 from .registry import kernel, warmup_case  # noqa: E402
 
 kernel("softmax_cross_entropy", softmax_cross_entropy_numpy, softmax_cross_entropy_numba)
 kernel("softmax_squared_error", softmax_squared_error_numpy, softmax_squared_error_numba)
+kernel("cross_entropy", cross_entropy_numpy, cross_entropy_numba)
 
 
 @warmup_case
@@ -186,3 +273,5 @@ def _warm_up(dtype):
         for logits in (z, z_readonly):
             softmax_cross_entropy_numba(logits, labels, np.empty_like(z))
             softmax_squared_error_numba(logits, labels, np.empty_like(z))
+            for smoothing in (0.0, 0.1):
+                cross_entropy_numba(logits, labels, np.empty_like(z), -100, smoothing)

@@ -1,10 +1,12 @@
 """Layers, containers and losses. Every module writes its own backward; nothing is traced."""
 
-from .activation import Identity, ReLU, Sigmoid, Softmax, Tanh
+from .activation import GELU, Identity, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiHeadAttention
 from .avgpool import AvgPool2D
 from .batchnorm import BatchNorm
 from .classes import register
 from .context import is_grad_enabled, no_grad
+from .conv1d import Conv1D
 from .conv2d import Conv2D
 from .dense import Dense
 from .dropout import Dropout
@@ -14,12 +16,16 @@ from .graph import Graph
 from .layernorm import LayerNorm
 from .loss import ClassificationLoss, CrossEntropyLoss, Loss, MSELoss, NonFiniteError, SoftmaxMSELoss, get_loss
 from .maxpool import MaxPool2D
+from .mean import Mean
 from .merge import Add, Concat, Multiply
 from .module import Module, load
 from .node import Input, Node
 from .parameter import Parameter
+from .positional import ClassToken, PositionalEmbedding, SelectToken
+from .reshape import Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
+from .transformer import TransformerEncoderLayer
 
 __all__ = [
     "Module",
@@ -33,6 +39,7 @@ __all__ = [
     "Concat",
     "Multiply",
     "Dense",
+    "Conv1D",
     "Conv2D",
     "MaxPool2D",
     "AvgPool2D",
@@ -45,6 +52,15 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "ReLU",
+    "GELU",
+    "MultiHeadAttention",
+    "TransformerEncoderLayer",
+    "PositionalEmbedding",
+    "ClassToken",
+    "SelectToken",
+    "Reshape",
+    "Permute",
+    "Mean",
     "Softmax",
     "Loss",
     "CrossEntropyLoss",

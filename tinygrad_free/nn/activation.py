@@ -3,24 +3,31 @@
 Each gradient is written in terms of y = f(z), so a layer caches its output and never
 recomputes f in backward:
 
-==========  ==================  ======================
-name        f(z)                f'(z) from y
-==========  ==================  ======================
-identity    z                   1
-sigmoid     1 / (1 + e^-z)      y (1 - y)
-tanh        tanh z              1 - y^2
-relu        max(z, 0)           1 if y > 0 else 0
-==========  ==================  ======================
+==========  =====================================  ======================================
+name        f(z)                                   f'(z) from y
+==========  =====================================  ======================================
+identity    z                                      1
+sigmoid     1 / (1 + e^-z)                         y (1 - y)
+tanh        tanh z                                 1 - y^2
+relu        max(z, 0)                              1 if y > 0 else 0
+gelu        z Phi(z) = z erfc(-z / sqrt 2) / 2     from z: Phi(z) + z phi(z) (``kernels.gelu``)
+gelu_tanh   z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) / 2    from z
+==========  =====================================  ======================================
+
+GELU is not one-to-one, so its derivative comes from the pre-activation z: a layer with GELU
+(fused in ``Dense``/``Conv2D``, or the ``GELU`` layer) keeps z instead of y for its backward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import backend
-from ..kernels.dense import IDENTITY, RELU, SIGMOID, TANH  # the codes numba dispatches on: one table
+from ..kernels.dense import GELU as GELU_CODE
+from ..kernels.dense import GELU_TANH, IDENTITY, RELU, SIGMOID, TANH, from_input  # the kernels' codes: one table
 from ..registry import Registry
 from .module import Module
 
@@ -33,6 +40,8 @@ CODES.add("identity", IDENTITY, "linear")
 CODES.add("sigmoid", SIGMOID)
 CODES.add("tanh", TANH)
 CODES.add("relu", RELU)
+CODES.add("gelu", GELU_CODE)
+CODES.add("gelu_tanh", GELU_TANH)
 NAMES = {c: name for name, c in CODES.items()}
 
 
@@ -42,7 +51,8 @@ def code(name: str | None) -> int:
 
 
 class Activation(Module):
-    """An element-wise activation as a layer: caches y in forward, returns gy * f'(y)."""
+    """An element-wise activation as a layer: caches y in forward (GELU: its input), returns
+    gy * f'(z) computed from it."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
     _keeps_inputs = False  # backward needs what forward computed, not x
@@ -51,17 +61,18 @@ class Activation(Module):
 
     def forward(self, x: Array) -> Array:
         x = np.asarray(x)
-        y = x.copy() if x.dtype.kind == "f" else x.astype(np.float32)
+        z = x if x.dtype.kind == "f" else x.astype(np.float32)
+        y = z.copy()
         backend.ops().bias_act(y, None, self.code)
         if self.recording:
-            self._y = y
+            self._keep = z if from_input(self.code) else y  # what the derivative is computed from
         return y
 
     def backward(self, grad_out: Array) -> Array:
         if self.code == IDENTITY:
             return grad_out.copy()
-        out = np.empty_like(self._y)
-        backend.ops().act_grad(self._y, grad_out, self.code, out)
+        out = np.empty_like(self._keep)
+        backend.ops().act_grad(self._keep, grad_out, self.code, out)
         return out
 
     def get_config(self) -> dict[str, Any]:
@@ -108,11 +119,46 @@ class ReLU(Activation):
     code = RELU
 
 
-ACTIVATION_LAYERS = {IDENTITY: Identity, SIGMOID: Sigmoid, TANH: Tanh, RELU: ReLU}
+class GELU(Activation):
+    """gelu(x) = x Phi(x), Phi the standard normal's distribution function (Hendrycks & Gimpel
+    2016), as PyTorch's ``nn.GELU(approximate="none")``; ``approximate="tanh"`` is
+    x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2, as ``nn.GELU(approximate="tanh")``.
+
+    Backward: gy * (Phi(x) + x phi(x)) (tanh form: its own derivative), from the input x, which
+    the layer keeps (GELU's output does not determine its input). The same activation fuses into
+    ``Dense`` and ``Conv2D`` as ``activation="gelu"`` (or ``"gelu_tanh"``). float32 evaluates erfc
+    and exp by vectorised approximations (``kernels.approx``, relative error < 1e-5), float64
+    exactly.
+    """
+
+    _keeps_inputs = True  # its backward reads x: a top-level call keeps its own copy
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh' (as PyTorch's), got {approximate!r}")
+        self.approximate = approximate
+        self.code = GELU_CODE if approximate == "none" else GELU_TANH
+
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+    def extra_repr(self) -> str:
+        return "" if self.approximate == "none" else "approximate='tanh'"
+
+
+ACTIVATION_LAYERS: dict[int, Callable[[], Activation]] = {
+    IDENTITY: Identity,
+    SIGMOID: Sigmoid,
+    TANH: Tanh,
+    RELU: ReLU,
+    GELU_CODE: GELU,
+    GELU_TANH: lambda: GELU("tanh"),
+}
 
 
 def get(name: str | None) -> Activation:
-    """An activation layer by name: ``get("ReLU") -> ReLU()``."""
+    """An activation layer by name: ``get("ReLU") -> ReLU()``, ``get("gelu_tanh") -> GELU("tanh")``."""
     return ACTIVATION_LAYERS[code(name)]()
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
+from ..kernels.dense import FROM_INPUT
 from . import _checks as check
 from . import activation as act
 from .module import Module
@@ -49,7 +50,8 @@ class Conv2D(Module):
     stride : int or (int, int), positive
     padding : int or (int, int), >= 0 (zeros on both sides)
     activation : str or None
-        identity (None), sigmoid, tanh or relu, fused as in ``Dense``.
+        identity (None), sigmoid, tanh, relu, gelu or gelu_tanh, fused as in ``Dense`` (GELU keeps
+        its pre-activation for the backward).
     bias : bool
     init : str or callable
         ``random``, ``xavier`` or ``he`` with fan_in = in_channels*kh*kw and
@@ -105,9 +107,15 @@ class Conv2D(Module):
             )
         ho, wo = self.output_shape(h, w)
         y = np.empty((n, self.out_channels, ho, wo), W.dtype)
-        backend.ops().conv2d_forward(x, W, None if self.b is None else self.b.data, sh, sw, ph, pw, self.act_code, y)
+        b = None if self.b is None else self.b.data
+        if self.act_code in FROM_INPUT:  # GELU: the derivative needs the pre-activation, kept in z
+            z = np.empty_like(y)
+            backend.ops().conv2d_forward(x, W, b, sh, sw, ph, pw, self.act_code, y, z)
+        else:
+            z = y
+            backend.ops().conv2d_forward(x, W, b, sh, sw, ph, pw, self.act_code, y)
         if self.recording:
-            self._x, self._y = x, y
+            self._x, self._y = x, z
         return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:

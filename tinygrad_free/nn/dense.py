@@ -8,6 +8,8 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
+from ..kernels.dense import FROM_INPUT
+from ..kernels.dense_parts import tall
 from . import activation as act
 from .module import Module
 from .parameter import Parameter
@@ -32,12 +34,19 @@ class Dense(Module):
     $$
 
     with $f$ the fused activation (identity by default). Forward caches x and y; backward uses
-    them and nothing else ($f'$ is computed from the output $y$, see ``nn.activation``):
+    them and nothing else ($f'$ is computed from the output $y$, see ``nn.activation``; GELU's from
+    the pre-activation, which the layer then keeps instead):
 
     $$
     dz = dy \odot f'(y), \qquad dW \mathrel{+}= x^\top dz, \qquad db \mathrel{+}= \sum_\text{batch} dz,
     \qquad dx = dz \, W^\top
     $$
+
+    An input of more than two dimensions, (N, T, F) or any (..., F), is taken as
+    ``torch.nn.Linear`` takes it: the layer acts on the last axis, the leading ones are one
+    batch of rows (a view, no copy, for a C-contiguous input), and the output is (..., out).
+    Tall inputs (``kernels.dense_parts.SPLIT_ROWS`` = 2048 rows or more: a batch of sequences)
+    run in row parts, on numba's threads when there are several, with the same bits either way.
 
     Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
     backend that call runs the matrix products too, so no Python runs between them.
@@ -46,7 +55,7 @@ class Dense(Module):
     ----------
     in_features, out_features : int
     activation : str or None
-        identity (None), sigmoid, tanh or relu; case-insensitive. Fusing it here saves a pass
+        identity (None), sigmoid, tanh, relu, gelu or gelu_tanh; case-insensitive. Fusing it here saves a pass
         over the activations and a cached array compared with a separate activation layer.
     init : str or callable
         ``random``, ``xavier`` or ``he`` (see ``tinygrad_free.init``); the bias starts at zero.
@@ -81,39 +90,60 @@ class Dense(Module):
         self.W = Parameter(w, "W", decay=True)
         self.b: Parameter | None = Parameter(np.zeros(self.out_features, dtype), "b", decay=False) if bias else None
         self._dz: Array | None = None
+        self._keeps_z = self.act_code in FROM_INPUT
 
     def forward(self, x: Array) -> Array:
         W = self.W.data
-        if getattr(x, "ndim", 0) != 2 or x.shape[1] != self.in_features:
+        ndim = getattr(x, "ndim", 0)
+        if ndim < 2 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"{self!r}: expected input of shape (batch, {self.in_features}), "
-                f"got {getattr(x, 'shape', type(x).__name__)}"
+                f"got {getattr(x, 'shape', type(x).__name__)} (an input with more axes, (batch, ..., "
+                f"{self.in_features}), is taken row by row over its last axis)"
             )
         if x.dtype != W.dtype:
             raise ValueError(
                 f"{self!r}: expected {W.dtype} input (the layer's dtype), got {x.dtype}; "
                 f"convert the data once, e.g. x.astype(np.{W.dtype})"
             )
+        lead = None
+        if ndim != 2:  # (..., F): the leading axes are one batch of rows
+            lead = x.shape[:-1]
+            x = x.reshape(-1, self.in_features)
         y = np.empty((x.shape[0], self.out_features), W.dtype)
-        backend.ops().dense_forward(x, W, None if self.b is None else self.b.data, self.act_code, y)
+        b = None if self.b is None else self.b.data
+        ops = backend.ops()
+        forward = ops.dense_forward_parts if tall(x.shape[0]) else ops.dense_forward  # a batch of sequences
+        if self._keeps_z:  # GELU: the derivative needs the pre-activation
+            z = np.empty_like(y)
+            forward(x, W, b, self.act_code, y, z)
+        else:
+            z = y
+            forward(x, W, b, self.act_code, y)
         if self.recording:
-            self._x, self._y = x, y
-        return y
+            self._x, self._y = x, z
+        return y if lead is None else y.reshape(lead + (self.out_features,))
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: that GEMM is a sixth of a step's work for nothing)."""
         x, y = self._x, self._y
+        lead = None
+        if grad_out.ndim != 2:  # it has the output's shape (..., out): rows as in forward
+            lead = grad_out.shape[:-1]
+            grad_out = grad_out.reshape(y.shape)
         # dz is private scratch, reused while the batch shape stays the same.
         if self._dz is None or self._dz.shape != y.shape:
             self._dz = np.empty_like(y)
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, x.dtype) if input_grad else None
-        backend.ops().dense_backward(
+        ops = backend.ops()
+        backward = ops.dense_backward_parts if tall(x.shape[0]) else ops.dense_backward
+        backward(
             x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta, None if self.b is None else self.b.grad, dx
         )
         self.W.grad_written()
-        return dx
+        return dx if dx is None or lead is None else dx.reshape(lead + (self.in_features,))
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import backend
 from . import _checks as check
 from .module import Module
 from .parameter import Parameter
@@ -63,22 +64,20 @@ class LayerNorm(Module):
                 f"got {getattr(x, 'shape', type(x).__name__)}"
             )
         check.same_dtype(self, x, self.gamma.data.dtype)
-        xc = x - x.mean(axis=-1, keepdims=True)
-        invstd = 1 / np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + x.dtype.type(self.eps))
-        xhat = xc * invstd
+        rows = x.reshape(-1, self.num_features)  # a view of a C-contiguous input
+        y, xhat = np.empty_like(rows), np.empty_like(rows)
+        invstd = np.empty(rows.shape[0], x.dtype)
+        backend.ops().layernorm_forward(rows, self.gamma.data, self.beta.data, self.eps, y, xhat, invstd)
         if self.recording:
             self._xhat, self._invstd = xhat, invstd
-        return xhat * self.gamma.data + self.beta.data
+        return y.reshape(x.shape)
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         xhat, invstd = self._xhat, self._invstd
-        rows = grad_out.reshape(-1, self.num_features)
-        self.gamma.grad += (rows * xhat.reshape(rows.shape)).sum(axis=0)
-        self.beta.grad += rows.sum(axis=0)
-        if not input_grad:
-            return None
-        g = grad_out * self.gamma.data
-        return invstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+        rows = grad_out.reshape(xhat.shape)
+        dx = np.empty_like(xhat) if input_grad else None
+        backend.ops().layernorm_backward(rows, xhat, invstd, self.gamma.data, self.gamma.grad, self.beta.grad, dx)
+        return None if dx is None else dx.reshape(grad_out.shape)
 
     def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "dtype": str(self.gamma.data.dtype)}

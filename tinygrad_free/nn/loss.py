@@ -14,7 +14,7 @@ loss, the gradient and the batch's correct predictions).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -54,14 +54,19 @@ class Loss(Module):
 
 class ClassificationLoss(Loss):
     """A loss on raw logits (batch, classes) and integer labels (batch,) or one-hot targets,
-    computed by one fused kernel.
+    computed by one fused kernel. Sequences, logits (batch, length, classes) with labels
+    (batch, length) (or one-hot (batch, length, classes)), are one row per position, as PyTorch's
+    ``CrossEntropyLoss`` takes them after moving the classes last.
 
     Attributes
     ----------
     correct : int
-        After ``forward``: the rows of the batch whose largest logit (the first, on ties) is at
-        the label, i.e. the batch's accuracy times its size. The kernel counts them while it
+        After ``forward``: the rows (positions) whose largest logit (the first, on ties) is at
+        the label, i.e. the batch's accuracy times ``counted``. The kernel counts them while it
         finds each row's maximum, so a trainer's accuracy needs no pass of its own.
+    counted : int
+        After ``forward``: the rows the mean is over (all of them, but for ``CrossEntropyLoss``'s
+        ignored labels).
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
@@ -71,15 +76,26 @@ class ClassificationLoss(Loss):
     def __init__(self) -> None:
         super().__init__()
         self.correct = 0
+        self.counted = 0
         self._scratch: Array | None = None  # the gradient buffer of calls that keep none
+
+    def _run(self, z: Array, labels: Array, grad: Array) -> tuple[float, int, int]:
+        """(loss, correct, counted) of the kernel on rows ``z`` (rows, classes)."""
+        loss, correct = getattr(backend.ops(), self.kernel)(z, labels, grad)
+        return loss, correct, z.shape[0]
 
     def forward(self, logits: ArrayLike, y: ArrayLike) -> float:
         z = np.asarray(logits)
-        if z.ndim != 2:
-            raise ValueError(f"{type(self).__name__}: logits must have shape (batch, classes), got {z.shape}")
+        if z.ndim not in (2, 3):
+            raise ValueError(
+                f"{type(self).__name__}: logits must have shape (batch, classes) or (batch, length, classes), "
+                f"got {z.shape}"
+            )
         if z.dtype.kind != "f":
             raise ValueError(f"{type(self).__name__}: logits must be float32 or float64, got {z.dtype}")
         labels = self._labels(y, z.shape)
+        if z.ndim == 3:  # one row per position
+            z, labels = z.reshape(-1, z.shape[2]), labels.reshape(-1)
         recording = self.recording
         if recording:  # this call's own gradient, handed over by its backward
             grad = np.empty_like(z)
@@ -89,39 +105,49 @@ class ClassificationLoss(Loss):
             grad = self._scratch
         # The kernel checks the label range and the logits' finiteness in its own pass over them.
         try:
-            loss, correct = getattr(backend.ops(), self.kernel)(z, labels, grad)
+            loss, correct, counted = self._run(z, labels, grad)
         except IndexError:
+            raise ValueError(self._out_of_range(labels, z.shape[1])) from None
+        if z.shape[0] and not counted:
             raise ValueError(
-                f"labels out of range: expected 0..{z.shape[1] - 1}, got min {labels.min()}, max {labels.max()}"
-            ) from None
+                f"{type(self).__name__}: every label is ignore_index ({getattr(self, 'ignore_index', None)}), so "
+                "the mean is over no position (PyTorch gives nan); leave at least one position to learn from"
+            )
         if z.shape[0] and math.isnan(loss):
             raise NonFiniteError(
                 f"{type(self).__name__}: logits contain NaN or inf (the model diverged; "
                 "lower the learning rate or check the input scaling)"
             )
         object.__setattr__(self, "correct", correct)  # the latest call's, not a per-call value
+        object.__setattr__(self, "counted", counted)
         if recording:
-            self._g = grad
-        return cast(float, loss)
+            self._g = grad if grad.shape == np.shape(logits) else grad.reshape(np.shape(logits))
+        return loss
+
+    def _out_of_range(self, labels: Array, classes: int) -> str:
+        return f"labels out of range: expected 0..{classes - 1}, got min {labels.min()}, max {labels.max()}"
 
     @staticmethod
     def _labels(y: ArrayLike, shape: tuple[int, ...]) -> Array:
-        """Integer class indices from int labels (batch,) or one-hot targets (batch, classes)."""
-        B, C = shape
+        """Integer class indices from int labels (batch,) or one-hot targets (batch, classes)
+        (with a length axis after the batch axis for sequences)."""
+        C = shape[-1]
         y = np.asarray(y)
-        if y.ndim == 2:
+        if y.ndim == len(shape) and y.dtype.kind in "iufb":
             if y.shape != shape:
                 raise ValueError(f"one-hot targets must have the logits' shape {shape}, got {y.shape}")
-            labels = y.argmax(axis=1)
-            if not (np.all(y.sum(axis=1) == 1) and np.all(y[np.arange(B), labels] == 1)):
+            labels = y.argmax(axis=-1)
+            rows = y.reshape(-1, C)
+            if not (np.all(rows.sum(axis=1) == 1) and np.all(rows[np.arange(len(rows)), labels.reshape(-1)] == 1)):
                 raise ValueError(
-                    "2-D targets must be one-hot rows (a single 1, zeros elsewhere); "
-                    "pass integer labels of shape (batch,) otherwise"
+                    f"{len(shape)}-D targets must be one-hot rows (a single 1, zeros elsewhere); "
+                    f"pass integer labels of shape {shape[:-1]} otherwise"
                 )
             return labels
-        if y.ndim != 1 or y.shape[0] != B:
+        if y.shape != shape[:-1]:
             raise ValueError(
-                f"labels must be int class indices of shape ({B},) or one-hot of shape {shape}, got shape {y.shape}"
+                f"labels must be int class indices of shape {shape[:-1]} or one-hot of shape {shape}, "
+                f"got shape {y.shape}"
             )
         if y.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers, got dtype {y.dtype}")
@@ -137,10 +163,53 @@ class CrossEntropyLoss(ClassificationLoss):
     $$
 
     for logits $z$ of shape (B, classes); the log-softmax is taken through the log-sum-exp, so
-    large logits do not overflow. As ``torch.nn.CrossEntropyLoss()`` (mean reduction) on logits.
+    large logits do not overflow.
+
+    As ``torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.0)`` (mean reduction) on
+    logits (batch, classes), or (batch, length, classes) with labels (batch, length) (PyTorch
+    takes those as (batch, classes, length): ``z.transpose(1, 2)``). Positions labelled
+    ``ignore_index`` (padding) take no part: no loss, a zero gradient, and the mean is over the
+    B' others. With ``label_smoothing`` e the target is (1 - e) onehot(y) + e / C
+    (Szegedy et al. 2016): L_b = -sum_k q_k log p_bk, dL/dz_b = (p_b - q) / B'.
+
+    Parameters
+    ----------
+    ignore_index : int
+        The label of positions to leave out (PyTorch's default, -100).
+    label_smoothing : float in [0, 1]
     """
 
-    kernel = "softmax_cross_entropy"
+    kernel = "cross_entropy"
+
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+            raise ValueError(f"CrossEntropyLoss: ignore_index must be an int, got {ignore_index!r}")
+        ok = isinstance(label_smoothing, (int, float, np.integer, np.floating)) and not isinstance(
+            label_smoothing, bool
+        )
+        if not ok or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        self.ignore_index, self.label_smoothing = int(ignore_index), float(label_smoothing)
+
+    def _run(self, z: Array, labels: Array, grad: Array) -> tuple[float, int, int]:
+        loss, correct, counted = backend.ops().cross_entropy(z, labels, grad, self.ignore_index, self.label_smoothing)
+        return loss, correct, counted
+
+    def _out_of_range(self, labels: Array, classes: int) -> str:
+        kept = labels[labels != self.ignore_index]
+        return (
+            f"labels out of range: expected 0..{classes - 1} (or ignore_index {self.ignore_index}), got min "
+            f"{kept.min()}, max {kept.max()}"
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"ignore_index": self.ignore_index, "label_smoothing": self.label_smoothing}
+
+    def extra_repr(self) -> str:
+        parts = [] if self.ignore_index == -100 else [f"ignore_index={self.ignore_index}"]
+        parts += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
+        return ", ".join(parts)
 
 
 class SoftmaxMSELoss(ClassificationLoss):

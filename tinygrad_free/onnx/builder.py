@@ -116,13 +116,36 @@ class Builder:
         return tensor_name
 
     def activation(self, x: str, name: str) -> str:
-        """The fused activation ``name`` of ``nn.activation`` (identity, sigmoid, tanh, relu) applied
-        to ``x``: one node, or none for identity."""
+        """The fused activation ``name`` of ``nn.activation`` (identity, sigmoid, tanh, relu, gelu,
+        gelu_tanh) applied to ``x``: one node (GELU: ONNX's Gelu from opset 20, before that its
+        formula, x (1 + erf(x / sqrt 2)) / 2 or the tanh form), or none for identity."""
         if name in ("identity", "linear"):
             return x
+        if name in ("gelu", "gelu_tanh"):
+            return self._gelu(x, name == "gelu_tanh")
         if name not in ACTIVATIONS:
             raise ValueError(f"ONNX export: no ONNX operator for the activation {name!r}; known: {sorted(ACTIVATIONS)}")
         return self.op(ACTIVATIONS[name], [x])
+
+    def scalar(self, value: float, name: str = "const") -> str:
+        """A float scalar initializer in the graph's float type (shared by value)."""
+        return self.param(np.array(value, self.dtype), name, key=("scalar", float(value)))
+
+    def ints(self, values: Sequence[int], name: str = "ints") -> str:
+        """A 1-D int64 initializer (shapes, axes, indices; shared by value)."""
+        return self.param(np.array(values, np.int64), name, key=("ints", tuple(int(v) for v in values)))
+
+    def _gelu(self, x: str, tanh_form: bool) -> str:
+        if self.opset >= 20:
+            return self.op("Gelu", [x], approximate="tanh" if tanh_form else "none")
+        half_x = self.op("Mul", [x, self.scalar(0.5)])
+        if tanh_form:
+            cube = self.op("Mul", [self.op("Mul", [x, x]), x])
+            inner = self.op("Add", [x, self.op("Mul", [cube, self.scalar(0.044715)])])
+            t = self.op("Tanh", [self.op("Mul", [inner, self.scalar(float(np.sqrt(2.0 / np.pi)))])])
+        else:
+            t = self.op("Erf", [self.op("Mul", [x, self.scalar(float(1.0 / np.sqrt(2.0)))])])
+        return self.op("Mul", [half_x, self.op("Add", [t, self.scalar(1.0)])])
 
     def require_opset(self, version: int, what: str) -> None:
         """Raise unless the graph's opset is at least ``version`` (``what`` needs it)."""

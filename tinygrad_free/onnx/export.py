@@ -93,9 +93,10 @@ def input_specs(model: Module, example: Any) -> list[Spec]:
 
 
 def trace(model: Module, specs: Sequence[Spec]) -> list[np.ndarray]:
-    """The model's outputs on zeros of batch 2 in evaluation mode (every module's mode restored
-    after): the output shapes, and a clear error for inputs the model does not take."""
-    xs = [np.zeros((2,) + shape, dtype) for shape, dtype in specs]
+    """The model's outputs on zeros of batch 2 in evaluation mode (ones for integer inputs, as a
+    Graph's build probes them: a length or a count of 0 may be refused), every module's mode
+    restored after: the output shapes, and a clear error for inputs the model does not take."""
+    xs = [(np.ones if np.dtype(dtype).kind in "iub" else np.zeros)((2,) + shape, dtype) for shape, dtype in specs]
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()

@@ -7,6 +7,7 @@ Add one with ``@optim.register("name")`` on an ``Optimizer`` subclass (see ``opt
 """
 
 from .adam import Adam
+from .adamw import AdamW
 from .eve import Eve
 from .momentum import Momentum
 from .nadam import NAdam
@@ -27,6 +28,7 @@ __all__ = [
     "NAG",
     "RMSProp",
     "Adam",
+    "AdamW",
     "NAdam",
     "Eve",
 ]

@@ -194,6 +194,10 @@ class Optimizer:
     name: ClassVar[str | None] = None
     defaults: ClassVar[dict[str, float]] = {}
     elementwise: ClassVar[bool] = True
+    #: False: weight decay is coupled L2, g + wd w on the weight matrices (SGD's, Adam's). True:
+    #: decoupled (Loshchilov & Hutter 2019), w <- w (1 - lr wd) before the update, which then sees
+    #: the plain gradient (AdamW's).
+    decoupled_decay: ClassVar[bool] = False
     ranges: ClassVar[dict[str, Range]] = {}
     # Set from the hyperparameters (every optimizer has these two; a subclass declares its own).
     weight_decay: float
@@ -307,7 +311,9 @@ class Optimizer:
         """``update`` on elements ``lo:hi`` of ``unit`` (all of it in the usual case), as step ``t``."""
         if lo == 0 and hi == unit.w.size:
             g = unit.g
-            if self.weight_decay and unit.n_decay:
+            if self.weight_decay and unit.n_decay and self.decoupled_decay:  # AdamW: see below
+                unit.w[: unit.n_decay] *= 1.0 - self.lr * self.weight_decay
+            elif self.weight_decay and unit.n_decay:
                 if unit.decayed is None:
                     unit.decayed = np.empty_like(g)
                 g = backend.ops().weight_decay(g, unit.w, self.weight_decay, unit.n_decay, unit.decayed)
@@ -317,7 +323,9 @@ class Optimizer:
         w, g = unit.w[lo:hi], unit.g[lo:hi]
         state = {k: v[lo:hi] if v.shape == unit.w.shape else v for k, v in unit.state.items()}
         wd, n_decay = self.weight_decay, min(max(unit.n_decay - lo, 0), hi - lo)
-        if wd and n_decay:
+        if wd and n_decay and self.decoupled_decay:  # AdamW: the weights shrink, the gradient is left alone
+            w[:n_decay] *= 1.0 - self.lr * wd
+        elif wd and n_decay:
             if unit.decayed is None:
                 unit.decayed = np.empty_like(unit.g)
             g = backend.ops().weight_decay(g, w, wd, n_decay, unit.decayed[lo:hi])

@@ -1,4 +1,4 @@
-"""The Dropout options both model builders share: the probability checked, and each Dropout
+"""The Dropout options the model builders share: the probability checked, and each Dropout
 layer's seed drawn from the builder's generator."""
 
 import numpy as np

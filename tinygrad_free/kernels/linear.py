@@ -1,0 +1,184 @@
+"""Projections with weights in PyTorch's layout, W (out, in), as ``torch.nn.Linear`` and the
+projections of ``torch.nn.MultiheadAttention`` store them:
+
+    forward:   y = x W^T + b
+    backward:  dW <- gy^T x + beta dW;  db += sum over rows of gy;  dx <- gy W
+
+x and gy are (rows, in) and (rows, out) matrices (any strides BLAS reads in place; gy's rows may
+be a column block of a wider array, e.g. one of q, k, v in a (rows, 3E) gradient); W and dW may
+be row blocks of a larger weight. beta is 0 (overwrite, after zero_grad) or 1 (accumulate); db
+and dx may be None. The forward is ``dense_forward`` on W's transpose, read in place.
+
+Tall inputs (``dense_parts.SPLIT_ROWS`` rows or more) go in parts, as ``dense_parts`` does it: row
+parts for the forward, db's partial column sums (added in part order) and dx; dW by its own row
+parts (the output features), each from all the rows. On numba's threads when there are several;
+the same bits either way.
+"""
+
+import numpy as np
+
+from . import blas, dense_parts
+from ._nb import NJIT, njit
+from .dense import IDENTITY, dense_forward_numba, dense_forward_numpy
+from .dense_parts import bounds
+from .parallel import NJIT_PARALLEL, prange
+
+
+def linear_forward_numpy(x, W, b, y):
+    """y <- x W^T + b (b may be None). Returns y."""
+    return dense_forward_numpy(x, W.T, b, IDENTITY, y)
+
+
+def linear_forward_numba(x, W, b, y):
+    """numba twin of ``linear_forward_numpy``."""
+    if dense_parts.tall(x.shape[0]):
+        return dense_parts.dense_forward_parts_numba(x, W.T, b, IDENTITY, y)
+    return dense_forward_numba(x, W.T, b, IDENTITY, y)
+
+
+@blas.on_one_thread
+def linear_backward_numpy(x, W, gy, dW, beta, db, dx):
+    """dW <- gy^T x + beta dW; db += column sums of gy; dx <- gy W. Returns dx."""
+    if beta == 0:
+        np.matmul(gy.T, x, out=dW)
+    else:
+        dW += gy.T @ x
+    if db is not None:
+        db += gy.sum(axis=0)
+    if dx is not None:
+        np.matmul(gy, W, out=dx)
+    return dx
+
+
+@njit(**NJIT)
+def _column_sums_into(gy, db):
+    """db += the column sums of gy, each summed from zero in gy's dtype first (NumPy's order)."""
+    acc = np.zeros(gy.shape[1], gy.dtype)
+    for i in range(gy.shape[0]):
+        for j in range(gy.shape[1]):
+            acc[j] += gy[i, j]
+    for j in range(gy.shape[1]):
+        db[j] += acc[j]
+
+
+@njit(**NJIT)
+def _linear_backward(x, W, gy, dW, beta, db, dx):
+    if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
+        raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
+    if db is not None:
+        _column_sums_into(gy, db)
+    blas.gemm(gy.T, x, dW, beta)
+    if dx is not None:
+        blas.gemm(gy, W, dx, 0.0)
+
+
+@njit(**NJIT)
+def _rows_part(W, gy, acc, dx, lo, hi):
+    if acc is not None:
+        _column_sums_into(gy[lo:hi], acc)
+    if dx is not None:
+        blas.gemm(gy[lo:hi], W, dx[lo:hi], 0.0)
+
+
+@njit(**NJIT)
+def _weights_part(x, gy, dW, beta, lo, hi):
+    blas.gemm(gy[:, lo:hi].T, x, dW[lo:hi], beta)
+
+
+@njit(**NJIT)
+def _linear_backward_parts(x, W, gy, dW, beta, db, dx, parts):
+    acc = np.zeros((parts, gy.shape[1]), gy.dtype)
+    for p in range(parts):
+        lo, hi = bounds(gy.shape[0], parts, p)
+        if db is None:
+            _rows_part(W, gy, None, dx, lo, hi)
+        else:
+            _rows_part(W, gy, acc[p], dx, lo, hi)
+    cols = min(parts, W.shape[0])
+    for p in range(cols):
+        lo, hi = bounds(W.shape[0], cols, p)
+        _weights_part(x, gy, dW, beta, lo, hi)
+    if db is not None:
+        for p in range(parts):
+            for j in range(db.shape[0]):
+                db[j] += acc[p, j]
+
+
+@njit(**NJIT_PARALLEL)
+def _linear_backward_parts_parallel(x, W, gy, dW, beta, db, dx, parts):
+    acc = np.zeros((parts, gy.shape[1]), gy.dtype)
+    for p in prange(parts):
+        lo, hi = bounds(gy.shape[0], parts, p)
+        before = blas.threads_local(1)
+        if db is None:
+            _rows_part(W, gy, None, dx, lo, hi)
+        else:
+            _rows_part(W, gy, acc[p], dx, lo, hi)
+        blas.threads_local(before)
+    cols = min(parts, W.shape[0])
+    for p in prange(cols):
+        lo, hi = bounds(W.shape[0], cols, p)
+        before = blas.threads_local(1)
+        _weights_part(x, gy, dW, beta, lo, hi)
+        blas.threads_local(before)
+    if db is not None:
+        for p in range(parts):
+            for j in range(db.shape[0]):
+                db[j] += acc[p, j]
+
+
+@blas.on_one_thread_unless_mkl
+def linear_backward_numba(x, W, gy, dW, beta, db, dx):
+    """numba twin of ``linear_backward_numpy`` (one jitted call when ``blas`` is available; tall
+    inputs in parts, ``linear_backward_parts_numba``)."""
+    if not blas.AVAILABLE:
+        return linear_backward_numpy(x, W, gy, dW, beta, db, dx)
+    if dense_parts.tall(gy.shape[0]):
+        return linear_backward_parts_numba(x, W, gy, dW, beta, db, dx)
+    _linear_backward(x, W, gy, dW, float(beta), db, dx)
+    return dx
+
+
+def linear_backward_parts_numba(x, W, gy, dW, beta, db, dx, on_threads=None):
+    """The backward in parts (see the module docstring), on numba's threads when ``on_threads``
+    (None: when there are several); the same bits either way."""
+    if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
+        raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
+    threads = dense_parts.use_threads(gy.size) if on_threads is None else on_threads
+    kernel = _linear_backward_parts_parallel if threads else _linear_backward_parts
+    kernel(x, W, gy, dW, float(beta), db, dx, dense_parts.PARTS)
+    return dx
+
+
+# The table (see kernels/registry.py) and the warm-up: contiguous rows, and a column block of a
+# wider array (MultiHeadAttention's q, k, v gradients), with and without bias and dx.
+from .registry import kernel, warmup_case  # noqa: E402
+
+kernel("linear_forward", linear_forward_numpy, linear_forward_numba)
+kernel("linear_backward", linear_backward_numpy, linear_backward_numba)
+
+
+@warmup_case
+def _warm_up(dtype):
+    x = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4)
+    x_readonly = x.view()
+    x_readonly.flags.writeable = False
+    W = np.ones((6, 4), dtype)
+    wide = np.zeros((3, 12), dtype)
+    for xin in (x, x_readonly):
+        for b in (np.zeros(6, dtype), None):
+            linear_forward_numba(xin, W, b, np.empty((3, 6), dtype))
+            linear_forward_numba(xin, W[:2], None if b is None else b[:2], wide[:, :2])
+            for gy in (wide[:, :6], np.zeros((3, 6), dtype)):
+                for dx in (np.empty_like(x), None):
+                    db = None if b is None else b.copy()
+                    linear_backward_numba(xin, W, gy, np.empty_like(W), 0.0, db, dx)
+    if dtype == np.float32:  # the parts kernels, which tall inputs take (MultiHeadAttention's rows)
+        for on in (False, True):
+            y = np.empty((3, 6), dtype)
+            dense_parts.dense_forward_parts_numba(x, W.T, None, IDENTITY, y, on_threads=on)
+            dense_parts.dense_forward_parts_numba(x, W.T, np.zeros(6, dtype), IDENTITY, y, on_threads=on)
+            for gy in (wide[:, :6], np.zeros((3, 6), dtype)):
+                for b in (np.zeros(6, dtype), None):
+                    for dx in (np.empty_like(x), None):
+                        linear_backward_parts_numba(x, W, gy, np.empty_like(W), 0.0, b, dx, on_threads=on)
