@@ -16,7 +16,23 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import approx, blas, conv, dense, im2col, loss, optim, parallel, pool, shift
+from . import (
+    approx,
+    blas,
+    conv,
+    dense,
+    embedding,
+    gru,
+    im2col,
+    loss,
+    lstm,
+    optim,
+    parallel,
+    pool,
+    recurrent,
+    rnn,
+    shift,
+)
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
 from .registry import WARMUP_CASES
@@ -52,10 +68,15 @@ __all__ = [
     "blas",
     "conv",
     "dense",
+    "embedding",
+    "gru",
     "im2col",
     "loss",
+    "lstm",
     "optim",
     "parallel",
     "pool",
+    "recurrent",
+    "rnn",
     "shift",
 ]

@@ -1,4 +1,4 @@
-"""Activation math for the numba kernels: a vectorisable float32 tanh, and dtype dispatch.
+"""Activation math for the numba kernels: a vectorisable float32 tanh, exp and sigmoid, and dtype dispatch.
 
 llvmlite has no SVML, so ``np.tanh`` inside a numba loop is a scalar libm call (~10 ns per
 element, and it blocks vectorisation), while NumPy's own float32 tanh is SIMD (~0.3 ns).
@@ -29,6 +29,19 @@ float64 keeps the exact ``np.tanh`` (a 13/6 rational is not float64-accurate); t
 is made at compile time by the numba type of the argument (``tanh`` below is a numba
 overload), so there is no per-call cost. (``dense.bias_act_numba`` goes one step
 further for float64 and hands the tanh to NumPy's SIMD ufunc, see there.)
+
+The sigmoid of the recurrent layers' gates has the same problem (a libm ``exp`` per element) and
+must keep its relative accuracy in the negative tail (``dense.sigmoid_inplace``: sigmoid(-20) =
+2.06e-9), which 0.5 + 0.5 tanh(x / 2) loses to cancellation. So ``sigmoid_f32`` is
+1 / (1 + exp(-x)) with ``exp_f32``, Cephes' ``expf`` written to vectorise: n = round(x log2 e),
+r = x - n ln 2 (ln 2 in two parts, the first exact in 9 bits, so n * LN2_HI is exact),
+exp(r) = 1 + r + r^2 P(r) with Cephes' degree-5 P, times 2^n made from its bits as two factors
+2^h 2^(n-h) (each a normal float32, so the product is right from the subnormal range up to
+FLT_MAX). Where exp is a normal float32 it is within 1 ulp of it; above 88.72 it is inf, below
+-103.9 it is 0, NaN stays NaN. The sigmoid is then within 2.5 ulp of 1 / (1 + exp(-x)) in
+float64 (relative error below 1.5e-7 from sigmoid(-87) = 1.6e-38 up;
+``tests/test_recurrent_kernels.py``), sigmoid(+-inf) = 1, 0. Both vectorise only when inlined
+into the caller's loop (``inline="always"``, numba's own inliner: LLVM's gives up on them).
 
 The kernels in dense.py inline these functions; numba's on-disk cache would only watch the
 file a kernel is defined in, so the kernels' cache is salted with every kernel file's source
@@ -182,3 +195,114 @@ def fit_tanh_coefficients(clamp=9.0, deg_p=6, deg_q=3, n=4000):
     xf = np.linspace(1e-6, c, 200_001)
     err = float(np.max(np.abs(xf * poly.polyval(xf * xf, p) / poly.polyval(xf * xf, q) / np.tanh(xf) - 1)))
     return p, q, err
+
+
+# --- exp and sigmoid (float32) --------------------------------------------------------------------
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)  # ln 2 = HI + LO
+_EXP_P = [
+    np.float32(v)
+    for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+]
+_X0, _X1, _X2, _X3, _X4, _X5 = _EXP_P
+#: Above this exp overflows float32 (ln FLT_MAX rounded down); below EXP_MIN it is 0.
+EXP_MAX = np.float32(88.72283935546875)
+EXP_MIN = np.float32(-103.97208)
+_HALF32, _ZERO32, _INF32 = np.float32(0.5), np.float32(0.0), np.float32(np.inf)
+
+
+def _f32_from_bits(bits):
+    """The float32 whose bit pattern is the low 32 bits of the integer ``bits``. numba-only."""
+    raise NotImplementedError("numba-only helper")
+
+
+if types is not None:
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _f32_from_bits_intrinsic(typingctx, bits):
+        """A bitcast (vectorisable); numba does int32 arithmetic in int64, so the low half is taken."""
+        if not isinstance(bits, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = args[0]
+            if signature.args[0].bitwidth != 32:
+                value = builder.trunc(value, ir.IntType(32))
+            return builder.bitcast(value, ir.FloatType())
+
+        return types.float32(bits), codegen
+
+    @overload(_f32_from_bits)
+    def _f32_from_bits_overload(bits):
+        if isinstance(bits, types.Integer):
+            return lambda bits: _f32_from_bits_intrinsic(bits)
+        return None
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def exp_f32(x):
+    """Cephes' float32 exp, vectorisable where inlined (see the module docstring)."""
+    xc = EXP_MAX if x > EXP_MAX else x
+    xc = EXP_MIN if xc < EXP_MIN else xc
+    n = np.floor(xc * _LOG2E + _HALF32)
+    r = xc - n * _LN2_HI
+    r = r - n * _LN2_LO
+    p = ((((_X0 * r + _X1) * r + _X2) * r + _X3) * r + _X4) * r + _X5
+    p = p * (r * r) + r + _ONE32
+    k = np.int32(n)
+    h = k >> 1
+    y = p * _f32_from_bits((h + 127) << 23) * _f32_from_bits((k - h + 127) << 23)
+    y = _INF32 if x > EXP_MAX else y
+    y = _ZERO32 if x < EXP_MIN else y
+    return x if x != x else y  # NaN stays NaN
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def sigmoid_f32(x):
+    """1 / (1 + exp(-x)) in float32 with ``exp_f32`` (relative accuracy kept in the negative tail)."""
+    return _ONE32 / (_ONE32 + exp_f32(-x))
+
+
+def sigmoid(x):
+    """The logistic sigmoid of a numba float scalar: ``sigmoid_f32`` for float32, 1 / (1 + exp(-x))
+    with np.exp otherwise (as ``dense.sigmoid_inplace``). numba-only."""
+    raise NotImplementedError("approx.sigmoid is for numba code; use approx.sigmoid_array from Python")
+
+
+@overload(sigmoid)
+def _sigmoid_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: sigmoid_f32(x)
+    if isinstance(x, types.Float):
+        return lambda x: 1.0 / (1.0 + np.exp(-x))
+    return None
+
+
+@njit(cache=True, error_model="numpy")
+def _sigmoid_flat(x, out):
+    for i in range(x.size):
+        out[i] = sigmoid(x[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _exp_flat(x, out):
+    for i in range(x.size):
+        out[i] = exp_f32(x[i])
+
+
+def sigmoid_array(x):
+    """The kernels' sigmoid on an array (a new array; float32 uses ``sigmoid_f32``)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _sigmoid_flat(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def exp_array(x):
+    """``exp_f32`` on a float32 array (a new array), for tests and measurements."""
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty_like(x)
+    _exp_flat(x.reshape(-1), out.reshape(-1))
+    return out

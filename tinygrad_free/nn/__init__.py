@@ -8,17 +8,21 @@ from .context import is_grad_enabled, no_grad
 from .conv2d import Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .flatten import Flatten
 from .global_avgpool import GlobalAvgPool2D
 from .graph import Graph
+from .gru import GRU
 from .layernorm import LayerNorm
 from .loss import ClassificationLoss, CrossEntropyLoss, Loss, MSELoss, NonFiniteError, SoftmaxMSELoss, get_loss
+from .lstm import LSTM
 from .maxpool import MaxPool2D
 from .merge import Add, Concat, Multiply
 from .module import Module, load
 from .node import Input, Node
 from .parameter import Parameter
 from .residual import Residual
+from .rnn import RNN
 from .sequential import Sequential
 
 __all__ = [
@@ -41,6 +45,10 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Embedding",
+    "RNN",
+    "LSTM",
+    "GRU",
     "Identity",
     "Sigmoid",
     "Tanh",
