@@ -24,8 +24,8 @@ starts from h0 at each sequence's own end. Every kernel takes lengths as an (N,)
 T when the layer was given none): the per-row test costs nothing next to the products.
 
 Parts. The samples of a batch are independent through the whole time loop, so the numba kernels
-cut the batch into ``parts_of(N)`` parts of consecutive samples (a function of N only: at most
-``PART_ROWS`` samples each, at most ``MAX_PARTS``) and run each part's projection, time loop and
+cut the batch into ``parts_of(N)`` parts of consecutive samples (a function of N only: parts of
+at most ``PART_ROWS`` samples, but never more than ``MAX_PARTS`` parts) and run each part's projection, time loop and
 weight-gradient products on its own rows. With several numba threads (and MKL, whose GEMM can be
 held to its calling thread) the parts run in a ``prange``; on one thread one after the other. A
 part's weight and bias gradients are partial sums added in part order, so the thread count
@@ -42,7 +42,7 @@ import numpy as np
 from . import blas, parallel
 from ._nb import NJIT, njit
 
-#: At most this many samples per part (see the module docstring).
+#: Parts of at most this many samples (see the module docstring), up to MAX_PARTS of them.
 PART_ROWS = 64
 #: At most this many parts.
 MAX_PARTS = 4

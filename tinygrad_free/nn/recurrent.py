@@ -228,7 +228,7 @@ class Recurrent(Module):
         g_layer = g_out
         dx = None
         for layer in range(layers - 1, -1, -1):
-            layer_in, buffers, mask = saved[layer]
+            layer_in, buffers, _ = saved[layer]
             dx = np.empty(layer_in.shape, self.dtype) if layer > 0 or input_grad else None
             for d in range(dirs):
                 i = layer * dirs + d
@@ -243,7 +243,8 @@ class Recurrent(Module):
                      0.0 if d == 0 else 1.0, *d_initials)  # fmt: skip
                 W_ih.grad_written()
                 W_hh.grad_written()
-            if layer > 0:
+            if layer > 0:  # through the dropout on the layer below's output
+                mask = saved[layer - 1][2]
                 g_layer = dx if mask is None else dx * mask
         if not input_grad:
             return None
