@@ -165,7 +165,11 @@ def test_the_option_table_is_consistent():
         "activation",
     )
     assert C.HYPER == {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
-    assert C.ARCHITECTURE_OPTIONS == {"mlp": ("num_layers", "hidden_size"), "cnn": ("conv_channels", "kernel_size")}
+    assert C.ARCHITECTURE_OPTIONS == {
+        "mlp": ("num_layers", "hidden_size", "activation", "batch_norm"),
+        "cnn": ("activation", "conv_channels", "kernel_size", "batch_norm"),
+        "lstm": ("num_layers", "hidden_size"),
+    }
 
 
 def test_an_option_added_to_the_table_reaches_the_flags_checks_sweeps_run_names_and_optimizer(monkeypatch, capsys):

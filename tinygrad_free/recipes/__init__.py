@@ -1,4 +1,4 @@
-"""Model builders (:func:`build_mlp`, :func:`build_cnn`) and the known-good training configurations
+"""Model builders (:func:`build_mlp`, :func:`build_cnn`, :func:`build_lstm`) and the known-good training configurations
 ("recipes").
 
 A recipe is one YAML file in this folder (``fashion_mnist_best.yaml``, ...): a mapping of the
@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .cnn import build_cnn
+from .lstm import build_lstm
 from .mlp import build_mlp
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -36,4 +37,4 @@ def load_config(name_or_path):
     return config
 
 
-__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_mlp", "load_config"]
+__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_lstm", "build_mlp", "load_config"]
