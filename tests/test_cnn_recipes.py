@@ -110,7 +110,7 @@ def test_mlp_without_the_new_options_has_the_plain_layers_and_weights():
         ({"architecture": "rnn"}, "architecture: unknown value 'rnn'; choose one of mlp, cnn"),
         ({"conv_channels": [16, 32]}, "conv_channels applies to architecture cnn only, but the architecture is mlp"),
         ({"kernel_size": 5}, "kernel_size applies to architecture cnn only"),
-        ({"architecture": "cnn", "hidden_size": 64}, "hidden_size applies to architecture mlp only"),
+        ({"architecture": "cnn", "hidden_size": 64}, "hidden_size applies to architecture mlp or lstm only"),
         ({"architecture": "cnn", "kernel_size": 4}, "kernel_size must be a positive odd integer"),
         ({"architecture": "cnn", "conv_channels": 32}, "conv_channels must be a non-empty list"),
         ({"batch_norm": "maybe"}, "batch_norm must be true or false"),
@@ -184,7 +184,7 @@ def test_the_cnn_recipes_parse_to_a_cnn_with_their_options():
     "argv, message",
     [
         (["--conv_channels", "16"], "conv_channels applies to architecture cnn only"),
-        (["--config", "fashion_mnist_cnn", "-nhl", "2"], "num_layers applies to architecture mlp only"),
+        (["--config", "fashion_mnist_cnn", "-nhl", "2"], "num_layers applies to architecture mlp or lstm only"),
         (["--architecture", "rnn"], "invalid choice 'rnn'"),
         (["--config", "fashion_mnist_cnn", "--kernel_size", "4"], "kernel_size must be a positive odd integer"),
     ],
@@ -201,15 +201,15 @@ def test_train_script_refuses_options_of_the_other_architecture(argv, message, c
         (
             ["--conv_channels", "32", "64"],
             "conv_channels applies to architecture cnn only, but the architecture is mlp "
-            "(whose network is set by num_layers and hidden_size)",
+            "(whose network is set by num_layers, hidden_size, activation and batch_norm)",
         ),
         (["--kernel_size", "3"], "kernel_size applies to architecture cnn only, but the architecture is mlp"),
         (
             ["--config", "fashion_mnist_cnn", "-sz", "128"],
-            "hidden_size applies to architecture mlp only, but the architecture is cnn "
-            "(whose network is set by conv_channels and kernel_size)",
+            "hidden_size applies to architecture mlp or lstm only, but the architecture is cnn "
+            "(whose network is set by activation, conv_channels, kernel_size and batch_norm)",
         ),
-        (["--config", "fashion_mnist_cnn", "--num_layers", "3"], "num_layers applies to architecture mlp only"),
+        (["--config", "fashion_mnist_cnn", "--num_layers", "3"], "num_layers applies to architecture mlp or lstm only"),
         (["--architecture", "mlp", "--kernel_size", "3"], "kernel_size applies to architecture cnn only"),
     ],
 )
@@ -233,7 +233,7 @@ def test_a_recipes_options_of_the_other_architecture_are_dropped_when_a_flag_cha
     [
         ({"kernel_size": 3}, "kernel_size applies to architecture cnn only, but the architecture is mlp"),
         ({"conv_channels": [32, 64]}, "conv_channels applies to architecture cnn only"),
-        ({"architecture": "cnn", "num_layers": 3}, "num_layers applies to architecture mlp only"),
+        ({"architecture": "cnn", "num_layers": 3}, "num_layers applies to architecture mlp or lstm only"),
         ({"architecture": "cnn", "hidden_size": 128, "num_layers": 3}, "num_layers, hidden_size apply to archi"),
     ],
 )
@@ -254,7 +254,7 @@ def test_train_script_refuses_a_recipe_that_sets_an_option_of_the_other_architec
     path.write_text("architecture: cnn\nnum_layers: 3\n")
     with pytest.raises(SystemExit):
         train_script.parse_args(["--config", str(path)])
-    assert f"config {path}: num_layers applies to architecture mlp only" in capsys.readouterr().err
+    assert f"config {path}: num_layers applies to architecture mlp or lstm only" in capsys.readouterr().err
 
 
 def test_train_script_refuses_a_recipe_with_a_bad_network_option(tmp_path, capsys):

@@ -166,9 +166,10 @@ def test_the_option_table_is_consistent():
     )
     assert C.HYPER == {"momentum": "momentum", "beta": "beta", "beta1": "beta1", "beta2": "beta2", "epsilon": "eps"}
     assert C.ARCHITECTURE_OPTIONS == {
-        "mlp": ("num_layers", "hidden_size"),
-        "cnn": ("conv_channels", "kernel_size"),
-        "vit": ("stem", "patch_size", "d_model", "depth", "heads", "mlp_ratio", "pooling"),
+        "mlp": ("num_layers", "hidden_size", "activation", "batch_norm"),
+        "cnn": ("activation", "conv_channels", "kernel_size", "batch_norm"),
+        "lstm": ("num_layers", "hidden_size"),
+        "vit": ("activation", "stem", "patch_size", "d_model", "depth", "heads", "mlp_ratio", "pooling"),
     }
 
 

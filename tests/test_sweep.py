@@ -84,7 +84,7 @@ def test_an_optimizer_and_its_alias_are_one_value_of_a_sweep():
     [
         (
             {"architecture": {"value": "cnn"}, "num_layers": {"values": [2, 3]}},
-            "parameters: num_layers applies to architecture mlp only, but the architecture is cnn",
+            "parameters: num_layers applies to architecture mlp or lstm only, but the architecture is cnn",
         ),
         (
             {"kernel_size": {"value": 3}},

@@ -250,7 +250,7 @@ BEYOND_THE_ASSIGNMENT = ("fashion_mnist_cnn", "mnist_cnn", "fashion_mnist_mlp_re
 @pytest.mark.parametrize("config", recipes.available())
 def test_every_shipped_config_parses_completely(config):
     args = parse("--config", config)
-    assert args.dataset in ("mnist", "fashion_mnist") and args.architecture in ("mlp", "cnn")
+    assert args.dataset in ("mnist", "fashion_mnist") and args.architecture in ("mlp", "cnn", "lstm")
     if config not in BEYOND_THE_ASSIGNMENT:
         assert args.architecture == "mlp" and args.epochs <= 10
         assert args.num_layers <= 5 and args.hidden_size <= 128  # the assignment's space

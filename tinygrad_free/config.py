@@ -9,8 +9,9 @@ A configuration is a mapping of the options of :data:`tinygrad_free.options.OPTI
 option accepts, its default and where it applies. Names are resolved to the canonical name run
 names use (``mse``, ``linear``, ``glorot``, ``kaiming``, ``nesterov`` included).
 
-``architecture`` chooses the network: ``mlp`` (from ``num_layers`` and ``hidden_size``) or
-``cnn`` (from ``conv_channels`` and ``kernel_size``). An option that does not apply to the
+``architecture`` chooses the network: ``mlp`` (from ``num_layers`` and ``hidden_size``),
+``cnn`` (from ``conv_channels`` and ``kernel_size``) or ``lstm`` (from ``num_layers`` and
+``hidden_size``). An option that does not apply to the
 architecture is refused when it is given (whatever its value), and is None in a checked
 configuration.
 """
@@ -88,7 +89,8 @@ def check_architecture_options(architecture, given):
     wrong = [k for k, o in OPTIONS.items() if k in given and arch not in o.architectures]
     if wrong:
         homes = " or ".join(a for a in ARCHITECTURES if any(a in OPTIONS[k].architectures for k in wrong))
-        own = " and ".join(ARCHITECTURE_OPTIONS[arch]) or "the options of every architecture"
+        names = ARCHITECTURE_OPTIONS[arch]
+        own = (", ".join(names[:-1]) + " and " if len(names) > 1 else "") + names[-1] if names else "every option"
         raise ValueError(
             f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to architecture {homes} only, "
             f"but the architecture is {arch} (whose network is set by {own}); "

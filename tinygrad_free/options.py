@@ -29,7 +29,7 @@ from .optim import schedule
 from .recipes.vit import POOLINGS, STEMS
 
 #: Network families, by the ``architecture`` option's value.
-ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn", "vit": "vit"}
+ARCHITECTURES = {"mlp": "mlp", "cnn": "cnn", "lstm": "lstm", "vit": "vit"}
 
 #: Dataset names, with the spellings accepted for them.
 DATASETS = {"fashion_mnist": "fashion_mnist", "fashion-mnist": "fashion_mnist", "mnist": "mnist"}
@@ -284,12 +284,14 @@ OPTIONS = {
                unset="library", tag=lambda v: f"wd_{v or 0:g}"),
         Option("weight_init", ("-w_i", "--weight_init"), choice(lambda: canonical_names(init.INITIALIZERS)),
                "xavier", unset="required", tag=lambda v: f"init_{v}"),
-        Option("num_layers", ("-nhl", "--num_layers"), integer(0), 3, "number of hidden layers", ("mlp",),
-               unset="required", tag=lambda v: f"hl_{v}"),
-        Option("hidden_size", ("-sz", "--hidden_size"), widths, 128, "units per hidden layer", ("mlp",),
+        Option("num_layers", ("-nhl", "--num_layers"), integer(0), 3,
+               "number of hidden layers (mlp) or of stacked LSTM layers (lstm)", ("mlp", "lstm"), unset="required",
+               tag=lambda v: f"hl_{v}"),
+        Option("hidden_size", ("-sz", "--hidden_size"), widths, 128,
+               "units per hidden layer (mlp: one width, or one per layer) or the LSTM's units (lstm)", ("mlp", "lstm"),
                unset="required", tag=lambda v: f"sz_{format_value(v)}"),
         Option("activation", ("-a", "--activation"), choice(lambda: canonical_names(nn.activation.CODES)), "tanh",
-               unset="required", tag=lambda v: f"ac_{v}"),
+               "", ("mlp", "cnn"), unset="required", tag=lambda v: f"ac_{v}"),
         Option("lr_schedule", ("--lr_schedule",), choice(lambda: canonical_names(schedule.SCHEDULES)), "constant",
                "learning-rate schedule over the whole run", unset="library",
                tag=lambda v: "" if v in (None, "constant") else v),
@@ -312,8 +314,9 @@ OPTIONS = {
                "BatchNorm after every hidden layer or convolution, before its activation", ("mlp", "cnn"),
                tag=lambda v: "bn" if v else "", argument=_FLAG),
         Option("dropout", ("--dropout",), unit_interval, 0.0,
-               "dropout probability (mlp: after every hidden layer; cnn: before the output layer; vit: in every "
-               "encoder layer, attention weights included; 0: none)",
+               "dropout probability (mlp: after every hidden layer; cnn: before the output layer; lstm: between "
+               "stacked layers and before the output layer; vit: in every encoder layer, attention weights "
+               "included; 0: none)",
                tag=lambda v: f"do{v:g}" if v else "", argument={"metavar": "P"}),
         Option("stem", ("--stem",), choice(lambda: {s: s for s in STEMS}), "patch",
                "how the image becomes tokens: patch (one Conv2D of kernel and stride patch_size) or conv "
@@ -337,7 +340,8 @@ OPTIONS = {
 
 #: The options with a run-name tag, in the order the run name shows them:
 #: ``hl_3_sz_128_bs_32_ac_tanh_opt_nadam_lr_1e-3_wd_0_init_xavier_ep_5`` (an MLP) or
-#: ``cnn_32-64_k5_bs_...`` (a CNN), then ``_cosine``, ``_shift1``, ``_flip``, ``_bn``, ``_do0.3``, ``_mse``.
+#: ``cnn_32-64_k5_bs_...`` (a CNN), ``lstm_hl_1_sz_128_bs_...`` (an LSTM), then ``_cosine``, ``_shift1``,
+#: ``_flip``, ``_bn``, ``_do0.3``, ``_mse``.
 RUN_NAME_ORDER = (
     "architecture",
     "conv_channels",
@@ -378,9 +382,12 @@ REQUIRED = tuple(name for name, o in OPTIONS.items() if o.unset == "required")
 #: The optimizer's hyperparameters, by the option that sets them.
 HYPER = {name: o.hyperparameter for name, o in OPTIONS.items() if o.hyperparameter}
 
-#: Options only some architectures use, by architecture.
+#: The options of each architecture that not every architecture has (its network's), by architecture.
 ARCHITECTURE_OPTIONS = {
-    arch: tuple(name for name, o in OPTIONS.items() if o.architectures == (arch,)) for arch in ARCHITECTURES
+    arch: tuple(
+        name for name, o in OPTIONS.items() if arch in o.architectures and o.architectures != tuple(ARCHITECTURES)
+    )
+    for arch in ARCHITECTURES
 }
 
 

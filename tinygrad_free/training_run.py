@@ -6,10 +6,12 @@ module only builds, from the option table (:mod:`tinygrad_free.options`).
 
 ``architecture`` ``mlp`` is :func:`tinygrad_free.recipes.build_mlp` (from ``num_layers`` and
 ``hidden_size``), ``cnn`` :func:`tinygrad_free.recipes.build_cnn` (from ``conv_channels`` and
-``kernel_size``). Both take ``batch_norm`` and ``dropout``. ``vit`` is
-:func:`tinygrad_free.recipes.build_vit` (from ``stem``, ``patch_size``, ``d_model``, ``depth``,
-``heads``, ``mlp_ratio``, ``pooling`` and ``dropout``). A CNN and a ViT are fed ``(N, 1, 28, 28)``
-images: :func:`build_run` reshapes the data set's flat rows for them (a view, no copy).
+``kernel_size``), both with ``batch_norm`` and ``dropout``; ``lstm`` is
+:func:`tinygrad_free.recipes.build_lstm` (from ``num_layers``, ``hidden_size`` and ``dropout``);
+``vit`` is :func:`tinygrad_free.recipes.build_vit` (from ``stem``, ``patch_size``, ``d_model``,
+``depth``, ``heads``, ``mlp_ratio``, ``pooling`` and ``dropout``). A CNN and a ViT are fed
+``(N, 1, 28, 28)`` images, an LSTM ``(N, 28, 28)`` sequences (each image as 28 steps of 28
+pixels): :func:`build_run` reshapes the data set's flat rows for them (a view, no copy).
 ``label_smoothing`` reaches the cross-entropy loss.
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 from . import nn, optim
 from .augment import Compose, RandomFlip, RandomShift
 from .options import DEFAULTS, HYPER, as_dict
-from .recipes import build_cnn, build_mlp, build_vit
+from .recipes import build_cnn, build_lstm, build_mlp, build_vit
 from .train import Trainer
 
 
@@ -44,13 +46,15 @@ def optimizer_kwargs(config):
 
 def input_shape(config, features):
     """The shape of one input of ``config``'s network, for images of ``features`` pixels:
-    ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN (square one-channel images)."""
-    if as_dict(config).get("architecture") not in ("cnn", "vit"):
+    ``(features,)`` for an MLP, ``(1, side, side)`` for a CNN or a ViT (square one-channel images),
+    ``(side, side)`` for an LSTM (the image's rows as steps)."""
+    arch = as_dict(config).get("architecture")
+    if arch not in ("cnn", "vit", "lstm"):
         return (int(features),)
     side = math.isqrt(int(features))
     if side * side != features:
-        raise ValueError(f"architecture cnn takes square images; rows of {features} values are not one")
-    return (1, side, side)
+        raise ValueError(f"architecture {arch} takes square images; rows of {features} values are not one")
+    return (1, side, side) if arch == "cnn" else (side, side)
 
 
 def build_model(config, input_size, num_classes):
@@ -58,7 +62,8 @@ def build_model(config, input_size, num_classes):
 
     ``architecture`` ``mlp`` (or None): :func:`tinygrad_free.recipes.build_mlp` (``hidden_size``
     may be a list of widths, then ``num_layers`` is not used); ``cnn``:
-    :func:`tinygrad_free.recipes.build_cnn`. ``input_size`` is the features of a row (int) or
+    :func:`tinygrad_free.recipes.build_cnn`; ``lstm``: :func:`tinygrad_free.recipes.build_lstm`.
+    ``input_size`` is the features of a row (int) or
     the shape of one input (:func:`input_shape`). ``batch_norm`` and ``dropout`` (None: off)
     reach either builder.
     """
@@ -76,6 +81,20 @@ def build_model(config, input_size, num_classes):
             pooling=c.get("pooling") or DEFAULTS["pooling"],
             dropout=regularise["dropout"],
             activation=c["activation"],
+            weight_init=c["weight_init"],
+            rng=seed,
+        )
+    if c.get("architecture") == "lstm":
+        if len(shape) == 1:
+            shape = input_shape(c, shape[0])
+        if isinstance(c["hidden_size"], list):
+            raise ValueError(f"architecture lstm takes one hidden_size (the LSTM's units), got {c['hidden_size']}")
+        return build_lstm(
+            shape,
+            num_classes,
+            c["hidden_size"],
+            c["num_layers"],
+            dropout=regularise["dropout"],
             weight_init=c["weight_init"],
             rng=seed,
         )
@@ -126,7 +145,7 @@ class TrainingRun:
     config : dict
     data : tinygrad_free.data.Split
         Validation and test sets come from here, shaped as the model takes them
-        (``(N, 1, 28, 28)`` for a CNN).
+        (``(N, 1, 28, 28)`` for a CNN, ``(N, 28, 28)`` for an LSTM).
     x_train, y_train : ndarray
         The training set (the first ``limit`` images when a limit was given).
     model, optimizer, trainer
@@ -186,7 +205,7 @@ def build_run(config, data, *, limit=None, callbacks=(), threads="auto", progres
     """
     c = as_dict(config)
     shape = input_shape(c, data.x_train[0].size)
-    if data.x_train.shape[1:] != shape:  # the one place a CNN's images get their (1, 28, 28) shape
+    if data.x_train.shape[1:] != shape:  # the one place a CNN's or LSTM's images get their shape
         data = replace(data, **{k: getattr(data, k).reshape(-1, *shape) for k in ("x_train", "x_val", "x_test")})
     x_train, y_train = data.x_train, data.y_train
     if limit:

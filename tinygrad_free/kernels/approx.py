@@ -1,4 +1,4 @@
-"""Activation math for the numba kernels: vectorisable float32 tanh, exp and erfc, and dtype dispatch.
+"""Activation math for the numba kernels: vectorisable float32 tanh, exp, erfc and sigmoid, and dtype dispatch.
 
 llvmlite has no SVML, so ``np.tanh`` inside a numba loop is a scalar libm call (~10 ns per
 element, and it blocks vectorisation), while NumPy's own float32 tanh is SIMD (~0.3 ns).
@@ -42,6 +42,11 @@ tail keeps its relative accuracy (GELU's Phi(x) = erfc(-x / sqrt 2) / 2 for x <<
 down to 1e-37. Both vectorise only when inlined into the loop (``inline="always"``; LLVM's own
 inliner gives up on the polynomial and the exp together): about 0.7 ns per exp and 2-3 ns per
 erfc, against 5 and 18 ns for the scalar libm calls. float64 keeps ``np.exp`` and ``math.erfc``.
+
+The recurrent layers' gate sigmoid (``sigmoid_f32``) is 1 / (1 + exp(-x)) with ``exp_f32``, so it
+keeps its relative accuracy in the negative tail (sigmoid(-20) = 2.06e-9), which 0.5 + 0.5 tanh(x
+/ 2) loses to cancellation: within 2.5 ulp of 1 / (1 + exp(-x)) in float64 from sigmoid(-87) =
+1.6e-38 up (``tests/test_recurrent_kernels.py``), sigmoid(+-inf) = 1, 0.
 
 The kernels in dense.py inline these functions; numba's on-disk cache would only watch the
 file a kernel is defined in, so the kernels' cache is salted with every kernel file's source
@@ -305,6 +310,33 @@ def _erfc_overload(x):
     return None
 
 
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def sigmoid_f32(x):
+    """1 / (1 + exp(-x)) in float32 with ``exp_f32`` (relative accuracy kept in the negative tail)."""
+    return _ONE32 / (_ONE32 + exp_f32(-x))
+
+
+def sigmoid(x):
+    """The logistic sigmoid of a numba float scalar: ``sigmoid_f32`` for float32, 1 / (1 + exp(-x))
+    with np.exp otherwise (as ``dense.sigmoid_inplace``). numba-only."""
+    raise NotImplementedError("approx.sigmoid is for numba code; use approx.sigmoid_array from Python")
+
+
+@overload(sigmoid, inline="always")
+def _sigmoid_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: sigmoid_f32(x)
+    if isinstance(x, types.Float):
+        return lambda x: 1.0 / (1.0 + np.exp(-x))
+    return None
+
+
+@njit(cache=True, error_model="numpy")
+def _sigmoid_flat(x, out):
+    for i in range(x.size):
+        out[i] = sigmoid(x[i])
+
+
 @njit(cache=True, error_model="numpy")
 def _exp_flat(x, out):
     for i in range(x.size):
@@ -345,3 +377,11 @@ def erfc_f32_numpy(x):
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         r = t * np.exp(p - z * z)
     return np.where(x >= 0, r, np.float32(2) - r).astype(np.float32)
+
+
+def sigmoid_array(x):
+    """The kernels' sigmoid on an array (a new array; float32 uses ``sigmoid_f32``)."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _sigmoid_flat(x.reshape(-1), out.reshape(-1))
+    return out

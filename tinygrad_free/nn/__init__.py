@@ -10,11 +10,14 @@ from .conv1d import Conv1D
 from .conv2d import Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .flatten import Flatten
 from .global_avgpool import GlobalAvgPool2D
 from .graph import Graph
+from .gru import GRU
 from .layernorm import LayerNorm
 from .loss import ClassificationLoss, CrossEntropyLoss, Loss, MSELoss, NonFiniteError, SoftmaxMSELoss, get_loss
+from .lstm import LSTM
 from .maxpool import MaxPool2D
 from .mean import Mean
 from .merge import Add, Concat, Multiply
@@ -24,6 +27,7 @@ from .parameter import Parameter
 from .positional import ClassToken, PositionalEmbedding, SelectToken
 from .reshape import Permute, Reshape
 from .residual import Residual
+from .rnn import RNN
 from .sequential import Sequential
 from .transformer import TransformerEncoderLayer
 
@@ -48,6 +52,10 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Embedding",
+    "RNN",
+    "LSTM",
+    "GRU",
     "Identity",
     "Sigmoid",
     "Tanh",

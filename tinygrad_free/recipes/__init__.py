@@ -1,4 +1,5 @@
-"""Model builders (:func:`build_mlp`, :func:`build_cnn`, :func:`build_vit`) and the known-good training configurations
+"""Model builders (:func:`build_mlp`, :func:`build_cnn`, :func:`build_lstm`, :func:`build_vit`) and the known-good
+training configurations
 ("recipes").
 
 A recipe is one YAML file in this folder (``fashion_mnist_best.yaml``, ...): a mapping of the
@@ -12,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .cnn import build_cnn
+from .lstm import build_lstm
 from .mlp import build_mlp
 from .vit import build_vit
 
@@ -37,4 +39,4 @@ def load_config(name_or_path):
     return config
 
 
-__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_mlp", "build_vit", "load_config"]
+__all__ = ["CONFIG_DIR", "available", "build_cnn", "build_lstm", "build_mlp", "build_vit", "load_config"]
