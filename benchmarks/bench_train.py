@@ -50,6 +50,9 @@ time reaches (floor / ours).
     python benchmarks/bench_train.py --network convnet --threads 1 2 --rounds 2 --openblas-env as_set
                                                      # Keras's mnist_convnet instead of the MLP (batch
                                                      # 128, 20,000 images, no floor; convnet.md)
+    python benchmarks/bench_train.py --network lstm --threads 1 2 --rounds 3 --openblas-env as_set
+                                                     # the mnist_lstm network (batch 128, 20,000
+                                                     # images, no floor; lstm.md; issue 27)
 
 Writes benchmarks/results/train.json, train.md and train.png (``--quick``: train_quick.*).
 train.json, the raw per-run dump, is not kept in git; ``--replot`` redraws train.md and
@@ -88,8 +91,8 @@ def parse_args(argv=None):
         "--network",
         choices=sorted(NETWORKS),
         default="mlp",
-        help="mlp: the reference MLP (default); convnet: Keras's mnist_convnet (batch 128, 20,000 "
-        "images per epoch, no GEMM floor, results named convnet.*)",
+        help="mlp: the reference MLP (default); convnet: Keras's mnist_convnet; lstm: the mnist_lstm "
+        "network (both: batch 128, 20,000 images per epoch, no GEMM floor, results named convnet.* / lstm.*)",
     )
     p.add_argument(
         "--batches", type=int, nargs="+", default=None, help="batch sizes (default 16 64, quick 64; convnet 128)"
@@ -209,13 +212,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker is not None:
         return worker_main(args.worker)
-    quick, conv = args.quick, args.network == "convnet"
+    quick, not_mlp = args.quick, args.network != "mlp"
     rounds = args.rounds or (1 if quick else 3)
-    batches = args.batches or ([128] if conv else [64] if quick else [16, 64])
-    limit = args.limit or (5000 if quick else 20000 if conv else None)
-    stem = "convnet" if conv else "train"
+    batches = args.batches or ([128] if not_mlp else [64] if quick else [16, 64])
+    limit = args.limit or (5000 if quick else 20000 if not_mlp else None)
+    stem = args.network if not_mlp else "train"
     name = args.name or (stem + "_quick" if quick else stem)
-    if conv:
+    if not_mlp:
         args.no_floor = True  # the floor is the MLP's GEMMs
     if args.replot:
         return C.replot(

@@ -5,6 +5,10 @@
   relu, MaxPool 2, Flatten, Dropout 0.5, Dense 10; 34,826 parameters), on 28x28 images: NCHW for
   us and PyTorch, NHWC (Keras's default ``channels_last``, the layout its JAX backend runs
   fastest) for Keras.
+* ``lstm``: the ``mnist_lstm`` recipe's network: each image as 28 steps of 28 pixels, an LSTM of 128
+  units, its output at the last step, a Dense to 10 logits (82,186 parameters); PyTorch's
+  ``nn.LSTM(batch_first=True)`` and Keras's ``layers.LSTM`` (its cuDNN-compatible defaults: tanh,
+  sigmoid, no recurrent dropout).
 
 Each implementation gets the same layers in its own idiom, Adam (lr 1e-3) and softmax
 cross-entropy on logits; weights start from each library's own default initialisation.
@@ -14,6 +18,8 @@ NETWORKS = {
     "mlp": "784-128-128-128-10 tanh MLP, float32, Adam lr 1e-3, softmax cross-entropy",
     "convnet": "Keras mnist_convnet (Conv 32 3x3 relu, MaxPool 2, Conv 64 3x3 relu, MaxPool 2, "
     "Flatten, Dropout 0.5, Dense 10; 34,826 parameters), float32, Adam lr 1e-3, softmax cross-entropy",
+    "lstm": "mnist_lstm (28 steps of 28 pixels, LSTM 128, last step, Dense 10; 82,186 parameters), float32, "
+    "Adam lr 1e-3, softmax cross-entropy",
 }
 
 IMAGE = (1, 28, 28)
@@ -23,6 +29,8 @@ def images(x, network, layout="nchw"):
     """The training rows shaped for ``network``: flat for the MLP, images for the convnet."""
     if network == "mlp":
         return x
+    if network == "lstm":  # rows as steps, the same in every layout
+        return x.reshape(len(x), 28, 28)
     x = x.reshape(len(x), *IMAGE)
     return x.transpose(0, 2, 3, 1).copy() if layout == "nhwc" else x
 
@@ -40,6 +48,8 @@ def ours(network, seed):
         return build_mlp(
             784, 3, 128, activation="tanh", weight_init="xavier", num_classes=10, dtype=np.float32, rng=seed
         )
+    if network == "lstm":
+        return nn.Sequential(nn.LSTM(28, 128, return_sequences=False, rng=seed), nn.Dense(128, 10, rng=seed + 1))
     rng = np.random.default_rng(seed)
     return nn.Sequential(
         nn.Conv2D(1, 32, 3, activation="relu", rng=rng),
@@ -56,6 +66,17 @@ def torch_model(network):
     import torch
 
     nn = torch.nn
+    if network == "lstm":
+
+        class LastStep(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.head = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
+
+            def forward(self, x):
+                return self.head(self.lstm(x)[0][:, -1])
+
+        return LastStep()
     if network == "mlp":
         return nn.Sequential(
             nn.Linear(784, 128),
@@ -83,6 +104,8 @@ def keras_model(network):
     import keras
 
     layers = keras.layers
+    if network == "lstm":
+        return keras.Sequential([keras.Input((28, 28)), layers.LSTM(128), layers.Dense(10)])
     if network == "mlp":
         return keras.Sequential(
             [

@@ -22,6 +22,9 @@ def _setting_title(s):
     return f"OpenBLAS env {ob}{same}, {threads} ({vars_})"
 
 
+TITLES = {"convnet": "Keras mnist_convnet", "lstm": "The mnist_lstm network"}
+
+
 def markdown(result):
     meta = result["meta"]
     v = meta["versions"]
@@ -134,7 +137,7 @@ def markdown(result):
             notes.append(
                 f"{len(errors)} run(s) failed: " + "; ".join(f"{r['impl']} b{r['batch']} r{r['round']}" for r in errors)
             )
-        issue = 14 if meta.get("network_key") == "convnet" else 4
+        issue = {"convnet": 14, "lstm": 27}.get(meta.get("network_key"), 4)
         lines += [f"- {n}" for n in notes] + ["", f"Targets (issue {issue}):", ""]
         for t in s["targets"]:
             if t["value"] is None:
@@ -227,7 +230,7 @@ def plot(result, path):
     handles, texts = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, texts, fontsize=8, loc="lower center", ncol=min(len(names), 3), frameon=False)
     fig.suptitle(
-        f"{'Keras mnist_convnet' if result['meta'].get('network_key') == 'convnet' else 'Reference MLP'}, "
+        f"{TITLES.get(result['meta'].get('network_key'), 'Reference MLP')}, "
         f"{result['meta']['n_train']} images/epoch" + (" (quick smoke run)" if result["meta"]["quick"] else ""),
         fontsize=10,
     )

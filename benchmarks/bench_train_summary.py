@@ -37,6 +37,10 @@ TARGETS = {
         ("Batch 128: tinygrad_free <= 0.75x PyTorch", 128, "torch", 0.75),
         ("Batch 128: tinygrad_free <= 1.0x Keras/JAX", 128, "keras", 1.0),
     ],
+    "lstm": [
+        ("Batch 128: tinygrad_free <= 0.75x PyTorch", 128, "torch", 0.75),
+        ("Batch 128: tinygrad_free <= 1.0x Keras/JAX", 128, "keras", 1.0),
+    ],
 }
 
 

@@ -572,3 +572,14 @@ print("ok")
         cwd=str(Path(__file__).resolve().parents[1]),
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_warmup_takes_the_kernel_files_layers_declare_and_names_an_unknown_one():
+    from tinygrad_free import kernels, nn
+
+    declared = {f for cls in vars(nn).values() if isinstance(cls, type) for f in getattr(cls, "kernel_files", ())}
+    assert {"dense", "conv", "lstm", "gru", "rnn", "attention", "loss", "pool"} <= declared
+    if kernels.HAVE_NUMBA:
+        assert kernels.warmup((), declared) < 1.0  # every declared file is a kernel file (no dtype: no compile)
+        with pytest.raises(ValueError, match=r"no kernel file\(s\) \['convolution'\]; the files are \["):
+            kernels.warmup(files=["convolution"])

@@ -159,8 +159,8 @@ def test_the_exported_model_runs_in_onnx_runtime_with_our_eval_outputs(build, sh
 @pytest.mark.parametrize("name", recipes.available())
 def test_every_yaml_recipe_exports_and_matches(name, tmp_path):
     cfg = recipes.load_config(name)
-    model = settle(training_run.build_model(cfg, 784, 10))
-    shape = (1, 28, 28) if cfg.get("architecture") in ("cnn", "vit") else (784,)
+    shape = training_run.input_shape(cfg, 784)
+    model = settle(training_run.build_model(cfg, shape, 10))
     assert_matches(model, [shape], tmp_path)
 
 
@@ -317,3 +317,57 @@ def test_the_export_script_writes_the_model_of_a_saved_file(tmp_path):
         timeout=300,
     )
     assert bad.returncode != 0 and "--shape" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "cls, layers, bidirectional, return_sequences",
+    [
+        (nn.LSTM, 1, False, True),
+        (nn.LSTM, 2, True, False),
+        (nn.GRU, 1, True, True),
+        (nn.GRU, 2, False, False),
+        (nn.RNN, 2, True, True),
+    ],
+)
+def test_recurrent_layers_export_as_stacked_onnx_nodes(cls, layers, bidirectional, return_sequences, tmp_path):
+    model = cls(5, 7, num_layers=layers, bidirectional=bidirectional, return_sequences=return_sequences, rng=1)
+    proto = assert_matches(model, [(6, 5)], tmp_path)
+    assert [n.op_type for n in proto.graph.node].count(cls.__name__) == layers
+
+
+def test_a_relu_rnn_exports_its_activation(tmp_path):
+    proto = assert_matches(nn.RNN(4, 6, nonlinearity="relu", bidirectional=True, rng=0), [(5, 4)], tmp_path)
+    (node,) = [n for n in proto.graph.node if n.op_type == "RNN"]
+    assert [a.strings for a in node.attribute if a.name == "activations"] == [[b"Relu", b"Relu"]]
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_a_graph_with_lengths_initial_and_final_states_exports_as_sequence_lens(cls, tmp_path):
+    """Variable lengths (ONNX's sequence_lens, the reverse direction from each sequence's end), the
+    initial states as Graph inputs and the final states as outputs, all batch-first in a Graph."""
+    x, lengths = nn.Input((6, 5)), nn.Input((), dtype="int64")
+    states = [nn.Input((4, 7)) for _ in (cls.__name__ == "LSTM") * "hc" or "h"]
+    layer = cls(5, 7, num_layers=2, bidirectional=True, return_state=True, rng=2)
+    outs = layer(x, *states, lengths=lengths)
+    model = nn.Graph(inputs=[x, lengths, *states], outputs=list(outs))
+    path = tmp_path / "g.onnx"
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((4, 6, 5)).astype(np.float32)
+    ls = np.array([6, 3, 1, 5])
+    hs = [rng.standard_normal((4, 4, 7)).astype(np.float32) for _ in states]
+    export(model, path, (xs, ls, *hs))
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    got, ref = run_onnx(path, xs, ls, *hs), model.eval()(xs, ls, *hs)
+    assert len(got) == len(ref) == 1 + len(states)
+    assert np.all(ref[0][1, 3:] == 0) and np.all(got[0][1, 3:] == 0)  # past the length
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * np.abs(r).max())
+
+
+def test_an_lstm_classifier_on_embeddings_exports(tmp_path):
+    model = nn.Sequential(nn.Embedding(20, 8, rng=0), nn.LSTM(8, 6, return_sequences=False, rng=1), nn.Dense(6, 3))
+    path = tmp_path / "m.onnx"
+    tokens = np.random.default_rng(0).integers(0, 20, (3, 9))
+    export(model, path, tokens)
+    (got,) = run_onnx(path, tokens)
+    np.testing.assert_allclose(got, model.eval()(tokens), rtol=1e-5, atol=1e-6)

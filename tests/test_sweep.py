@@ -226,7 +226,7 @@ def test_pruners_from_early_terminate():
         ({"learning_rate": {"values": [0.1], "step": 2}}, {}, "unknown key(s) ['step']"),
         ({"dropouts": {"values": [0.1]}}, {}, "unknown parameter 'dropouts'"),
         ({"activation": {"values": ["swish"]}}, {}, "choose one of identity, sigmoid, tanh, relu"),
-        ({"optimizer": {"values": ["adamw"]}}, {}, "unknown value 'adamw'"),
+        ({"optimizer": {"values": ["lion"]}}, {}, "unknown value 'lion'"),
         ({"weight_decay": {"min": 0.0, "max": 0.1, "distribution": "log_uniform_values"}}, {}, "needs min > 0"),
         ({"weight_decay": {"min": 0.0, "max": 0.1}}, {"method": "grid"}, "grid search needs a finite set"),
         ({"optimizer": {"values": ["adam"]}}, {"metric": {"name": "f1", "goal": "maximize"}}, "unknown metric 'f1'"),

@@ -244,13 +244,20 @@ def test_diverging_configuration_reports_diverged(tmp_path):
 
 
 #: The recipes beyond the assignment's space (a CNN, a wider regularised MLP, more epochs).
-BEYOND_THE_ASSIGNMENT = ("fashion_mnist_cnn", "mnist_cnn", "fashion_mnist_mlp_regularized")
+BEYOND_THE_ASSIGNMENT = (
+    "fashion_mnist_cnn",
+    "mnist_cnn",
+    "fashion_mnist_mlp_regularized",
+    "mnist_lstm",
+    "fashion_mnist_vit",
+    "mnist_vit",
+)
 
 
 @pytest.mark.parametrize("config", recipes.available())
 def test_every_shipped_config_parses_completely(config):
     args = parse("--config", config)
-    assert args.dataset in ("mnist", "fashion_mnist") and args.architecture in ("mlp", "cnn", "lstm")
+    assert args.dataset in ("mnist", "fashion_mnist") and args.architecture in ("mlp", "cnn", "lstm", "vit")
     if config not in BEYOND_THE_ASSIGNMENT:
         assert args.architecture == "mlp" and args.epochs <= 10
         assert args.num_layers <= 5 and args.hidden_size <= 128  # the assignment's space

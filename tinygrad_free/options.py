@@ -291,7 +291,7 @@ OPTIONS = {
                "units per hidden layer (mlp: one width, or one per layer) or the LSTM's units (lstm)", ("mlp", "lstm"),
                unset="required", tag=lambda v: f"sz_{format_value(v)}"),
         Option("activation", ("-a", "--activation"), choice(lambda: canonical_names(nn.activation.CODES)), "tanh",
-               "", ("mlp", "cnn"), unset="required", tag=lambda v: f"ac_{v}"),
+               "", ("mlp", "cnn", "vit"), unset="required", tag=lambda v: f"ac_{v}"),
         Option("lr_schedule", ("--lr_schedule",), choice(lambda: canonical_names(schedule.SCHEDULES)), "constant",
                "learning-rate schedule over the whole run", unset="library",
                tag=lambda v: "" if v in (None, "constant") else v),

@@ -200,7 +200,7 @@ class Trainer:
             schedule.get(lr_schedule)  # an unknown name fails here, before the kernels compile
         history = self.history = History()
         self.stop_training, self.stop_reason = False, ""
-        self.compile_seconds = history.compile_seconds = self._warmup()
+        self.compile_seconds = history.compile_seconds = self._warmup(augment)
         modes = [(m, m.training) for m in self.model.modules()]
         if not self.model.training:  # a model put in eval mode as a whole trains as a whole
             self.model.train()
@@ -432,13 +432,17 @@ class Trainer:
             return contextlib.nullcontext
         return partial(limit_threads, threads)
 
-    def _warmup(self) -> float:
-        """Compile (or load from numba's cache) the kernels before the clock starts."""
+    def _warmup(self, augment: Any = None) -> float:
+        """Compile (or load from numba's cache) the kernels of the model's layers, its loss, the
+        optimizer and the augmentation, for the model's dtypes, before the clock starts."""
         if backend.get_backend() != "numba":
             return 0.0
         from . import kernels
 
-        return float(kernels.warmup())
+        modules = [*self.model.modules(), self.loss_fn]
+        files = {f for m in modules for f in type(m).kernel_files} | {"optim"} | ({"shift"} if augment else set())
+        dtypes = sorted({p.data.dtype for p in self.model.parameters()} or {np.dtype(np.float32)}, key=str)
+        return float(kernels.warmup(dtypes, files))
 
 
 def fit(

@@ -54,7 +54,7 @@ def input_shape(config, features):
     side = math.isqrt(int(features))
     if side * side != features:
         raise ValueError(f"architecture {arch} takes square images; rows of {features} values are not one")
-    return (1, side, side) if arch == "cnn" else (side, side)
+    return (side, side) if arch == "lstm" else (1, side, side)
 
 
 def build_model(config, input_size, num_classes):
@@ -62,7 +62,8 @@ def build_model(config, input_size, num_classes):
 
     ``architecture`` ``mlp`` (or None): :func:`tinygrad_free.recipes.build_mlp` (``hidden_size``
     may be a list of widths, then ``num_layers`` is not used); ``cnn``:
-    :func:`tinygrad_free.recipes.build_cnn`; ``lstm``: :func:`tinygrad_free.recipes.build_lstm`.
+    :func:`tinygrad_free.recipes.build_cnn`; ``lstm``: :func:`tinygrad_free.recipes.build_lstm`;
+    ``vit``: :func:`tinygrad_free.recipes.build_vit`.
     ``input_size`` is the features of a row (int) or
     the shape of one input (:func:`input_shape`). ``batch_norm`` and ``dropout`` (None: off)
     reach either builder.

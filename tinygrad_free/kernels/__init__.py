@@ -50,17 +50,29 @@ NUMBA = SimpleNamespace(**{name: k.numba for name, k in _TABLE.items()})
 KERNELS = tuple(_TABLE.names())
 
 
-def warmup(dtypes=(np.float32, np.float64)):
-    """Compile (or load from numba's on-disk cache) every numba kernel for the argument types the
-    library passes (each kernel file's ``warmup_case``); returns the seconds taken. Other types
-    (another label dtype, non-contiguous arrays, ...) compile on their first call."""
+def warmup(dtypes=(np.float32, np.float64), files=None):
+    """Compile (or load from numba's on-disk cache) the numba kernels for the argument types the
+    library passes (each kernel file's ``warmup_case``); returns the seconds taken. ``files``:
+    only the kernels of these files of ``kernels/`` (``"dense"``, ``"conv"``, ...; a layer's
+    ``kernel_files``), None for all. Other types (another label dtype, non-contiguous arrays, ...)
+    compile on their first call."""
     if not HAVE_NUMBA:
         raise RuntimeError("kernels.warmup: numba is not installed")
+    known = {_file(case) for case in WARMUP_CASES}
+    wanted = known if files is None else set(files)
+    unknown = wanted - known - {"approx", "blas", "gelu", "parallel", "recurrent"}  # helpers with no case of their own
+    if unknown:
+        raise ValueError(f"kernels.warmup: no kernel file(s) {sorted(unknown)}; the files are {sorted(known)}")
     start = time.perf_counter()
     for dtype in dtypes:
         for case in WARMUP_CASES:
-            case(np.dtype(dtype))
+            if _file(case) in wanted:
+                case(np.dtype(dtype))
     return time.perf_counter() - start
+
+
+def _file(case):
+    return case.__module__.rsplit(".", 1)[-1]
 
 
 __all__ = [

@@ -322,7 +322,7 @@ def sigmoid(x):
     raise NotImplementedError("approx.sigmoid is for numba code; use approx.sigmoid_array from Python")
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid_overload(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
         return lambda x: sigmoid_f32(x)

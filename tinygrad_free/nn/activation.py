@@ -55,6 +55,7 @@ class Activation(Module):
     gy * f'(z) computed from it."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("dense",)
     _keeps_inputs = False  # backward needs what forward computed, not x
 
     code = IDENTITY

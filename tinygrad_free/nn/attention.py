@@ -77,6 +77,7 @@ class MultiHeadAttention(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("attention", "linear")
 
     def __init__(
         self,

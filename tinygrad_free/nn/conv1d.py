@@ -51,6 +51,7 @@ class Conv1D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("conv", "im2col", "dense")
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ class Conv2D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("conv", "im2col", "dense")
 
     def __init__(
         self,

@@ -65,6 +65,7 @@ class Dense(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("dense", "dense_parts")
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ class Dropout(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("dropout",)
 
     def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
         super().__init__()

@@ -40,6 +40,7 @@ class Embedding(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("embedding",)
 
     def __init__(
         self,

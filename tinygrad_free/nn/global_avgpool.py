@@ -21,6 +21,7 @@ class GlobalAvgPool2D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("pool",)
     _keeps_inputs = False  # backward needs what forward computed, not x
 
     def __init__(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .recurrent import Recurrent
 
 
@@ -35,3 +37,8 @@ class GRU(Recurrent):
     DGATES = 2
     FORWARD = "gru_forward"
     BACKWARD = "gru_backward"
+    ONNX_OP = "GRU"
+    kernel_files = ("gru",)
+
+    def _onnx_attributes(self) -> dict[str, Any]:
+        return {"linear_before_reset": 1}  # PyTorch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn))

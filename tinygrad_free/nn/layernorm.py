@@ -45,6 +45,7 @@ class LayerNorm(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("layernorm",)
     _keeps_inputs = False  # backward needs what forward computed, not x
 
     def __init__(self, num_features: int, eps: float = 1e-5, dtype: DTypeLike = np.float32) -> None:

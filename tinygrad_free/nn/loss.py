@@ -37,6 +37,7 @@ class Loss(Module):
     dL/dloss (a number, 1.0 when omitted) and returns dL/dprediction."""
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("loss",)
     _keeps_inputs = False  # a call keeps its gradient, not its inputs
     _g: Array  # the gradient a call keeps for its backward
 

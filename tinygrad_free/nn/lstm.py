@@ -69,3 +69,5 @@ class LSTM(Recurrent):
     DGATES = 1
     FORWARD = "lstm_forward"
     BACKWARD = "lstm_backward"
+    ONNX_OP = "LSTM"
+    kernel_files = ("lstm",)

@@ -24,6 +24,7 @@ class MaxPool2D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("pool",)
     _keeps_inputs = False  # backward needs what forward computed, not x
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None) -> None:

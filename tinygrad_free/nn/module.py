@@ -146,6 +146,11 @@ class Module:
     #: on layers that keep x (Dense) or return it (Flatten, Dropout in eval), and on yours.
     _keeps_inputs: ClassVar[bool] = True
 
+    #: The files of ``tinygrad_free/kernels/`` whose numba kernels this layer calls: ``Trainer.fit``
+    #: compiles (or loads) only those of its model's layers, for its parameters' dtypes, before the
+    #: clock starts. A layer that declares none, as yours, compiles what it calls on first use.
+    kernel_files: ClassVar[tuple[str, ...]] = ()
+
     def __call__(self, *xs: Any, **kwargs: Any) -> Any:
         for x in xs:
             if type(x) is Node:

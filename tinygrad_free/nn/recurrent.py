@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import DTypeLike
 
-    from .._typing import Array, Seed
+    from .._typing import Array, OnnxBuilder, Seed
 
 #: The weight and bias names of one direction, PyTorch's (``weight_ih_l0``) and ours (``W_ih_l0``).
 TORCH_NAMES = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
@@ -356,6 +356,30 @@ class Recurrent(Module):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)!r}"
         return s
+
+    #: The ONNX operator of the layer and its attributes (``to_onnx``).
+    ONNX_OP: ClassVar[str]
+
+    def _onnx_attributes(self) -> dict[str, Any]:
+        return {}
+
+    def to_onnx(
+        self, b: OnnxBuilder, inputs: list[str], lengths: str | None = None, batch_first_states: bool = False
+    ) -> list[str]:
+        """ONNX: one ``ONNX_OP`` node per layer (gate order converted; dropout is off in eval), the
+        lengths as its ``sequence_lens``, the states in the layout of the call."""
+        layers = [[self._direction_params(k, d) for d in range(self.directions)] for k in range(self.num_layers)]
+        return b.recurrent(
+            self.ONNX_OP,
+            inputs[0],
+            layers,
+            initial=inputs[1:],
+            lengths=lengths,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            batch_first_states=bool(batch_first_states),
+            **self._onnx_attributes(),
+        )
 
     def torch_tensors(self) -> dict[str, Array]:
         """PyTorch's tensors (``weight_ih_l0``, ...) as our own arrays: the layouts are the same."""

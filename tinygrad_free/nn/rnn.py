@@ -46,6 +46,11 @@ class RNN(Recurrent):
     DGATES = 1
     FORWARD = "rnn_forward"
     BACKWARD = "rnn_backward"
+    ONNX_OP = "RNN"
+    kernel_files = ("rnn",)
+
+    def _onnx_attributes(self) -> dict[str, Any]:
+        return {"activations": [self.nonlinearity.capitalize()] * self.directions}
 
     def __init__(
         self,

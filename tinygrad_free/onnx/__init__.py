@@ -11,8 +11,8 @@ has one too::
 
 ``b.op(op_type, inputs, **attributes)`` adds a node (``b.ops`` one with several outputs),
 ``b.param(array_or_parameter)`` an initializer, ``b.activation(x, "relu")`` a fused
-activation, ``b.call(child, inputs, key)`` a child module. ``recurrent.lstm`` and
-``recurrent.gru`` write PyTorch-layout recurrent weights as ONNX LSTM/GRU nodes.
+activation, ``b.call(child, inputs, key)`` a child module. ``b.recurrent(kind, x, layers, ...)``
+(``recurrent.stack``) writes PyTorch-layout recurrent weights as ONNX RNN/LSTM/GRU nodes.
 
 Inside this package ``import onnx`` is the onnx package itself (absolute imports).
 """

@@ -147,6 +147,13 @@ class Builder:
             t = self.op("Erf", [self.op("Mul", [x, self.scalar(float(1.0 / np.sqrt(2.0)))])])
         return self.op("Mul", [half_x, self.op("Add", [t, self.scalar(1.0)])])
 
+    def recurrent(self, kind: str, x: str, layers: Sequence[Sequence[Any]], **options: Any) -> list[str]:
+        """A stack of ONNX RNN, LSTM or GRU nodes from weights in PyTorch's layout (see
+        :func:`tinygrad_free.onnx.recurrent.stack`, which takes the same arguments)."""
+        from .recurrent import stack
+
+        return stack(self, kind, x, layers, **options)
+
     def require_opset(self, version: int, what: str) -> None:
         """Raise unless the graph's opset is at least ``version`` (``what`` needs it)."""
         if self.opset < version:
