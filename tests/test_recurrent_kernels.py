@@ -21,7 +21,7 @@ CELLS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def compiled():
-    return kernels.warmup()
+    return kernels.warmup(files=("lstm", "gru", "rnn", "embedding"))
 
 
 def run(cell, impl, x, weights, lengths, reverse, with_grads, rng, **threads):
