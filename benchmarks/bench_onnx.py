@@ -45,11 +45,11 @@ def parse_args(argv=None):
 
 
 def build(seed):
-    from tinygrad_free import config
+    from tinygrad_free import training_run
     from tinygrad_free.recipes import load_config
 
     cfg = dict(load_config(RECIPE), seed=seed)
-    return config.build_model(cfg, 784, 10).eval()
+    return training_run.build_model(cfg, training_run.input_shape(cfg, 784), 10).eval()
 
 
 def measure(args, folder):

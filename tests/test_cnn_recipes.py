@@ -353,7 +353,7 @@ def test_report_architectures_writes_the_page_with_a_table_and_the_confusion_fig
         report_command.main(["architectures", "--out", str(out), "--runs", str(runs), "--wandb_mode", "disabled"]) == 0
     )
     text = (out / "report.md").read_text()
-    assert "## MLP and CNN compared" in text and "| fashion_mnist_cnn | cnn | fashion_mnist |" in text
+    assert "## Architectures compared" in text and "| fashion_mnist_cnn | cnn | fashion_mnist |" in text
     assert "91.00 ± 0.00" in text and (out / "architectures_confusion.png").stat().st_size > 0
 
 

@@ -52,16 +52,7 @@ def gru_forward_numpy(x, W_ih, W_hh, b_ih, b_hh, h0, lengths, reverse, gates, hp
         g += r * ghn[:, t]
         np.tanh(g, out=g)
         h = (1 - z) * g + z * hp[:, t]
-        valid = recurrent.valid_rows(t, lengths)
-        if valid is None:
-            out[:, t, off : off + hidden] = h
-        else:
-            out[:, t, off : off + hidden] = np.where(valid, h, 0)
-            h = np.where(valid, h, hp[:, t])
-        if s + 1 < steps:
-            hp[:, order[s + 1]] = h
-        else:
-            h_n[...] = h
+        recurrent.end_step_numpy(t, s, order, lengths, out, off, (h,), (hp,), (h_n,))
 
 
 @blas.on_one_thread

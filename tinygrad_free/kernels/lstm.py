@@ -53,16 +53,7 @@ def lstm_forward_numpy(x, W_ih, W_hh, b_ih, b_hh, h0, c0, lengths, reverse, gate
         i, f, g, o = (z[:, k * hidden : (k + 1) * hidden] for k in range(4))
         c = f * cp[:, t] + i * g
         h = o * np.tanh(c)
-        valid = recurrent.valid_rows(t, lengths)
-        if valid is None:
-            out[:, t, off : off + hidden] = h
-        else:
-            out[:, t, off : off + hidden] = np.where(valid, h, 0)
-            h, c = np.where(valid, h, hp[:, t]), np.where(valid, c, cp[:, t])
-        if s + 1 < steps:
-            hp[:, order[s + 1]], cp[:, order[s + 1]] = h, c
-        else:
-            h_n[...], c_n[...] = h, c
+        recurrent.end_step_numpy(t, s, order, lengths, out, off, (h, c), (hp, cp), (h_n, c_n))
 
 
 @blas.on_one_thread

@@ -162,6 +162,22 @@ def valid_rows(t, lengths):
     return None if lengths is None else (t < lengths)[:, None]
 
 
+def end_step_numpy(t, s, order, lengths, out, off, states, before, final):
+    """The end of step ``s`` (time ``t``) of a NumPy forward: ``out[:, t, off:off + H]`` <- h (0 past
+    a sequence's length); each state (h, and the LSTM's c) stays as it was before the step where
+    the sequence has ended, and becomes the next step's ``before`` or, after the last step, ``final``."""
+    valid = valid_rows(t, lengths)
+    h = states[0]
+    out[:, t, off : off + h.shape[1]] = h if valid is None else np.where(valid, h, 0)
+    if valid is not None:
+        states = [np.where(valid, v, b[:, t]) for v, b in zip(states, before)]
+    for v, b, f in zip(states, before, final):
+        if s + 1 < len(order):
+            b[:, order[s + 1]] = v
+        else:
+            f[...] = v
+
+
 def weight_grads_numpy(dg, x, hp, dW_ih, beta_ih, dW_hh, beta_hh, db_ih, db_hh, dx, beta_x, W_ih, dg_hh=None):
     """The whole-sequence products of the backward: dW_ih <- dg^T x + beta dW_ih, dW_hh <-
     dg_hh^T hp + beta dW_hh, db_ih += sum dg, db_hh += sum dg_hh (dg_hh: dg unless the recurrent

@@ -33,17 +33,7 @@ def rnn_forward_numpy(x, W_ih, W_hh, b_ih, b_hh, code, h0, lengths, reverse, gat
         z = gates[:, t]
         z += hp[:, t] @ W_hh.T
         dense.bias_act_numpy(z, b, code)
-        valid = recurrent.valid_rows(t, lengths)
-        h = z
-        if valid is None:
-            out[:, t, off : off + hidden] = h
-        else:
-            out[:, t, off : off + hidden] = np.where(valid, h, 0)
-            h = np.where(valid, h, hp[:, t])
-        if s + 1 < steps:
-            hp[:, order[s + 1]] = h
-        else:
-            h_n[...] = h
+        recurrent.end_step_numpy(t, s, order, lengths, out, off, (z,), (hp,), (h_n,))
 
 
 @blas.on_one_thread

@@ -131,7 +131,7 @@ def architecture_section(groups, figure, sources):
 
     columns, rows = architecture_table(groups)
     lines = [
-        "## MLP and CNN compared",
+        "## Architectures compared",
         "",
         f"Runs of `scripts/train.py --results` from {', '.join(f'`{s}`' for s in sources)}, grouped by "
         "configuration: the test accuracy is the mean ± standard deviation over the runs (seeds), the "
