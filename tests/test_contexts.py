@@ -9,7 +9,7 @@ F64 = np.float64
 
 
 class Scale(nn.Module):
-    """The README's layer, unchanged: caches its input on self in forward."""
+    """The smallest layer of the docs (guides/custom-layer.md), unchanged: caches its input on self in forward."""
 
     def __init__(self):
         super().__init__()

@@ -36,7 +36,7 @@ class RandomShift:
     pixels (no interpolation), or torchvision's ``RandomAffine(translate=...)``.
 
     On MNIST a one-pixel shift lifts the assignment's MLPs from ~98.3% to ~98.7% test accuracy
-    in the same 10 epochs (README, Results): the network no longer fits the exact stroke
+    in the same 10 epochs (docs/results/accuracy.md): the network no longer fits the exact stroke
     positions of the training images.
 
     Parameters

@@ -173,7 +173,7 @@ class Builder:
             raise TypeError(
                 f"ONNX export: {cls.__module__}.{cls.__qualname__} (at {where!r}) has no to_onnx(b, inputs) "
                 "method; give the class one that adds its nodes with b.op(...) and returns its outputs' "
-                "names (see tinygrad_free.onnx and README 'Exchanging models')"
+                "names (see tinygrad_free.onnx and the docs' guide docs/guides/exchange.md)"
             )
         forward_cls, hook_cls = _defining_class(cls, "forward"), _defining_class(cls, "to_onnx")
         if (
