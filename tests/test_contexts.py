@@ -363,3 +363,40 @@ def test_gradcheck_names_what_params_must_be():
     layer = nn.Dense(3, 2, dtype=F64, rng=0)
     with pytest.raises(TypeError, match=r"params must be Parameters or \(name, Parameter\) pairs.*got ndarray"):
         gradcheck(layer.begin_update, np.ones((2, 3)), params=[layer.W.data])
+
+
+def test_release_frees_a_backpropagated_calls_activations_and_keeps_a_pending_ones(rng):
+    from tinygrad_free.nn.context import release
+
+    model = nn.Sequential(nn.Dense(4, 3, dtype=F64, rng=0), Scale())
+    x = rng.standard_normal((5, 4))
+    y = model.forward(x)
+    model.backward(np.ones_like(y))
+    dense, scale = model[0], model[1]
+    assert hasattr(dense, "_x") and hasattr(scale, "x")  # a user may look at the last forward's values
+    release(model)
+    assert not hasattr(dense, "_x") and not hasattr(scale, "x") and not hasattr(model, "_contexts")
+    # The used call stays refused with its own message, not an AttributeError.
+    with pytest.raises(RuntimeError, match="already used by an earlier backward"):
+        model.backward(np.ones_like(y))
+    # A forward not yet backpropagated keeps what its backward needs.
+    y = model.forward(x)
+    release(model)
+    model.backward(np.ones_like(y))
+    assert dense.W.grad is not None and np.isfinite(dense.W.grad).all()
+    # A later forward's attributes are never taken for the spent ones.
+    _, back = scale.begin_update(x)
+    back(np.ones_like(x))
+    scale.forward(2 * x)
+    release(scale)
+    np.testing.assert_array_equal(scale.x, 2 * x)
+
+
+def test_the_trainer_holds_no_activations_of_its_last_step_after_an_epoch(rng):
+    from tinygrad_free.train import Trainer
+
+    model = nn.Sequential(nn.Dense(6, 8, activation="relu", rng=0), nn.Dense(8, 3, rng=1))
+    x, y = rng.standard_normal((40, 6)).astype(np.float32), rng.integers(0, 3, 40)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), progress=False, threads=1)
+    trainer.fit(x, y, epochs=1, batch_size=8, validation_data=(x, y))
+    assert not any(hasattr(m, "_x") or hasattr(m, "_y") for m in model), "the last step's activations are still held"

@@ -261,3 +261,21 @@ def test_dropout_rejects_non_float_input_and_wrong_gradient_shape():
     layer(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"Dropout.backward: expected a gradient of shape \(2, 3\).*got \(3, 2\)"):
         layer.backward(np.ones((3, 2)))
+
+
+def test_batchnorm_inference_leaves_its_input_alone_and_computes_the_documented_formula_exactly(rng):
+    bn = nn.BatchNorm(3, dtype=np.float32)
+    bn.running_mean[:] = rng.standard_normal(3)
+    bn.running_var[:] = rng.random(3) + 0.5
+    bn.gamma.data[:] = rng.standard_normal(3)
+    bn.beta.data[:] = rng.standard_normal(3)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    before = x.copy()
+    bn.eval()
+    with nn.no_grad():
+        y = bn(x)
+    np.testing.assert_array_equal(x, before)
+    shape = (1, 3, 1, 1)
+    invstd = 1 / np.sqrt(bn.running_var + np.float32(bn.eps))
+    want = (x - bn.running_mean.reshape(shape)) * (invstd.reshape(shape) * bn.gamma.data.reshape(shape))
+    np.testing.assert_array_equal(y, want + bn.beta.data.reshape(shape))

@@ -20,7 +20,7 @@ from .callbacks import PrintLogger
 from .data import BatchIterator, as_samples, check_finite
 from .fpenv import flush_denormals
 from .metrics import accuracy
-from .nn.context import mode, no_grad
+from .nn.context import mode, no_grad, release
 from .nn.loss import ClassificationLoss, NonFiniteError
 from .optim import schedule
 from .threads import StepThreads
@@ -400,6 +400,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
         if bar is not None:
             bar.update(steps % 50)
+        release(model)  # the last step's activations: not kept past the epoch
         return total_loss / seen, correct / seen
 
     def predict(self, x: ArrayLike, batch_size: int = 1024) -> Array:
@@ -407,7 +408,9 @@ class Trainer:
         in eval mode in chunks."""
         if not isinstance(x, np.ndarray):
             x = np.asarray(x, dtype=self._input_dtype())
-        # Inference: nothing saved for a backward, and every module's own mode back afterwards.
+        # Inference: nothing saved for a backward, and every module's own mode back afterwards;
+        # the last training step's activations freed first, not held through the inference's.
+        release(self.model)
         with no_grad(), mode(self.model, False):
             return np.concatenate([self.model.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
