@@ -285,24 +285,6 @@ def worker_main(spec_json):
 
 
 # --- the parent ------------------------------------------------------------------------------------
-def run_one(spec, timeout, tmpdir):
-    out = Path(tmpdir) / f"{spec['impl']}-{spec['recipe']}-{spec['round']}.json"
-    spec = dict(spec, out=str(out))
-    head = {k: spec[k] for k in ("impl", "recipe", "round")}
-    try:
-        proc = C.run_python(
-            [str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-            C.worker_env(spec["threads"]),
-            C.cpu_set(spec["threads"]),
-            timeout,
-        )
-    except Exception as e:  # a timeout: recorded, the run goes on
-        return head | {"error": str(e)}
-    if proc.returncode != 0 or not out.exists():
-        return head | {"error": f"exit {proc.returncode}: " + "\n".join((proc.stderr or "").strip().splitlines()[-15:])}
-    return json.loads(out.read_text())
-
-
 def summarize(runs, recipes):
     """{recipe: {impl: medians over rounds (MiB) of the process peak and its parts}, "ratio": ours /
     PyTorch of the process peaks}."""
@@ -381,7 +363,9 @@ def main(argv=None):
             for recipe in args.recipes:
                 for impl in args.impls:
                     spec = dict(config, impl=impl, recipe=recipe, round=rnd) | described[recipe]
-                    r = run_one(spec, args.timeout, tmp)
+                    r = C.run_worker(
+                        __file__, spec, {k: spec[k] for k in ("impl", "recipe", "round")}, tmp, args.timeout
+                    )
                     shown = (
                         f"training peak {(r['peak_kib'] - r['rss_start_kib']) / 1024:.1f} MiB, process peak "
                         f"{r['peak_kib'] / 1024:.1f} MiB"
@@ -390,13 +374,7 @@ def main(argv=None):
                     )
                     print(f"round {rnd}: {impl:5s} {recipe}: {shown}", flush=True)
                     runs.append(r)
-    result = {
-        "command": C.command_line(argv),
-        "config": config,
-        "machine": machine,
-        "runs": runs,
-        "summary": summarize(runs, args.recipes),
-    }
+    result = C.record(argv, config, machine, runs, summarize(runs, args.recipes))
     C.write_report(args.out, "memory", result, markdown)
     return 0
 

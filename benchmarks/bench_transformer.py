@@ -161,24 +161,6 @@ def worker_main(spec_json):
 
 
 # --- the parent ------------------------------------------------------------------------------------
-def run_one(spec, timeout, tmpdir):
-    out = Path(tmpdir) / f"{spec['impl']}-{spec['tokens']}-{spec['threads']}-{spec['round']}.json"
-    spec = dict(spec, out=str(out))
-    env = C.worker_env(spec["threads"])
-    try:
-        proc = C.run_python(
-            [str(Path(__file__).resolve()), "--worker", json.dumps(spec)], env, C.cpu_set(spec["threads"]), timeout
-        )
-    except Exception as e:  # a timeout: recorded, the run goes on
-        return {k: spec[k] for k in ("impl", "tokens", "threads", "round")} | {"error": str(e)}
-    if proc.returncode != 0 or not out.exists():
-        tail = "\n".join((proc.stderr or "").strip().splitlines()[-15:])
-        return {k: spec[k] for k in ("impl", "tokens", "threads", "round")} | {
-            "error": f"exit {proc.returncode}: {tail}"
-        }
-    return json.loads(out.read_text())
-
-
 def summarize(runs, settings):
     """{(threads, tokens): {impl: median over rounds of the per-process medians}} and the ratios."""
     table = {}
@@ -262,19 +244,15 @@ def main(argv=None):
             for threads, tokens in settings:
                 for impl in args.impls:
                     spec = dict(config, impl=impl, tokens=tokens, threads=threads, round=rnd, seed=0)
-                    r = run_one(spec, args.timeout, tmp)
+                    r = C.run_worker(
+                        __file__, spec, {k: spec[k] for k in ("impl", "tokens", "threads", "round")}, tmp, args.timeout
+                    )
                     shown = (
                         f"{1e3 * r['median_s']:.1f} ms/step" if "median_s" in r else r.get("error") or r.get("skipped")
                     )
                     print(f"round {rnd}: {impl:5s} {tokens:3d} tokens, {threads} thread(s): {shown}", flush=True)
                     runs.append(r)
-    result = {
-        "command": C.command_line(argv),
-        "config": config,
-        "machine": machine,
-        "runs": runs,
-        "summary": summarize(runs, settings),
-    }
+    result = C.record(argv, config, machine, runs, summarize(runs, settings))
     C.write_report(args.out, "transformer_quick" if args.quick else "transformer", result, markdown)
     return 0
 

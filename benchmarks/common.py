@@ -151,6 +151,32 @@ def run_python(args, env, cpus=None, timeout=None):
     )
 
 
+def run_worker(script, spec, head, tmpdir, timeout=None):
+    """Run ``script --worker SPEC`` in a subprocess at ``spec["threads"]`` threads (their variables
+    and the CPU affinity set) and return the JSON it wrote; on a timeout or a failure, ``head`` (the
+    keys naming the measurement) with an ``error`` (the exit code and the last lines of stderr), so
+    the run goes on and the table shows what failed."""
+    out = Path(tmpdir) / ("-".join(str(v) for v in head.values()) + ".json")
+    spec = dict(spec, out=str(out))
+    try:
+        proc = run_python(
+            [str(Path(script).resolve()), "--worker", json.dumps(spec)],
+            worker_env(spec["threads"]),
+            cpu_set(spec["threads"]),
+            timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return head | {"error": f"timed out after {timeout:g} s (--timeout)"}
+    if proc.returncode != 0 or not out.exists():
+        return head | {"error": f"exit {proc.returncode}: " + "\n".join((proc.stderr or "").strip().splitlines()[-15:])}
+    return json.loads(out.read_text())
+
+
+def record(argv, config, machine, runs, summary):
+    """What a benchmark's JSON holds: its command, settings, machine, every run and the summary."""
+    return {"command": command_line(argv), "config": config, "machine": machine, "runs": runs, "summary": summary}
+
+
 # --- what the machine and the libraries are -------------------------------------------------------
 def cpu_model():
     try:
