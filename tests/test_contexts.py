@@ -375,7 +375,7 @@ def test_release_frees_a_backpropagated_calls_activations_and_keeps_a_pending_on
     dense, scale = model[0], model[1]
     assert hasattr(dense, "_x") and hasattr(scale, "x")  # a user may look at the last forward's values
     release(model)
-    assert not hasattr(dense, "_x") and not hasattr(scale, "x") and not hasattr(model, "_contexts")
+    assert not hasattr(dense, "_x") and not hasattr(scale, "x")
     # The used call stays refused with its own message, not an AttributeError.
     with pytest.raises(RuntimeError, match="already used by an earlier backward"):
         model.backward(np.ones_like(y))
@@ -390,6 +390,24 @@ def test_release_frees_a_backpropagated_calls_activations_and_keeps_a_pending_on
     scale.forward(2 * x)
     release(scale)
     np.testing.assert_array_equal(scale.x, 2 * x)
+
+
+def test_release_keeps_a_number_a_forward_assigned_to_a_plain_attribute(rng):
+    from tinygrad_free.nn.context import release
+
+    class Counting(Scale):
+        calls = 0
+
+        def forward(self, x):
+            self.calls = self.calls + 1  # state in a plain attribute: a buffer is the advice
+            return super().forward(x)
+
+    layer = Counting()
+    for _ in range(2):
+        y = layer.forward(rng.standard_normal((2, 3)))
+        layer.backward(np.ones_like(y))
+        release(layer)
+    assert layer.calls == 2 and not hasattr(layer, "x")
 
 
 def test_the_trainer_holds_no_activations_of_its_last_step_after_an_epoch(rng):
