@@ -94,9 +94,43 @@ def test_the_parallel_twin_is_taken_only_for_large_buffers_and_several_threads()
     with parallel.num_threads(2):
         assert parallel.use_parallel(parallel.MIN_PARALLEL)
         assert not parallel.use_parallel(parallel.MIN_PARALLEL - 1)
+        assert parallel.use_parallel(1000, grain=1000) and not parallel.use_parallel(999, grain=1000)
     with parallel.num_threads(1):
         assert not parallel.use_parallel(10**7)
     assert kernels.NUMBA.adam.serial is optim.adam_numba and kernels.NUMBA.adam.parallel is optim.adam_parallel
+
+
+@two_threads
+def test_a_threaded_kernel_runs_its_serial_twin_below_its_grain_and_its_parallel_one_from_it():
+    ran = []
+    kernel = parallel.threaded(lambda w: ran.append("serial"), lambda w: ran.append("parallel"), grain=100)
+    with parallel.num_threads(2):
+        kernel(np.zeros(99))
+        kernel(np.zeros(100))
+    with parallel.num_threads(1):
+        kernel(np.zeros(10**4))
+    assert ran == ["serial", "parallel", "serial"]
+
+
+@two_threads
+@pytest.mark.parametrize(
+    "name, grain",
+    [
+        ("sgd", optim.PLAIN_GRAIN),
+        ("momentum", optim.PLAIN_GRAIN),
+        ("rmsprop", optim.ROOT_GRAIN),
+        ("adam", optim.ROOT_GRAIN),
+        ("nadam", optim.ROOT_GRAIN),
+    ],
+)
+def test_each_update_runs_in_parallel_from_its_own_measured_grain(name, grain):
+    # The reference MLP's 134,794 parameters update on one thread even when numba has two (in a
+    # training step the parallel twin made it slower), a network of millions on both.
+    kernel = getattr(kernels.NUMBA, name)
+    assert kernel.grain == grain > 134_794
+    with parallel.num_threads(2):
+        assert not parallel.use_parallel(134_794, kernel.grain)
+        assert parallel.use_parallel(3_000_000, kernel.grain)
 
 
 def test_num_threads_sets_numba_threads_for_a_block_and_restores_them():
@@ -157,9 +191,9 @@ import multiprocessing as mp, numba, numpy as np
 from tinygrad_free.kernels import optim, parallel
 
 def update(_):
-    w, g = np.ones(100_000, np.float32), np.full(100_000, 2, np.float32)
+    w, g = np.ones(400_000, np.float32), np.full(400_000, 2, np.float32)  # over Adam's grain
     optim.adam_threaded(w, g, np.zeros_like(w), np.zeros_like(w), None, 0.5, 0.9, 0.999, 1e-8, 0.1, 0.001)
-    return float(w[0]), parallel.use_parallel(w.size)
+    return float(w[0]), parallel.use_parallel(w.size, optim.adam_threaded.grain)
 
 if __name__ == "__main__":
     print(*update(0), numba.threading_layer())          # the parent starts its threads

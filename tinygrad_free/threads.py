@@ -30,7 +30,10 @@ The thread count changes no result: numba's parallel optimizer updates are bit f
 serial ones, the threaded convolutions split the batch into parts that do not depend on the
 thread count, and every matrix product runs on one BLAS thread (``kernels.blas``; the tests
 hold a run on each count equal). :class:`ThreadCounts` is the one place that sets the counts
-(BLAS's and numba's together). A hand-written loop gets the same policy::
+(BLAS's and numba's together). A hand-written loop without it runs at numba's default count
+(every core), each kernel choosing from its own work whether to use the other threads (the
+grains of ``kernels.parallel`` and ``kernels.optim``); it gets the Trainer's policy, which also
+sees what sizes cannot (another process taking a core), with::
 
     with threads.autotune() as tick:
         for xb, yb in batches:

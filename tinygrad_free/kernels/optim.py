@@ -286,12 +286,30 @@ def nadam_parallel(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
         nadam_numba(w1[lo:hi], g1[lo:hi], m1[lo:hi], v1[lo:hi], tmp, lr, b1, b2, eps, bc2, cm, cg)
 
 
-#: What the numba backend calls: the parallel twin when kernels.parallel says so, else serial.
-sgd_threaded = threaded(sgd_numba, sgd_parallel)
-momentum_threaded = threaded(momentum_numba, momentum_parallel)
-rmsprop_threaded = threaded(rmsprop_numba, rmsprop_parallel)
-adam_threaded = threaded(adam_numba, adam_parallel)
-nadam_threaded = threaded(nadam_numba, nadam_parallel)
+#: Buffers from which the updates with a square root and a division per element (RMSProp, Adam,
+#: Nadam) take their parallel twins: measured inside the training step, not on the kernel alone.
+#: ``python benchmarks/bench_grains.py`` (results/grains.md) times the MLP 784-w-w-w-10 at widths
+#: 128-1024 at two threads with the serial update against two threads with the parallel one,
+#: alternated in one process. Two runs on an Intel Xeon with AVX-512 and MKL (2026-12-06), Adam's
+#: parallel update as the step's time over the serial one's at batch 16 / 64: 1.06 / 1.00 and
+#: 1.09 / 1.03 at 134,794 parameters (the reference MLP), 1.02 / 0.97 and 0.99 / 0.96 at 226,762,
+#: 0.90-0.93 at 335,114, 0.81-0.92 at 0.9-2.9 million: the crossover lies between the first two.
+#: Timed alone, in a loop of itself (the second thread awake, the buffer in both cores' caches),
+#: the update of 134,794 parameters is faster on two threads (``kernels.parallel``); in a step,
+#: which leaves the second thread asleep since the last update, it is not.
+ROOT_GRAIN = 196_608
+#: The same for the updates with neither (SGD, momentum), bound by memory: SGD's parallel update
+#: 1.23-1.27 / 1.05-1.07 at 134,794 parameters, 1.08-1.11 / 1.01-1.02 at 335,114, 0.96-0.97 at
+#: 932,362.
+PLAIN_GRAIN = 786_432
+
+#: What the numba backend calls: the parallel twin for buffers of the kernel's grain on several
+#: threads (``kernels.parallel``), else the serial kernel.
+sgd_threaded = threaded(sgd_numba, sgd_parallel, PLAIN_GRAIN)
+momentum_threaded = threaded(momentum_numba, momentum_parallel, PLAIN_GRAIN)
+rmsprop_threaded = threaded(rmsprop_numba, rmsprop_parallel, ROOT_GRAIN)
+adam_threaded = threaded(adam_numba, adam_parallel, ROOT_GRAIN)
+nadam_threaded = threaded(nadam_numba, nadam_parallel, ROOT_GRAIN)
 
 
 # The table (see kernels/registry.py) and the warm-up: flat 1-D buffers with a (2, n) scratch,

@@ -7,10 +7,14 @@ of a kernel cuts the buffer into ``CHUNK``-element chunks and runs the serial ke
 chunk in a ``prange``; the arithmetic per element is unchanged, so the results are bit for bit
 the serial kernel's.
 
-When it is used (``threaded``): the buffer has at least ``MIN_PARALLEL`` elements, numba's thread
-count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) is above one, and numba's threading layer
-is OpenMP or TBB. Its fallback layer, ``workqueue``, takes about 130 us to start a parallel
-region here, more than the work, so with it the serial kernels run.
+When it is used (``threaded``): the buffer has at least the kernel's ``grain`` of elements,
+numba's thread count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``) is above one, and numba's
+threading layer is OpenMP or TBB. Its fallback layer, ``workqueue``, takes about 130 us to start a
+parallel region here, more than the work, so with it the serial kernels run. The grain is each
+kernel's measured crossover: where its parallel twin starts to shorten a whole training step, not
+the kernel alone (``kernels.optim`` gives the measurements). A kernel without a grain of its own
+takes ``MIN_PARALLEL``. So a plain loop at numba's default thread count (every core) runs a small
+network's update on one thread and a large one's on all, with no tuning by the user.
 
 Which threading layer: numba tries TBB first by default. Unless the user chose
 (``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``), importing this module puts
@@ -29,7 +33,8 @@ import os
 
 from ._nb import HAVE_NUMBA
 
-#: Below this many elements a parallel region (a few microseconds to start) is not worth it.
+#: The default grain: below this many elements a parallel region (a few microseconds to start) is
+#: not worth it. Kernels whose elements are cheap declare a larger grain of their own (``threaded``).
 MIN_PARALLEL = 32_768
 #: Elements per chunk: a multiple of 16, so no 64-byte cache line is written by two threads.
 #: numba hands each thread an equal run of consecutive chunks (its static schedule), so a
@@ -102,9 +107,12 @@ def _start_threads():
     _noop(np.zeros(2, np.int64))
 
 
-def use_parallel(size):
-    """Whether a kernel over ``size`` elements should take its parallel twin now."""
-    return HAVE_NUMBA and size >= MIN_PARALLEL and numba.get_num_threads() > 1 and layer_ok()
+def use_parallel(size, grain=None):
+    """Whether a kernel over ``size`` elements should take its parallel twin now: at least ``grain``
+    elements (``MIN_PARALLEL`` when None), several numba threads, a fast threading layer."""
+    if size < (MIN_PARALLEL if grain is None else grain):
+        return False
+    return HAVE_NUMBA and numba.get_num_threads() > 1 and layer_ok()
 
 
 def _after_fork_in_child():
@@ -120,19 +128,21 @@ if HAVE_NUMBA and hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def threaded(serial, parallel):
-    """A kernel that runs ``parallel`` when ``use_parallel(w.size)`` (``w``: the first argument),
-    else ``serial``. Both take the same arguments and compute the same result."""
+def threaded(serial, parallel, grain=None):
+    """A kernel that runs ``parallel`` when ``use_parallel(w.size, grain)`` (``w``: the first
+    argument), else ``serial``. Both take the same arguments and compute the same result.
+    ``grain``: the kernel's measured crossover in elements (``MIN_PARALLEL`` when None)."""
     if not HAVE_NUMBA:
         return serial
 
     def kernel(w, *args):
-        return (parallel if use_parallel(w.size) else serial)(w, *args)
+        return (parallel if use_parallel(w.size, grain) else serial)(w, *args)
 
     kernel.__name__ = serial.__name__
     kernel.__qualname__ = serial.__qualname__
     kernel.__doc__ = serial.__doc__
     kernel.serial, kernel.parallel = serial, parallel
+    kernel.grain = MIN_PARALLEL if grain is None else grain
     return kernel
 
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Where an optimizer update's parallel twin starts to pay, measured inside the training step.
+
+An update timed alone, in a loop of itself, has numba's second thread awake and the buffer in
+both cores' caches; inside a training step the thread has gone to sleep since the last update
+and half the buffer must move to its core. So the crossover (``kernels.optim``'s grains) is
+measured here on whole steps: the MLP of ``bench_threads.py`` (784-w-w-w-10 tanh, Fashion-MNIST
+batches, float32) at several widths w, with numba and BLAS at two threads, the update forced to
+its serial kernel or to its parallel twin (``kernels.NUMBA``'s entry swapped for the step), and
+one thread for reference. The settings take turns in one process, their order rotated each
+round; reported per case: the median step of each setting, and the median of the rounds' own
+ratios parallel / serial (below 1: the parallel twin shortens the step), beside what the
+kernel's grain chooses for that many parameters.
+
+    python benchmarks/bench_grains.py                                # Adam and SGD, widths 128-1024
+    python benchmarks/bench_grains.py --optimizers Adam --widths 128 192 --batches 16 --rounds 6
+
+Writes benchmarks/results/grains.json and .md.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+SETTINGS = ("serial", "parallel", "one thread")
+KERNELS = {"Adam": "adam", "SGD": "sgd", "Momentum": "momentum", "RMSProp": "rmsprop", "Nadam": "nadam"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--optimizers", nargs="+", default=["Adam", "SGD"], choices=sorted(KERNELS))
+    p.add_argument("--widths", type=int, nargs="+", default=[128, 192, 256, 512, 1024])
+    p.add_argument("--batches", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--segment-seconds", type=float, default=0.4)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    p.add_argument("--name", default="grains")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or not args.segment_seconds > 0 or min(args.widths + args.batches) < 1:
+        p.error("--rounds, --widths and --batches must be positive integers, --segment-seconds a positive number")
+    return args
+
+
+def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
+    import numba
+    import numpy as np
+    from threadpoolctl import ThreadpoolController
+
+    from tinygrad_free import kernels, nn, optim
+    from tinygrad_free.kernels import parallel
+    from tinygrad_free.recipes import build_mlp
+
+    model = build_mlp(784, 3, width, activation="tanh", weight_init="xavier", num_classes=10, rng=0)
+    size = sum(p.data.size for p in model.parameters())
+    loss_fn, opt = nn.CrossEntropyLoss(), getattr(optim, optimizer)(model.parameters(), lr=1e-3)
+    name = KERNELS[optimizer]
+    threaded = getattr(kernels.NUMBA, name)
+    order = np.random.default_rng(0).permutation(len(x) - len(x) % batch).reshape(-1, batch)
+    position = [0]
+
+    def step():
+        idx = order[position[0] % len(order)]
+        position[0] += 1
+        logits, backprop = model.begin_update(x[idx])
+        loss = loss_fn.forward(logits, y[idx])
+        backprop(loss_fn.backward(), input_grad=False)
+        opt.step(loss=loss)
+        opt.zero_grad()
+
+    blas = ThreadpoolController().select(user_api="blas")
+    limiter = blas.limit(limits=1)
+    numba_before = numba.get_num_threads()
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
+
+    def setting(which):
+        count = 1 if which == "one thread" else two
+        blas.limit(limits=count)
+        numba.set_num_threads(count)
+        setattr(kernels.NUMBA, name, threaded.parallel if which == "parallel" else threaded.serial)
+
+    try:
+        setting("one thread")
+        for _ in range(20):
+            step()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            step()
+        steps = max(10, int(segment_seconds / ((time.perf_counter() - t0) / 20)))
+        medians = {s: [] for s in SETTINGS}
+        for rnd in range(rounds):
+            turn = rnd % len(SETTINGS)
+            for which in SETTINGS[turn:] + SETTINGS[:turn]:
+                setting(which)
+                step()  # wakes the pool
+                times = []
+                for _ in range(steps):
+                    t0 = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - t0)
+                medians[which].append(C.median(times))
+    finally:
+        setattr(kernels.NUMBA, name, threaded)
+        limiter.restore_original_limits()
+        numba.set_num_threads(numba_before)
+    ratios = [p / s for p, s in zip(medians["parallel"], medians["serial"])]
+    return {
+        "optimizer": optimizer,
+        "width": width,
+        "batch": batch,
+        "parameters": size,
+        "grain": threaded.grain,
+        "grain_chooses": "parallel" if size >= threaded.grain else "serial",
+        "parallel_available": parallel.layer_ok() and two > 1,
+        "steps_per_segment": steps,
+        "median_step": {s: C.median(v) for s, v in medians.items()},
+        "parallel_over_serial": C.median(ratios),
+        "ratios": ratios,
+    }
+
+
+def markdown(result):
+    meta = result["meta"]
+    lines = [
+        "# Optimizer updates: serial or parallel, inside the training step",
+        "",
+        f"{meta['cpu_model']}, {meta['cpu_count']} CPUs; {meta['date']}; BLAS of the kernels: {meta['gemm']}; "
+        f"{meta['rounds']} rounds of the three settings, order rotated each round.",
+        "",
+        f"Command: `python benchmarks/{meta['command']}`",
+        "",
+        "| optimizer | width | batch | parameters | 1 thread (us/step) | 2 threads, serial update "
+        "| 2 threads, parallel update | parallel / serial (per-round median) | grain chooses |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["cases"]:
+        m = r["median_step"]
+        faster = "parallel" if r["parallel_over_serial"] < 1 else "serial"
+        mark = "" if faster == r["grain_chooses"] else " (the slower)"
+        lines.append(
+            f"| {r['optimizer']} | {r['width']} | {r['batch']} | {r['parameters']:,} | {m['one thread'] * 1e6:.0f} "
+            f"| {m['serial'] * 1e6:.0f} | {m['parallel'] * 1e6:.0f} | {r['parallel_over_serial']:.3f} "
+            f"| {r['grain_chooses']} (grain {r['grain']:,}){mark} |"
+        )
+    lines += [
+        "",
+        "The MLP is 784-w-w-w-10 tanh; each setting's number is the median over rounds of its segments' median "
+        "step. The grain is the kernel's (`tinygrad_free.kernels.optim`): the parallel twin runs for buffers of at "
+        "least that many elements when numba has several threads.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    C.ensure_data_env()
+    import numpy as np
+
+    from tinygrad_free import kernels
+    from tinygrad_free.data import load_split
+    from tinygrad_free.kernels import blas
+
+    kernels.warmup()
+    split = load_split("fashion_mnist")
+    x, y = np.ascontiguousarray(split.x_train, np.float32), split.y_train
+    result = {
+        "meta": {
+            "command": C.command_line(argv),
+            "rounds": args.rounds,
+            "segment_seconds": args.segment_seconds,
+            "gemm": blas.describe(),
+            **C.machine_info(),
+        },
+        "cases": [],
+    }
+    for optimizer in args.optimizers:
+        for width in args.widths:
+            for batch in args.batches:
+                r = measure(optimizer, width, batch, args.rounds, args.segment_seconds, x, y)
+                print(
+                    f"{optimizer} width {width} batch {batch} ({r['parameters']:,} parameters): "
+                    f"parallel/serial {r['parallel_over_serial']:.3f}",
+                    flush=True,
+                )
+                result["cases"].append(r)
+    C.write_report(args.out, args.name, result, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
