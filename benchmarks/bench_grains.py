@@ -47,7 +47,6 @@ def parse_args(argv=None):
 
 def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
     import numba
-    import numpy as np
     from threadpoolctl import ThreadpoolController
 
     from tinygrad_free import kernels, nn, optim
@@ -59,17 +58,7 @@ def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
     loss_fn, opt = nn.CrossEntropyLoss(), getattr(optim, optimizer)(model.parameters(), lr=1e-3)
     name = KERNELS[optimizer]
     threaded = getattr(kernels.NUMBA, name)
-    order = np.random.default_rng(0).permutation(len(x) - len(x) % batch).reshape(-1, batch)
-    position = [0]
-
-    def step():
-        idx = order[position[0] % len(order)]
-        position[0] += 1
-        logits, backprop = model.begin_update(x[idx])
-        loss = loss_fn.forward(logits, y[idx])
-        backprop(loss_fn.backward(), input_grad=False)
-        opt.step(loss=loss)
-        opt.zero_grad()
+    step = C.training_step(model, loss_fn, opt, x, y, batch)
 
     blas = ThreadpoolController().select(user_api="blas")
     limiter = blas.limit(limits=1)
@@ -162,19 +151,12 @@ def main(argv=None):
 
     from tinygrad_free import kernels
     from tinygrad_free.data import load_split
-    from tinygrad_free.kernels import blas
 
     kernels.warmup()
     split = load_split("fashion_mnist")
     x, y = np.ascontiguousarray(split.x_train, np.float32), split.y_train
     result = {
-        "meta": {
-            "command": C.command_line(argv),
-            "rounds": args.rounds,
-            "segment_seconds": args.segment_seconds,
-            "gemm": blas.describe(),
-            **C.machine_info(),
-        },
+        "meta": C.segments_meta(argv, args),
         "cases": [],
     }
     for optimizer in args.optimizers:

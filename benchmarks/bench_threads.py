@@ -75,17 +75,7 @@ def measure(network, batch, rounds, segment_seconds):
     x, y = networks.images(np.ascontiguousarray(split.x_train, np.float32), network), split.y_train
     model = networks.ours(network, 0)
     loss_fn, opt = nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3)
-    order = np.random.default_rng(0).permutation(len(x) - len(x) % batch).reshape(-1, batch)
-    position = [0]
-
-    def step():
-        idx = order[position[0] % len(order)]
-        position[0] += 1
-        logits, backprop = model.begin_update(x[idx])
-        loss = loss_fn.forward(logits, y[idx])
-        backprop(loss_fn.backward(), input_grad=False)
-        opt.step(loss=loss)
-        opt.zero_grad()
+    step = C.training_step(model, loss_fn, opt, x, y, batch)
 
     # The counts the process started with: the default (read before the policy sets its own).
     numba_before = numba.get_num_threads()
@@ -197,16 +187,9 @@ def markdown(result):
 def main(argv=None):
     args = parse_args(argv)
     C.ensure_data_env()
-    from tinygrad_free.kernels import blas
 
     result = {
-        "meta": {
-            "command": C.command_line(argv),
-            "rounds": args.rounds,
-            "segment_seconds": args.segment_seconds,
-            "gemm": blas.describe(),
-            **C.machine_info(),
-        },
+        "meta": C.segments_meta(argv, args),
         "cases": [],
     }
     for network, batch in args.cases:

@@ -243,6 +243,40 @@ def blas_info():
 
 
 # --- timing and formatting ------------------------------------------------------------------------------
+def training_step(model, loss_fn, opt, x, y, batch, seed=0):
+    """A hand-written training step over shuffled batches of ``x, y`` (forward, loss, backward
+    without the input's gradient, the optimizer's step, zero_grad), as the README's API tour
+    writes it; each call takes the next batch, round and round."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(x) - len(x) % batch).reshape(-1, batch)
+    position = [0]
+
+    def step():
+        idx = order[position[0] % len(order)]
+        position[0] += 1
+        logits, backprop = model.begin_update(x[idx])
+        loss = loss_fn.forward(logits, y[idx])
+        backprop(loss_fn.backward(), input_grad=False)
+        opt.step(loss=loss)
+        opt.zero_grad()
+
+    return step
+
+
+def segments_meta(argv, args):
+    """The ``meta`` of a benchmark that alternates settings in segments within one process."""
+    from tinygrad_free.kernels import blas
+
+    return {
+        "command": command_line(argv),
+        "rounds": args.rounds,
+        "segment_seconds": args.segment_seconds,
+        "gemm": blas.describe(),
+        **machine_info(),
+    }
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

@@ -290,17 +290,18 @@ def nadam_parallel(w, g, m, v, tmp, lr, b1, b2, eps, bc2, cm, cg):
 #: Nadam) take their parallel twins: measured inside the training step, not on the kernel alone.
 #: ``python benchmarks/bench_grains.py`` (results/grains.md) times the MLP 784-w-w-w-10 at widths
 #: 128-1024 at two threads with the serial update against two threads with the parallel one,
-#: alternated in one process. Two runs on an Intel Xeon with AVX-512 and MKL (2026-12-06), Adam's
-#: parallel update as the step's time over the serial one's at batch 16 / 64: 1.06 / 1.00 and
-#: 1.09 / 1.03 at 134,794 parameters (the reference MLP), 1.02 / 0.97 and 0.99 / 0.96 at 226,762,
-#: 0.90-0.93 at 335,114, 0.81-0.92 at 0.9-2.9 million: the crossover lies between the first two.
+#: alternated in one process. Three runs on an Intel Xeon with AVX-512 and MKL (2026-12-06), Adam's
+#: parallel update as the step's time over the serial one's at batch 16 / 64: 1.06 / 1.00,
+#: 1.09 / 1.03 and 1.11 / 1.03 at 134,794 parameters (the reference MLP); 1.02 / 0.97, 0.99 / 0.96
+#: and 1.02 / 0.98 at 226,762 (the crossover: within 2% either way); 0.90-0.93 at 335,114;
+#: 0.81-0.92 at 0.9-2.9 million.
 #: Timed alone, in a loop of itself (the second thread awake, the buffer in both cores' caches),
 #: the update of 134,794 parameters is faster on two threads (``kernels.parallel``); in a step,
 #: which leaves the second thread asleep since the last update, it is not.
 ROOT_GRAIN = 196_608
 #: The same for the updates with neither (SGD, momentum), bound by memory: SGD's parallel update
-#: 1.23-1.27 / 1.05-1.07 at 134,794 parameters, 1.08-1.11 / 1.01-1.02 at 335,114, 0.96-0.97 at
-#: 932,362.
+#: 1.23-1.27 / 1.05-1.08 at 134,794 parameters, 1.08-1.12 / 1.01-1.02 at 335,114, 0.96-0.99 at
+#: 932,362, 0.90-0.97 at 2.9 million.
 PLAIN_GRAIN = 786_432
 
 #: What the numba backend calls: the parallel twin for buffers of the kernel's grain on several
