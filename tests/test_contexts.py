@@ -375,7 +375,7 @@ def test_release_frees_a_backpropagated_calls_activations_and_keeps_a_pending_on
     dense, scale = model[0], model[1]
     assert hasattr(dense, "_x") and hasattr(scale, "x")  # a user may look at the last forward's values
     release(model)
-    assert not hasattr(dense, "_x") and not hasattr(scale, "x")
+    assert not hasattr(dense, "_x") and not hasattr(scale, "x") and not hasattr(model, "_contexts")
     # The used call stays refused with its own message, not an AttributeError.
     with pytest.raises(RuntimeError, match="already used by an earlier backward"):
         model.backward(np.ones_like(y))

@@ -134,6 +134,7 @@ def threaded(serial, parallel, grain=None):
     ``grain``: the kernel's measured crossover in elements (``MIN_PARALLEL`` when None)."""
     if not HAVE_NUMBA:
         return serial
+    grain = MIN_PARALLEL if grain is None else grain
 
     def kernel(w, *args):
         return (parallel if use_parallel(w.size, grain) else serial)(w, *args)
@@ -142,7 +143,7 @@ def threaded(serial, parallel, grain=None):
     kernel.__qualname__ = serial.__qualname__
     kernel.__doc__ = serial.__doc__
     kernel.serial, kernel.parallel = serial, parallel
-    kernel.grain = MIN_PARALLEL if grain is None else grain
+    kernel.grain = grain
     return kernel
 
 

@@ -406,25 +406,27 @@ def release(module: Module) -> None:
     layer's last forward). The Trainer calls it after its training steps, before an evaluation:
     a step's activations are then not held through the evaluation's own (a ViT's 108 MB at batch
     128), as PyTorch frees a graph after backward. Attributes of a call not yet backpropagated
-    stay. Only arrays (and tuples or lists of them) are freed: a number or an object a forward
-    assigned stays as it is, so a layer that (against the advice to use a buffer) keeps a counter
-    in a plain attribute does not see it vanish."""
+    stay. Only what a call saves for its backward is freed, arrays and a container's list of its
+    calls' contexts (and tuples or lists of those): a number or any other object a forward assigned
+    stays as it is, so a layer that (against the advice to use a buffer) keeps a counter in a
+    plain attribute does not see it vanish."""
     for m in module.modules():
         d = m.__dict__
         calls: CallState = d["_calls"]
         spent = calls.spent
         if spent:
             for k, v in spent.items():
-                if d.get(k, _MISSING) is v and _arrays(v):
+                if d.get(k, _MISSING) is v and _freeable(v):
                     del d[k]
             calls.spent = None
 
 
-def _arrays(v: Any) -> bool:
-    """True for an array, or a tuple or list of arrays, None and such tuples (what a call saves)."""
-    if type(v) is np.ndarray:
+def _freeable(v: Any) -> bool:
+    """True for what a call saves for its backward: an array, a call's context, or a tuple or list
+    of those, None and such tuples."""
+    if type(v) is np.ndarray or type(v) is Context:
         return True
-    return type(v) in (tuple, list) and all(x is None or _arrays(x) for x in v)
+    return type(v) in (tuple, list) and all(x is None or _freeable(x) for x in v)
 
 
 def _drop(calls: CallState, call: Context) -> None:
