@@ -137,7 +137,7 @@ def markdown(result):
             notes.append(
                 f"{len(errors)} run(s) failed: " + "; ".join(f"{r['impl']} b{r['batch']} r{r['round']}" for r in errors)
             )
-        issue = {"convnet": 14, "lstm": 27}.get(meta.get("network_key"), 4)
+        issue = {"convnet": 24, "lstm": 27}.get(meta.get("network_key"), 4)
         lines += [f"- {n}" for n in notes] + ["", f"Targets (issue {issue}):", ""]
         for t in s["targets"]:
             if t["value"] is None:

@@ -17,6 +17,9 @@ GEOMETRIES = [
     (1, 1, 5, 6, 2, 2, 3, 1, 2, 0, 1),
     (3, 2, 4, 4, 3, 6, 2, 1, 3, 1, 0),
     (2, 4, 8, 5, 5, 1, 1, 3, 1, 0, 0),
+    # stride 1 with several channels: the numba kernels' wide columns (padded, and not)
+    (3, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1),
+    (2, 2, 6, 9, 3, 2, 3, 1, 1, 0, 2),
 ]
 
 
@@ -89,7 +92,9 @@ BLOCKS = ["one sample", "two samples", "whole batch"]
 def set_block(monkeypatch, block, geometry, dtype):
     """Set conv.BLOCK_BYTES so that the kernels take ``block`` samples at a time; returns that count."""
     n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
-    k, l, item = c * kh * kw, conv.out_size(h, kh, sh, ph) * conv.out_size(w, kw, sw, pw), np.dtype(dtype).itemsize
+    ho, wo = conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw)
+    wide = conv._wide(np.empty((n, c, h, w)), sh, sw, None)
+    k, l, item = c * kh * kw, conv.sample_span(w, pw, ho, wo, wide), np.dtype(dtype).itemsize
     monkeypatch.setattr(
         conv, "BLOCK_BYTES", {"one sample": 1, "two samples": 2 * k * l * item, "whole batch": 10**9}[block]
     )
@@ -123,8 +128,10 @@ def test_conv2d_numba_matches_numpy_forward_and_backward(rng, monkeypatch, geome
             for g, e in zip(got, want):
                 if e is None:
                     assert g is None
-                else:
-                    np.testing.assert_allclose(g, e, **tol(dtype))
+                else:  # float32: an entry's rounding scales with its sum's terms, not its value
+                    np.testing.assert_allclose(
+                        g, e, rtol=tol(dtype)["rtol"], atol=tol(dtype)["atol"] * max(1, np.abs(e).max())
+                    )
 
 
 def test_parts_cover_the_batch_once_in_whole_blocks_and_depend_only_on_the_shapes():
@@ -143,7 +150,11 @@ def test_parts_cover_the_batch_once_in_whole_blocks_and_depend_only_on_the_shape
 
 # Bigger than GEOMETRIES: several blocks of samples per part, and GEMMs large enough that a
 # BLAS left on two threads inside a part would split them (and round differently).
-THREADED = [(64, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0), (13, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1)]
+THREADED = [
+    (64, 1, 28, 28, 32, 3, 3, 1, 1, 0, 0),
+    (13, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1),
+    (24, 8, 13, 13, 16, 3, 3, 1, 1, 1, 1),
+]
 
 
 def run_on(on_threads, x, W, b, geometry, code, gy, with_dx):
@@ -220,6 +231,71 @@ def test_conv2d_beta_zero_overwrites_even_nan_and_beta_one_accumulates(rng):
         assert np.all(np.isfinite(fresh))
         twice = run_conv(ns, x, W, None, geometry, dense.IDENTITY, gy, 1.0, False, fresh, None)[1]
         np.testing.assert_allclose(twice, 2 * fresh, rtol=1e-13)
+
+
+# Stride 1 with several channels (wide by default), and one channel (compact by default).
+WIDE = [(3, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1), (2, 2, 6, 9, 3, 2, 3, 1, 1, 0, 2), (2, 1, 5, 5, 2, 3, 3, 1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("geometry", WIDE)
+@pytest.mark.parametrize("code", [dense.RELU, dense.TANH, dense.GELU])
+def test_wide_and_compact_columns_give_the_same_convolution(rng, geometry, code):
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x, W, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw)), rng.standard_normal(o)
+    out = (n, o, conv.out_size(h, kh, sh, ph), conv.out_size(w, kw, sw, pw))
+    gy, dW0, db0 = rng.standard_normal(out), rng.standard_normal(W.shape), rng.standard_normal(o)
+    results = []
+    for wide in (True, False):
+        y, z = np.full(out, np.nan), np.full(out, np.nan) if code in dense.FROM_INPUT else None
+        conv.conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z, wide=wide)
+        dW, db, dx = dW0.copy(), db0.copy(), np.full(x.shape, np.nan)
+        kept = y if z is None else z
+        conv.conv2d_backward_numba(x, W, kept, gy, code, dW, 1.0, db, sh, sw, ph, pw, dx, wide=wide)
+        results.append((y, z, dW, db, dx))
+    want = run_conv(kernels.NUMPY, x, W, b, geometry, dense.IDENTITY, gy, 0.0, False, dW0, None)[0]
+    np.testing.assert_allclose(results[0][1] if code in dense.FROM_INPUT else want, want, rtol=1e-12, atol=1e-12)
+    for g, e in zip(*results):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_the_numba_kernels_take_wide_columns_at_stride_one_with_several_channels():
+    x = np.empty((2, 3, 5, 5))
+    assert conv._wide(x, 1, 1, None)
+    assert not conv._wide(x[:, :1], 1, 1, None)
+    assert not conv._wide(x, 2, 1, None) and not conv._wide(x, 1, 2, None)
+    assert conv._wide(x[:, :1], 1, 1, True) and not conv._wide(x, 1, 1, False)
+
+
+def test_wide_columns_refuse_a_stride_other_than_one(rng):
+    x, W = rng.standard_normal((2, 3, 7, 9)), rng.standard_normal((4, 3, 3, 3))
+    y = np.empty((2, 4, 3, 7))
+    with pytest.raises(ValueError, match=r"wide columns need stride 1, got stride \(2, 1\)"):
+        conv.conv2d_forward_numba(x, W, None, 2, 1, 0, 0, dense.IDENTITY, y, wide=True)
+    with pytest.raises(ValueError, match=r"wide columns need stride 1, got stride \(2, 1\)"):
+        conv.conv2d_backward_numba(x, W, y, y, dense.IDENTITY, np.empty_like(W), 0.0, None, 2, 1, 0, 0, None, wide=True)
+
+
+@pytest.mark.parametrize("where", ["input", "weight"])
+def test_a_non_finite_value_gives_the_wide_backward_the_numpy_kernels_result(rng, where):
+    # Wo = 4 of W = 6: the wide columns of row j = 0 read x[..., 4:6] in their wrap-around
+    # columns, where the gradient is 0; inf * 0 there would put NaN into dW[:, :, :, 0].
+    geometry = (2, 2, 5, 6, 3, 3, 3, 1, 1, 0, 0)
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw = geometry
+    x, W = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, kh, kw))
+    if where == "input":
+        x[0, 1, 2, 5] = np.inf
+    else:
+        W[1, 0, 1, 1] = np.inf
+    gy = rng.standard_normal((n, o, 3, 4))
+    got = run_conv(kernels.NUMBA, x, W, None, geometry, dense.IDENTITY, gy, 0.0, True, np.zeros_like(W), None)
+    want = run_conv(kernels.NUMPY, x, W, None, geometry, dense.IDENTITY, gy, 0.0, True, np.zeros_like(W), None)
+    assert np.isinf(want[1]).any() if where == "input" else np.isinf(want[3]).any()
+    for g, e in zip(got, want):
+        if e is not None:
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-13)  # inf and NaN in the same places
 
 
 def test_conv2d_kernels_match_torch(rng):
@@ -411,3 +487,20 @@ def test_warmup_compiles_what_a_cnn_training_step_uses(rng):
             model.backward(np.ones_like(y))
             opt.step()
     assert {d: len(d.signatures) for d in dispatchers} == before
+
+
+def test_max_pooling_keeps_its_argmax_in_int32_unless_a_plane_needs_int64(rng):
+    from tinygrad_free import nn
+
+    assert pool.argmax_dtype(26, 26) == np.int32
+    assert pool.argmax_dtype(2**16, 2**15) == np.int64  # 2**31 pixels: a flat index past int32
+    layer = nn.MaxPool2D(2)
+    x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
+    y = layer(x)
+    assert layer._argmax.dtype == np.int32
+    for ns in (kernels.NUMPY, kernels.NUMBA):  # the kernels take either width, with one result
+        got = [
+            ns.maxpool2d_forward(x, 2, 2, 2, 2, np.empty_like(y), np.empty(y.shape, t)) for t in (np.int32, np.int64)
+        ]
+        np.testing.assert_array_equal(got[0], y)
+        np.testing.assert_array_equal(got[1], y)

@@ -117,6 +117,71 @@ def col2im_one(cols, kh, kw, sh, sw, ph, pw, ho, wo, dx, off):
                             d[q * sw] += src[q]
 
 
+# Wide columns, stride 1 (``conv`` takes them for every stride-1 layer). A sample is first
+# copied into a padded scratch xp (C, Hp, Wp) whose border stays zero; its columns are then the
+# Lw = (Ho - 1) Wp + Wo consecutive positions of each padded plane read flat, so row (c, i, j)
+# is one contiguous copy, xp[c].flat[i Wp + j : i Wp + j + Lw], instead of Ho copies of Wo. Column
+# oh Wp + ow is output (oh, ow) for ow < Wo; the Wp - Wo columns after each output row wrap into
+# the next row: a GEMM computes them, and ``conv`` never reads them out (forward) and gives them
+# a zero gradient (backward). On Keras's mnist_convnet (float32, one thread) the 32 -> 64
+# layer's columns took 0.55 ms instead of 2.0 per batch of 128, col2im 0.6 instead of 2.0.
+@njit(**NJIT)
+def wide_span(ho, wo, wp):
+    """Lw, the wide columns of one sample: (Ho - 1) Wp + Wo."""
+    return (ho - 1) * wp + wo
+
+
+@njit(**NJIT)
+def pad_one(xs, ph, pw, xp):
+    """xp[:, ph : ph + H, pw : pw + W] <- xs (C, H, W); xp's border is left as it is (zero)."""
+    c_in, h, w = xs.shape
+    for c in range(c_in):
+        for hh in range(h):
+            d, s = xp[c, ph + hh, pw : pw + w], xs[c, hh]
+            for q in range(w):
+                d[q] = s[q]
+
+
+@njit(**NJIT)
+def im2col_wide_one(xp, kh, kw, lw, cols, off):
+    """cols[:, off : off + lw] <- the wide columns of one padded sample xp (C, Hp, Wp)."""
+    c_in, wp = xp.shape[0], xp.shape[2]
+    flat = xp.reshape(c_in, xp.shape[1] * wp)
+    for c in range(c_in):
+        for i in range(kh):
+            for j in range(kw):
+                src, dst = flat[c, i * wp + j : i * wp + j + lw], cols[(c * kh + i) * kw + j, off : off + lw]
+                for q in range(lw):
+                    dst[q] = src[q]
+
+
+@njit(**NJIT)
+def col2im_wide_one(dcols, kh, kw, lw, dxp, off):
+    """dxp (C, Hp, Wp) <- every wide column entry of dcols[:, off : off + lw] added into the
+    padded pixel it was copied from; overwrites dxp. Each pixel's contributions are added in
+    (i, j) order, as in ``col2im_one``."""
+    c_in, wp = dxp.shape[0], dxp.shape[2]
+    dxp[...] = 0
+    flat = dxp.reshape(c_in, dxp.shape[1] * wp)
+    for c in range(c_in):
+        for i in range(kh):
+            for j in range(kw):
+                src, dst = dcols[(c * kh + i) * kw + j, off : off + lw], flat[c, i * wp + j : i * wp + j + lw]
+                for q in range(lw):
+                    dst[q] += src[q]
+
+
+@njit(**NJIT)
+def crop_one(dxp, ph, pw, dxs):
+    """dxs (C, H, W) <- dxp[:, ph : ph + H, pw : pw + W] (the gradient's padding dropped)."""
+    c_in, h, w = dxs.shape
+    for c in range(c_in):
+        for hh in range(h):
+            d, s = dxs[c, hh], dxp[c, ph + hh, pw : pw + w]
+            for q in range(w):
+                d[q] = s[q]
+
+
 @njit(**NJIT)
 def geometry(x, kh, kw, sh, sw, ph, pw):
     n, c, h, w = x.shape

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import backend
+from ..kernels import pool as pool_kernels
 from . import _checks as check
 from .module import Module
 
@@ -35,7 +36,7 @@ class MaxPool2D(Module):
     def forward(self, x: Array) -> Array:
         n, c, ho, wo = check.pool_geometry(self, x)
         y = np.empty((n, c, ho, wo), x.dtype)
-        argmax = np.empty((n, c, ho, wo), np.int64)
+        argmax = np.empty((n, c, ho, wo), pool_kernels.argmax_dtype(*x.shape[2:]))
         backend.ops().maxpool2d_forward(x, *self.kernel_size, *self.stride, y, argmax)
         if self.recording:
             self._argmax, self._x_shape, self._dtype = argmax, x.shape, x.dtype
