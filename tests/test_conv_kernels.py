@@ -6,7 +6,7 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 from tinygrad_free import kernels
-from tinygrad_free.kernels import blas, conv, dense, im2col, pool
+from tinygrad_free.kernels import blas, conv, conv_blocks, dense, im2col, pool
 
 CODES = [dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU]
 DTYPES = [np.float32, np.float64]
@@ -140,7 +140,7 @@ def test_parts_cover_the_batch_once_in_whole_blocks_and_depend_only_on_the_shape
             parts = conv.parts_of(n, nb)
             blocks = -(-n // nb)
             assert parts == min(conv.PARTS, blocks)
-            bounds = [conv._part_bounds(n, nb, parts, p) for p in range(parts)]
+            bounds = [conv_blocks.part_bounds(n, nb, parts, p) for p in range(parts)]
             assert bounds[0][0] == 0 and bounds[-1][1] == n
             for (lo, hi), (next_lo, _) in zip(bounds, bounds[1:] + [(n, n)]):
                 assert hi == next_lo and lo < hi and lo % nb == 0

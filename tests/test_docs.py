@@ -176,6 +176,7 @@ def _browser():
 
 def test_a_browser_shows_navigation_search_and_rendered_equations(served, tmp_path):
     webdriver, chromium, driver_path = _browser()
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -215,8 +216,14 @@ def test_a_browser_shows_navigation_search_and_rendered_equations(served, tmp_pa
         box = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
         box.click()
         box.send_keys("BatchNorm")
-        results = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".md-search-result__item"))
-        assert any("BatchNorm" in r.get_attribute("textContent") for r in results)
+
+        # The list is rebuilt as each key arrives: a result read while it is replaced goes stale,
+        # so the wait reads them again until one names BatchNorm (or times out, failing).
+        def found(b):
+            items = b.find_elements(By.CSS_SELECTOR, ".md-search-result__item")
+            return any("BatchNorm" in r.get_attribute("textContent") for r in items)
+
+        WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(found)
         assert browser.save_screenshot(str(ARTIFACTS / "search.png"))
     finally:
         browser.quit()

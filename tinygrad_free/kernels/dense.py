@@ -244,7 +244,7 @@ def bias_act_numba(z, b, code):
 
 
 # The activations' derivatives from their outputs, in one place: the dense loops below and the
-# convolution's (conv._fold_grad) inline them, each in a loop of its own so every loop vectorises.
+# convolution's (conv_activation.fold_grad) inline them, each in a loop of its own so every loop vectorises.
 # (``one``/``zero``: 1 and 0 in the arrays' dtype, made once outside the loop.)
 @njit(inline="always")
 def d_tanh(y, g, one):
