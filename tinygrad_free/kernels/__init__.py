@@ -19,6 +19,7 @@ import numpy as np
 from . import (
     approx,
     attention,
+    batchnorm,
     blas,
     conv,
     conv_activation,
@@ -86,6 +87,7 @@ __all__ = [
     "warmup",
     "approx",
     "attention",
+    "batchnorm",
     "blas",
     "conv",
     "conv_activation",

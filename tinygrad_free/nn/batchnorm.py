@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import backend
 from . import _checks as check
 from .module import Module
 from .parameter import Parameter
@@ -58,6 +59,7 @@ class BatchNorm(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
+    kernel_files = ("batchnorm",)
     _keeps_inputs = False  # backward needs what forward computed, not x
 
     running_mean: Array
@@ -109,11 +111,16 @@ class BatchNorm(Module):
                 f"{self!r}: training needs more than one value per channel to estimate a "
                 f"variance, got input of shape {x.shape}"
             )
-        mean = x.mean(axis=axes)
-        xc = x - mean.reshape(shape)
-        var = np.mean(xc * xc, axis=axes)
-        invstd = 1 / np.sqrt(var + x.dtype.type(self.eps))
-        xhat = xc * invstd.reshape(shape)
+        if x.ndim == 4:  # the kernels: a channel at a time (kernels/batchnorm.py)
+            xhat, y = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+            mean, var, invstd = backend.ops().batchnorm_forward(x, self.gamma.data, self.beta.data, self.eps, xhat, y)
+        else:
+            mean = x.mean(axis=axes)
+            xc = x - mean.reshape(shape)
+            var = np.mean(xc * xc, axis=axes)
+            invstd = 1 / np.sqrt(var + x.dtype.type(self.eps))
+            xhat = xc * invstd.reshape(shape)
+            y = xhat * gamma + beta
         # In place: the buffers are the arrays that state_dict/save read.
         mom = x.dtype.type(self.momentum)
         running_mean, running_var = self.running_mean, self.running_var
@@ -123,10 +130,14 @@ class BatchNorm(Module):
         running_var += (mom * m / (m - 1)) * var
         if self.recording:
             self._xhat, self._invstd, self._frozen = xhat, invstd, False
-        return xhat * gamma + beta
+        return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         xhat, invstd = self._xhat, self._invstd
+        if xhat.ndim == 4 and not self._frozen:
+            dx = np.empty(xhat.shape, xhat.dtype) if input_grad else None
+            g, b = self.gamma.grad, self.beta.grad
+            return backend.ops().batchnorm_backward(grad_out, xhat, self.gamma.data, invstd, g, b, dx)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
         dbeta = grad_out.sum(axis=axes)
         dgamma = (grad_out * xhat).sum(axis=axes)
