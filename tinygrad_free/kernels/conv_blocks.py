@@ -192,8 +192,10 @@ def _finish_backward(dWt, acc, dW2, beta, db):
 # wide backward is taken only with a finite W, and a non-finite weight gradient is recomputed
 # with compact columns (the kernels return True and write nothing to dW or db: ``_redo``).
 @njit(**NJIT)
-def _redo(W2, dWt, wide):
-    return wide and not (_all_finite(W2) and _all_finite(dWt))
+def _redo(dWt, wide):
+    """After the parts: whether a wide call's weight gradient is not finite (W2 was checked
+    before they ran)."""
+    return wide and not _all_finite(dWt)
 
 
 @njit(**NJIT)
@@ -211,7 +213,7 @@ def backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb
         _backward_part(
             x, W2, y3, gy3, code, geo, dx, nb, lo, hi, wide, xp[0], dxp[0], cols[0], dz[0], dcols[0], dWt[p], acc[p]
         )
-    if _redo(W2, dWt, wide):
+    if _redo(dWt, wide):
         return True
     _finish_backward(dWt, acc, dW2, beta, db)
     return False
@@ -234,7 +236,7 @@ def backward_parallel(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, p
             x, W2, y3, gy3, code, geo, dx, nb, lo, hi, wide, xp[p], dxp[p], cols[p], dz[p], dcols[p], dWt[p], acc[p]
         )
         blas.threads_local(before)
-    if _redo(W2, dWt, wide):
+    if _redo(dWt, wide):
         return True
     _finish_backward(dWt, acc, dW2, beta, db)
     return False
