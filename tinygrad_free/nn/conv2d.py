@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
-from ..kernels.dense import FROM_INPUT
+from ..kernels import conv_pool
+from ..kernels import pool as pool_kernels
+from ..kernels.dense import FROM_INPUT, RELU
 from . import _checks as check
 from . import activation as act
 from .module import Module
@@ -43,6 +45,12 @@ class Conv2D(Module):
 
     ($dx$ is skipped with ``input_grad=False``.)
 
+    Followed by a 2 x 2 ``MaxPool2D`` of stride 2 in an ``nn.Sequential``, a ReLU convolution of
+    stride 1 with few taps (C_in kh kw <= ``kernels.conv_pool.DIRECT_TAPS``: an image network's
+    first layer) runs with that pooling as one kernel (``kernels.conv_pool``), which keeps its
+    full-size output in cache: the same numbers to rounding, the pooling's argmax rule included
+    (the Sequential passes the pooling as ``forward(x, pool)``; ``fuses_with`` says when).
+
     Parameters
     ----------
     in_channels, out_channels : int
@@ -61,7 +69,8 @@ class Conv2D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
-    kernel_files = ("conv", "im2col", "dense")
+    kernel_files = ("conv", "conv_pool", "im2col", "dense", "pool")
+    _fuses_next = True  # nn.Sequential asks fuses_with(the next module)
 
     def __init__(
         self,
@@ -95,7 +104,26 @@ class Conv2D(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
-    def forward(self, x: Array) -> Array:
+    def fuses_with(self, module: Module) -> bool:
+        """Whether ``forward(x, module)`` runs this layer and ``module`` as one kernel: ``module``
+        is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1 with at most
+        ``DIRECT_TAPS`` taps."""
+        from .maxpool import MaxPool2D
+
+        return (
+            type(module) is MaxPool2D
+            and module.kernel_size == (2, 2)
+            and module.stride == (2, 2)
+            and self.act_code == RELU
+            and self.stride == (1, 1)
+            and conv_pool.fusable(self.in_channels, *self.kernel_size)
+        )
+
+    def forward(self, x: Array, pool: Module | None = None) -> Array:
+        """y = act(conv2d(x, W) + b); with ``pool`` (a module this layer ``fuses_with``, passed by
+        ``nn.Sequential``), ``pool(y)``, in one kernel when the input and the weights are finite
+        (else the two in turn: with an inf in x the separate backward's 0 * inf puts NaN in dW,
+        which the fused one, never multiplying the zeros, would not)."""
         W = self.W.data
         n, _, h, w = check.image_batch(self, x, self.in_channels)
         check.same_dtype(self, x, W.dtype)
@@ -107,25 +135,43 @@ class Conv2D(Module):
                 f"each side); need height + 2*padding >= kernel height, likewise for width"
             )
         ho, wo = self.output_shape(h, w)
-        y = np.empty((n, self.out_channels, ho, wo), W.dtype)
         b = None if self.b is None else self.b.data
+        if pool is not None and ho >= 2 and wo >= 2 and np.isfinite(W).all() and np.isfinite(x).all():
+            y = np.empty((n, self.out_channels, ho // 2, wo // 2), W.dtype)
+            argmax = np.empty(y.shape, pool_kernels.argmax_dtype(ho, wo))
+            backend.ops().conv_relu_pool_forward(x, W, b, ph, pw, y, argmax)
+            if self.recording:
+                self._x, self._y, self._argmax, self._pool_ctx = x, y, argmax, None
+            return y
+        y = np.empty((n, self.out_channels, ho, wo), W.dtype)
         if self.act_code in FROM_INPUT:  # GELU: the derivative needs the pre-activation, kept in z
             z = np.empty_like(y)
             backend.ops().conv2d_forward(x, W, b, sh, sw, ph, pw, self.act_code, y, z)
         else:
             z = y
             backend.ops().conv2d_forward(x, W, b, sh, sw, ph, pw, self.act_code, y)
+        pool_ctx = None
+        if pool is not None:  # not fusable here: the pooling's own call, paired with this one
+            y, pool_ctx = pool._forward_ctx(y)
         if self.recording:
-            self._x, self._y = x, z
+            self._x, self._y, self._argmax, self._pool_ctx = x, z, None, pool_ctx
         return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
         """Accumulate dW, db; return dx, or None with ``input_grad=False`` (the network's first
         layer, whose input is data: its col2im and GEMMs would be wasted)."""
-        x, y = self._x, self._y
+        x, y, argmax = self._x, self._y, self._argmax
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, y.dtype) if input_grad else None
         (sh, sw), (ph, pw) = self.stride, self.padding
+        if argmax is not None:  # the fused call: y is the pooled output
+            backend.ops().conv_relu_pool_backward(
+                x, self.W.data, y, argmax, grad_out, dW, beta, None if self.b is None else self.b.grad, ph, pw, dx
+            )
+            self.W.grad_written()
+            return dx
+        if self._pool_ctx is not None:
+            grad_out = self._pool_ctx.module._backward_ctx(self._pool_ctx, grad_out)
         backend.ops().conv2d_backward(
             x,
             self.W.data,

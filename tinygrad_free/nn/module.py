@@ -146,6 +146,10 @@ class Module:
     #: on layers that keep x (Dense) or return it (Flatten, Dropout in eval), and on yours.
     _keeps_inputs: ClassVar[bool] = True
 
+    #: True on a layer that ``nn.Sequential`` may run together with the module after it: it asks
+    #: ``fuses_with(next)`` and then calls ``forward(x, next)`` (``Conv2D`` and its pooling).
+    _fuses_next: ClassVar[bool] = False
+
     #: The files of ``tinygrad_free/kernels/`` whose numba kernels this layer calls: ``Trainer.fit``
     #: compiles (or loads) only those of its model's layers, for its parameters' dtypes, before the
     #: clock starts. A layer that declares none, as yours, compiles what it calls on first use.

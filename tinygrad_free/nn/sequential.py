@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from .._typing import OnnxBuilder
 
 
+#: The context of a module that the one before it ran fused with itself (``Conv2D.fuses_with``).
+_FUSED = object()
+
+
 class Sequential(Module):
     """A chain of modules. ``forward`` runs them in order; ``backward`` in reverse.
 
@@ -20,6 +24,10 @@ class Sequential(Module):
     keeps its own saved values and its gradients add up. Parameter names are the dotted paths
     ``"<index>.<name>"``, a reused module's under its first index. The first module may take
     several inputs (``model(xa, xb)``).
+
+    A module that can run with the next one as one kernel (``_fuses_next`` and
+    ``fuses_with(next)``: a first convolution and its 2 x 2 max pooling, see ``Conv2D``) is
+    called as ``module(x, next)``, and its backward covers both.
     """
 
     _writes_inputs = False
@@ -59,20 +67,27 @@ class Sequential(Module):
         layers = self._layers
         if not layers:
             return xs[0] if len(xs) == 1 else xs
-        contexts = []
+        contexts: list[Any] = []
         protect = context.protect
+        n = len(layers)
         try:
-            first = layers[0]
-            y, ctx = first._forward_ctx(*(xs if first._writes_inputs is False else protect(first, xs)))
-            contexts.append(ctx)
-            for layer in layers[1:]:
-                if layer._writes_inputs is False:  # a built-in layer: no read-only view needed
-                    y, ctx = layer._forward_ctx(y)
+            y = xs
+            while len(contexts) < n:
+                i = len(contexts)
+                layer = layers[i]
+                args = y if i == 0 else (y,)
+                if layer._writes_inputs is not False:  # a layer of the user's: read-only views
+                    args = protect(layer, args)
+                if layer._fuses_next and i + 1 < n and layer.fuses_with(layers[i + 1]):
+                    y, ctx = layer._forward_ctx(*args, layers[i + 1])
+                    contexts += [ctx, _FUSED]
                 else:
-                    y, ctx = layer._forward_ctx(*protect(layer, (y,)))
-                contexts.append(ctx)
+                    y, ctx = layer._forward_ctx(*args)
+                    contexts.append(ctx)
         except ValueError as e:
-            raise ValueError(f"layer {len(contexts)}: {e}") from e
+            i = len(contexts)
+            fused = layers[i]._fuses_next and i + 1 < n and layers[i].fuses_with(layers[i + 1])
+            raise ValueError(f"layers {i}-{i + 1}: {e}" if fused else f"layer {i}: {e}") from e
         if self.recording:
             self._contexts = contexts
         return y
@@ -82,7 +97,8 @@ class Sequential(Module):
         dL/dx (None with ``input_grad=False``, which lets the first layer skip computing it)."""
         layers, contexts = self._layers, self._contexts
         for i in range(len(layers) - 1, 0, -1):
-            grad_out = layers[i]._backward_ctx(contexts[i], grad_out)
+            if contexts[i] is not _FUSED:  # else the module before it ran both
+                grad_out = layers[i]._backward_ctx(contexts[i], grad_out)
         if not layers:
             return grad_out if input_grad else None
         return layers[0]._backward_ctx(contexts[0], grad_out, input_grad)
