@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import backend
 from .. import init as initializers
-from ..kernels import conv_pool
 from ..kernels import pool as pool_kernels
 from ..kernels.dense import FROM_INPUT, RELU
 from . import _checks as check
@@ -46,8 +45,7 @@ class Conv2D(Module):
     ($dx$ is skipped with ``input_grad=False``.)
 
     Followed by a 2 x 2 ``MaxPool2D`` of stride 2 in an ``nn.Sequential``, a ReLU convolution of
-    stride 1 with few taps (C_in kh kw <= ``kernels.conv_pool.DIRECT_TAPS``: an image network's
-    first layer) runs with that pooling as one kernel (``kernels.conv_pool``), which keeps its
+    stride 1 runs with that pooling as one kernel (``kernels.conv_pool``), which keeps its
     full-size output in cache: the same numbers to rounding, the pooling's argmax rule included
     (the Sequential passes the pooling as ``forward(x, pool)``; ``fuses_with`` says when).
 
@@ -106,8 +104,7 @@ class Conv2D(Module):
 
     def fuses_with(self, module: Module) -> bool:
         """Whether ``forward(x, module)`` runs this layer and ``module`` as one kernel: ``module``
-        is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1 with at most
-        ``DIRECT_TAPS`` taps."""
+        is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1."""
         from .maxpool import MaxPool2D
 
         return (
@@ -116,7 +113,6 @@ class Conv2D(Module):
             and module.stride == (2, 2)
             and self.act_code == RELU
             and self.stride == (1, 1)
-            and conv_pool.fusable(self.in_channels, *self.kernel_size)
         )
 
     def forward(self, x: Array, pool: Module | None = None) -> Array:
