@@ -104,16 +104,7 @@ def _pool_plane(z4, o, t, wo, y, am, n):
         for p in range(y.shape[3]):
             a, c = z4[o, t, r, 2 * p], z4[o, t, r, 2 * p + 1]
             d, e = z4[o, t, r + 1, 2 * p], z4[o, t, r + 1, 2 * p + 1]
-            m, k = a, 0
-            s = c > m
-            m = c if s else m
-            k = 1 if s else k
-            s = d > m
-            m = d if s else m
-            k = wo if s else k
-            s = e > m
-            m = e if s else m
-            k = wo + 1 if s else k
+            m, k = pool.max4(a, c, d, e, wo)
             y[n, o, q, p] = m
             am[n, o, q, p] = base + 2 * p + k
 

@@ -124,6 +124,24 @@ def _maxpool_row_exact(xs, kh, kw, sh, sw, oh, yr, ar):
 
 
 @njit(**NJIT)
+def max4(a, b, c, d, w):
+    """(maximum, its offset) of the 2 x 2 window (a, b / c, d) with offsets 0, 1, w and w + 1: the
+    first maximum in that order, by straight-line selects that ignore NaN (the callers redo a
+    plane that held one)."""
+    best, k = a, 0
+    t = b > best
+    best = b if t else best
+    k = 1 if t else k
+    t = c > best
+    best = c if t else best
+    k = w if t else k
+    t = d > best
+    best = d if t else best
+    k = w + 1 if t else k
+    return best, k
+
+
+@njit(**NJIT)
 def _maxpool_plane_2x2(x, s, ch, sh, y, argmax):
     """Plane (s, ch) of a 2x2, column-stride-2 pooling, ignoring NaN; returns whether the plane
     saw a NaN. Straight-line selects (no NaN test in the chain) let LLVM vectorise the loop:
@@ -140,16 +158,7 @@ def _maxpool_plane_2x2(x, s, ch, sh, y, argmax):
             a, b = x[s, ch, r, 2 * ow], x[s, ch, r, 2 * ow + 1]
             c, d = x[s, ch, r + 1, 2 * ow], x[s, ch, r + 1, 2 * ow + 1]
             nan |= (a != a) | (b != b) | (c != c) | (d != d)
-            best, k = a, 0
-            t = b > best
-            best = b if t else best
-            k = 1 if t else k
-            t = c > best
-            best = c if t else best
-            k = w if t else k
-            t = d > best
-            best = d if t else best
-            k = w + 1 if t else k
+            best, k = max4(a, b, c, d, w)
             y[s, ch, oh, ow] = best
             argmax[s, ch, oh, ow] = base + 2 * ow + k
     return nan

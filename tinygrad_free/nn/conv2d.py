@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
     from .._typing import Array, Initializer, OnnxBuilder, Seed
+    from .context import Context
 
 
 class Conv2D(Module):
@@ -69,6 +70,8 @@ class Conv2D(Module):
     _writes_inputs = False  # never writes into its inputs (see nn.context)
     kernel_files = ("conv", "conv_pool", "im2col", "dense", "pool")
     _fuses_next = True  # nn.Sequential asks fuses_with(the next module)
+    _argmax: Array | None  # a fused call's pooling argmax (its _y is then the pooled output)
+    _pool_ctx: Context | None  # an unfused call's own pooling call, given forward(x, pool)
 
     def __init__(
         self,

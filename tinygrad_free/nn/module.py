@@ -150,6 +150,11 @@ class Module:
     #: ``fuses_with(next)`` and then calls ``forward(x, next)`` (``Conv2D`` and its pooling).
     _fuses_next: ClassVar[bool] = False
 
+    def fuses_with(self, module: Module) -> bool:
+        """Whether ``forward(x, module)`` runs this layer and ``module`` after it as one (never,
+        unless a layer with ``_fuses_next`` says otherwise)."""
+        return False
+
     #: The files of ``tinygrad_free/kernels/`` whose numba kernels this layer calls: ``Trainer.fit``
     #: compiles (or loads) only those of its model's layers, for its parameters' dtypes, before the
     #: clock starts. A layer that declares none, as yours, compiles what it calls on first use.
