@@ -12,6 +12,7 @@ from ..kernels import pool as pool_kernels
 from ..kernels.dense import FROM_INPUT, RELU
 from . import _checks as check
 from . import activation as act
+from .maxpool import MaxPool2D
 from .module import Module
 from .parameter import Parameter
 
@@ -108,8 +109,6 @@ class Conv2D(Module):
     def fuses_with(self, module: Module) -> bool:
         """Whether ``forward(x, module)`` runs this layer and ``module`` as one kernel: ``module``
         is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1."""
-        from .maxpool import MaxPool2D
-
         return (
             type(module) is MaxPool2D
             and module.kernel_size == (2, 2)
