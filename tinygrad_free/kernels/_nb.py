@@ -57,6 +57,10 @@ except ImportError:  # numba is optional: the NumPy kernels and backend work wit
 # Every kernel: cached on disk, and IEEE semantics for x/0 (inf/NaN, no ZeroDivisionError,
 # which also keeps divisions vectorisable). No fast-math (see approx.py for the one exception).
 NJIT = dict(cache=True, error_model="numpy")
+#: Kernels whose only float reductions are sums, reassociated (a fixed order for a given machine and
+#: length: the thread count changes no bit), so the reductions vectorise instead of running as one
+#: chain of dependent adds. Fast-math is limited to reassociation and contraction.
+NJIT_SUMS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 #: A hash of every kernel file's source, part of the on-disk cache's stamp of each kernel.
 SALT = hashlib.sha256(

@@ -20,9 +20,8 @@ another order, in float64).
 
 import numpy as np
 
-from ._nb import njit
+from ._nb import NJIT_SUMS, njit
 
-NJIT_SUMS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 _AXES, _SHAPE = (0, 2, 3), (1, -1, 1, 1)
 
 

@@ -169,7 +169,7 @@ def _all_finite(a):
 
 
 @njit(**NJIT)
-def _finish_backward(dWt, acc, dW2, beta, db):
+def finish_backward(dWt, acc, dW2, beta, db):
     """dW2 <- the parts' dW2^T summed in part order, transposed (+ beta dW2); db += acc's sum."""
     parts, k, o_out = dWt.shape
     for p in range(1, parts):
@@ -215,7 +215,7 @@ def backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb
         )
     if _redo(dWt, wide):
         return True
-    _finish_backward(dWt, acc, dW2, beta, db)
+    finish_backward(dWt, acc, dW2, beta, db)
     return False
 
 
@@ -238,5 +238,5 @@ def backward_parallel(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, p
         blas.threads_local(before)
     if _redo(dWt, wide):
         return True
-    _finish_backward(dWt, acc, dW2, beta, db)
+    finish_backward(dWt, acc, dW2, beta, db)
     return False

@@ -35,11 +35,9 @@ where the gradient is zero too). The two agree to rounding.
 import numpy as np
 
 from . import blas, conv, dense, im2col, parallel, pool
-from ._nb import NJIT, njit
-from .conv_blocks import part_bounds
+from ._nb import NJIT, NJIT_SUMS, njit
+from .conv_blocks import finish_backward, part_bounds
 from .parallel import NJIT_PARALLEL, prange
-
-NJIT_SUMS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 
 def _conv_size(x, W, ph, pw):
@@ -111,17 +109,11 @@ def _pool_plane(z4, o, t, wo, y, am, n):
 
 @njit(**NJIT)
 def _pool_plane_exact(z4, o, t, wo, y, am, n):
-    """``_pool_plane`` with NumPy's argmax rule: the first maximum, or the first NaN."""
-    for q in range(y.shape[2]):
-        for p in range(y.shape[3]):
-            m, k = z4[o, t, 2 * q, 2 * p], 2 * q * wo + 2 * p
-            for i in range(2):
-                for j in range(2):
-                    v = z4[o, t, 2 * q + i, 2 * p + j]
-                    if m == m and (v != v or v > m):
-                        m, k = v, (2 * q + i) * wo + 2 * p + j
-            y[n, o, q, p] = m
-            am[n, o, q, p] = k
+    """``_pool_plane`` with NumPy's argmax rule (the first maximum, or the first NaN): ``pool``'s
+    exact row on the plane's (Ho, Wo) part, whose flat indices are then the (Ho, Wo) ones."""
+    plane, yp, ap = z4[o, t, :, :wo], y[n, o], am[n, o]
+    for q in range(yp.shape[0]):
+        pool._maxpool_row_exact(plane, 2, 2, 2, 2, q, yp[q], ap[q])
 
 
 @njit(**NJIT)
@@ -229,31 +221,13 @@ def _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp, d
 
 
 @njit(**NJIT)
-def _combine(dWtp, dbp, dW2, beta, db):
-    """dW2 <- the parts' transposed sums added in part order (+ dW2 when beta is 1); db += theirs."""
-    parts, k_n, o_n = dWtp.shape
-    for o in range(o_n):
-        for k in range(k_n):
-            s = dWtp[0, k, o]
-            for p in range(1, parts):
-                s += dWtp[p, k, o]
-            dW2[o, k] = s if beta == 0 else dW2[o, k] + s  # beta 0: old values (even NaN) ignored
-    if db is not None:
-        for o in range(o_n):
-            s = dbp[0, o]
-            for p in range(1, parts):
-                s += dbp[p, o]
-            db[o] += s
-
-
-@njit(**NJIT)
 def _backward(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, dW2, beta, db, dx, nb, parts):
     dWtp = np.zeros((parts, W2.shape[1], W2.shape[0]), x.dtype)
     dbp = np.zeros((parts, W2.shape[0]), x.dtype)
     for p in range(parts):
         lo, hi = part_bounds(x.shape[0], nb, parts, p)
         _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp[p], dbp[p], dx)
-    _combine(dWtp, dbp, dW2, beta, db)
+    finish_backward(dWtp, dbp, dW2, beta, db)  # conv's: part order, transposed, beta
 
 
 @njit(**NJIT_PARALLEL)
@@ -265,7 +239,7 @@ def _backward_parallel(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, dW2, beta, db, 
         before = blas.threads_local(1)
         _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp[p], dbp[p], dx)
         blas.threads_local(before)
-    _combine(dWtp, dbp, dW2, beta, db)
+    finish_backward(dWtp, dbp, dW2, beta, db)  # conv's: part order, transposed, beta
 
 
 def _blocks(x, W, ho, wp):

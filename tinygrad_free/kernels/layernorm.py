@@ -18,13 +18,9 @@ on numba's threads when there are several: the same bits either way.
 import numpy as np
 
 from . import dense_parts, parallel
-from ._nb import NJIT, njit
+from ._nb import NJIT, NJIT_SUMS, njit
 from .dense_parts import bounds
 from .parallel import NJIT_PARALLEL, prange
-
-# Reassociated sums (a fixed order for a given machine and row length: the thread count changes no
-# bit), so the row reductions vectorise instead of running as one chain of dependent adds.
-NJIT_SUMS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 
 def layernorm_forward_numpy(x, gamma, beta, eps, y, xhat, invstd):
