@@ -113,7 +113,7 @@ def _pool_plane_exact(z4, o, t, wo, y, am, n):
     exact row on the plane's (Ho, Wo) part, whose flat indices are then the (Ho, Wo) ones."""
     plane, yp, ap = z4[o, t, :, :wo], y[n, o], am[n, o]
     for q in range(yp.shape[0]):
-        pool._maxpool_row_exact(plane, 2, 2, 2, 2, q, yp[q], ap[q])
+        pool.maxpool_row_exact(plane, 2, 2, 2, 2, q, yp[q], ap[q])
 
 
 @njit(**NJIT)

@@ -105,7 +105,7 @@ def _check(x, kh, kw, sh, sw, y):
 
 
 @njit(**NJIT)
-def _maxpool_row_exact(xs, kh, kw, sh, sw, oh, yr, ar):
+def maxpool_row_exact(xs, kh, kw, sh, sw, oh, yr, ar):
     """One output row of one plane, NaN rule included (see the module docstring)."""
     w = xs.shape[1]
     h0 = oh * sh
@@ -173,7 +173,7 @@ def _maxpool_sample(x, s, kh, kw, sh, sw, y, argmax):
         if not fast or _maxpool_plane_2x2(x, s, ch, sh, y, argmax):
             xp, yp, ap = x[s, ch], y[s, ch], argmax[s, ch]
             for oh in range(yp.shape[0]):
-                _maxpool_row_exact(xp, kh, kw, sh, sw, oh, yp[oh], ap[oh])
+                maxpool_row_exact(xp, kh, kw, sh, sw, oh, yp[oh], ap[oh])
 
 
 @njit(**NJIT)
