@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from . import _checks as check
+from .activation import ReLU
 from .module import Module
 from .parameter import Parameter
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
     from .._typing import Array, OnnxBuilder
+    from .context import Context
 
 
 class BatchNorm(Module):
@@ -45,6 +47,16 @@ class BatchNorm(Module):
     running statistics are constants: $\hat x = (x - \mu_\text{run}) / \sqrt{\sigma^2_\text{run} + \epsilon}$,
     $d\beta$ and $d\gamma$ as above, $dx = \gamma \, dy / \sqrt{\sigma^2_\text{run} + \epsilon}$.
 
+    Followed by a ``ReLU`` in an ``nn.Sequential`` (Conv -> BatchNorm -> ReLU), training on
+    images runs the two as one kernel (``kernels.batchnorm``): $y = \max(\gamma \hat x + \beta, 0)$
+    written in the normalising pass, and backward takes $dy \, [y > 0]$ (the ReLU layer's rule) in
+    its own passes: the two layers' numbers (the output to the bit, the gradients to the order of
+    the sums), without the ReLU's passes over the activations. The Sequential passes the ReLU as
+    ``forward(x, relu)`` (``fuses_with`` says when). Inference on images (eval mode under
+    ``no_grad``, as ``Trainer.evaluate`` and ``predict`` run) is one pass, the ReLU in it, the
+    same bits as the array expressions; elsewhere (a frozen BatchNorm recording for a backward,
+    (N, C) inputs) the ReLU runs as its own call inside this one.
+
     Parameters
     ----------
     num_features : int
@@ -61,9 +73,12 @@ class BatchNorm(Module):
     _writes_inputs = False  # never writes into its inputs (see nn.context)
     kernel_files = ("batchnorm",)
     _keeps_inputs = False  # backward needs what forward computed, not x
+    _fuses_next = True  # nn.Sequential asks fuses_with(the next module)
 
     running_mean: Array
     running_var: Array
+    _y: Array | None  # a fused call's output (after the ReLU), whose sign the ReLU's derivative takes
+    _relu_ctx: Context | None  # an unfused call's own ReLU call, given forward(x, relu)
 
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: DTypeLike = np.float32
@@ -92,9 +107,63 @@ class BatchNorm(Module):
         check.same_dtype(self, x, self.gamma.data.dtype)
         return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
 
-    def forward(self, x: Array) -> Array:
+    def fuses_with(self, module: Module) -> bool:
+        """Whether ``forward(x, module)`` runs this layer and ``module`` as one: ``module`` is a ReLU."""
+        return type(module) is ReLU
+
+    def forward(self, x: Array, relu: Module | None = None) -> Array:
+        """The normalisation; with ``relu`` (a module this layer ``fuses_with``, passed by
+        ``nn.Sequential``), ``relu`` of it: in one kernel when training on images, else the ReLU's
+        own call after this layer's."""
         axes, shape = self._layout(x)
+        if relu is not None and self.training and x.ndim == 4:
+            return self._forward_images(x, relu=True)
+        if not self.training and x.ndim == 4 and not self.recording:  # inference: one pass
+            scale = self.gamma.data * (1 / np.sqrt(self.running_var + x.dtype.type(self.eps)))
+            y = np.empty(x.shape, x.dtype)
+            return backend.ops().batchnorm_eval(x, self.running_mean, scale, self.beta.data, y, relu is not None)
+        y = self._forward_images(x) if self.training and x.ndim == 4 else self._forward_rows(x, axes, shape)
+        relu_ctx = None
+        if relu is not None:  # not fusable here: the ReLU's own call, paired with this one
+            y, relu_ctx = relu._forward_ctx(y)
+        if self.recording:
+            self._relu_ctx = relu_ctx
+        return y
+
+    def _forward_images(self, x: Array, relu: bool = False) -> Array:
+        """Training on (N, C, H, W): the kernels, a channel at a time (kernels/batchnorm.py)."""
+        m = self._values_per_channel(x)
+        xhat, y = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+        mean, var, invstd = backend.ops().batchnorm_forward(x, self.gamma.data, self.beta.data, self.eps, xhat, y, relu)
+        self._update_running(mean, var, m)
+        if self.recording:
+            self._xhat, self._invstd, self._frozen = xhat, invstd, False
+            self._y, self._relu_ctx = (y if relu else None), None
+        return y
+
+    def _values_per_channel(self, x: Array) -> int:
+        m = x.size // self.num_features
+        if m < 2:
+            raise ValueError(
+                f"{self!r}: training needs more than one value per channel to estimate a "
+                f"variance, got input of shape {x.shape}"
+            )
+        return m
+
+    def _update_running(self, mean: Array, var: Array, m: int) -> None:
+        # In place: the buffers are the arrays that state_dict/save read.
+        mom = var.dtype.type(self.momentum)
+        running_mean, running_var = self.running_mean, self.running_var
+        running_mean *= 1 - mom
+        running_mean += mom * mean
+        running_var *= 1 - mom
+        running_var += (mom * m / (m - 1)) * var
+
+    def _forward_rows(self, x: Array, axes: tuple[int, ...], shape: tuple[int, ...]) -> Array:
+        """(N, C) in training, and both layouts in eval mode: array expressions."""
         gamma, beta = self.gamma.data.reshape(shape), self.beta.data.reshape(shape)
+        if self.recording:
+            self._y = None
         if not self.training:
             invstd = 1 / np.sqrt(self.running_var + x.dtype.type(self.eps))
             xc = x - self.running_mean.reshape(shape)
@@ -105,39 +174,26 @@ class BatchNorm(Module):
             xc *= invstd.reshape(shape) * gamma
             xc += beta
             return xc
-        m = x.size // self.num_features
-        if m < 2:
-            raise ValueError(
-                f"{self!r}: training needs more than one value per channel to estimate a "
-                f"variance, got input of shape {x.shape}"
-            )
-        if x.ndim == 4:  # the kernels: a channel at a time (kernels/batchnorm.py)
-            xhat, y = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
-            mean, var, invstd = backend.ops().batchnorm_forward(x, self.gamma.data, self.beta.data, self.eps, xhat, y)
-        else:
-            mean = x.mean(axis=axes)
-            xc = x - mean.reshape(shape)
-            var = np.mean(xc * xc, axis=axes)
-            invstd = 1 / np.sqrt(var + x.dtype.type(self.eps))
-            xhat = xc * invstd.reshape(shape)
-            y = xhat * gamma + beta
-        # In place: the buffers are the arrays that state_dict/save read.
-        mom = x.dtype.type(self.momentum)
-        running_mean, running_var = self.running_mean, self.running_var
-        running_mean *= 1 - mom
-        running_mean += mom * mean
-        running_var *= 1 - mom
-        running_var += (mom * m / (m - 1)) * var
+        m = self._values_per_channel(x)
+        mean = x.mean(axis=axes)
+        xc = x - mean.reshape(shape)
+        var = np.mean(xc * xc, axis=axes)
+        invstd = 1 / np.sqrt(var + x.dtype.type(self.eps))
+        xhat = xc * invstd.reshape(shape)
+        y = xhat * gamma + beta
+        self._update_running(mean, var, m)
         if self.recording:
             self._xhat, self._invstd, self._frozen = xhat, invstd, False
         return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
+        if self._relu_ctx is not None:  # an unfused ReLU that this call ran: its backward first
+            grad_out = self._relu_ctx.module._backward_ctx(self._relu_ctx, grad_out)
         xhat, invstd = self._xhat, self._invstd
         if xhat.ndim == 4 and not self._frozen:
             dx = np.empty(xhat.shape, xhat.dtype) if input_grad else None
             g, b = self.gamma.grad, self.beta.grad
-            return backend.ops().batchnorm_backward(grad_out, xhat, self.gamma.data, invstd, g, b, dx)
+            return backend.ops().batchnorm_backward(grad_out, xhat, self.gamma.data, invstd, g, b, dx, self._y)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
         dbeta = grad_out.sum(axis=axes)
         dgamma = (grad_out * xhat).sum(axis=axes)
