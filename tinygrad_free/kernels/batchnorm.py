@@ -115,7 +115,7 @@ def _forward_channel(x3, c, gamma, beta, eps, xhat3, y3, mean, var, invstd, relu
 
 
 @njit(**NJIT_SUMS)
-def _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, c):
+def _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, relu, c):
     n, _, length = g3.shape
     m = n * length
     one, zero = g3.dtype.type(1), g3.dtype.type(0)
@@ -123,7 +123,7 @@ def _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, c):
     for i in range(n):
         for k in range(length):
             v = g3[i, c, k]
-            if y3 is not None:
+            if relu:
                 v = d_relu(y3[i, c, k], v, one, zero)
             sg += v
             sgx += v * xhat3[i, c, k]
@@ -135,7 +135,7 @@ def _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, c):
         for i in range(n):
             for k in range(length):
                 v = g3[i, c, k]
-                if y3 is not None:
+                if relu:
                     v = d_relu(y3[i, c, k], v, one, zero)
                 dx3[i, c, k] = scale * (v - a - xhat3[i, c, k] * b)
 
@@ -155,15 +155,15 @@ def _forward_parallel(x3, gamma, beta, eps, xhat3, y3, mean, var, invstd, relu):
 
 
 @njit(**NJIT_SUMS)
-def _backward(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3):
+def _backward(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, relu):
     for c in range(g3.shape[1]):
-        _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, c)
+        _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, relu, c)
 
 
 @njit(**NJIT_PARALLEL)
-def _backward_parallel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3):
+def _backward_parallel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, relu):
     for c in prange(g3.shape[1]):
-        _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, c)
+        _backward_channel(g3, xhat3, gamma, invstd, dgamma, dbeta, dx3, y3, relu, c)
 
 
 @njit(**NJIT)
@@ -218,7 +218,10 @@ def batchnorm_backward_numba(gy, xhat, gamma, invstd, dgamma, dbeta, dx, y=None)
     _check(gy, gamma, (xhat, dx, y))
     gy = np.ascontiguousarray(gy)
     run = _backward_parallel if _threads(gy) else _backward
-    run(gy.reshape(gy.shape[0], gy.shape[1], -1), _flat(xhat), gamma, invstd, dgamma, dbeta, _flat(dx), _flat(y))
+    xhat3 = _flat(xhat)
+    # Without the ReLU, xhat stands in for y (never read): one compiled variant fewer per kernel.
+    y3 = xhat3 if y is None else _flat(y)
+    run(gy.reshape(gy.shape[0], gy.shape[1], -1), xhat3, gamma, invstd, dgamma, dbeta, _flat(dx), y3, y is not None)
     return dx
 
 
@@ -254,9 +257,8 @@ def _warm_up(dtype):
         for xin in (x, readonly(x)):  # a layer's output reaches the next layer read-only
             for relu in (False, True):
                 forward(xin, gamma, beta, 1e-5, xhat, y, *stats, relu)
-                for dx in (np.empty_like(x), None):
-                    for out in (y, readonly(y)) if relu else (None,):
-                        backward(xin, xhat, gamma, stats[2], np.zeros(3, dtype), np.zeros(3, dtype), dx, out)
+                for dx in (np.empty_like(x), None):  # y: the layer's own output, writable
+                    backward(xin, xhat, gamma, stats[2], np.zeros(3, dtype), np.zeros(3, dtype), dx, y, relu)
     for run in (_eval, _eval_parallel):
         for xin in (x, readonly(x)):
             for relu in (False, True):
