@@ -274,3 +274,24 @@ def test_inference_under_no_grad_gives_the_recording_paths_bits_and_torchs_numbe
         ref[1].running_mean.copy_(torch.tensor(model[1].running_mean))
         ref[1].running_var.copy_(torch.tensor(model[1].running_var))
         np.testing.assert_allclose(fast, ref(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_subclass_that_replaces_forward_or_backward_is_never_fused_so_its_own_pass_runs(rng):
+    class Shifted(nn.BatchNorm):  # a user's variant: its own forward, one argument
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    class Halved(nn.BatchNorm):  # its own backward, which knows nothing of a ReLU
+        def backward(self, grad_out, input_grad=True):
+            return super().backward(grad_out * 0.5, input_grad)
+
+    x = rng.standard_normal((3, 2, 6, 6))
+    for cls, shift, scale in ((Shifted, 1.0, 1.0), (Halved, 0.0, 0.5)):
+        bn, relu = cls(2, dtype=np.float64), nn.ReLU()
+        assert not bn.fuses_with(relu)
+        y, backprop = nn.Sequential(bn, relu).begin_update(x)
+        ref, ref_back = nn.BatchNorm(2, dtype=np.float64).begin_update(x)
+        np.testing.assert_allclose(y, np.maximum(ref + shift, 0), rtol=1e-12, atol=1e-12)
+        gy = rng.standard_normal(y.shape)
+        want = ref_back(gy * (y > 0) * scale)
+        np.testing.assert_allclose(backprop(gy), want, rtol=1e-10, atol=1e-12)

@@ -221,3 +221,16 @@ def test_the_fused_kernel_refuses_mismatched_outputs_naming_the_shape(rng):
         conv_pool.conv_relu_pool_forward_numba(
             x, W, None, 0, 0, np.empty((2, 3, 4, 4), np.float32), np.empty((2, 3, 4, 4), np.int32)
         )
+
+
+def test_a_convolution_subclass_with_its_own_forward_is_not_fused_so_its_forward_runs(rng):
+    class Scaled(nn.Conv2D):  # a user's variant: its own forward, one argument
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    conv = Scaled(2, 2, 3, padding=1, activation="relu", dtype=np.float64, rng=0)
+    assert not conv.fuses_with(nn.MaxPool2D(2))
+    x = rng.standard_normal((3, 2, 6, 6))
+    y = nn.Sequential(conv, nn.MaxPool2D(2))(x)
+    plain = nn.Conv2D(2, 2, 3, padding=1, activation="relu", dtype=np.float64, rng=0)
+    np.testing.assert_allclose(y, nn.MaxPool2D(2)(plain(x) * 2.0), rtol=1e-12)
