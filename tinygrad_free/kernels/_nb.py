@@ -62,6 +62,18 @@ NJIT = dict(cache=True, error_model="numpy")
 #: chain of dependent adds. Fast-math is limited to reassociation and contraction.
 NJIT_SUMS = dict(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
+
+def read_only(a):
+    """``a`` as a read-only view (``a`` itself when it is one). numba compiles a kernel apart for a
+    writable and a read-only array argument; a wrapper that hands its kernel every input it only
+    reads this way gets one compiled variant for both (a layer's input is data, writable, or
+    another layer's output, read-only), and the warm-up and CI compile half as many."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 #: A hash of every kernel file's source, part of the on-disk cache's stamp of each kernel.
 SALT = hashlib.sha256(
     b"".join(open(p, "rb").read() for p in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))))

@@ -25,7 +25,7 @@ agree to rounding (the sums in another order, in float64).
 
 import numpy as np
 
-from ._nb import NJIT, NJIT_SUMS, njit
+from ._nb import NJIT, NJIT_SUMS, njit, read_only
 from .dense import d_relu
 from .parallel import NJIT_PARALLEL, prange, use_parallel
 
@@ -205,7 +205,7 @@ def _threads(x):
 def batchnorm_forward_numba(x, gamma, beta, eps, xhat, y, relu=False):
     """numba twin of ``batchnorm_forward_numpy`` (to rounding). xhat and y must be C-contiguous."""
     _check(x, gamma, (xhat, y))
-    x = np.ascontiguousarray(x)
+    x = read_only(np.ascontiguousarray(x))  # one compiled variant for data and a layer's output
     c = x.shape[1]
     mean, var, invstd = np.empty(c, x.dtype), np.empty(c, x.dtype), np.empty(c, x.dtype)
     run = _forward_parallel if _threads(x) else _forward
@@ -216,7 +216,7 @@ def batchnorm_forward_numba(x, gamma, beta, eps, xhat, y, relu=False):
 def batchnorm_backward_numba(gy, xhat, gamma, invstd, dgamma, dbeta, dx, y=None):
     """numba twin of ``batchnorm_backward_numpy`` (to rounding). xhat, dx and y C-contiguous."""
     _check(gy, gamma, (xhat, dx, y))
-    gy = np.ascontiguousarray(gy)
+    gy = read_only(np.ascontiguousarray(gy))
     run = _backward_parallel if _threads(gy) else _backward
     xhat3 = _flat(xhat)
     # Without the ReLU, xhat stands in for y (never read): one compiled variant fewer per kernel.
@@ -228,7 +228,7 @@ def batchnorm_backward_numba(gy, xhat, gamma, invstd, dgamma, dbeta, dx, y=None)
 def batchnorm_eval_numba(x, mean, scale, beta, y, relu=False):
     """numba twin of ``batchnorm_eval_numpy``: the same bits, in one pass. y C-contiguous."""
     _check(x, mean, (y,))
-    x = np.ascontiguousarray(x)
+    x = read_only(np.ascontiguousarray(x))
     run = _eval_parallel if _threads(x) else _eval
     run(x.reshape(x.shape[0], x.shape[1], -1), mean, scale, beta, _flat(y), bool(relu))
     return y
@@ -243,23 +243,15 @@ kernel("batchnorm_eval", batchnorm_eval_numpy, batchnorm_eval_numba)
 
 @warmup_case
 def _warm_up(dtype):
-    def readonly(a):
-        a = a.view()
-        a.flags.writeable = False
-        return a
-
     x = np.linspace(-1.0, 1.0, 2 * 3 * 4 * 5, dtype=dtype).reshape(2, 3, 20)
+    x.flags.writeable = False  # the inputs the kernels read reach them read-only (read_only)
     gamma, beta = np.ones(3, dtype), np.zeros(3, dtype)
     xhat, y = np.empty_like(x), np.empty_like(x)
     stats = [np.empty(3, dtype) for _ in range(3)]
     # Both loops: the thread count at warm-up is not the one training will run at.
     for forward, backward in ((_forward, _backward), (_forward_parallel, _backward_parallel)):
-        for xin in (x, readonly(x)):  # a layer's output reaches the next layer read-only
-            for relu in (False, True):
-                forward(xin, gamma, beta, 1e-5, xhat, y, *stats, relu)
-                for dx in (np.empty_like(x), None):  # y: the layer's own output, writable
-                    backward(xin, xhat, gamma, stats[2], np.zeros(3, dtype), np.zeros(3, dtype), dx, y, relu)
+        forward(x, gamma, beta, 1e-5, xhat, y, *stats, True)
+        for dx in (np.empty_like(x), None):  # y: the layer's own output, writable
+            backward(x, xhat, gamma, stats[2], np.zeros(3, dtype), np.zeros(3, dtype), dx, y, True)
     for run in (_eval, _eval_parallel):
-        for xin in (x, readonly(x)):
-            for relu in (False, True):
-                run(xin, gamma, gamma, beta, y, relu)
+        run(x, gamma, gamma, beta, y, True)

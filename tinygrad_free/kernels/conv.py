@@ -91,6 +91,7 @@ import numpy as np
 
 from . import blas, dense, parallel
 from . import conv_blocks as blocks
+from ._nb import read_only
 from .im2col import col2im_numpy, im2col_numpy, out_size, wide_span
 
 #: Bytes of columns (and of as many output rows) the numba kernels build and consume at a time.
@@ -246,6 +247,7 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z=None, on_threads=No
     nb = block_samples(W2.shape[1], sample_span(x.shape[3], pw, ho, wo, wide), y.itemsize, x.shape[0])
     threads = _on_threads(y) if on_threads is None else on_threads
     kernel = blocks.forward_parallel if threads else blocks.forward
+    x = read_only(x)  # one compiled variant for data and a layer's output
     if kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts_of(x.shape[0], nb), wide):
         dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as in dense
     return y
@@ -263,6 +265,7 @@ def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx, o
     wide = _wide(x, sh, sw, wide)
     threads = _on_threads(y) if on_threads is None else on_threads
     kernel = blocks.backward_parallel if threads else blocks.backward
+    x = read_only(x)
     for layout in (True, False) if wide else (False,):
         span = sample_span(x.shape[3], pw, y.shape[2], y.shape[3], layout)
         nb = block_samples(W2.shape[1], span, y.itemsize, x.shape[0])
@@ -272,8 +275,8 @@ def conv2d_backward_numba(x, W, y, gy, code, dW, beta, db, sh, sw, ph, pw, dx, o
     raise AssertionError("conv2d: compact columns are never redone")
 
 
-# The table (see kernels/registry.py) and the warm-up: 4-D C-contiguous inputs, writable (data)
-# or read-only (a layer's output), with and without bias/dx, every activation; the threaded
+# The table (see kernels/registry.py) and the warm-up: 4-D C-contiguous inputs (read-only views
+# of them, data or a layer's output alike), with and without bias/dx, every activation; the threaded
 # twins, which training batches take when numba has several threads, for float32 only (each
 # takes ~5 s to compile; other types compile on first use).
 from .registry import kernel, warmup_case  # noqa: E402
@@ -285,20 +288,17 @@ kernel("conv2d_backward", conv2d_backward_numpy, conv2d_backward_numba)
 @warmup_case
 def _warm_up(dtype):
     x = np.linspace(-1.0, 1.0, 2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
-    x_readonly = x.view()
-    x_readonly.flags.writeable = False
     W = np.ones((3, 2, 3, 3), dtype)
     y = np.empty((2, 3, 3, 3), dtype)
     codes = (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU, dense.GELU, dense.GELU_TANH)
-    for xin in (x, x_readonly):
-        for code in codes:
-            for bias in (np.zeros(3, dtype), None):
-                conv2d_forward_numba(xin, W, bias, 2, 2, 1, 1, code, y)
-                if code in dense.FROM_INPUT:
-                    conv2d_forward_numba(xin, W, bias, 2, 2, 1, 1, code, y, np.empty_like(y))
-                for dx in (np.empty_like(x), None):
-                    db = None if bias is None else bias.copy()
-                    conv2d_backward_numba(xin, W, y, y, code, np.empty_like(W), 0.0, db, 2, 2, 1, 1, dx)
+    for code in codes:  # x reaches the kernels read-only (read_only), whatever the caller passed
+        for bias in (np.zeros(3, dtype), None):
+            conv2d_forward_numba(x, W, bias, 2, 2, 1, 1, code, y)
+            if code in dense.FROM_INPUT:
+                conv2d_forward_numba(x, W, bias, 2, 2, 1, 1, code, y, np.empty_like(y))
+            for dx in (np.empty_like(x), None):
+                db = None if bias is None else bias.copy()
+                conv2d_backward_numba(x, W, y, y, code, np.empty_like(W), 0.0, db, 2, 2, 1, 1, dx)
     if dtype == np.float32:
         conv2d_forward_numba(x, W, np.zeros(3, dtype), 2, 2, 1, 1, dense.RELU, y, on_threads=True)
         for dx in (np.empty_like(x), None):

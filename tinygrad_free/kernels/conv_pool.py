@@ -35,7 +35,7 @@ where the gradient is zero too). The two agree to rounding.
 import numpy as np
 
 from . import blas, conv, dense, im2col, parallel, pool
-from ._nb import NJIT, NJIT_SUMS, njit
+from ._nb import NJIT, NJIT_SUMS, njit, read_only
 from .conv_blocks import finish_backward, part_bounds
 from .parallel import NJIT_PARALLEL, prange
 
@@ -278,6 +278,7 @@ def conv_relu_pool_forward_numba(x, W, b, ph, pw, y, argmax, on_threads=None):
     threads = _on_threads(4 * y.size) if on_threads is None else on_threads
     kernel = _forward_parallel if threads else _forward
     nb, parts = _blocks(x, W, ho, x.shape[3] + 2 * pw)
+    x = read_only(x)  # one compiled variant for data and a layer's output
     kernel(x, W2, b, W.shape[2], W.shape[3], ph, pw, ho, wo, y, argmax, nb, parts)
     return y
 
@@ -297,12 +298,13 @@ def conv_relu_pool_backward_numba(x, W, y, argmax, gy, dW, beta, db, ph, pw, dx,
     kernel = _backward_parallel if threads else _backward
     dW2 = dW.reshape(W2.shape)
     nb, parts = _blocks(x, W, ho, x.shape[3] + 2 * pw)
+    x = read_only(x)
     kernel(x, W2, y, argmax, gy, W.shape[2], W.shape[3], ph, pw, ho, wo, dW2, float(beta), db, dx, nb, parts)
     return dx
 
 
-# The table (see kernels/registry.py) and the warm-up: what Sequential hands over (an input that
-# is data or a layer's read-only output, int32 argmax, with and without bias and dx), float32
+# The table (see kernels/registry.py) and the warm-up: what Sequential hands over (an input,
+# data or a layer's output, as a read-only view; int32 argmax, with and without bias and dx), float32
 # with and without the threads, float64 serially (the gradient checks).
 from .registry import kernel, warmup_case  # noqa: E402
 
@@ -312,15 +314,12 @@ kernel("conv_relu_pool_backward", conv_relu_pool_backward_numpy, conv_relu_pool_
 
 @warmup_case
 def _warm_up(dtype):
-    x = np.linspace(-1.0, 1.0, 2 * 6 * 5, dtype=dtype).reshape(2, 1, 6, 5)
-    x_readonly = x.view()
-    x_readonly.flags.writeable = False
+    x = np.linspace(-1.0, 1.0, 2 * 6 * 5, dtype=dtype).reshape(2, 1, 6, 5)  # reaches the kernels read-only
     W, b = np.linspace(-1.0, 1.0, 2 * 9, dtype=dtype).reshape(2, 1, 3, 3), np.zeros(2, dtype)
     for on in (False, True) if dtype == np.float32 else (False,):
-        for xin in (x, x_readonly):
-            for bias in (b, None):
-                y, am = np.empty((2, 2, 3, 1), dtype), np.empty((2, 2, 3, 1), np.int32)
-                conv_relu_pool_forward_numba(xin, W, bias, 1, 0, y, am, on_threads=on)
-                for dx in (np.empty_like(x), None):
-                    db = None if bias is None else b.copy()
-                    conv_relu_pool_backward_numba(xin, W, y, am, y, np.empty_like(W), 0.0, db, 1, 0, dx, on_threads=on)
+        for bias in (b, None):
+            y, am = np.empty((2, 2, 3, 1), dtype), np.empty((2, 2, 3, 1), np.int32)
+            conv_relu_pool_forward_numba(x, W, bias, 1, 0, y, am, on_threads=on)
+            for dx in (np.empty_like(x), None):
+                db = None if bias is None else b.copy()
+                conv_relu_pool_backward_numba(x, W, y, am, y, np.empty_like(W), 0.0, db, 1, 0, dx, on_threads=on)
