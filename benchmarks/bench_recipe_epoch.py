@@ -32,18 +32,22 @@ import common as C  # noqa: E402
 EPOCH_LINE = re.compile(r"^epoch\s+\d+\s.*?([0-9.]+)s\s*$", re.MULTILINE)
 
 
+def _threads(text):
+    if text == "auto" or (text.isdigit() and int(text) > 0):
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"a thread count is a positive integer or 'auto', got {text!r}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", required=True, help="another checkout of the repository (a git worktree)")
     p.add_argument("--recipe", default="fashion_mnist_cnn")
-    p.add_argument("--threads", nargs="+", default=["1", "2", "auto"], help="ints or auto")
+    p.add_argument("--threads", nargs="+", type=_threads, default=[1, 2, "auto"], help="positive ints or auto")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--out", default=str(C.RESULTS))
-    args = p.parse_args(argv)
-    args.threads = [t if t == "auto" else int(t) for t in args.threads]
-    return args
+    return p.parse_args(argv)
 
 
 def epoch_seconds(checkout, args, threads, workdir):

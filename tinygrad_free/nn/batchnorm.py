@@ -108,11 +108,9 @@ class BatchNorm(Module):
         return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
 
     def fuses_with(self, module: Module) -> bool:
-        """Whether ``forward(x, module)`` runs this layer and ``module`` as one: ``module`` is a ReLU,
-        and this layer's forward and backward are BatchNorm's (a subclass that replaces either
-        gets the ReLU as its own layer, never a call it does not expect)."""
-        cls = type(self)
-        return type(module) is ReLU and cls.forward is BatchNorm.forward and cls.backward is BatchNorm.backward
+        """Whether ``forward(x, module)`` runs this layer and ``module`` as one: ``module`` is a ReLU
+        (and this class fuses: a subclass replacing forward or backward does not, see Module)."""
+        return self._fuses_next and type(module) is ReLU
 
     def forward(self, x: Array, relu: Module | None = None) -> Array:
         """The normalisation; with ``relu`` (a module this layer ``fuses_with``, passed by

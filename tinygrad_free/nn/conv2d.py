@@ -108,12 +108,10 @@ class Conv2D(Module):
 
     def fuses_with(self, module: Module) -> bool:
         """Whether ``forward(x, module)`` runs this layer and ``module`` as one kernel: ``module``
-        is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1 whose forward
-        and backward are Conv2D's (a subclass that replaces either runs the pooling apart)."""
-        cls = type(self)
+        is a MaxPool2D of 2 x 2, stride 2, and this a ReLU convolution of stride 1 (and this class
+        fuses: a subclass replacing forward or backward does not, see Module)."""
         return (
-            cls.forward is Conv2D.forward
-            and cls.backward is Conv2D.backward
+            self._fuses_next
             and type(module) is MaxPool2D
             and module.kernel_size == (2, 2)
             and module.stride == (2, 2)

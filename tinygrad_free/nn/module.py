@@ -65,12 +65,15 @@ class Module:
             cls._backward_raw = fn
             cls._backward_takes_input_grad = context.accepts_input_grad(fn)
             cls.backward = context.wrap_backward(fn)  # type: ignore[method-assign]
-        # A new forward or backward is not vouched for by the class it extends: it must say so itself.
+        # A new forward or backward is not vouched for by the class it extends: it must say so itself
+        # (a replaced forward(x) would not take the fused partner, a replaced backward not cover it).
         if "forward" in cls.__dict__ or "backward" in cls.__dict__:
             if "_writes_inputs" not in cls.__dict__:
                 cls._writes_inputs = True
             if "_keeps_inputs" not in cls.__dict__:
                 cls._keeps_inputs = True
+            if "_fuses_next" not in cls.__dict__:
+                cls._fuses_next = False
 
     def __init__(self) -> None:
         d = self.__dict__
@@ -147,7 +150,9 @@ class Module:
     _keeps_inputs: ClassVar[bool] = True
 
     #: True on a layer that ``nn.Sequential`` may run together with the module after it: it asks
-    #: ``fuses_with(next)`` and then calls ``forward(x, next)`` (``Conv2D`` and its pooling).
+    #: ``fuses_with(next)`` and then calls ``forward(x, next)`` (``Conv2D`` and its pooling,
+    #: ``BatchNorm`` and its ReLU). A subclass that replaces forward or backward is False unless
+    #: it sets it itself.
     _fuses_next: ClassVar[bool] = False
 
     def fuses_with(self, module: Module) -> bool:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .._typing import OnnxBuilder
 
 
-#: The context of a module that the one before it ran fused with itself (``Conv2D.fuses_with``).
+#: The context of a module that the one before it ran fused with itself (``Module.fuses_with``).
 _FUSED = object()
 
 
@@ -26,8 +26,8 @@ class Sequential(Module):
     several inputs (``model(xa, xb)``).
 
     A module that can run with the next one as one kernel (``_fuses_next`` and
-    ``fuses_with(next)``: a first convolution and its 2 x 2 max pooling, see ``Conv2D``) is
-    called as ``module(x, next)``, and its backward covers both.
+    ``fuses_with(next)``: a stride-1 ReLU convolution and its 2 x 2 max pooling, see ``Conv2D``;
+    a BatchNorm and its ReLU) is called as ``module(x, next)``, and its backward covers both.
     """
 
     _writes_inputs = False
