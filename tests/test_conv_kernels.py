@@ -30,7 +30,7 @@ def tol(dtype):
 
 @pytest.fixture(scope="module", autouse=True)
 def compiled():
-    return kernels.warmup(files=("conv", "im2col", "dense", "pool"))
+    return kernels.warmup(files=("conv", "conv_pool", "im2col", "dense", "pool"))
 
 
 def im2col_reference(x, kh, kw, sh, sw, ph, pw):

@@ -42,6 +42,7 @@ from . import (
     recurrent,
     rnn,
     shift,
+    winograd,
 )
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
@@ -64,7 +65,9 @@ def warmup(dtypes=(np.float32, np.float64), files=None):
         raise RuntimeError("kernels.warmup: numba is not installed")
     known = {_file(case) for case in WARMUP_CASES}
     wanted = known if files is None else set(files)
-    unknown = wanted - known - {"approx", "blas", "gelu", "parallel", "recurrent"}  # helpers with no case of their own
+    unknown = (
+        wanted - known - {"approx", "blas", "gelu", "parallel", "recurrent", "winograd"}
+    )  # helpers with no case of their own
     if unknown:
         raise ValueError(f"kernels.warmup: no kernel file(s) {sorted(unknown)}; the files are {sorted(known)}")
     start = time.perf_counter()
@@ -111,4 +114,5 @@ __all__ = [
     "recurrent",
     "rnn",
     "shift",
+    "winograd",
 ]

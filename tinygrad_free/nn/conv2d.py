@@ -69,7 +69,7 @@ class Conv2D(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
-    kernel_files = ("conv", "conv_pool", "im2col", "dense", "pool")
+    kernel_files = ("conv", "conv_pool", "im2col", "dense", "pool", "winograd")
     _fuses_next = True  # nn.Sequential asks fuses_with(the next module)
     _argmax: Array | None  # a fused call's pooling argmax (its _y is then the pooled output)
     _pool_ctx: Context | None  # an unfused call's own pooling call, given forward(x, pool)
