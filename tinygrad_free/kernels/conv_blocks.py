@@ -161,7 +161,7 @@ def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, sets
 
 
 @njit(**NJIT)
-def _all_finite(a):
+def all_finite(a):
     for v in a.ravel():
         if not np.isfinite(v):
             return False
@@ -195,7 +195,7 @@ def finish_backward(dWt, acc, dW2, beta, db):
 def _redo(dWt, wide):
     """After the parts: whether a wide call's weight gradient is not finite (W2 was checked
     before they ran)."""
-    return wide and not _all_finite(dWt)
+    return wide and not all_finite(dWt)
 
 
 @njit(**NJIT)
@@ -205,7 +205,7 @@ def backward(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, pw, dx, nb
     ho, wo, xp, dxp, cols, dz, dcols, dWt, acc = _backward_scratch(
         x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, 1, wide
     )
-    if wide and not _all_finite(W2):
+    if wide and not all_finite(W2):
         return True
     geo = (kh, kw, sh, sw, ph, pw, ho, wo)
     for p in range(parts):
@@ -226,7 +226,7 @@ def backward_parallel(x, W2, y3, gy3, code, dW2, beta, db, kh, kw, sh, sw, ph, p
     ho, wo, xp, dxp, cols, dz, dcols, dWt, acc = _backward_scratch(
         x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, parts, wide
     )
-    if wide and not _all_finite(W2):
+    if wide and not all_finite(W2):
         return True
     geo = (kh, kw, sh, sw, ph, pw, ho, wo)
     for p in prange(parts):

@@ -38,7 +38,7 @@ import numpy as np
 from . import blas, dense
 from ._nb import NJIT, NJIT_SUMS, njit
 from .conv_activation import fold_grad
-from .conv_blocks import part_bounds
+from .conv_blocks import all_finite, part_bounds
 from .parallel import NJIT_PARALLEL, prange
 
 #: Input channels from which ``conv`` takes this path. Below, the transforms cost more than the
@@ -416,21 +416,13 @@ def _backward_scratch(x, W, y3, db, ph, pw, dx, nb, parts, sets):
 
 
 @njit(**NJIT)
-def _all_finite(a):
-    for v in a.ravel():
-        if not np.isfinite(v):
-            return False
-    return True
-
-
-@njit(**NJIT)
 def _finish_backward(dU, acc, dW, beta, db, dx):
     """dW <- the parts' dU summed in part order, transformed back (+ beta dW); db += acc's sum.
     True (and nothing written to dW or db) when dW or dx is not finite: im2col redoes the call."""
     for p in range(1, dU.shape[0]):
         dU[0] += dU[p]
         acc[0] += acc[p]
-    if not _all_finite(dU[0]) or not _all_finite(dx):
+    if not all_finite(dU[0]) or not all_finite(dx):
         return True
     _weight_grad(dU[0], dW, beta)
     for o in range(db.shape[0]):
