@@ -243,10 +243,9 @@ def _winograd(x, W, sh, sw, wide, z, choice):
     """Whether a call takes ``winograd``'s kernels: ``choice`` if given (True only where they
     apply), else every layer they apply to (``winograd.applies``) unless the call asks for a
     column layout (``wide``) or keeps the pre-activation (``z``, GELU)."""
-    applies = winograd.applies(x.shape[1], W.shape[2], W.shape[3], sh, sw)
     if choice is None:
-        return applies and wide is None and z is None
-    if choice and not (W.shape[2] == 3 and W.shape[3] == 3 and sh == 1 and sw == 1 and z is None):
+        return winograd.applies(x.shape[1], W.shape[2], W.shape[3], sh, sw) and wide is None and z is None
+    if choice and not (winograd.possible(W.shape[2], W.shape[3], sh, sw) and z is None):
         raise ValueError(f"conv2d: Winograd needs a 3x3 kernel, stride 1 and no z, got {W.shape[2:]}, ({sh}, {sw})")
     return bool(choice)
 

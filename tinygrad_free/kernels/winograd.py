@@ -50,9 +50,14 @@ MIN_CHANNELS = 16
 TILE_BLOCK = 256
 
 
+def possible(kh, kw, sh, sw):
+    """Whether these kernels can compute a layer of this kernel size and stride (3x3, stride 1)."""
+    return kh == 3 and kw == 3 and sh == 1 and sw == 1
+
+
 def applies(c_in, kh, kw, sh, sw):
-    """Whether ``conv`` runs a layer of these sizes through this module."""
-    return kh == 3 and kw == 3 and sh == 1 and sw == 1 and c_in >= MIN_CHANNELS
+    """Whether ``conv`` runs a layer of these sizes through this module by default."""
+    return possible(kh, kw, sh, sw) and c_in >= MIN_CHANNELS
 
 
 @njit(**NJIT)
