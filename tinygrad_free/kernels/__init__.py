@@ -43,6 +43,7 @@ from . import (
     rnn,
     shift,
     winograd,
+    winograd_tiles,
 )
 from ._nb import HAVE_NUMBA
 from .registry import KERNELS as _TABLE
@@ -66,7 +67,7 @@ def warmup(dtypes=(np.float32, np.float64), files=None):
     known = {_file(case) for case in WARMUP_CASES}
     wanted = known if files is None else set(files)
     unknown = (
-        wanted - known - {"approx", "blas", "gelu", "parallel", "recurrent", "winograd"}
+        wanted - known - {"approx", "blas", "gelu", "parallel", "recurrent", "winograd", "winograd_tiles"}
     )  # helpers with no case of their own
     if unknown:
         raise ValueError(f"kernels.warmup: no kernel file(s) {sorted(unknown)}; the files are {sorted(known)}")
@@ -115,4 +116,5 @@ __all__ = [
     "rnn",
     "shift",
     "winograd",
+    "winograd_tiles",
 ]

@@ -89,8 +89,9 @@ PyTorch's slow_conv2d); the GEMM does the arithmetic at BLAS speed.
 3x3 layers of stride 1 with ``winograd.MIN_CHANNELS`` (16) input channels or more take Winograd's
 F(2x2, 3x3) instead (``winograd``: 16 GEMMs over the channels with 2.25x fewer multiplications in
 all, the same blocks, parts and threads), forward and backward: on the 2-core AMD EPYC (one thread,
-batch 64, 2026-12-06) the ``fashion_mnist_cnn`` recipe's 32 -> 64 layer on 14x14 took 0.69x the
-im2col forward's time and 0.63x its backward's, the 64 -> 96 one on 7x7 0.52x and 0.57x. The
+batch 64, 2026-12-06, transforms vectorised) the ``fashion_mnist_cnn`` recipe's 32 -> 64 layer on
+14x14 took 0.64x the im2col forward's time and 0.62x its backward's, the 64 -> 96 one on 7x7 0.51x
+and 0.54x. The
 numbers are im2col's to rounding; a call whose result holds inf or NaN is done again by im2col,
 whose pattern of them is the direct method's.
 """

@@ -10,7 +10,19 @@ wrap-around columns), and db's partial sums. The activation codes and formulas a
 """
 
 from . import dense, gelu
-from ._nb import NJIT, njit
+from ._nb import NJIT, NJIT_SUMS, njit
+
+
+@njit(**NJIT_SUMS)
+def vector_sum(a):
+    """The sum of a 1-D array, reassociated so that it vectorises (a bias gradient's order: fixed
+    for a given machine and length). Summed in the derivative's own loop, in order, db's one
+    chain of dependent adds took 9x that loop's time (1.38 against 0.16 ms a batch on the
+    fashion_mnist_cnn recipe's first layer, AMD EPYC)."""
+    s = a.dtype.type(0)
+    for t in range(a.shape[0]):
+        s += a[t]
+    return s
 
 
 # A block's GEMM output z (O, nb span) holds sample t's output row oh at columns
@@ -83,10 +95,7 @@ def fold_grad(y3, gy3, code, s0, nb, dz, acc):
                 for k in range(l):
                     dz[o, base + k] = gy3[s, o, k]
             if acc is not None:
-                tot = zero
-                for k in range(l):
-                    tot += dz[o, base + k]
-                acc[o] += tot
+                acc[o] += vector_sum(dz[o, base : base + l])
 
 
 @njit(**NJIT)
@@ -124,10 +133,5 @@ def fold_grad_wide(y3, gy3, code, s0, nb, dz, acc, span, rs, wo):
                 if oh < ho - 1:
                     for k in range(wo, rs):
                         dz[o, j + k] = zero
-            if acc is not None:
-                tot = zero
-                for oh in range(ho):
-                    j = t * span + oh * rs
-                    for k in range(wo):
-                        tot += dz[o, j + k]
-                acc[o] += tot
+            if acc is not None:  # the wrap-around columns between the rows are zeros
+                acc[o] += vector_sum(dz[o, t * span : t * span + (ho - 1) * rs + wo])

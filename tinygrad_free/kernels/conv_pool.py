@@ -35,7 +35,8 @@ where the gradient is zero too). The two agree to rounding.
 import numpy as np
 
 from . import blas, conv, dense, im2col, parallel, pool
-from ._nb import NJIT, NJIT_SUMS, njit, read_only
+from ._nb import NJIT, njit, read_only
+from .conv_activation import vector_sum
 from .conv_blocks import finish_backward, part_bounds
 from .parallel import NJIT_PARALLEL, prange
 
@@ -161,15 +162,6 @@ def _forward_parallel(x, W2, b, kh, kw, ph, pw, ho, wo, y, am, nb, parts):
         blas.threads_local(before)
 
 
-@njit(**NJIT_SUMS)
-def _sum(a):
-    """The sum of a 1-D array, reassociated so that it vectorises (the bias gradient's order)."""
-    s = a.dtype.type(0)
-    for t in range(a.shape[0]):
-        s += a[t]
-    return s
-
-
 @njit(**NJIT)
 def _scatter(dz4, t, an, values, wo):
     """dz4[o, t] at each window's argmax an[o, q, p] (a flat (Ho, Wo) index) <- values[o, q, p].
@@ -208,7 +200,7 @@ def _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp, d
             for o in range(o_n):
                 for u in range(hw):  # the ReLU's derivative at each argmax, from the pooled value
                     dpool[o, u] = dense.d_relu(yn[o, u], gn[o, u], one, zero)
-                dbp[o] += _sum(dpool[o])
+                dbp[o] += vector_sum(dpool[o])
             _scatter(dz4, t, am[n], dpool3, wo)
         blas.gemm(cols[:, : m * sl], dz[:, : m * sl].T, dWtp, 1.0)  # transposed, as conv sums it
         if dx is not None:
