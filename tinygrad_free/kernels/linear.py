@@ -18,7 +18,7 @@ the same bits either way.
 import numpy as np
 
 from . import blas, dense_parts
-from ._nb import NJIT, njit
+from ._nb import NJIT, njit, read_only
 from .dense import IDENTITY, dense_forward_numba, dense_forward_numpy
 from .dense_parts import bounds
 from .parallel import NJIT_PARALLEL, prange
@@ -31,6 +31,7 @@ def linear_forward_numpy(x, W, b, y):
 
 def linear_forward_numba(x, W, b, y):
     """numba twin of ``linear_forward_numpy``."""
+    x = read_only(x)  # one compiled variant for data and a layer's output
     if dense_parts.tall(x.shape[0]):
         return dense_parts.dense_forward_parts_numba(x, W.T, b, IDENTITY, y)
     return dense_forward_numba(x, W.T, b, IDENTITY, y)
@@ -61,22 +62,24 @@ def _column_sums_into(gy, db):
         db[j] += acc[j]
 
 
+# In the jitted kernels no db is a zero-length db and no dx a dx of no rows, and x comes
+# read-only (``read_only``): one compiled variant where None and the write flag made eight (the
+# linear warm-up's cold compile was 57 s, the second largest after the convolutions').
 @njit(**NJIT)
 def _linear_backward(x, W, gy, dW, beta, db, dx):
     if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
         raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
-    if db is not None:
+    if db.shape[0] != 0:
         _column_sums_into(gy, db)
     blas.gemm(gy.T, x, dW, beta)
-    if dx is not None:
+    if dx.shape[0] != 0:
         blas.gemm(gy, W, dx, 0.0)
 
 
 @njit(**NJIT)
 def _rows_part(W, gy, acc, dx, lo, hi):
-    if acc is not None:
-        _column_sums_into(gy[lo:hi], acc)
-    if dx is not None:
+    _column_sums_into(gy[lo:hi], acc)
+    if dx.shape[0] != 0:
         blas.gemm(gy[lo:hi], W, dx[lo:hi], 0.0)
 
 
@@ -86,22 +89,24 @@ def _weights_part(x, gy, dW, beta, lo, hi):
 
 
 @njit(**NJIT)
+def _add_parts(acc, db):
+    if db.shape[0] != 0:
+        for p in range(acc.shape[0]):
+            for j in range(db.shape[0]):
+                db[j] += acc[p, j]
+
+
+@njit(**NJIT)
 def _linear_backward_parts(x, W, gy, dW, beta, db, dx, parts):
     acc = np.zeros((parts, gy.shape[1]), gy.dtype)
     for p in range(parts):
         lo, hi = bounds(gy.shape[0], parts, p)
-        if db is None:
-            _rows_part(W, gy, None, dx, lo, hi)
-        else:
-            _rows_part(W, gy, acc[p], dx, lo, hi)
+        _rows_part(W, gy, acc[p], dx, lo, hi)
     cols = min(parts, W.shape[0])
     for p in range(cols):
         lo, hi = bounds(W.shape[0], cols, p)
         _weights_part(x, gy, dW, beta, lo, hi)
-    if db is not None:
-        for p in range(parts):
-            for j in range(db.shape[0]):
-                db[j] += acc[p, j]
+    _add_parts(acc, db)
 
 
 @njit(**NJIT_PARALLEL)
@@ -110,10 +115,7 @@ def _linear_backward_parts_parallel(x, W, gy, dW, beta, db, dx, parts):
     for p in prange(parts):
         lo, hi = bounds(gy.shape[0], parts, p)
         before = blas.threads_local(1)
-        if db is None:
-            _rows_part(W, gy, None, dx, lo, hi)
-        else:
-            _rows_part(W, gy, acc[p], dx, lo, hi)
+        _rows_part(W, gy, acc[p], dx, lo, hi)
         blas.threads_local(before)
     cols = min(parts, W.shape[0])
     for p in prange(cols):
@@ -121,10 +123,12 @@ def _linear_backward_parts_parallel(x, W, gy, dW, beta, db, dx, parts):
         before = blas.threads_local(1)
         _weights_part(x, gy, dW, beta, lo, hi)
         blas.threads_local(before)
-    if db is not None:
-        for p in range(parts):
-            for j in range(db.shape[0]):
-                db[j] += acc[p, j]
+    _add_parts(acc, db)
+
+
+def _none_as_empty(db, dx, x, dtype):
+    """db and dx for the jitted kernels: a zero-length db, a dx of no rows for None."""
+    return (np.empty(0, dtype) if db is None else db), (np.empty((0, x.shape[1]), dtype) if dx is None else dx)
 
 
 @blas.on_one_thread_unless_mkl
@@ -135,7 +139,7 @@ def linear_backward_numba(x, W, gy, dW, beta, db, dx):
         return linear_backward_numpy(x, W, gy, dW, beta, db, dx)
     if dense_parts.tall(gy.shape[0]):
         return linear_backward_parts_numba(x, W, gy, dW, beta, db, dx)
-    _linear_backward(x, W, gy, dW, float(beta), db, dx)
+    _linear_backward(read_only(x), W, gy, dW, float(beta), *_none_as_empty(db, dx, x, dW.dtype))
     return dx
 
 
@@ -146,7 +150,7 @@ def linear_backward_parts_numba(x, W, gy, dW, beta, db, dx, on_threads=None):
         raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
     threads = dense_parts.use_threads(gy.size) if on_threads is None else on_threads
     kernel = _linear_backward_parts_parallel if threads else _linear_backward_parts
-    kernel(x, W, gy, dW, float(beta), db, dx, dense_parts.PARTS)
+    kernel(read_only(x), W, gy, dW, float(beta), *_none_as_empty(db, dx, x, dW.dtype), dense_parts.PARTS)
     return dx
 
 
