@@ -74,6 +74,14 @@ def read_only(a):
     return a
 
 
+def none_as_empty(a, shape, dtype):
+    """``a``, or for None an empty array of ``shape`` (its first dimension 0): how a wrapper hands
+    "none" (no bias, no gradient wanted) to a kernel that tests ``a.shape[0] != 0``. numba compiles
+    a kernel apart for None and for an array in each such argument; an empty array needs one
+    variant for both (each Winograd variant took ~6 s to compile)."""
+    return np.empty(shape, dtype) if a is None else a
+
+
 #: A hash of every kernel file's source, part of the on-disk cache's stamp of each kernel.
 SALT = hashlib.sha256(
     b"".join(open(p, "rb").read() for p in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))))

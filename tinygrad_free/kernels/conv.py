@@ -100,7 +100,7 @@ import numpy as np
 
 from . import blas, dense, parallel, winograd
 from . import conv_blocks as blocks
-from ._nb import read_only
+from ._nb import none_as_empty, read_only
 from .im2col import col2im_numpy, im2col_numpy, out_size, wide_span
 
 #: Bytes of columns (and of as many output rows) the numba kernels build and consume at a time.
@@ -267,7 +267,7 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z=None, on_threads=No
     if _winograd(x, W, sh, sw, wide, z, use_winograd):
         nb = winograd.block_samples(ho, wo, x.shape[0])
         kernel = winograd.forward_parallel if threads else winograd.forward
-        b1 = np.empty(0, y.dtype) if b is None else b  # zero-length: none (winograd.forward)
+        b1 = none_as_empty(b, (0,), y.dtype)
         done = kernel(x, read_only(W), b1, ph, pw, code, y3, nb, parts_of(x.shape[0], nb))
         if done == 1:
             dense.finish_act(y, code)
@@ -301,8 +301,7 @@ def conv2d_backward_numba(
     if _winograd(x, W, sh, sw, wide, None, use_winograd):
         nb = winograd.block_samples(y.shape[2], y.shape[3], x.shape[0])
         kernel = winograd.backward_parallel if threads else winograd.backward
-        db1 = np.empty(0, y.dtype) if db is None else db  # zero-length: none (winograd.forward)
-        dx1 = np.empty((0,) + x.shape[1:], y.dtype) if dx is None else dx
+        db1, dx1 = none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
         args = (dW, float(beta), db1, ph, pw, dx1, nb, parts_of(x.shape[0], nb))
         if not kernel(x, read_only(W), y3, gy3, code, *args):
             return dx

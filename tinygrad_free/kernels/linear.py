@@ -18,7 +18,7 @@ the same bits either way.
 import numpy as np
 
 from . import blas, dense_parts
-from ._nb import NJIT, njit, read_only
+from ._nb import NJIT, njit, none_as_empty, read_only
 from .dense import IDENTITY, dense_forward_numba, dense_forward_numpy
 from .dense_parts import bounds
 from .parallel import NJIT_PARALLEL, prange
@@ -78,7 +78,8 @@ def _linear_backward(x, W, gy, dW, beta, db, dx):
 
 @njit(**NJIT)
 def _rows_part(W, gy, acc, dx, lo, hi):
-    _column_sums_into(gy[lo:hi], acc)
+    if acc.shape[0] != 0:  # zero-length when no db is wanted (``_partial_sums``)
+        _column_sums_into(gy[lo:hi], acc)
     if dx.shape[0] != 0:
         blas.gemm(gy[lo:hi], W, dx[lo:hi], 0.0)
 
@@ -86,6 +87,12 @@ def _rows_part(W, gy, acc, dx, lo, hi):
 @njit(**NJIT)
 def _weights_part(x, gy, dW, beta, lo, hi):
     blas.gemm(gy[:, lo:hi].T, x, dW[lo:hi], beta)
+
+
+@njit(**NJIT)
+def _partial_sums(gy, db, parts):
+    """Each part's column sums of gy, (parts, out); (parts, 0) when no db is wanted."""
+    return np.zeros((parts, gy.shape[1] if db.shape[0] != 0 else 0), gy.dtype)
 
 
 @njit(**NJIT)
@@ -98,7 +105,7 @@ def _add_parts(acc, db):
 
 @njit(**NJIT)
 def _linear_backward_parts(x, W, gy, dW, beta, db, dx, parts):
-    acc = np.zeros((parts, gy.shape[1]), gy.dtype)
+    acc = _partial_sums(gy, db, parts)
     for p in range(parts):
         lo, hi = bounds(gy.shape[0], parts, p)
         _rows_part(W, gy, acc[p], dx, lo, hi)
@@ -111,7 +118,7 @@ def _linear_backward_parts(x, W, gy, dW, beta, db, dx, parts):
 
 @njit(**NJIT_PARALLEL)
 def _linear_backward_parts_parallel(x, W, gy, dW, beta, db, dx, parts):
-    acc = np.zeros((parts, gy.shape[1]), gy.dtype)
+    acc = _partial_sums(gy, db, parts)
     for p in prange(parts):
         lo, hi = bounds(gy.shape[0], parts, p)
         before = blas.threads_local(1)
@@ -126,9 +133,9 @@ def _linear_backward_parts_parallel(x, W, gy, dW, beta, db, dx, parts):
     _add_parts(acc, db)
 
 
-def _none_as_empty(db, dx, x, dtype):
-    """db and dx for the jitted kernels: a zero-length db, a dx of no rows for None."""
-    return (np.empty(0, dtype) if db is None else db), (np.empty((0, x.shape[1]), dtype) if dx is None else dx)
+def _wanted(db, dx, x, dtype):
+    """db and dx as the jitted kernels take them (``none_as_empty``)."""
+    return none_as_empty(db, (0,), dtype), none_as_empty(dx, (0, x.shape[1]), dtype)
 
 
 @blas.on_one_thread_unless_mkl
@@ -139,7 +146,7 @@ def linear_backward_numba(x, W, gy, dW, beta, db, dx):
         return linear_backward_numpy(x, W, gy, dW, beta, db, dx)
     if dense_parts.tall(gy.shape[0]):
         return linear_backward_parts_numba(x, W, gy, dW, beta, db, dx)
-    _linear_backward(read_only(x), W, gy, dW, float(beta), *_none_as_empty(db, dx, x, dW.dtype))
+    _linear_backward(read_only(x), W, gy, dW, float(beta), *_wanted(db, dx, x, dW.dtype))
     return dx
 
 
@@ -150,7 +157,7 @@ def linear_backward_parts_numba(x, W, gy, dW, beta, db, dx, on_threads=None):
         raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
     threads = dense_parts.use_threads(gy.size) if on_threads is None else on_threads
     kernel = _linear_backward_parts_parallel if threads else _linear_backward_parts
-    kernel(read_only(x), W, gy, dW, float(beta), *_none_as_empty(db, dx, x, dW.dtype), dense_parts.PARTS)
+    kernel(read_only(x), W, gy, dW, float(beta), *_wanted(db, dx, x, dW.dtype), dense_parts.PARTS)
     return dx
 
 
