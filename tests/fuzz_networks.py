@@ -343,11 +343,32 @@ def network_specs(max_nodes=7):
             by_in.setdefault(tuple(in_shape), []).append(m)
             return m
 
+        def fused_block(in_shape):
+            """A Sequential that runs as one kernel when it can: Conv2D(relu) -> MaxPool2D(2), or
+            BatchNorm -> ReLU -> MaxPool2D(2) (after a convolution now and then)."""
+            layers, sh = [], tuple(in_shape)
+            if draw(st.booleans()):
+                k = draw(st.integers(1, 3))
+                args = {"out": draw(st.integers(1, 4)), "k": k, "stride": 1, "pad": k // 2, "bias": draw(st.booleans())}
+                layers.append(new_module("conv2d", dict(args, act=draw(st.sampled_from(["relu", "identity"]))), sh))
+                sh = out_shape(layers[-1])
+            if draw(st.integers(0, 2)):
+                layers.append(new_module("batchnorm", {"momentum": 0.1}, sh))
+                layers.append(new_module("act", {"name": "relu"}, sh))
+            if min(sh[1:]) >= 2:
+                layers.append(new_module("maxpool", {"k": 2, "stride": 2}, sh))
+            return new_module("sequential", {}, in_shape, {"layers": layers}) if layers else layer(in_shape)
+
         def chain(in_shape, depth, keep=False):
-            """A module: one layer, a Sequential of a few, or a Residual around a shape-keeping chain."""
-            choice = draw(st.integers(0, 5)) if depth > 0 else 0
+            """A module: one layer, a Sequential of a few, a block that fuses, or a Residual around a
+            shape-keeping chain."""
+            choice = draw(st.integers(0, 7)) if depth > 0 else 0
             if choice <= 2:
                 return layer(in_shape, keep)
+            if choice >= 6:
+                if keep or len(in_shape) != 3:
+                    return layer(in_shape, keep)
+                return fused_block(in_shape)
             if choice <= 4:
                 layers, sh = [], tuple(in_shape)
                 for _ in range(draw(st.integers(1, 3))):

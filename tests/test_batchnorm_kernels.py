@@ -1,6 +1,7 @@
 """The BatchNorm kernels (NCHW, training), alone and with the ReLU after them: the numba twins
 against the NumPy ones (the layer's former array expressions) and across thread counts, the layer
-and the fused BatchNorm -> ReLU of nn.Sequential against PyTorch, and the cases not fused."""
+and the fused BatchNorm -> ReLU (-> MaxPool2D(2), tests/test_batchnorm_pool.py) of nn.Sequential
+against PyTorch, and the cases not fused."""
 
 import numpy as np
 import pytest
@@ -105,12 +106,14 @@ def test_batchnorm_layer_on_images_matches_torch_in_training(rng):
     np.testing.assert_allclose(layer.running_var, ref.running_var.numpy(), rtol=1e-12)
 
 
-def bn_relu_net(dtype=np.float64, rng=0):
+def bn_relu_net(dtype=np.float64, rng=0, pool="max"):
+    """Conv -> BatchNorm -> ReLU -> a 2 x 2 pooling: with "max" the three run as one kernel in
+    training (kernels.batchnorm_pool), with "avg" the BatchNorm and ReLU (kernels.batchnorm)."""
     return nn.Sequential(
         nn.Conv2D(2, 3, 3, padding=1, dtype=dtype, rng=rng),
         nn.BatchNorm(3, dtype=dtype),
         nn.ReLU(),
-        nn.MaxPool2D(2),
+        nn.MaxPool2D(2) if pool == "max" else nn.AvgPool2D(2),
         nn.Flatten(),
         nn.Dense(3 * 3 * 3, 4, dtype=dtype, rng=rng + 1),
     )
@@ -122,7 +125,7 @@ def torch_twin(model):
         torch.nn.Conv2d(2, 3, 3, padding=1),
         torch.nn.BatchNorm2d(3),
         torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
+        torch.nn.MaxPool2d(2) if isinstance(model[3], nn.MaxPool2D) else torch.nn.AvgPool2d(2),
         torch.nn.Flatten(),
         torch.nn.Linear(27, 4),
     ).double()
@@ -136,9 +139,10 @@ def torch_twin(model):
     return ref
 
 
-def test_sequential_fuses_batchnorm_and_relu_and_matches_torch(rng, each_backend):
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_sequential_fuses_batchnorm_and_relu_and_a_max_pooling_and_matches_torch(rng, pool, each_backend):
     torch = pytest.importorskip("torch")
-    model = bn_relu_net()
+    model = bn_relu_net(pool=pool)
     model[1].gamma.data[...] = [0.5, -1.5, 2.0]
     model[1].beta.data[...] = [0.1, 0.3, -0.2]
     assert model[1].fuses_with(model[2]) and not model[0].fuses_with(model[1])
@@ -148,6 +152,8 @@ def test_sequential_fuses_batchnorm_and_relu_and_matches_torch(rng, each_backend
     yt = ref(xt)
     y, backprop = model.begin_update(x)
     assert model[1]._y is not None and (model[1]._y >= 0).all()  # the fused call kept its output
+    assert model[1]._y.shape == ((4, 3, 3, 3) if pool == "max" else (4, 3, 7, 6))  # pooled in it, or not
+    assert (model[1]._pooled is not None) == (pool == "max")
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     gy = rng.standard_normal(y.shape)
     yt.backward(torch.tensor(gy))
@@ -158,8 +164,9 @@ def test_sequential_fuses_batchnorm_and_relu_and_matches_torch(rng, each_backend
     np.testing.assert_allclose(model[1].running_var, ref[1].running_var.numpy(), rtol=1e-12)
 
 
-def test_fused_batchnorm_relu_network_passes_gradcheck(rng, each_backend):
-    gradcheck(bn_relu_net(), rng.standard_normal((3, 2, 6, 6)), max_checks=40)
+@pytest.mark.parametrize("pool", ["avg", "max"])
+def test_fused_batchnorm_relu_network_passes_gradcheck(rng, pool, each_backend):
+    gradcheck(bn_relu_net(pool=pool), rng.standard_normal((3, 2, 7, 6)), max_checks=40)
 
 
 def test_a_fused_batchnorm_relu_gives_the_two_layers_numbers(rng, each_backend):
@@ -210,17 +217,20 @@ def test_batchnorm_relu_not_fusable_runs_the_relu_as_its_own_call_with_torchs_nu
     np.testing.assert_allclose(bn.gamma.grad, ref.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_a_fused_batchnorm_relu_used_twice_adds_both_calls_gradients_as_torch(rng, each_backend):
+@pytest.mark.parametrize("pool", [False, True])  # with a MaxPool2D(2): the three fused (batchnorm_pool)
+def test_a_fused_batchnorm_relu_used_twice_adds_both_calls_gradients_as_torch(rng, pool, each_backend):
     torch = pytest.importorskip("torch")
-    bn, relu = nn.BatchNorm(2, dtype=np.float64), nn.ReLU()
+    bn, relu, mp = nn.BatchNorm(2, dtype=np.float64), nn.ReLU(), nn.MaxPool2D(2)
     bn.beta.data[...] = [0.3, -0.4]
-    model = nn.Sequential(bn, relu, bn, relu)
+    model = nn.Sequential(*([bn, relu, mp] if pool else [bn, relu]) * 2)
     ref = torch.nn.BatchNorm2d(2).double()
     with torch.no_grad():
         ref.bias.copy_(torch.tensor(bn.beta.data))
-    x = rng.standard_normal((3, 2, 4, 5))
+    x = rng.standard_normal((3, 2, 8, 9) if pool else (3, 2, 4, 5))
     xt = torch.tensor(x, requires_grad=True)
-    yt = torch.relu(ref(torch.relu(ref(xt))))
+    pooled = torch.nn.functional.max_pool2d if pool else (lambda t, k: t)
+    step = lambda t: pooled(torch.relu(ref(t)), 2)  # noqa: E731
+    yt = step(step(xt))
     y, backprop = model.begin_update(x)
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     gy = rng.standard_normal(y.shape)

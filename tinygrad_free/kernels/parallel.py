@@ -115,6 +115,12 @@ def use_parallel(size, grain=None):
     return HAVE_NUMBA and numba.get_num_threads() > 1 and layer_ok()
 
 
+def thread_count():
+    """numba's thread count now (1 without numba): how many parts a kernel that splits its work
+    by threads cuts it into."""
+    return numba.get_num_threads() if HAVE_NUMBA else 1
+
+
 def _after_fork_in_child():
     # GNU OpenMP cannot start a parallel region in a child forked after the parent used it
     # (numba terminates the child with "fork() called from a process already using GNU

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import backend
+from ..kernels import pool as pool_kernels
 from . import _checks as check
 from .activation import ReLU
+from .maxpool import MaxPool2D
 from .module import Module
 from .parameter import Parameter
 
@@ -52,10 +55,13 @@ class BatchNorm(Module):
     written in the normalising pass, and backward takes $dy \, [y > 0]$ (the ReLU layer's rule) in
     its own passes: the two layers' numbers (the output to the bit, the gradients to the order of
     the sums), without the ReLU's passes over the activations. The Sequential passes the ReLU as
-    ``forward(x, relu)`` (``fuses_with`` says when). Inference on images (eval mode under
-    ``no_grad``, as ``Trainer.evaluate`` and ``predict`` run) is one pass, the ReLU in it, the
-    same bits as the array expressions; elsewhere (a frozen BatchNorm recording for a backward,
-    (N, C) inputs) the ReLU runs as its own call inside this one.
+    ``forward(x, relu)`` (``fused_count`` says when). A ``MaxPool2D(2)`` (2 x 2, stride 2) after
+    the ReLU joins them, ``forward(x, relu, pool)``: each plane is pooled in cache as it is
+    normalised, and backward reads the pooled gradient and argmax instead of full-size arrays
+    (``kernels.batchnorm_pool``), the three layers' numbers again. Inference on images (eval mode
+    under ``no_grad``, as ``Trainer.evaluate`` and ``predict`` run) is one pass, the ReLU in it,
+    the same bits as the array expressions; elsewhere (a frozen BatchNorm recording for a
+    backward, (N, C) inputs) the ReLU and the pooling run as their own calls inside this one.
 
     Parameters
     ----------
@@ -71,14 +77,16 @@ class BatchNorm(Module):
     """
 
     _writes_inputs = False  # never writes into its inputs (see nn.context)
-    kernel_files = ("batchnorm",)
+    kernel_files = ("batchnorm", "batchnorm_pool")
     _keeps_inputs = False  # backward needs what forward computed, not x
     _fuses_next = True  # nn.Sequential asks fuses_with(the next module)
 
     running_mean: Array
     running_var: Array
     _y: Array | None  # a fused call's output (after the ReLU), whose sign the ReLU's derivative takes
+    _pooled: tuple[Array, Array] | None  # a call fused with its pooling: argmax, xhat there (_y: pooled)
     _relu_ctx: Context | None  # an unfused call's own ReLU call, given forward(x, relu)
+    _pool_ctx: Context | None  # an unfused call's own pooling call, given forward(x, relu, pool)
 
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: DTypeLike = np.float32
@@ -112,23 +120,40 @@ class BatchNorm(Module):
         (and this class fuses: a subclass replacing forward or backward does not, see Module)."""
         return self._fuses_next and type(module) is ReLU
 
-    def forward(self, x: Array, relu: Module | None = None) -> Array:
-        """The normalisation; with ``relu`` (a module this layer ``fuses_with``, passed by
-        ``nn.Sequential``), ``relu`` of it: in one kernel when training on images, else the ReLU's
-        own call after this layer's."""
+    def fused_count(self, following: Sequence[Module]) -> int:
+        """1 for a ReLU first in ``following`` (``fuses_with``), 2 when a ``MaxPool2D`` of 2 x 2,
+        stride 2, comes after it and this layer is training; else 0. (In eval mode the pooling
+        has no kernel to share, and run as its own layer it starts after the Sequential has let
+        go of this layer's input: at evaluation's large batches that input is the largest array.)"""
+        if not following or not self.fuses_with(following[0]):
+            return 0
+        pool = following[1] if len(following) > 1 else None
+        return 2 if self.training and type(pool) is MaxPool2D and pool.halves else 1
+
+    def forward(self, x: Array, relu: Module | None = None, pool: Module | None = None) -> Array:
+        """The normalisation; with ``relu`` (and ``pool``), modules this layer fuses with (passed
+        by ``nn.Sequential``, see ``fused_count``), ``pool(relu(.))`` of it: in one kernel when
+        training on images, else their own calls after this layer's."""
         axes, shape = self._layout(x)
+        if relu is not None and pool is not None and self.training and x.ndim == 4 and min(x.shape[2:]) >= 2:
+            return self._forward_pooled(x)
         if relu is not None and self.training and x.ndim == 4:
-            return self._forward_images(x, relu=True)
-        if not self.training and x.ndim == 4 and not self.recording:  # inference: one pass
+            y, relu_ctx = self._forward_images(x, relu=True), None
+        elif not self.training and x.ndim == 4 and not self.recording:  # inference: one pass
             scale = self.gamma.data * (1 / np.sqrt(self.running_var + x.dtype.type(self.eps)))
             y = np.empty(x.shape, x.dtype)
-            return backend.ops().batchnorm_eval(x, self.running_mean, scale, self.beta.data, y, relu is not None)
-        y = self._forward_images(x) if self.training and x.ndim == 4 else self._forward_rows(x, axes, shape)
-        relu_ctx = None
-        if relu is not None:  # not fusable here: the ReLU's own call, paired with this one
-            y, relu_ctx = relu._forward_ctx(y)
+            y = backend.ops().batchnorm_eval(x, self.running_mean, scale, self.beta.data, y, relu is not None)
+            relu_ctx = None
+        else:
+            y = self._forward_images(x) if self.training and x.ndim == 4 else self._forward_rows(x, axes, shape)
+            relu_ctx = None
+            if relu is not None:  # not fusable here: the ReLU's own call, paired with this one
+                y, relu_ctx = relu._forward_ctx(y)
+        pool_ctx = None
+        if pool is not None:  # not fusable here (or nothing to record): the pooling's own call
+            y, pool_ctx = pool._forward_ctx(y)
         if self.recording:
-            self._relu_ctx = relu_ctx
+            self._relu_ctx, self._pool_ctx = relu_ctx, pool_ctx
         return y
 
     def _forward_images(self, x: Array, relu: bool = False) -> Array:
@@ -139,7 +164,22 @@ class BatchNorm(Module):
         self._update_running(mean, var, m)
         if self.recording:
             self._xhat, self._invstd, self._frozen = xhat, invstd, False
-            self._y, self._relu_ctx = (y if relu else None), None
+            self._y, self._pooled = (y if relu else None), None
+        return y
+
+    def _forward_pooled(self, x: Array) -> Array:
+        """Training on (N, C, H, W) with the ReLU and a 2 x 2 pooling: kernels/batchnorm_pool.py."""
+        m = self._values_per_channel(x)
+        n, c, h, w = x.shape
+        xhat, y = np.empty(x.shape, x.dtype), np.empty((n, c, h // 2, w // 2), x.dtype)
+        argmax, xhat_at = np.empty(y.shape, pool_kernels.argmax_dtype(h, w)), np.empty(y.shape, x.dtype)
+        mean, var, invstd = backend.ops().batchnorm_relu_pool_forward(
+            x, self.gamma.data, self.beta.data, self.eps, xhat, y, argmax, xhat_at
+        )
+        self._update_running(mean, var, m)
+        if self.recording:
+            self._xhat, self._invstd, self._frozen = xhat, invstd, False
+            self._y, self._pooled, self._relu_ctx, self._pool_ctx = y, (argmax, xhat_at), None, None
         return y
 
     def _values_per_channel(self, x: Array) -> int:
@@ -164,7 +204,7 @@ class BatchNorm(Module):
         """(N, C) in training, and both layouts in eval mode: array expressions."""
         gamma, beta = self.gamma.data.reshape(shape), self.beta.data.reshape(shape)
         if self.recording:
-            self._y = None
+            self._y = self._pooled = None
         if not self.training:
             invstd = 1 / np.sqrt(self.running_var + x.dtype.type(self.eps))
             xc = x - self.running_mean.reshape(shape)
@@ -188,13 +228,19 @@ class BatchNorm(Module):
         return y
 
     def backward(self, grad_out: Array, input_grad: bool = True) -> Array | None:
-        if self._relu_ctx is not None:  # an unfused ReLU that this call ran: its backward first
+        if self._pool_ctx is not None:  # an unfused pooling that this call ran: its backward first
+            grad_out = self._pool_ctx.module._backward_ctx(self._pool_ctx, grad_out)
+        if self._relu_ctx is not None:  # likewise an unfused ReLU
             grad_out = self._relu_ctx.module._backward_ctx(self._relu_ctx, grad_out)
         xhat, invstd = self._xhat, self._invstd
         if xhat.ndim == 4 and not self._frozen:
             dx = np.empty(xhat.shape, xhat.dtype) if input_grad else None
-            g, b = self.gamma.grad, self.beta.grad
-            return backend.ops().batchnorm_backward(grad_out, xhat, self.gamma.data, invstd, g, b, dx, self._y)
+            g, b, gamma = self.gamma.grad, self.beta.grad, self.gamma.data
+            if self._pooled is not None:  # the call fused with its ReLU and pooling
+                y, (argmax, xhat_at) = self._y, self._pooled
+                ops = backend.ops()
+                return ops.batchnorm_relu_pool_backward(grad_out, xhat, y, argmax, xhat_at, gamma, invstd, g, b, dx)
+            return backend.ops().batchnorm_backward(grad_out, xhat, gamma, invstd, g, b, dx, self._y)
         axes, shape = ((0,), (1, -1)) if xhat.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
         dbeta = grad_out.sum(axis=axes)
         dgamma = (grad_out * xhat).sum(axis=axes)

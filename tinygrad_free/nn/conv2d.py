@@ -113,8 +113,7 @@ class Conv2D(Module):
         return (
             self._fuses_next
             and type(module) is MaxPool2D
-            and module.kernel_size == (2, 2)
-            and module.stride == (2, 2)
+            and module.halves
             and self.act_code == RELU
             and self.stride == (1, 1)
         )

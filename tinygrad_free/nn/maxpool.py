@@ -46,6 +46,12 @@ class MaxPool2D(Module):
         dx = np.empty(self._x_shape, self._dtype)
         return backend.ops().maxpool2d_backward(grad_out, self._argmax, dx)
 
+    @property
+    def halves(self) -> bool:
+        """Whether this is the 2 x 2 pooling of stride 2 that a convolution or a BatchNorm before
+        it can run in its own kernel (``Conv2D``, ``BatchNorm``: their ``fused_count``)."""
+        return self.kernel_size == (2, 2) and self.stride == (2, 2)
+
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
 

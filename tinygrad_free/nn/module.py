@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -149,16 +149,21 @@ class Module:
     #: on layers that keep x (Dense) or return it (Flatten, Dropout in eval), and on yours.
     _keeps_inputs: ClassVar[bool] = True
 
-    #: True on a layer that ``nn.Sequential`` may run together with the module after it: it asks
-    #: ``fuses_with(next)`` and then calls ``forward(x, next)`` (``Conv2D`` and its pooling,
-    #: ``BatchNorm`` and its ReLU). A subclass that replaces forward or backward is False unless
-    #: it sets it itself.
+    #: True on a layer that ``nn.Sequential`` may run together with the modules after it: it asks
+    #: ``fused_count(the modules after it)`` and then calls ``forward(x, *those it runs)``
+    #: (``Conv2D`` and its pooling, ``BatchNorm`` and its ReLU, and a pooling after that). A
+    #: subclass that replaces forward or backward is False unless it sets it itself.
     _fuses_next: ClassVar[bool] = False
 
     def fuses_with(self, module: Module) -> bool:
         """Whether ``forward(x, module)`` runs this layer and ``module`` after it as one (never,
         unless a layer with ``_fuses_next`` says otherwise)."""
         return False
+
+    def fused_count(self, following: Sequence[Module]) -> int:
+        """How many of ``following`` (the modules after this one, in order) ``forward(x, *them)``
+        runs with this layer: the first when this layer ``fuses_with`` it, else none."""
+        return 1 if following and self.fuses_with(following[0]) else 0
 
     #: The files of ``tinygrad_free/kernels/`` whose numba kernels this layer calls: ``Trainer.fit``
     #: compiles (or loads) only those of its model's layers, for its parameters' dtypes, before the

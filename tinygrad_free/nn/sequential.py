@@ -25,9 +25,10 @@ class Sequential(Module):
     ``"<index>.<name>"``, a reused module's under its first index. The first module may take
     several inputs (``model(xa, xb)``).
 
-    A module that can run with the next one as one kernel (``_fuses_next`` and
-    ``fuses_with(next)``: a stride-1 ReLU convolution and its 2 x 2 max pooling, see ``Conv2D``;
-    a BatchNorm and its ReLU) is called as ``module(x, next)``, and its backward covers both.
+    A module that can run with the next ones as one kernel (``_fuses_next`` and
+    ``fused_count(the modules after it)``: a stride-1 ReLU convolution and its 2 x 2 max pooling,
+    see ``Conv2D``; a BatchNorm, its ReLU and a 2 x 2 max pooling after that) is called as
+    ``module(x, *those)``, and its backward covers them all.
     """
 
     _writes_inputs = False
@@ -78,16 +79,17 @@ class Sequential(Module):
                 args = y if i == 0 else (y,)
                 if layer._writes_inputs is not False:  # a layer of the user's: read-only views
                     args = protect(layer, args)
-                if layer._fuses_next and i + 1 < n and layer.fuses_with(layers[i + 1]):
-                    y, ctx = layer._forward_ctx(*args, layers[i + 1])
-                    contexts += [ctx, _FUSED]
+                k = layer.fused_count(layers[i + 1 :]) if layer._fuses_next else 0
+                if k:
+                    y, ctx = layer._forward_ctx(*args, *layers[i + 1 : i + 1 + k])
+                    contexts += [ctx] + [_FUSED] * k
                 else:
                     y, ctx = layer._forward_ctx(*args)
                     contexts.append(ctx)
         except ValueError as e:
             i = len(contexts)
-            fused = layers[i]._fuses_next and i + 1 < n and layers[i].fuses_with(layers[i + 1])
-            raise ValueError(f"layers {i}-{i + 1}: {e}" if fused else f"layer {i}: {e}") from e
+            k = layers[i].fused_count(layers[i + 1 :]) if layers[i]._fuses_next else 0
+            raise ValueError(f"layers {i}-{i + k}: {e}" if k else f"layer {i}: {e}") from e
         if self.recording:
             self._contexts = contexts
         return y
