@@ -14,4 +14,8 @@ fi
 # The linter and the formatter first: CI fails on what they find (settings in pyproject.toml).
 python3 -m ruff check .
 python3 -m ruff format --check .
+# Compile the numba kernels first, one process per core (each compiles whole kernel files into
+# numba's on-disk cache; the suite then loads them): a cold compile is most of the suite's time
+# and runs on one core otherwise. A few seconds when the cache is already warm.
+python3 -c "import os; from tinygrad_free import kernels; print(f'kernels compiled or loaded in {kernels.warmup(jobs=os.cpu_count() or 1):.0f} s')"
 python3 -m pytest "$@"

@@ -583,3 +583,25 @@ def test_warmup_takes_the_kernel_files_layers_declare_and_names_an_unknown_one()
         assert kernels.warmup((), declared) < 1.0  # every declared file is a kernel file (no dtype: no compile)
         with pytest.raises(ValueError, match=r"no kernel file\(s\) \['convolution'\]; the files are \["):
             kernels.warmup(files=["convolution"])
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_warmup_with_jobs_compiles_in_other_processes_into_numbas_cache(tmp_path, monkeypatch):
+    # The processes inherit the environment: their cache goes to tmp_path, this process's stays.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert kernels.warmup((np.float32,), ["dropout", "shift"], jobs=2) > 0
+    cached = {p.name.split(".")[0] for p in tmp_path.rglob("*.nbi")}
+    assert {"dropout", "shift"} <= cached, cached
+
+
+@pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba is not installed")
+def test_warmup_names_a_bad_job_count_and_a_failed_process(monkeypatch):
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"jobs must be a positive integer \(processes compiling at once\), got"):
+            kernels.warmup(files=["dropout"], jobs=jobs)
+    monkeypatch.setenv("TINYGRAD_FREE_BLAS", "bogus")  # the processes' import fails on it
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)a compiling process failed: (dropout|shift): exit 1: .*TINYGRAD_FREE_BLAS=.bogus. is not one of",
+    ):
+        kernels.warmup((np.float32,), ["dropout", "shift"], jobs=2)
