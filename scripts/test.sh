@@ -18,4 +18,6 @@ python3 -m ruff format --check .
 # numba's on-disk cache; the suite then loads them): a cold compile is most of the suite's time
 # and runs on one core otherwise. A few seconds when the cache is already warm.
 python3 -c "import os; from tinygrad_free import kernels; print(f'kernels compiled or loaded in {kernels.warmup(jobs=os.cpu_count() or 1):.0f} s')"
-python3 -m pytest "$@"
+# Then the suite on every core too, each test file on one worker (its module fixtures built once);
+# arguments after scripts/test.sh go to pytest (`-n 0`: one process).
+python3 -m pytest -n auto --dist loadfile "$@"
