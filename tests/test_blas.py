@@ -61,6 +61,46 @@ def test_gemm_matches_numpy_matmul_in_every_layout(rng, dtype, m, k, n):
 
 
 @needs_blas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(300, 1000, 10), (5, 70000, 3), (130, 1600, 15)])
+def test_narrow_products_in_row_blocks_match_numpy_in_every_layout(rng, dtype, m, k, n):
+    # n * k = 10,000, 210,000 and 24,000: blocks of 26, 1 and 10 rows (NARROW_BLOCK_WORK = 2^18).
+    assert 2 <= n <= blas.NARROW_COLUMNS and m * n * k >= blas.NARROW_MIN_WORK and n * k <= blas.NARROW_BLOCK_WORK
+    assert blas.NARROW_BLOCK_WORK // (n * k) < m  # several blocks
+    for layout, a, b in _views(rng, m, k, n, dtype):
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        for beta in (0.0, 1.0):
+            c = c0.copy()
+            c[-1, -1] = np.nan if beta == 0 else c[-1, -1]  # beta 0 ignores c, in the last block too
+            _gemm(a, b, c, beta)
+            want = a.astype(np.float64) @ b + (c0 if beta else 0)
+            # Sums of k products of about unit size: float32 rounding grows like sqrt(k).
+            tol = dict(rtol=1e-4, atol=1e-5 * k**0.5) if dtype == np.float32 else _tol(dtype)
+            np.testing.assert_allclose(c, want, **tol, err_msg=f"{layout}, beta={beta}")
+
+
+@needs_blas
+def test_narrow_products_are_numpys_openblas_products_and_keep_their_bits_at_any_thread_count(rng):
+    from threadpoolctl import threadpool_limits
+
+    a = rng.standard_normal((64, 128)).astype(np.float32)
+    b = rng.standard_normal((128, 10)).astype(np.float32)
+    x = rng.standard_normal((2000, 400)).astype(np.float32)  # 2000 x 400 @ 400 x 7: 7 blocks
+    w = rng.standard_normal((400, 7)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):  # OpenBLAS's (and MKL's) own thread count
+            c, y = np.empty((64, 10), np.float32), np.empty((2000, 7), np.float32)
+            _gemm(a, b, c, 0.0)
+            _gemm(x, w, y, 0.0)
+            results.append((c, y))
+    assert all(np.array_equal(p, q) for p, q in zip(*results))
+    if blas.NARROW_LIBRARY is not None and "openblas" in os.path.basename(blas.NARROW_LIBRARY):
+        with threadpool_limits(1):
+            assert np.array_equal(results[0][0], a @ b)  # one block: the very call numpy makes
+
+
+@needs_blas
 def test_gemm_with_beta_zero_overwrites_even_nan(rng):
     a, b = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
     c = np.full((4, 5), np.nan, np.float32)
@@ -137,8 +177,10 @@ def test_unknown_provider_is_refused_with_the_choices():
         blas._select("cublas")
 
 
-def test_describe_names_the_provider():
+def test_describe_names_the_provider_and_where_narrow_products_go():
     assert blas.describe().split()[0] == blas.PROVIDER in blas.PROVIDERS[1:]
+    if blas.AVAILABLE and blas.NARROW_LIBRARY != blas.LIBRARY:
+        assert blas.describe().endswith(f"; narrow products: openblas ({os.path.basename(blas.NARROW_LIBRARY)})")
 
 
 STEP = """
