@@ -111,6 +111,7 @@ def _compile_in_processes(files, dtypes, jobs):
     import os
     import subprocess
     import sys
+    import tempfile
 
     def cost(task):
         f32, f64 = _COMPILE_SECONDS.get(task[0], (5, 5))
@@ -125,24 +126,21 @@ def _compile_in_processes(files, dtypes, jobs):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     code = "import sys; from tinygrad_free import kernels; kernels._warm_tasks(sys.argv[1:])"
-    procs = [
-        (
-            share,
-            subprocess.Popen(
-                [sys.executable, "-c", code, *(f"{f}:{d}" for f, d in share)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-        )
-        for share in shares
-    ]
+    # stderr to files, not pipes: a process whose warnings filled a pipe would wait until the
+    # processes before it finished and were read.
+    procs = []
+    for share in shares:
+        err = tempfile.TemporaryFile(mode="w+")
+        args = [sys.executable, "-c", code, *(f"{f}:{d}" for f, d in share)]
+        procs.append((share, err, subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err)))
     failed = []
-    for share, proc in procs:
-        err = proc.communicate()[1]
-        if proc.returncode != 0:
-            failed.append(f"{', '.join(f for f, _ in share)}: exit {proc.returncode}: {err.strip()[-2000:]}")
+    for share, err, proc in procs:
+        with err:
+            proc.wait()
+            err.seek(0)
+            if proc.returncode != 0:
+                tail = err.read().strip()[-2000:]
+                failed.append(f"{', '.join(f for f, _ in share)}: exit {proc.returncode}: {tail}")
     if failed:
         raise RuntimeError("kernels.warmup: a compiling process failed: " + " | ".join(failed))
 
