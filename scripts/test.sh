@@ -17,7 +17,10 @@ python3 -m ruff format --check .
 # Compile the numba kernels first, one process per core (each compiles whole kernel files into
 # numba's on-disk cache; the suite then loads them): a cold compile is most of the suite's time
 # and runs on one core otherwise. A few seconds when the cache is already warm.
-python3 -c "import os; from tinygrad_free import kernels; print(f'kernels compiled or loaded in {kernels.warmup(jobs=os.cpu_count() or 1):.0f} s')"
+# (The CPUs this process may use, not the host's count, which a container may not give it.)
+python3 -c "import os; from tinygrad_free import kernels
+cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+print(f'kernels compiled or loaded in {kernels.warmup(jobs=cores):.0f} s')"
 # Then the suite on every core too, each test file on one worker (its module fixtures built once);
 # arguments after scripts/test.sh go to pytest (`-n 0`: one process).
 python3 -m pytest -n auto --dist loadfile "$@"
