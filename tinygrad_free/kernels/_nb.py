@@ -78,8 +78,19 @@ def none_as_empty(a, shape, dtype):
     """``a``, or for None an empty array of ``shape`` (its first dimension 0): how a wrapper hands
     "none" (no bias, no gradient wanted) to a kernel that tests ``a.shape[0] != 0``. numba compiles
     a kernel apart for None and for an array in each such argument; an empty array needs one
-    variant for both (each Winograd variant took ~6 s to compile)."""
-    return np.empty(shape, dtype) if a is None else a
+    variant for both (each Winograd variant took ~6 s to compile). The empty arrays are made once
+    per shape and dtype and shared: nothing can be written into an array of no elements, and a
+    training step allocates nothing for them."""
+    if a is not None:
+        return a
+    key = (shape, dtype)
+    empty = _EMPTY.get(key)
+    if empty is None:
+        empty = _EMPTY[key] = np.empty(shape, dtype)
+    return empty
+
+
+_EMPTY: dict = {}
 
 
 #: A hash of every kernel file's source, part of the on-disk cache's stamp of each kernel.

@@ -40,7 +40,7 @@ two agree to rounding.
 import numpy as np
 
 from . import approx, blas, parallel
-from ._nb import NJIT, njit
+from ._nb import NJIT, njit, none_as_empty
 from .parallel import NJIT_PARALLEL, prange
 
 #: Parts the batch is cut into (whole samples); they run on numba's threads when there are several.
@@ -172,7 +172,7 @@ def _softmax_rows(p, n, h, scale, causal, lengths):
     one = p.dtype.type(1)
     sc = p.dtype.type(scale)
     for i in range(t):
-        limit = s if lengths is None else min(s, lengths[n])
+        limit = s if lengths.shape[0] == 0 else min(s, lengths[n])
         if causal:
             limit = min(limit, i + 1)
         row = p[n, h, i]
@@ -209,7 +209,7 @@ def _forward_samples(q, k, v, scale, causal, lengths, draws, threshold, ds, p, o
             c0, c1 = h * d, (h + 1) * d
             blas.gemm(q[n, :, c0:c1], k[n, :, c0:c1].T, p[n, h], 0.0)
             _softmax_rows(p, n, h, scale, causal, lengths)
-            if draws is None:
+            if draws.shape[0] == 0:
                 blas.gemm(p[n, h], v[n, :, c0:c1], out[n, :, c0:c1], 0.0)
             else:
                 _drop_into(w, p, n, h, draws, threshold, ds)
@@ -224,7 +224,7 @@ def _softmax_grad(dw, p, n, h, scale, draws, threshold, ds):
     sc = dw.dtype.type(scale)
     d = dw.dtype.type(ds)
     for i in range(t):
-        if draws is not None:
+        if draws.shape[0] != 0:
             for j in range(s):
                 dw[i, j] = dw[i, j] * d if draws[n, h, i, j] >= threshold else zero
         prow = p[n, h, i]
@@ -243,7 +243,7 @@ def _backward_samples(q, k, v, p, draws, threshold, ds, scale, gout, dq, dk, dv,
             c0, c1 = h * d, (h + 1) * d
             g = gout[n, :, c0:c1]
             blas.gemm(g, v[n, :, c0:c1].T, dw, 0.0)
-            if draws is None:
+            if draws.shape[0] == 0:
                 blas.gemm(p[n, h].T, g, dv[n, :, c0:c1], 0.0)
             else:
                 _drop_into(w, p, n, h, draws, threshold, ds)
@@ -306,6 +306,15 @@ def _parts(n):
     return max(1, min(PARTS, n))
 
 
+# No lengths, no dropout: zero-length arrays (one compiled variant where None and arrays made four).
+def _lengths(lengths):
+    return none_as_empty(lengths, (0,), np.int64)
+
+
+def _draws(draws):
+    return none_as_empty(draws, (0, 0, 0, 0), np.uint32)
+
+
 @blas.on_one_thread_unless_mkl
 def attention_forward_numba(q, k, v, scale, causal, lengths, draws, threshold, drop_scale, p, out, on_threads=None):
     """numba twin of ``attention_forward_numpy`` (the NumPy kernel without a GEMM numba can call).
@@ -322,8 +331,8 @@ def attention_forward_numba(q, k, v, scale, causal, lengths, draws, threshold, d
         v,
         float(scale),
         bool(causal),
-        lengths,
-        draws,
+        _lengths(lengths),
+        _draws(draws),
         np.uint32(threshold),
         float(drop_scale),
         p,
@@ -344,7 +353,19 @@ def attention_backward_numba(q, k, v, p, draws, threshold, drop_scale, scale, go
     threads = _on_threads(p) if on_threads is None else on_threads
     kernel = _backward_parallel if threads else _backward
     kernel(
-        q, k, v, p, draws, np.uint32(threshold), float(drop_scale), float(scale), gout, dq, dk, dv, _parts(q.shape[0])
+        q,
+        k,
+        v,
+        p,
+        _draws(draws),
+        np.uint32(threshold),
+        float(drop_scale),
+        float(scale),
+        gout,
+        dq,
+        dk,
+        dv,
+        _parts(q.shape[0]),
     )
     return dq, dk, dv
 

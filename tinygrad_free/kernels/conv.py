@@ -278,7 +278,8 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z=None, on_threads=No
     wide = _wide(x, sh, sw, wide)
     nb = block_samples(W2.shape[1], sample_span(x.shape[3], pw, ho, wo, wide), y.itemsize, x.shape[0])
     kernel = blocks.forward_parallel if threads else blocks.forward
-    if kernel(x, W2, b, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts_of(x.shape[0], nb), wide):
+    b1, pre3 = none_as_empty(b, (0,), y.dtype), none_as_empty(pre3, (0, 0, 0), y.dtype)
+    if kernel(x, W2, b1, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts_of(x.shape[0], nb), wide):
         dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as in dense
     return y
 
@@ -307,10 +308,11 @@ def conv2d_backward_numba(
             return dx
     wide = _wide(x, sh, sw, wide)
     kernel = blocks.backward_parallel if threads else blocks.backward
+    db, dx1 = none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
     for layout in (True, False) if wide else (False,):
         span = sample_span(x.shape[3], pw, y.shape[2], y.shape[3], layout)
         nb = block_samples(W2.shape[1], span, y.itemsize, x.shape[0])
-        args = (dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx, nb, parts_of(x.shape[0], nb), layout)
+        args = (dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx1, nb, parts_of(x.shape[0], nb), layout)
         if not kernel(x, W2, y3, gy3, code, *args):
             return dx
     raise AssertionError("conv2d: compact columns are never redone")
@@ -332,7 +334,9 @@ def _warm_up(dtype):
     W = np.ones((3, 2, 3, 3), dtype)
     y = np.empty((2, 3, 3, 3), dtype)
     codes = (dense.IDENTITY, dense.SIGMOID, dense.TANH, dense.RELU, dense.GELU, dense.GELU_TANH)
-    for code in codes:  # x reaches the kernels read-only (read_only), whatever the caller passed
+    # x reaches the kernels read-only (read_only) and None as an empty array (none_as_empty), whatever
+    # the caller passed: these calls share one compiled variant per kernel.
+    for code in codes:
         for bias in (np.zeros(3, dtype), None):
             conv2d_forward_numba(x, W, bias, 2, 2, 1, 1, code, y)
             if code in dense.FROM_INPUT:

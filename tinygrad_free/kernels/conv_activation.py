@@ -38,7 +38,7 @@ def unfold_bias_act(z, b, code, y3, s0, nb, span, rs, wo):
     relu = code == dense.RELU
     for t in range(nb):
         for o in range(o_out):
-            bo = zero if b is None else b[o]
+            bo = zero if b.shape[0] == 0 else b[o]  # zero-length b: no bias
             for oh in range(ho):
                 src, dst = z[o, t * span + oh * rs : t * span + oh * rs + wo], y3[s0 + t, o, oh * wo : (oh + 1) * wo]
                 if relu:

@@ -4,7 +4,9 @@ are built (compact: ``im2col.im2col_one``; wide, at stride 1: through a padded s
 ``im2col.im2col_wide_one``), multiplied by one GEMM and dropped while they sit in the cache.
 ``forward``/``backward`` run the parts one after the other on the calling thread,
 ``forward_parallel``/``backward_parallel`` on numba's threads, each part with its own scratch
-and partial sums, added in part order so the thread count changes no bit.
+and partial sums, added in part order so the thread count changes no bit. "None" (no bias, no
+pre-activation kept, no db, no dx) comes as a zero-length array (``_nb.none_as_empty``): one
+compiled variant of each kernel where None and arrays made four.
 """
 
 import numpy as np
@@ -56,9 +58,9 @@ def _forward_part(x, W2, b, geo, code, y3, pre3, nb, lo, hi, wide, xp, cols, z):
         m = min(nb, hi - s0)
         _columns(x, s0, m, geo, span, wide, xp, cols)
         blas.gemm(W2, cols[:, : m * span], z[:, : m * span], 0.0)
-        if pre3 is not None and (code == dense.GELU or code == dense.GELU_TANH):
+        if pre3.shape[0] != 0 and (code == dense.GELU or code == dense.GELU_TANH):
             unfold_bias_gelu(z, b, code == dense.GELU_TANH, y3, pre3, s0, m, span, rs, wo)
-        elif pre3 is not None:
+        elif pre3.shape[0] != 0:
             unfold_bias_act(z, b, dense.IDENTITY, pre3, s0, m, span, rs, wo)
             unfold_bias_act(z, b, code, y3, s0, m, span, rs, wo)
         else:
@@ -79,7 +81,7 @@ def _backward_part(x, W2, y3, gy3, code, geo, dx, nb, lo, hi, wide, xp, dxp, col
         else:
             fold_grad(y3, gy3, code, s0, m, dz, acc)
         blas.gemm(cols[:, : m * span], dz[:, : m * span].T, dWt, 1.0)
-        if dx is not None:
+        if dx.shape[0] != 0:
             blas.gemm(W2.T, dz[:, : m * span], dcols[:, : m * span], 0.0)
             for t in range(m):
                 if wide:
@@ -102,7 +104,7 @@ def _forward_scratch(x, W2, b, kh, kw, sh, sw, ph, pw, y3, nb, sets, wide):
     """Checks, (Ho, Wo) and ``sets`` sets of scratch (one per part at once): xp (sets, C, Hp,
     Wp), cols (sets, K, nb span), z (sets, O, nb span)."""
     ho, wo = geometry(x, kh, kw, sh, sw, ph, pw)
-    if b is not None and b.shape[0] != W2.shape[0]:
+    if b.shape[0] != 0 and b.shape[0] != W2.shape[0]:
         raise ValueError("conv2d: b must have W.shape[0] elements")
     span, _ = _layout((kh, kw, sh, sw, ph, pw, ho, wo), x.shape[3], wide)
     cols = np.empty((sets, W2.shape[1], nb * span), y3.dtype)
@@ -149,14 +151,14 @@ def _backward_scratch(x, W2, y3, db, kh, kw, sh, sw, ph, pw, dx, nb, parts, sets
     partial sums (dWt (parts, K, O), acc (parts, O), zeroed)."""
     ho, wo = geometry(x, kh, kw, sh, sw, ph, pw)
     o_out, k = W2.shape
-    if db is not None and db.shape[0] != o_out:
+    if db.shape[0] != 0 and db.shape[0] != o_out:
         raise ValueError("conv2d: db must have W.shape[0] elements")
     span, _ = _layout((kh, kw, sh, sw, ph, pw, ho, wo), x.shape[3], wide)
     cols = np.empty((sets, k, nb * span), y3.dtype)
     dz = np.empty((sets, o_out, nb * span), y3.dtype)
-    dcols = np.empty((sets, k, nb * span), y3.dtype) if dx is not None else cols
+    dcols = np.empty((sets, k, nb * span), y3.dtype) if dx.shape[0] != 0 else cols
     xp = _padded(x, ph, pw, wide, sets, y3.dtype)
-    dxp = _padded(x, ph, pw, wide and dx is not None, sets, y3.dtype)
+    dxp = _padded(x, ph, pw, wide and dx.shape[0] != 0, sets, y3.dtype)
     return ho, wo, xp, dxp, cols, dz, dcols, np.zeros((parts, k, o_out), y3.dtype), np.zeros((parts, o_out), y3.dtype)
 
 
@@ -178,9 +180,8 @@ def finish_backward(dWt, acc, dW2, beta, db):
     for o in range(o_out):
         for r in range(k):
             dW2[o, r] = dWt[0, r, o] + dW2[o, r] if beta != 0 else dWt[0, r, o]
-    if db is not None:
-        for o in range(o_out):
-            db[o] += acc[0, o]
+    for o in range(db.shape[0]):  # none for a zero-length db (no db wanted)
+        db[o] += acc[0, o]
 
 
 # The weight gradient is summed transposed, dW2^T = sum cols dz^T (K x O): MKL's GEMM runs that

@@ -35,7 +35,7 @@ where the gradient is zero too). The two agree to rounding.
 import numpy as np
 
 from . import blas, conv, dense, im2col, parallel, pool
-from ._nb import NJIT, njit, read_only
+from ._nb import NJIT, njit, none_as_empty, read_only
 from .conv_activation import vector_sum
 from .conv_blocks import finish_backward, part_bounds
 from .parallel import NJIT_PARALLEL, prange
@@ -81,14 +81,20 @@ def _bias_relu(z, b, m, sl, nans):
     selects carry neither the ReLU nor a NaN test."""
     zero = z.dtype.type(0)
     for o in range(z.shape[0]):
-        bo = zero if b is None else b[o]
         for t in range(m):
             row = z[o, t * sl : (t + 1) * sl]
             nan = False
-            for u in range(sl):
-                v = row[u] + bo if b is not None else row[u]
-                nan |= v != v
-                row[u] = zero if v < zero else v
+            if b.shape[0] != 0:
+                bo = b[o]
+                for u in range(sl):
+                    v = row[u] + bo
+                    nan |= v != v
+                    row[u] = zero if v < zero else v
+            else:  # no bias (zero-length b): nothing added, so -0.0 stays -0.0 as in NumPy
+                for u in range(sl):
+                    v = row[u]
+                    nan |= v != v
+                    row[u] = zero if v < zero else v
             nans[o, t] = nan
 
 
@@ -182,11 +188,12 @@ def _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp, d
     wp = x.shape[3] + 2 * pw
     sl = ho * wp
     xp = np.zeros((x.shape[1], x.shape[2] + 2 * ph + 1, wp), x.dtype)
-    dxp = np.zeros((x.shape[1], x.shape[2] + 2 * ph + 1, wp if dx is not None else 0), x.dtype)
+    want_dx = dx.shape[0] != 0  # a zero-length dx: none wanted
+    dxp = np.zeros((x.shape[1], x.shape[2] + 2 * ph + 1, wp if want_dx else 0), x.dtype)
     cols = np.empty((k_n, nb * sl), x.dtype)
     dz = np.zeros((o_n, nb * sl), x.dtype)
     dz4 = dz.reshape(o_n, nb, ho, wp)
-    dcols = np.empty((k_n, nb * sl if dx is not None else 0), x.dtype)
+    dcols = np.empty((k_n, nb * sl if want_dx else 0), x.dtype)
     dpool = np.empty((o_n, hw), x.dtype)
     dpool3 = dpool.reshape(o_n, y.shape[2], y.shape[3])
     zeros = np.zeros((o_n, y.shape[2], y.shape[3]), x.dtype)
@@ -203,7 +210,7 @@ def _backward_part(x, W2, y, am, gy, kh, kw, ph, pw, ho, wo, nb, lo, hi, dWtp, d
                 dbp[o] += vector_sum(dpool[o])
             _scatter(dz4, t, am[n], dpool3, wo)
         blas.gemm(cols[:, : m * sl], dz[:, : m * sl].T, dWtp, 1.0)  # transposed, as conv sums it
-        if dx is not None:
+        if want_dx:
             blas.gemm(W2.T, dz[:, : m * sl], dcols[:, : m * sl], 0.0)
             for t in range(m):
                 im2col.col2im_wide_one(dcols, kh, kw, sl, dxp, t * sl)
@@ -270,7 +277,9 @@ def conv_relu_pool_forward_numba(x, W, b, ph, pw, y, argmax, on_threads=None):
     threads = _on_threads(4 * y.size) if on_threads is None else on_threads
     kernel = _forward_parallel if threads else _forward
     nb, parts = _blocks(x, W, ho, x.shape[3] + 2 * pw)
-    x = read_only(x)  # one compiled variant for data and a layer's output
+    # read-only x, an empty array for no b: one compiled variant for data and a layer's output, with
+    # a bias or without
+    x, b = read_only(x), none_as_empty(b, (0,), y.dtype)
     kernel(x, W2, b, W.shape[2], W.shape[3], ph, pw, ho, wo, y, argmax, nb, parts)
     return y
 
@@ -290,8 +299,8 @@ def conv_relu_pool_backward_numba(x, W, y, argmax, gy, dW, beta, db, ph, pw, dx,
     kernel = _backward_parallel if threads else _backward
     dW2 = dW.reshape(W2.shape)
     nb, parts = _blocks(x, W, ho, x.shape[3] + 2 * pw)
-    x = read_only(x)
-    kernel(x, W2, y, argmax, gy, W.shape[2], W.shape[3], ph, pw, ho, wo, dW2, float(beta), db, dx, nb, parts)
+    x, db1, dx1 = read_only(x), none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
+    kernel(x, W2, y, argmax, gy, W.shape[2], W.shape[3], ph, pw, ho, wo, dW2, float(beta), db1, dx1, nb, parts)
     return dx
 
 

@@ -10,7 +10,7 @@ layer's cached output y (see ``nn.activation``), never from recomputing the forw
 import numpy as np
 
 from . import approx, blas, gelu
-from ._nb import NJIT, as2d, as2d_in, flat_in, njit
+from ._nb import NJIT, as2d, as2d_in, flat_in, njit, none_as_empty, read_only
 
 IDENTITY, SIGMOID, TANH, RELU, GELU, GELU_TANH = 0, 1, 2, 3, 4, 5
 #: The codes whose derivative is computed from the pre-activation z rather than the output y.
@@ -174,11 +174,11 @@ def _bias_gelu(z, b, tanh_form):
 
 @njit(**NJIT)
 def _bias_gelu_keep(z, b, tanh_form, y):
-    """z <- z + b (kept for the backward); y <- gelu(z). Two loops per row: one loop storing
-    both does not vectorise."""
+    """z <- z + b (kept for the backward; b zero-length: no bias); y <- gelu(z). Two loops per
+    row: one loop storing both does not vectorise."""
     rows, cols = z.shape
     for i in range(rows):
-        if b is not None:
+        if b.shape[0] != 0:
             for j in range(cols):
                 z[i, j] = z[i, j] + b[j]
         if tanh_form:
@@ -393,17 +393,21 @@ def dense_grad_numba(y, gy, code, dz, db):
 # the backward pass's activation gradient and its two products.
 @njit(**NJIT)
 def layer_forward(x, W, b, code, y):
-    """y <- act(x @ W + b), the GEMM included; True when NumPy must finish the activation (jitted code)."""
-    if b is not None and b.shape[0] != y.shape[1]:
+    """y <- act(x @ W + b), the GEMM included; True when NumPy must finish the activation (jitted
+    code). No bias: b is a zero-length array (``dense_forward_numba``)."""
+    if b.shape[0] != 0 and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     blas.gemm(x, W, y, 0.0)
+    if b.shape[0] == 0:
+        return bias_act_2d(y, None, code)
     return bias_act_2d(y, b, code)
 
 
 @njit(**NJIT)
 def layer_forward_keep(x, W, b, code, y, z):
-    """z <- x @ W + b kept; y <- act(z). True when NumPy must finish the activation."""
-    if b is not None and b.shape[0] != y.shape[1]:
+    """z <- x @ W + b kept; y <- act(z). True when NumPy must finish the activation. No bias:
+    b is a zero-length array."""
+    if b.shape[0] != 0 and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     if z.shape != y.shape:
         raise ValueError("dense_forward: z must have y's shape")
@@ -411,16 +415,21 @@ def layer_forward_keep(x, W, b, code, y, z):
     if code == GELU or code == GELU_TANH:
         _bias_gelu_keep(z, b, code == GELU_TANH, y)
         return False
-    _bias_identity(z, b)
+    if b.shape[0] != 0:
+        _bias_identity(z, b)
     y[...] = z
     return bias_act_2d(y, None, code)
 
 
 @njit(**NJIT)
 def _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx):
-    layer_grad(y, gy, code, dz, db)
+    """No db, no dx: zero-length arrays (``dense_backward_numba``)."""
+    if db.shape[0] == 0:
+        layer_grad(y, gy, code, dz, None)
+    else:
+        layer_grad(y, gy, code, dz, db)
     blas.gemm(x.T, dz, dW, beta)
-    if dx is not None:
+    if dx.shape[0] != 0:
         blas.gemm(dz, W.T, dx, 0.0)
 
 
@@ -438,6 +447,8 @@ def dense_forward_numba(x, W, b, code, y, z=None):
             z += b
         np.copyto(y, z)
         return bias_act_numba(y, None, code)
+    # read-only x and an empty array for no b: one compiled variant where they made four
+    x, b = read_only(x), none_as_empty(b, (0,), y.dtype)
     finish = layer_forward(x, W, b, code, y) if z is None else layer_forward_keep(x, W, b, code, y, z)
     if finish:  # float64 tanh, sigmoid: NumPy finishes
         finish_act(y, code)
@@ -450,13 +461,17 @@ def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
     if not blas.AVAILABLE:
         layer_grad(y, gy, code, dz, db)
         return backward_products_numpy(x, W, dz, dW, beta, dx)
-    _dense_backward(x, W, y, gy, code, dz, dW, beta, db, dx)
+    # read-only x, empty arrays for no db and no dx: one compiled variant where they made eight
+    db1, dx1 = none_as_empty(db, (0,), dz.dtype), none_as_empty(dx, (0, 0), dz.dtype)
+    _dense_backward(read_only(x), W, y, gy, code, dz, dW, beta, db1, dx1)
     return dx
 
 
 # --------------------------------------------------------------------------------------------
 # The table (see kernels/registry.py) and the warm-up: C-contiguous 2-D activations, writable
 # (data) or read-only (a module's output seen by user code), a 1-D bias/bias-gradient or None.
+# The whole-layer kernels see all of these as one compiled variant (read_only, none_as_empty);
+# the calls still run every path.
 # --------------------------------------------------------------------------------------------
 from .registry import kernel, warmup_case  # noqa: E402
 

@@ -9,13 +9,14 @@ dW from all the rows, with no partial sums to add. The parts depend on the shape
 GEMM runs on one BLAS thread (MKL's per-thread setting), so one thread or several give the same
 bits. With one numba thread (or a BLAS other than MKL) the parts run one after the other.
 
-The NumPy twins are ``dense``'s (the whole batch at once): the two agree to rounding.
+The NumPy twins are ``dense``'s (the whole batch at once): the two agree to rounding. As in
+``dense``, the kernels take x read-only and "none" (no b, z, db or dx) as zero-length arrays.
 """
 
 import numpy as np
 
 from . import blas, dense, parallel
-from ._nb import NJIT, njit
+from ._nb import NJIT, njit, none_as_empty, read_only
 from .parallel import NJIT_PARALLEL, prange
 
 #: Inputs with at least this many rows take these kernels (the MLP's batches of 16-1024 rows keep
@@ -38,7 +39,7 @@ def bounds(n, parts, p):
 
 @njit(**NJIT)
 def _forward_part(x, W, b, code, y, z, lo, hi):
-    if z is None:
+    if z.shape[0] == 0:
         return dense.layer_forward(x[lo:hi], W, b, code, y[lo:hi])
     return dense.layer_forward_keep(x[lo:hi], W, b, code, y[lo:hi], z[lo:hi])
 
@@ -67,7 +68,7 @@ def _forward_parallel(x, W, b, code, y, z, parts):
 def _rows_part(y, gy, code, dz, acc, W, dx, lo, hi):
     """dz rows <- gy act'(y), acc <- their column sums (when an array), dx rows <- dz W^T."""
     dense.layer_grad(y[lo:hi], gy[lo:hi], code, dz[lo:hi], acc)
-    if dx is not None:
+    if dx.shape[0] != 0:
         blas.gemm(dz[lo:hi], W.T, dx[lo:hi], 0.0)
 
 
@@ -79,10 +80,9 @@ def _weights_part(x, dz, dW, beta, lo, hi):
 
 @njit(**NJIT)
 def _sums(acc, db):
-    if db is not None:
-        for p in range(acc.shape[0]):
-            for j in range(db.shape[0]):
-                db[j] += acc[p, j]
+    for p in range(acc.shape[0]):  # none for a zero-length db (no db wanted)
+        for j in range(db.shape[0]):
+            db[j] += acc[p, j]
 
 
 @njit(**NJIT)
@@ -90,7 +90,7 @@ def _backward(x, W, y, gy, code, dz, dW, beta, db, dx, parts):
     acc = np.zeros((parts, dz.shape[1]), dz.dtype)
     for p in range(parts):
         lo, hi = bounds(x.shape[0], parts, p)
-        if db is None:
+        if db.shape[0] == 0:
             _rows_part(y, gy, code, dz, None, W, dx, lo, hi)
         else:
             _rows_part(y, gy, code, dz, acc[p], W, dx, lo, hi)
@@ -107,7 +107,7 @@ def _backward_parallel(x, W, y, gy, code, dz, dW, beta, db, dx, parts):
     for p in prange(parts):
         lo, hi = bounds(x.shape[0], parts, p)
         before = blas.threads_local(1)
-        if db is None:
+        if db.shape[0] == 0:
             _rows_part(y, gy, code, dz, None, W, dx, lo, hi)
         else:
             _rows_part(y, gy, code, dz, acc[p], W, dx, lo, hi)
@@ -133,7 +133,9 @@ def dense_forward_parts_numba(x, W, b, code, y, z=None, on_threads=None):
         return dense.dense_forward_numba(x, W, b, code, y, z)
     threads = use_threads(y.size) if on_threads is None else on_threads
     kernel = _forward_parallel if threads else _forward
-    if kernel(x, W, b, code, y, z, PARTS):
+    # read-only x, empty arrays for no b and no z: one compiled variant where they made four
+    x, b, z1 = read_only(x), none_as_empty(b, (0,), y.dtype), none_as_empty(z, (0, 0), y.dtype)
+    if kernel(x, W, b, code, y, z1, PARTS):
         dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as dense does
     return y
 
@@ -147,7 +149,8 @@ def dense_backward_parts_numba(x, W, y, gy, code, dz, dW, beta, db, dx, on_threa
         raise ValueError("dense_backward: y, gy and dz must have one shape, dW W's")
     threads = use_threads(y.size) if on_threads is None else on_threads
     kernel = _backward_parallel if threads else _backward
-    kernel(x, W, y, gy, code, dz, dW, float(beta), db, dx, PARTS)
+    db1, dx1 = none_as_empty(db, (0,), dz.dtype), none_as_empty(dx, (0, 0), dz.dtype)
+    kernel(read_only(x), W, y, gy, code, dz, dW, float(beta), db1, dx1, PARTS)
     return dx
 
 
