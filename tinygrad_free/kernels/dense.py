@@ -393,20 +393,16 @@ def dense_grad_numba(y, gy, code, dz, db):
 # the backward pass's activation gradient and its two products.
 @njit(**NJIT)
 def layer_forward(x, W, b, code, y):
-    """y <- act(x @ W + b), the GEMM included; True when NumPy must finish the activation (jitted
-    code). No bias: b is a zero-length array (``dense_forward_numba``)."""
+    """y <- act(x @ W + b), the GEMM included (b zero-length: none); True when NumPy must finish."""
     if b.shape[0] != 0 and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     blas.gemm(x, W, y, 0.0)
-    if b.shape[0] == 0:
-        return bias_act_2d(y, None, code)
-    return bias_act_2d(y, b, code)
+    return bias_act_2d(y, None, code) if b.shape[0] == 0 else bias_act_2d(y, b, code)
 
 
 @njit(**NJIT)
 def layer_forward_keep(x, W, b, code, y, z):
-    """z <- x @ W + b kept; y <- act(z). True when NumPy must finish the activation. No bias:
-    b is a zero-length array."""
+    """z <- x @ W + b kept (b zero-length: none); y <- act(z). True when NumPy must finish."""
     if b.shape[0] != 0 and b.shape[0] != y.shape[1]:
         raise ValueError("dense_forward: b must have W.shape[1] elements")
     if z.shape != y.shape:
@@ -469,9 +465,8 @@ def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
 
 # --------------------------------------------------------------------------------------------
 # The table (see kernels/registry.py) and the warm-up: C-contiguous 2-D activations, writable
-# (data) or read-only (a module's output seen by user code), a 1-D bias/bias-gradient or None.
-# The whole-layer kernels see all of these as one compiled variant (read_only, none_as_empty);
-# the calls still run every path.
+# (data) or read-only (a module's output seen by user code), a 1-D bias/bias-gradient or None
+# (the whole-layer kernels see these as one compiled variant: read_only, none_as_empty).
 # --------------------------------------------------------------------------------------------
 from .registry import kernel, warmup_case  # noqa: E402
 
