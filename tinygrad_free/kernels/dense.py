@@ -10,7 +10,7 @@ layer's cached output y (see ``nn.activation``), never from recomputing the forw
 import numpy as np
 
 from . import approx, blas, gelu
-from ._nb import NJIT, as2d, as2d_in, flat_in, njit, none_as_empty, read_only
+from ._nb import NJIT, as2d, as2d_in, flat_in, njit, none_as_empty
 
 IDENTITY, SIGMOID, TANH, RELU, GELU, GELU_TANH = 0, 1, 2, 3, 4, 5
 #: The codes whose derivative is computed from the pre-activation z rather than the output y.
@@ -443,8 +443,9 @@ def dense_forward_numba(x, W, b, code, y, z=None):
             z += b
         np.copyto(y, z)
         return bias_act_numba(y, None, code)
-    # read-only x and an empty array for no b: one compiled variant where they made four
-    x, b = read_only(x), none_as_empty(b, (0,), y.dtype)
+    # an empty array for no b: one compiled variant for both (x keeps its write flag: a read-only
+    # view per call would cost the MLP's step more than the second variant costs the warm-up)
+    b = none_as_empty(b, (0,), y.dtype)
     finish = layer_forward(x, W, b, code, y) if z is None else layer_forward_keep(x, W, b, code, y, z)
     if finish:  # float64 tanh, sigmoid: NumPy finishes
         finish_act(y, code)
@@ -457,16 +458,16 @@ def dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx):
     if not blas.AVAILABLE:
         layer_grad(y, gy, code, dz, db)
         return backward_products_numpy(x, W, dz, dW, beta, dx)
-    # read-only x, empty arrays for no db and no dx: one compiled variant where they made eight
+    # empty arrays for no db and no dx: one compiled variant where None and arrays made four
     db1, dx1 = none_as_empty(db, (0,), dz.dtype), none_as_empty(dx, (0, 0), dz.dtype)
-    _dense_backward(read_only(x), W, y, gy, code, dz, dW, beta, db1, dx1)
+    _dense_backward(x, W, y, gy, code, dz, dW, beta, db1, dx1)
     return dx
 
 
 # --------------------------------------------------------------------------------------------
 # The table (see kernels/registry.py) and the warm-up: C-contiguous 2-D activations, writable
 # (data) or read-only (a module's output seen by user code), a 1-D bias/bias-gradient or None
-# (the whole-layer kernels see these as one compiled variant: read_only, none_as_empty).
+# (the whole-layer kernels see None and an array as one compiled variant: none_as_empty).
 # --------------------------------------------------------------------------------------------
 from .registry import kernel, warmup_case  # noqa: E402
 
