@@ -90,18 +90,19 @@ def warmup(dtypes=(np.float32, np.float64), files=None, jobs=1):
     return time.perf_counter() - start
 
 
-#: Cold-compile seconds of some files' float32 and float64 cases (AMD EPYC, one core), heaviest
-#: first; others count 5. Only which process takes which file, costliest first, depends on them.
+#: Cold-compile seconds of some files' float32 and float64 cases (AMD EPYC, one core each, two
+#: files at once), heaviest first; others count 5. Only which process takes which file, costliest
+#: first, depends on them.
 _COMPILE_SECONDS = {
-    "conv": (79, 42),
-    "linear": (44, 14),
-    "conv_pool": (42, 15),
-    "dense": (34, 18),
-    "dense_parts": (34, 1),
-    "attention": (30, 13),
-    "lstm": (20, 8),
-    "gru": (19, 10),
-    "rnn": (16, 6),
+    "conv": (67, 34),
+    "dense": (29, 18),
+    "lstm": (27, 16),
+    "linear": (33, 9),
+    "rnn": (26, 15),
+    "conv_pool": (26, 14),
+    "gru": (24, 14),
+    "dense_parts": (37, 0),
+    "attention": (15, 8),
 }
 
 
