@@ -201,6 +201,19 @@ def test_only_a_relu_stride_one_convolution_fuses_with_a_two_by_two_pooling():
     pool = nn.MaxPool2D(2)
     assert nn.Conv2D(3, 8, 3, activation="relu").fuses_with(pool)
     assert nn.Conv2D(32, 64, (3, 2), padding=1, activation="relu").fuses_with(pool)
+    assert nn.Conv2D(8, 16, 3, activation="relu").fuses_with(pool)  # too few channels for Winograd
+
+
+def test_a_convolution_the_winograd_kernels_take_runs_apart_from_its_pooling(rng):
+    # 3 x 3, stride 1, 16+ input channels: Winograd and the pooling apart are faster than fused
+    pool = nn.MaxPool2D(2)
+    assert not nn.Conv2D(32, 64, 3, activation="relu").fuses_with(pool)
+    assert not nn.Conv2D(16, 8, 3, padding=1, activation="relu").fuses_with(pool)
+    model = nn.Sequential(nn.Conv2D(16, 4, 3, activation="relu", dtype=np.float64, rng=0), nn.MaxPool2D(2))
+    x = rng.standard_normal((2, 16, 8, 8))
+    y = model(x)
+    assert model[0]._argmax is None  # apart: the pooling kept its own argmax
+    np.testing.assert_allclose(y, nn.MaxPool2D(2)(model[0](x)), rtol=1e-12)
     assert not nn.Conv2D(1, 8, 3, activation="tanh").fuses_with(pool)
     assert not nn.Conv2D(1, 8, 3).fuses_with(pool)
     assert not nn.Conv2D(1, 8, 3, stride=2, activation="relu").fuses_with(pool)
