@@ -264,21 +264,20 @@ def conv2d_forward_numba(x, W, b, sh, sw, ph, pw, code, y, z=None, on_threads=No
     W2, y3, ho, wo = _check(x, W, y, sh, sw, ph, pw)
     threads = _on_threads(y) if on_threads is None else on_threads
     x = read_only(x)  # one compiled variant for data and a layer's output
+    b1 = none_as_empty(b, (0,), y.dtype)  # and for a bias or none
     if _winograd(x, W, sh, sw, wide, z, use_winograd):
         nb = winograd.block_samples(ho, wo, x.shape[0])
         kernel = winograd.forward_parallel if threads else winograd.forward
-        b1 = none_as_empty(b, (0,), y.dtype)
         done = kernel(x, read_only(W), b1, ph, pw, code, y3, nb, parts_of(x.shape[0], nb))
         if done == 1:
             dense.finish_act(y, code)
         if done != 2:
             return y
-    pre3 = None if z is None else _pre_view(z, y)
+    pre3 = none_as_empty(None if z is None else _pre_view(z, y), (0, 0, 0), y.dtype)
     kh, kw = W.shape[2], W.shape[3]
     wide = _wide(x, sh, sw, wide)
     nb = block_samples(W2.shape[1], sample_span(x.shape[3], pw, ho, wo, wide), y.itemsize, x.shape[0])
     kernel = blocks.forward_parallel if threads else blocks.forward
-    b1, pre3 = none_as_empty(b, (0,), y.dtype), none_as_empty(pre3, (0, 0, 0), y.dtype)
     if kernel(x, W2, b1, kh, kw, sh, sw, ph, pw, code, y3, pre3, nb, parts_of(x.shape[0], nb), wide):
         dense.finish_act(y, code)  # float64 tanh, sigmoid: NumPy finishes, as in dense
     return y
@@ -299,20 +298,19 @@ def conv2d_backward_numba(
     kh, kw = W.shape[2], W.shape[3]
     threads = _on_threads(y) if on_threads is None else on_threads
     x = read_only(x)
+    db1, dx1 = none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
     if _winograd(x, W, sh, sw, wide, None, use_winograd):
         nb = winograd.block_samples(y.shape[2], y.shape[3], x.shape[0])
         kernel = winograd.backward_parallel if threads else winograd.backward
-        db1, dx1 = none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
         args = (dW, float(beta), db1, ph, pw, dx1, nb, parts_of(x.shape[0], nb))
         if not kernel(x, read_only(W), y3, gy3, code, *args):
             return dx
     wide = _wide(x, sh, sw, wide)
     kernel = blocks.backward_parallel if threads else blocks.backward
-    db, dx1 = none_as_empty(db, (0,), y.dtype), none_as_empty(dx, (0,) + x.shape[1:], y.dtype)
     for layout in (True, False) if wide else (False,):
         span = sample_span(x.shape[3], pw, y.shape[2], y.shape[3], layout)
         nb = block_samples(W2.shape[1], span, y.itemsize, x.shape[0])
-        args = (dW2, float(beta), db, kh, kw, sh, sw, ph, pw, dx1, nb, parts_of(x.shape[0], nb), layout)
+        args = (dW2, float(beta), db1, kh, kw, sh, sw, ph, pw, dx1, nb, parts_of(x.shape[0], nb), layout)
         if not kernel(x, W2, y3, gy3, code, *args):
             return dx
     raise AssertionError("conv2d: compact columns are never redone")

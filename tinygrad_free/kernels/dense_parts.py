@@ -9,8 +9,10 @@ dW from all the rows, with no partial sums to add. The parts depend on the shape
 GEMM runs on one BLAS thread (MKL's per-thread setting), so one thread or several give the same
 bits. With one numba thread (or a BLAS other than MKL) the parts run one after the other.
 
-The NumPy twins are ``dense``'s (the whole batch at once): the two agree to rounding. As in
-``dense``, the kernels take x read-only and "none" (no b, z, db or dx) as zero-length arrays.
+The NumPy twins are ``dense``'s (the whole batch at once): the two agree to rounding. The
+kernels take "none" (no b, z, db or dx) as zero-length arrays, as ``dense``'s do, and x as a
+read-only view (unlike ``dense``, whose small batches would feel a view per call): one compiled
+variant each.
 """
 
 import numpy as np
