@@ -15,7 +15,14 @@ kernel's grain chooses for that many parameters.
     python benchmarks/bench_grains.py                                # Adam and SGD, widths 128-1024
     python benchmarks/bench_grains.py --optimizers Adam --widths 128 192 --batches 16 --rounds 6
 
-Writes benchmarks/results/grains.json and .md.
+With ``--backward``, the same for the dense layers' backward (``kernels.dense_parts.beside``):
+dW beside dx on two threads against the two products one after the other, the optimizer Adam
+(its update at its own grain in both), the crossover being ``dense_parts.BESIDE_GRAIN``
+multiply-adds per product; the hidden layers' products are batch x w x w.
+
+    python benchmarks/bench_grains.py --backward --widths 96 128 192 256 512 --batches 16 64 256
+
+Writes benchmarks/results/grains.json and .md (``--backward``: grains_backward.json and .md).
 """
 
 import argparse
@@ -27,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
 SETTINGS = ("serial", "parallel", "one thread")
+#: --backward's settings: "parallel" is dW beside dx.
 KERNELS = {"Adam": "adam", "SGD": "sgd", "Momentum": "momentum", "RMSProp": "rmsprop", "Nadam": "nadam"}
 
 
@@ -37,20 +45,25 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--segment-seconds", type=float, default=0.4)
+    p.add_argument("--backward", action="store_true", help="the dense backward's grain, not the updates'")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    p.add_argument("--name", default="grains")
+    p.add_argument("--name", default=None, help="default: grains, or grains_backward with --backward")
     args = p.parse_args(argv)
+    if args.name is None:
+        args.name = "grains_backward" if args.backward else "grains"
+    if args.backward:
+        args.optimizers = ["Adam"]
     if args.rounds < 1 or not args.segment_seconds > 0 or min(args.widths + args.batches) < 1:
         p.error("--rounds, --widths and --batches must be positive integers, --segment-seconds a positive number")
     return args
 
 
-def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
+def measure(optimizer, width, batch, rounds, segment_seconds, x, y, backward=False):
     import numba
     from threadpoolctl import ThreadpoolController
 
     from tinygrad_free import kernels, nn, optim
-    from tinygrad_free.kernels import parallel
+    from tinygrad_free.kernels import dense_parts, parallel
     from tinygrad_free.recipes import build_mlp
 
     model = build_mlp(784, 3, width, activation="tanh", weight_init="xavier", num_classes=10, rng=0)
@@ -58,6 +71,7 @@ def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
     loss_fn, opt = nn.CrossEntropyLoss(), getattr(optim, optimizer)(model.parameters(), lr=1e-3)
     name = KERNELS[optimizer]
     threaded = getattr(kernels.NUMBA, name)
+    grain_before = dense_parts.BESIDE_GRAIN
     step = C.training_step(model, loss_fn, opt, x, y, batch)
 
     blas = ThreadpoolController().select(user_api="blas")
@@ -69,7 +83,10 @@ def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
         count = 1 if which == "one thread" else two
         blas.limit(limits=count)
         numba.set_num_threads(count)
-        setattr(kernels.NUMBA, name, threaded.parallel if which == "parallel" else threaded.serial)
+        if backward:  # the update at its own grain; the products one after the other, or side by side
+            dense_parts.BESIDE_GRAIN = 0 if which == "parallel" else 1 << 62
+        else:
+            setattr(kernels.NUMBA, name, threaded.parallel if which == "parallel" else threaded.serial)
 
     try:
         setting("one thread")
@@ -93,16 +110,21 @@ def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
                 medians[which].append(C.median(times))
     finally:
         setattr(kernels.NUMBA, name, threaded)
+        dense_parts.BESIDE_GRAIN = grain_before
         limiter.restore_original_limits()
         numba.set_num_threads(numba_before)
     ratios = [p / s for p, s in zip(medians["parallel"], medians["serial"])]
+    if backward:  # the hidden layers' products, batch x width x width multiply-adds each
+        size, grain = batch * width * width, grain_before
+    else:
+        grain = threaded.grain
     return {
         "optimizer": optimizer,
         "width": width,
         "batch": batch,
         "parameters": size,
-        "grain": threaded.grain,
-        "grain_chooses": "parallel" if size >= threaded.grain else "serial",
+        "grain": grain,
+        "grain_chooses": "parallel" if size >= grain else "serial",
         "parallel_available": parallel.layer_ok() and two > 1,
         "steps_per_segment": steps,
         "median_step": {s: C.median(v) for s, v in medians.items()},
@@ -112,17 +134,22 @@ def measure(optimizer, width, batch, rounds, segment_seconds, x, y):
 
 
 def markdown(result):
-    meta = result["meta"]
+    meta, backward = result["meta"], result.get("backward", False)
+    what = ("dense backward: dW beside dx", "products in turn", "side by side", "multiply-adds per product")
+    ratio = "side by side / in turn"
+    if not backward:
+        what = ("optimizer updates: serial or parallel", "serial update", "parallel update", "parameters")
+        ratio = "parallel / serial"
     lines = [
-        "# Optimizer updates: serial or parallel, inside the training step",
+        f"# {what[0][0].upper() + what[0][1:]}, inside the training step",
         "",
         f"{meta['cpu_model']}, {meta['cpu_count']} CPUs; {meta['date']}; BLAS of the kernels: {meta['gemm']}; "
         f"{meta['rounds']} rounds of the three settings, order rotated each round.",
         "",
         f"Command: `python benchmarks/{meta['command']}`",
         "",
-        "| optimizer | width | batch | parameters | 1 thread (us/step) | 2 threads, serial update "
-        "| 2 threads, parallel update | parallel / serial (per-round median) | grain chooses |",
+        f"| optimizer | width | batch | {what[3]} | 1 thread (us/step) | 2 threads, {what[1]} "
+        f"| 2 threads, {what[2]} | {ratio} (per-round median) | grain chooses |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["cases"]:
@@ -134,11 +161,20 @@ def markdown(result):
             f"| {m['serial'] * 1e6:.0f} | {m['parallel'] * 1e6:.0f} | {r['parallel_over_serial']:.3f} "
             f"| {r['grain_chooses']} (grain {r['grain']:,}){mark} |"
         )
+    tail = (
+        "The grain is the kernel's (`tinygrad_free.kernels.optim`): the parallel twin runs for buffers of at "
+        "least that many elements when numba has several threads."
+    )
+    if backward:
+        tail = (
+            "The grain is `tinygrad_free.kernels.dense_parts.BESIDE_GRAIN`: a layer's dW and dx run side by side "
+            "when each has at least that many multiply-adds and numba has several threads (the hidden layers' "
+            "batch x w x w; the first layer computes no dx). Adam's update runs at its own grain throughout."
+        )
     lines += [
         "",
         "The MLP is 784-w-w-w-10 tanh; each setting's number is the median over rounds of its segments' median "
-        "step. The grain is the kernel's (`tinygrad_free.kernels.optim`): the parallel twin runs for buffers of at "
-        "least that many elements when numba has several threads.",
+        "step. " + tail,
         "",
     ]
     return "\n".join(lines)
@@ -157,14 +193,15 @@ def main(argv=None):
     x, y = np.ascontiguousarray(split.x_train, np.float32), split.y_train
     result = {
         "meta": C.segments_meta(argv, args),
+        "backward": args.backward,
         "cases": [],
     }
     for optimizer in args.optimizers:
         for width in args.widths:
             for batch in args.batches:
-                r = measure(optimizer, width, batch, args.rounds, args.segment_seconds, x, y)
+                r = measure(optimizer, width, batch, args.rounds, args.segment_seconds, x, y, args.backward)
                 print(
-                    f"{optimizer} width {width} batch {batch} ({r['parameters']:,} parameters): "
+                    f"{optimizer} width {width} batch {batch} ({r['parameters']:,}): "
                     f"parallel/serial {r['parallel_over_serial']:.3f}",
                     flush=True,
                 )

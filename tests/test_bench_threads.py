@@ -13,7 +13,9 @@ import bench_grains  # noqa: E402
 import bench_threads  # noqa: E402
 
 
-@pytest.mark.parametrize("module, name", [(bench_threads, "threads_inprocess"), (bench_grains, "grains")])
+@pytest.mark.parametrize(
+    "module, name", [(bench_threads, "threads_inprocess"), (bench_grains, "grains"), (bench_grains, "grains_backward")]
+)
 def test_each_committed_page_is_its_json_rendered(module, name):
     result = json.loads((BENCH / "results" / f"{name}.json").read_text())
     assert module.markdown(result) == (BENCH / "results" / f"{name}.md").read_text()

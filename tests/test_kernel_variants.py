@@ -13,6 +13,7 @@ READ_ONLY_X = [
     dense_parts._forward_parallel,
     dense_parts._backward,
     dense_parts._backward_parallel,
+    dense_parts._backward_beside,
     conv_blocks.forward,
     conv_blocks.forward_parallel,
     conv_blocks.backward,

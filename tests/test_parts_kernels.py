@@ -2,6 +2,7 @@
 cut into row parts that run on numba's threads: the dense layer, the (out, in)-weight
 projections and LayerNorm, each against its NumPy twin, and one thread against two bit for bit."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -87,3 +88,66 @@ def test_layernorm_in_parts_matches_numpy_and_either_thread_count(rng):
     layernorm.layernorm_backward_numpy(gy, xhat, invstd, gamma, dg, db, dx)
     for a, c in zip(runs[0], (y, xhat, invstd, dg, db, dx)):
         close(a, c, 1e-4)
+
+
+def _beside_calls(monkeypatch):
+    calls = []
+    kernel = dense_parts._backward_beside
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return kernel(*args)
+
+    monkeypatch.setattr(dense_parts, "_backward_beside", counted)
+    return calls
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "identity"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("n_in, n_out", [(40, 33), (600, 10)])  # (600, 10): dW is a narrow product (OpenBLAS)
+def test_a_large_layers_dw_beside_dx_gives_the_bits_of_the_products_in_turn(
+    activation, bias, n_in, n_out, monkeypatch, rng
+):
+    from tinygrad_free import backend, nn
+
+    if not (kernels.blas.LOCAL_THREADS and kernels.parallel.layer_ok()):
+        pytest.skip("dW beside dx needs MKL's per-thread GEMM and numba's OpenMP or TBB threads")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only")
+    monkeypatch.setattr(dense_parts, "BESIDE_GRAIN", 24 * n_in * n_out)  # this layer's products: a small test
+    calls = _beside_calls(monkeypatch)
+    x = rng.standard_normal((24, n_in)).astype(np.float32)
+    gy = rng.standard_normal((24, n_out)).astype(np.float32)
+    runs = []
+    with backend.use_backend("numba"):
+        for threads in (1, 2):
+            layer = nn.Dense(n_in, n_out, activation=activation, bias=bias, rng=0)
+            with kernels.parallel.num_threads(threads):
+                grads = []
+                for _ in range(2):  # the second call accumulates into the gradients (beta 1)
+                    layer.forward(x)
+                    dx = layer.backward(gy)
+                    grads += [layer.W.grad.copy(), dx] + ([layer.b.grad.copy()] if bias else [])
+            runs.append(grads)
+    assert calls == [(24, n_in), (24, n_in)], "dW beside dx runs with two threads, once a call"
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_dw_beside_dx_is_not_taken_below_its_grain_on_one_thread_or_without_dx(monkeypatch, rng):
+    from tinygrad_free import backend, nn
+
+    calls = _beside_calls(monkeypatch)
+    x = rng.standard_normal((16, 40)).astype(np.float32)
+    with backend.use_backend("numba"), kernels.parallel.num_threads(2):
+        layer = nn.Dense(40, 33, rng=0)  # 16 x 40 x 33 multiply-adds: far below the grain
+        layer.forward(x)
+        layer.backward(np.ones((16, 33), np.float32))
+        monkeypatch.setattr(dense_parts, "BESIDE_GRAIN", 1)
+        layer.forward(x)
+        layer.backward(np.ones((16, 33), np.float32), input_grad=False)  # no dx: one product
+        with kernels.parallel.num_threads(1):
+            layer.forward(x)
+            layer.backward(np.ones((16, 33), np.float32))
+            assert not dense_parts.beside(16, 40, 33)  # one thread, the grain passed
+    assert calls == []

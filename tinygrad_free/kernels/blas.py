@@ -44,6 +44,11 @@ so the Python functions that multiply through numpy's OpenBLAS (the NumPy kernel
 kernels when the GEMM is not MKL's) hold its process-wide count at one for the call
 (``on_one_thread``; about a microsecond). ``LOCAL_THREADS`` says whether MKL's per-thread call is
 bound (then GEMMs may run on several numba threads at once).
+
+Not MKL's "strict CNR" mode (``mkl_cbwr_set(MKL_CBWR_AVX2 | MKL_CBWR_STRICT)``), which promises
+the same bits from ?gemm on any thread count: MKL refuses it on the AMD EPYC machines (2026.2:
+``MKL_CBWR_ERR_UNSUPPORTED_BRANCH``, -3, for the AVX2 and AVX-512 branches alike). On Intel CPUs
+it may be granted; it was not measured there (it would let one product use both cores).
 """
 
 import ctypes

@@ -1,5 +1,6 @@
-"""The dense layer on tall inputs (at least ``SPLIT_ROWS`` rows: a batch of sequences, 128 x 49
-tokens, is 6,272 rows), cut into parts that run on numba's threads when there are several.
+"""The dense layer cut into parts that run on numba's threads when there are several: tall inputs
+(at least ``SPLIT_ROWS`` rows: a batch of sequences, 128 x 49 tokens, is 6,272 rows) by rows, and
+the two products of other layers' backward side by side.
 
 Forward: the rows are cut into ``PARTS`` parts; each part is ``dense``'s whole kernel on its rows
 (the GEMM, the bias and the activation). Backward: the same row parts compute dz (and each part's
@@ -8,6 +9,12 @@ dW = x^T dz is cut by its own rows (the input features), so every part writes it
 dW from all the rows, with no partial sums to add. The parts depend on the shapes alone, and each
 GEMM runs on one BLAS thread (MKL's per-thread setting), so one thread or several give the same
 bits. With one numba thread (or a BLAS other than MKL) the parts run one after the other.
+
+Other layers' backward, when both products are large (at least ``BESIDE_GRAIN`` multiply-adds
+each, a 128 x 512 -> 512 layer, say) and numba has several threads: dz and db as ``dense`` makes
+them, then dW = x^T dz on one thread beside dx = dz W^T on another (``beside``). The two
+products are independent and each is the same whole GEMM ``dense`` calls, so the bits are
+``dense``'s on any thread count; only the wait changes (the slower product instead of both).
 
 The NumPy twins are ``dense``'s (the whole batch at once): the two agree to rounding. The
 kernels take "none" (no b, z, db or dx) as zero-length arrays, as ``dense``'s do, and x as a
@@ -21,16 +28,28 @@ from . import blas, dense, parallel
 from ._nb import NJIT, njit, none_as_empty, read_only
 from .parallel import NJIT_PARALLEL, prange
 
-#: Inputs with at least this many rows take these kernels (the MLP's batches of 16-1024 rows keep
+#: Inputs with at least this many rows take the row parts (the MLP's batches of 16-1024 rows keep
 #: ``dense``'s single call).
 SPLIT_ROWS = 2048
 #: Parts of the rows (and of dW's rows); a function of nothing but this constant and the shapes.
 PARTS = 4
+#: Multiply-adds in each backward product from which dW and dx run side by side: the crossover
+#: measured inside whole training steps (``benchmarks/bench_grains.py --backward``, AMD EPYC,
+#: 2026-12-07, two runs: a step 1.01-1.05x as long at 1,048,576 each, 0.91-1.00x at 2.4 million,
+#: 0.82x at 17 million): the second thread has slept since the last region.
+BESIDE_GRAIN = 1 << 21
 
 
 def tall(rows):
     """Whether an input of ``rows`` rows takes the parts kernels."""
     return rows >= SPLIT_ROWS
+
+
+def beside(rows, n_in, n_out):
+    """Whether the backward of a layer (``n_in`` -> ``n_out``) on ``rows`` rows, fewer than
+    ``SPLIT_ROWS``, computes dW beside dx: each product has ``BESIDE_GRAIN`` multiply-adds or
+    more, numba has several threads on a layer that can, and the GEMM is MKL's (per-thread)."""
+    return blas.LOCAL_THREADS and parallel.use_parallel(rows * n_in * n_out, BESIDE_GRAIN)
 
 
 @njit(**NJIT)
@@ -123,6 +142,19 @@ def _backward_parallel(x, W, y, gy, code, dz, dW, beta, db, dx, parts):
     _sums(acc, db)
 
 
+@njit(**NJIT_PARALLEL)
+def _backward_beside(x, W, y, gy, code, dz, dW, beta, db, dx):
+    if db.shape[0] == 0:
+        dense.layer_grad(y, gy, code, dz, None)
+    else:
+        dense.layer_grad(y, gy, code, dz, db)
+    for product in prange(2):  # one on each thread; blas.gemm keeps each to its calling thread
+        if product == 0:
+            blas.gemm(x.T, dz, dW, beta)
+        else:
+            blas.gemm(dz, W.T, dx, 0.0)
+
+
 def use_threads(size):
     """Whether the parts go to numba's threads: several threads, a layer that can, MKL's GEMM."""
     return blas.LOCAL_THREADS and parallel.use_parallel(size)
@@ -144,11 +176,18 @@ def dense_forward_parts_numba(x, W, b, code, y, z=None, on_threads=None):
 
 @blas.on_one_thread_unless_mkl
 def dense_backward_parts_numba(x, W, y, gy, code, dz, dW, beta, db, dx, on_threads=None):
-    """``dense_backward_numba`` over row parts, dW over its own row parts (see the module docstring)."""
+    """``dense_backward_numba`` over row parts, dW over its own row parts; on fewer rows, dW beside
+    dx (see the module docstring)."""
     if not blas.AVAILABLE:
         return dense.dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx)
     if y.shape != dz.shape or gy.shape != dz.shape or dW.shape != W.shape:
         raise ValueError("dense_backward: y, gy and dz must have one shape, dW W's")
+    if not tall(x.shape[0]):  # dW beside dx, or dense's kernel when they do not pay
+        threads = beside(*x.shape, W.shape[1]) if on_threads is None else on_threads
+        if dx is None or not threads:
+            return dense.dense_backward_numba(x, W, y, gy, code, dz, dW, beta, db, dx)
+        _backward_beside(read_only(x), W, y, gy, code, dz, dW, float(beta), none_as_empty(db, (0,), dz.dtype), dx)
+        return dx
     threads = use_threads(y.size) if on_threads is None else on_threads
     kernel = _backward_parallel if threads else _backward
     db1, dx1 = none_as_empty(db, (0,), dz.dtype), none_as_empty(dx, (0, 0), dz.dtype)
@@ -168,11 +207,11 @@ kernel("dense_backward_parts", dense.dense_backward_numpy, dense_backward_parts_
 def _warm_up(dtype):
     if dtype != np.float32:
         return
-    x = np.linspace(-1.0, 1.0, 40, dtype=dtype).reshape(8, 5)
+    x = np.linspace(-1.0, 1.0, SPLIT_ROWS * 5, dtype=dtype).reshape(SPLIT_ROWS, 5)  # tall
     x_readonly = x.view()
     x_readonly.flags.writeable = False
     W, b = np.ones((5, 3), dtype), np.zeros(3, dtype)
-    y = np.empty((8, 3), dtype)
+    y = np.empty((SPLIT_ROWS, 3), dtype)
     for on in (False, True):
         for code in (dense.IDENTITY, dense.RELU, dense.GELU):
             for xin in (x, x_readonly):
@@ -192,3 +231,8 @@ def _warm_up(dtype):
                         dx,
                         on_threads=on,
                     )
+    for code in (dense.IDENTITY, dense.RELU, dense.GELU):  # dW beside dx: fewer rows
+        for db in (b.copy(), None):
+            dense_backward_parts_numba(
+                x[:8], W, y[:8], y[:8], code, y[:8].copy(), W.copy(), 0.0, db, x[:8].copy(), on_threads=True
+            )

@@ -9,7 +9,7 @@ import numpy as np
 from .. import backend
 from .. import init as initializers
 from ..kernels.dense import FROM_INPUT
-from ..kernels.dense_parts import tall
+from ..kernels.dense_parts import beside, tall
 from . import activation as act
 from .module import Module
 from .parameter import Parameter
@@ -47,6 +47,8 @@ class Dense(Module):
     batch of rows (a view, no copy, for a C-contiguous input), and the output is (..., out).
     Tall inputs (``kernels.dense_parts.SPLIT_ROWS`` = 2048 rows or more: a batch of sequences)
     run in row parts, on numba's threads when there are several, with the same bits either way.
+    On fewer rows, a large layer's backward (``kernels.dense_parts.BESIDE_GRAIN`` multiply-adds
+    or more in each product) computes dW on one thread beside dx on another, the same bits.
 
     Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
     backend that call runs the matrix products too, so no Python runs between them.
@@ -139,7 +141,9 @@ class Dense(Module):
         dW, beta = self.W.gemm_target()
         dx = np.empty(x.shape, x.dtype) if input_grad else None
         ops = backend.ops()
-        backward = ops.dense_backward_parts if tall(x.shape[0]) else ops.dense_backward
+        rows = x.shape[0]
+        parts = tall(rows) or (input_grad and beside(rows, self.in_features, self.out_features))
+        backward = ops.dense_backward_parts if parts else ops.dense_backward
         backward(
             x, self.W.data, y, grad_out, self.act_code, self._dz, dW, beta, None if self.b is None else self.b.grad, dx
         )
