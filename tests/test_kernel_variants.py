@@ -6,7 +6,7 @@ arrays and write flags made up to eight (the warm-up and CI compile that much le
 from numba.core import types
 
 from tinygrad_free import kernels
-from tinygrad_free.kernels import attention, conv_blocks, conv_pool, dense, dense_parts
+from tinygrad_free.kernels import attention, conv_blocks, conv_pool, dense, dense_parts, linear
 
 READ_ONLY_X = [
     dense_parts._forward,
@@ -14,6 +14,7 @@ READ_ONLY_X = [
     dense_parts._backward,
     dense_parts._backward_parallel,
     dense_parts._backward_beside,
+    linear._linear_backward_beside,
     conv_blocks.forward,
     conv_blocks.forward_parallel,
     conv_blocks.backward,
@@ -38,7 +39,7 @@ NO_NONE = [
 def _signatures_after_warmup(dispatchers):
     # The warm-up's cases call every kernel with each argument None and an array, x writable and
     # read-only, every activation (threaded twins for float32).
-    kernels.warmup(files=("dense", "dense_parts", "conv", "conv_pool", "attention"))
+    kernels.warmup(files=("dense", "dense_parts", "linear", "conv", "conv_pool", "attention"))
     found = {d.py_func.__module__.rsplit(".", 1)[-1] + "." + d.py_func.__name__: d.signatures for d in dispatchers}
     assert all(found.values()), f"the warm-up did not run these: {[k for k, v in found.items() if not v]}"
     return found

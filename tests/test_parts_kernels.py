@@ -151,3 +151,27 @@ def test_dw_beside_dx_is_not_taken_below_its_grain_on_one_thread_or_without_dx(m
             layer.backward(np.ones((16, 33), np.float32))
             assert not dense_parts.beside(16, 40, 33)  # one thread, the grain passed
     assert calls == []
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("block", [True, False])  # gy a column block of a wider array, as q, k, v's are
+def test_a_large_projections_dw_beside_dx_gives_the_bits_of_the_products_in_turn(with_bias, block, monkeypatch, rng):
+    if not (kernels.blas.LOCAL_THREADS and kernels.parallel.layer_ok()) or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("dW beside dx needs MKL's per-thread GEMM and two of numba's OpenMP or TBB threads")
+    monkeypatch.setattr(dense_parts, "BESIDE_GRAIN", 40 * 8 * 30)
+    calls = []
+    kernel = linear._linear_backward_beside
+    monkeypatch.setattr(linear, "_linear_backward_beside", lambda *a: calls.append(a[2].shape) or kernel(*a))
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    W = rng.standard_normal((30, 8)).astype(np.float32)
+    wide = rng.standard_normal((40, 40)).astype(np.float32)
+    gy = wide[:, 5:35] if block else np.ascontiguousarray(wide[:, 5:35])
+    runs = []
+    for threads in (1, 2):
+        dW, db, dx = np.ones_like(W), np.zeros(30, np.float32) if with_bias else None, np.empty_like(x)
+        with kernels.parallel.num_threads(threads):
+            linear.linear_backward_numba(x, W, gy, dW, 1.0, db, dx)
+        runs.append((dW, db, dx))
+    assert calls == [(40, 30)], "dW beside dx runs with two threads"
+    for a, c in zip(*runs):
+        assert (a is None and c is None) or np.array_equal(a, c)

@@ -12,7 +12,8 @@ and dx may be None. The forward is ``dense_forward`` on W's transpose, read in p
 Tall inputs (``dense_parts.SPLIT_ROWS`` rows or more) go in parts, as ``dense_parts`` does it: row
 parts for the forward, db's partial column sums (added in part order) and dx; dW by its own row
 parts (the output features), each from all the rows. On numba's threads when there are several;
-the same bits either way.
+the same bits either way. Fewer rows: dW and dx side by side on two threads when each product is
+large enough (``dense_parts.beside``), each the same whole GEMM as in turn.
 """
 
 import numpy as np
@@ -74,6 +75,20 @@ def _linear_backward(x, W, gy, dW, beta, db, dx):
     blas.gemm(gy.T, x, dW, beta)
     if dx.shape[0] != 0:
         blas.gemm(gy, W, dx, 0.0)
+
+
+@njit(**NJIT_PARALLEL)
+def _linear_backward_beside(x, W, gy, dW, beta, db, dx):
+    """``_linear_backward`` with dW and dx side by side on two threads (``dense_parts.beside``)."""
+    if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
+        raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
+    if db.shape[0] != 0:
+        _column_sums_into(gy, db)
+    for product in prange(2):  # one on each thread; blas.gemm keeps each to its calling thread
+        if product == 0:
+            blas.gemm(gy.T, x, dW, beta)
+        else:
+            blas.gemm(gy, W, dx, 0.0)
 
 
 @njit(**NJIT)
@@ -141,12 +156,15 @@ def _wanted(db, dx, x, dtype):
 @blas.on_one_thread_unless_mkl
 def linear_backward_numba(x, W, gy, dW, beta, db, dx):
     """numba twin of ``linear_backward_numpy`` (one jitted call when ``blas`` is available; tall
-    inputs in parts, ``linear_backward_parts_numba``)."""
+    inputs in parts, ``linear_backward_parts_numba``; on fewer rows, dW beside dx when
+    ``dense_parts.beside`` says they pay)."""
     if not blas.AVAILABLE:
         return linear_backward_numpy(x, W, gy, dW, beta, db, dx)
     if dense_parts.tall(gy.shape[0]):
         return linear_backward_parts_numba(x, W, gy, dW, beta, db, dx)
-    _linear_backward(read_only(x), W, gy, dW, float(beta), *_wanted(db, dx, x, dW.dtype))
+    beside = dx is not None and dense_parts.beside(gy.shape[0], x.shape[1], gy.shape[1])
+    kernel = _linear_backward_beside if beside else _linear_backward
+    kernel(read_only(x), W, gy, dW, float(beta), *_wanted(db, dx, x, dW.dtype))
     return dx
 
 
@@ -185,6 +203,9 @@ def _warm_up(dtype):
                     db = None if b is None else b.copy()
                     linear_backward_numba(xin, W, gy, np.empty_like(W), 0.0, db, dx)
     if dtype == np.float32:  # the parts kernels, which tall inputs take (MultiHeadAttention's rows)
+        for gy in (wide[:, :6], np.zeros((3, 6), dtype)):  # dW beside dx (fewer rows)
+            for b in (np.zeros(6, dtype), None):
+                _linear_backward_beside(x_readonly, W, gy, np.empty_like(W), 0.0, *_wanted(b, x.copy(), x, dtype))
         for on in (False, True):
             y = np.empty((3, 6), dtype)
             dense_parts.dense_forward_parts_numba(x, W.T, None, IDENTITY, y, on_threads=on)
