@@ -67,11 +67,17 @@ def _column_sums_into(gy, db):
 # read-only (``read_only``): one compiled variant where None and the write flag made eight (the
 # linear warm-up's cold compile was 57 s, the second largest after the convolutions').
 @njit(**NJIT)
-def _linear_backward(x, W, gy, dW, beta, db, dx):
+def _checked_sums(x, W, gy, dW, db):
+    """The shapes checked, and db += gy's column sums (none for a zero-length db)."""
     if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
         raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
     if db.shape[0] != 0:
         _column_sums_into(gy, db)
+
+
+@njit(**NJIT)
+def _linear_backward(x, W, gy, dW, beta, db, dx):
+    _checked_sums(x, W, gy, dW, db)
     blas.gemm(gy.T, x, dW, beta)
     if dx.shape[0] != 0:
         blas.gemm(gy, W, dx, 0.0)
@@ -80,10 +86,7 @@ def _linear_backward(x, W, gy, dW, beta, db, dx):
 @njit(**NJIT_PARALLEL)
 def _linear_backward_beside(x, W, gy, dW, beta, db, dx):
     """``_linear_backward`` with dW and dx side by side on two threads (``dense_parts.beside``)."""
-    if gy.shape[1] != W.shape[0] or x.shape[1] != W.shape[1] or dW.shape != W.shape:
-        raise ValueError("linear_backward: x (rows, in), W and dW (out, in), gy (rows, out)")
-    if db.shape[0] != 0:
-        _column_sums_into(gy, db)
+    _checked_sums(x, W, gy, dW, db)
     for product in prange(2):  # one on each thread; blas.gemm keeps each to its calling thread
         if product == 0:
             blas.gemm(gy.T, x, dW, beta)
