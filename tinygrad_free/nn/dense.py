@@ -47,8 +47,9 @@ class Dense(Module):
     batch of rows (a view, no copy, for a C-contiguous input), and the output is (..., out).
     Tall inputs (``kernels.dense_parts.SPLIT_ROWS`` = 2048 rows or more: a batch of sequences)
     run in row parts, on numba's threads when there are several, with the same bits either way.
-    On fewer rows, a large layer's backward (``kernels.dense_parts.BESIDE_GRAIN`` multiply-adds
-    or more in each product) computes dW on one thread beside dx on another, the same bits.
+    On fewer rows, with several threads, a large layer's backward (``kernels.dense_parts.BESIDE_GRAIN``
+    multiply-adds or more in each product) computes dW on one thread beside dx on another, the
+    same bits.
 
     Each direction is one kernel call (``dense_forward`` / ``dense_backward``); with the numba
     backend that call runs the matrix products too, so no Python runs between them.
