@@ -40,7 +40,9 @@ KERNELS = {"Adam": "adam", "SGD": "sgd", "Momentum": "momentum", "RMSProp": "rms
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--optimizers", nargs="+", default=["Adam", "SGD"], choices=sorted(KERNELS))
+    p.add_argument(
+        "--optimizers", nargs="+", choices=sorted(KERNELS), help="default: Adam and SGD (--backward: Adam only)"
+    )
     p.add_argument("--widths", type=int, nargs="+", default=[128, 192, 256, 512, 1024])
     p.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     p.add_argument("--rounds", type=int, default=8)
@@ -51,8 +53,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.name is None:
         args.name = "grains_backward" if args.backward else "grains"
-    if args.backward:
-        args.optimizers = ["Adam"]
+    if args.backward and args.optimizers not in (None, ["Adam"]):
+        p.error("--backward measures the steps with Adam only; leave --optimizers out")
+    if args.optimizers is None:
+        args.optimizers = ["Adam"] if args.backward else ["Adam", "SGD"]
     if args.rounds < 1 or not args.segment_seconds > 0 or min(args.widths + args.batches) < 1:
         p.error("--rounds, --widths and --batches must be positive integers, --segment-seconds a positive number")
     return args

@@ -55,3 +55,12 @@ def test_a_case_that_is_not_network_colon_batch_is_refused_naming_the_networks(c
         bench_threads.parse_args(["--cases", case])
     err = capsys.readouterr().err
     assert f"--cases: {case!r} is not network:batch with a network of ['mlp', 'convnet'] and a positive batch" in err
+
+
+def test_the_backward_grain_run_refuses_other_optimizers_and_defaults_to_adam(capsys):
+    with pytest.raises(SystemExit):
+        bench_grains.parse_args(["--backward", "--optimizers", "SGD"])
+    assert "--backward measures the steps with Adam only" in capsys.readouterr().err
+    args = bench_grains.parse_args(["--backward"])
+    assert args.optimizers == ["Adam"] and args.name == "grains_backward"
+    assert bench_grains.parse_args([]).optimizers == ["Adam", "SGD"]
